@@ -1,0 +1,352 @@
+"""The `fac` command line: parse, call, print. Heavy modules are imported inside commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from supervisor import __version__
+from supervisor.errors import FacError
+from supervisor.text import table
+
+
+def _factory():
+    from supervisor.factory import Factory
+
+    return Factory.find()
+
+
+def _json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _ago(ts: float) -> str:
+    s = max(0, int(time.time() - ts))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+class FacGroup(click.Group):
+    """Maps FacError to a one- or two-line message and its exit code; never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FacError as e:
+            click.echo(f"fac: error: {e.message}", err=True)
+            if e.hint:
+                click.echo(f"  hint: {e.hint}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("fac: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=FacGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="fac")
+def cli() -> None:
+    """fac runs a team of coding agents like a well-run factory line.
+
+    Agents work in tmux windows, each on its own git worktree and branch; a deterministic merge
+    queue lets only green work reach main and routes every red result back to its owner.
+
+    \b
+    Start:   fac init DIR; cd DIR; fac up; fac spawn worker --cmd "bash ./agent.sh"
+    Watch:   fac status; fac attach NAME; fac log -f
+    Stop:    fac kill NAME [--rm]; fac down [--rm]
+
+    Environment: FAC_TMUX_SOCKET names a private tmux server (tmux -L); FAC_ROOT selects the
+    factory (set in every worker pane together with FAC_WORKER, FAC_ROLE and FAC_BRANCH).
+    """
+
+
+# --- init / config ---
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--sample", is_flag=True, help="Also copy fac's sample system and its pytest check.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def init(directory: Path, sample: bool, as_json: bool) -> None:
+    """Create a factory in DIRECTORY (default: here).
+
+    Makes a git repository on `main` with factory.toml, roles/, specs/, checks/,
+    system-under-construction/ and project-container/, and a first commit. In an existing
+    repository it adds only what is missing, never overwrites a file, and does not commit.
+    """
+    from supervisor import factory
+
+    report = factory.init(directory, sample=sample)
+    if as_json:
+        _json({"root": str(report.root), "created": report.created, "kept": report.kept,
+               "new_repo": report.new_repo, "commit": report.committed})  # fmt: skip
+        return
+    click.echo(f"factory at {report.root}" + (" (new git repository)" if report.new_repo else ""))
+    for p in report.created:
+        click.echo(f"  created  {p}")
+    if report.kept:
+        click.echo(f"  kept {len(report.kept)} existing file(s) untouched")
+    if report.committed:
+        click.echo(f"  committed {report.committed[:10]} on main")
+    elif report.created:
+        click.echo("  not committed: review, then `git add -A && git commit -m 'fac init'`")
+    click.echo(f"next: cd {directory} && fac up")
+
+
+@cli.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print the effective configuration as JSON.")
+def config_cmd(as_json: bool) -> None:
+    """Validate factory.toml and print the effective configuration.
+
+    \b
+    [factory] name         the factory's name (default: the directory's name)
+    [factory] main         the branch the queue guards (default "main")
+    [tmux] session         tmux session name (default "fac-<name>")
+    [queue] parallel       checks run at once (default: CPU count)
+    [queue] max_batch      branches tested together; 1 = serial queue (default 16)
+    [queue] retries        reruns of a red single-branch candidate before blame (default 1)
+    [queue] verify_main    run the gate on main after each merge (default false)
+    [checks.NAME] run      command (string split like a shell would, or a list); no shell
+    [checks.NAME] cwd      directory relative to the factory root (default ".")
+    [checks.NAME] stage    "inner", "gate" or both (default both)
+    [checks.NAME] timeout  seconds before the check's process group is killed (default 600)
+    [checks.NAME] kind     "deterministic" or "judgment" (default deterministic)
+    [checks.NAME] required false: a failure is reported but does not block (default true)
+    [checks.NAME] env      extra environment, e.g. { PYTHONHASHSEED = "0" }
+    """
+    from dataclasses import asdict
+
+    fac = _factory()
+    cfg = fac.config
+    data = {"root": str(fac.root), "name": cfg.name, "main": cfg.main, "session": cfg.session,
+            "queue": asdict(cfg.queue), "checks": [asdict(c) for c in cfg.checks]}  # fmt: skip
+    if as_json:
+        _json(data)
+        return
+    click.echo(f"factory {cfg.name} at {fac.root}: main={cfg.main} session={cfg.session}")
+    click.echo("queue: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.queue).items()))
+    for c in cfg.checks:
+        run = c.run if isinstance(c.run, str) else " ".join(c.run)
+        click.echo(f"check {c.name}: {run} (cwd {c.cwd}, stage {'+'.join(c.stage)}, timeout {c.timeout:g}s)")
+
+
+# --- session ---
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def up(as_json: bool) -> None:
+    """Start the factory's tmux session with fac's own windows (idempotent)."""
+    from supervisor import session
+
+    fac = _factory()
+    res = session.up(fac)
+    if as_json:
+        _json(res)
+        return
+    started = ", ".join(res["started"]) or "nothing new"
+    click.echo(f"session {res['session']} is up (started: {started})")
+    click.echo(f"watch it: {_attach_hint(res['session'])}")
+
+
+def _attach_hint(session: str) -> str:
+    sock = os.environ.get("FAC_TMUX_SOCKET")
+    return f"tmux -L {sock} attach -t {session}" if sock else f"tmux attach -t {session}"
+
+
+@cli.command()
+@click.option("--rm", is_flag=True, help="Also remove every worker's worktree and branch.")
+@click.option("--force", is_flag=True, help="With --rm: discard uncommitted changes in worktrees.")
+@click.option("--json", "as_json", is_flag=True)
+def down(rm: bool, force: bool, as_json: bool) -> None:
+    """Stop the factory's tmux session. Worktrees and branches stay unless --rm."""
+    from supervisor import session
+
+    res = session.down(_factory(), rm=rm, force=force)
+    if as_json:
+        _json(res)
+        return
+    click.echo(f"session {res['session']} " + ("stopped" if res["was_running"] else "was not running"))
+    if res["removed"]:
+        click.echo(f"removed worktrees and branches of: {', '.join(res['removed'])}")
+
+
+# --- workers ---
+
+
+@cli.command()
+@click.argument("role")
+@click.option("--name", help="Worker name (default: ROLE-N).")
+@click.option("--task", help="The task, given to the agent in its context (and $FAC_TASK).")
+@click.option("--runtime", type=click.Choice(["command", "claude", "anthropic"]), help="Default: the role's.")
+@click.option("--cmd", "command", help="Command line to run in the pane; implies --runtime command.")
+@click.option("--base", help="Branch point (default: main).")
+@click.option("--json", "as_json", is_flag=True)
+def spawn(role: str, name: str | None, task: str | None, runtime: str | None, command: str | None,
+          base: str | None, as_json: bool) -> None:  # fmt: skip
+    """Start a worker: branch fac/NAME, worktree .fac/worktrees/NAME, tmux window NAME.
+
+    All or nothing: if any step fails, whatever was created is removed again. The pane runs in
+    the worktree with FAC_ROOT, FAC_WORKER, FAC_ROLE and FAC_BRANCH set.
+    """
+    from supervisor import workers
+
+    if command is not None and runtime not in (None, "command"):
+        raise FacError("--cmd runs the command runtime; it cannot be combined with --runtime " + runtime)
+    res = workers.spawn(_factory(), role, name=name, task=task, runtime=runtime, command=command, base=base)
+    if as_json:
+        _json(res)
+        return
+    click.echo(
+        f"spawned {res['name']} ({res['role']}, {res['runtime']}) on {res['branch']} in {res['worktree']}"
+    )
+    click.echo(f"watch it: fac attach {res['name']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until interrupted.")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.2, 3600))
+def status(as_json: bool, watch: bool, interval: float) -> None:
+    """Workers with role, branch, state, process and window; the session and the queue."""
+    from supervisor import status as statusmod
+
+    fac = _factory()
+    if as_json:
+        _json(statusmod.collect(fac))
+        return
+    while True:
+        text = statusmod.render(statusmod.collect(fac))
+        if not watch:
+            click.echo(text)
+            return
+        click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + text, nl=True)
+        time.sleep(interval)
+
+
+@cli.command()
+@click.argument("worker")
+def attach(worker: str) -> NoReturn:
+    """Put your terminal on WORKER's window (switch-client when already inside tmux)."""
+    fac = _factory()
+    w = fac.store.worker(worker)
+    if w is None and worker not in ("supervisor", "merge-queue"):
+        known = ", ".join(x.name for x in fac.store.workers()) or "none"
+        raise FacError(f"no worker named {worker!r}", hint=f"workers: {known}")
+    panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+    if worker not in panes:
+        raise FacError(f"{worker} has no window in session {fac.session}", hint="is the factory up? `fac up`")
+    argv = fac.tmux.attach_argv(fac.session, panes[worker].window_id)
+    env = dict(os.environ)
+    if "switch-client" not in argv:
+        env.pop("TMUX", None)  # attaching from inside another tmux server
+    if not sys.stdin.isatty():
+        raise FacError("fac attach needs a terminal", hint=f"run it in a terminal, or: {' '.join(argv)}")
+    os.execvpe(argv[0], argv, env)
+
+
+@cli.command()
+@click.argument("worker")
+@click.option("--rm", is_flag=True, help="Also remove the worktree and the branch (prints the last sha).")
+@click.option("--force", is_flag=True, help="With --rm: discard uncommitted changes in the worktree.")
+@click.option("--json", "as_json", is_flag=True)
+def kill(worker: str, rm: bool, force: bool, as_json: bool) -> None:
+    """Stop WORKER's window. Its worktree and branch stay unless --rm."""
+    from supervisor import workers
+
+    res = workers.kill(_factory(), worker, rm=rm, force=force)
+    if as_json:
+        _json(res)
+        return
+    click.echo(f"stopped {worker}" + ("" if res["window_killed"] else " (it had no window)"))
+    if res["removed"]:
+        last = f" (was {res['last_sha'][:10]}; recover with `git branch {res['branch']} {res['last_sha']}`)" if res[
+            "last_sha"] else ""  # fmt: skip
+        click.echo(f"removed worktree and branch {res['branch']}{last}")
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events.")
+@click.option("--worker", help="Only this worker's events.")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many recent events to start with.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def log(follow: bool, worker: str | None, lines: int, as_json: bool) -> None:
+    """The factory's event log (append-only): spawns, submissions, verdicts, merges, messages."""
+    fac = _factory()
+    store = fac.store
+    events = store.events(worker=worker, limit=lines)
+    last = events[-1].id if events else 0
+    while True:
+        for ev in events:
+            if as_json:
+                click.echo(json.dumps({"id": ev.id, "ts": ev.ts, "kind": ev.kind, "worker": ev.worker,
+                                       "correlation": ev.correlation, "payload": ev.payload}))  # fmt: skip
+            else:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev.ts))
+                who = ev.worker or "-"
+                corr = f" [{ev.correlation}]" if ev.correlation else ""
+                detail = " ".join(
+                    f"{k}={_short(v)}" for k, v in ev.payload.items() if v not in (None, [], "")
+                )
+                click.echo(f"{when}  {ev.kind:<14} {who:<14}{corr} {detail}".rstrip())
+            last = ev.id
+        if not follow:
+            return
+        sys.stdout.flush()
+        time.sleep(0.3)
+        events = store.events(worker=worker, after=last)
+
+
+def _short(v: Any) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str)
+    s = s.replace("\n", " ")
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def roles(ctx: click.Context, as_json: bool) -> None:
+    """List the roles in roles/ (`fac roles new NAME` scaffolds one)."""
+    if ctx.invoked_subcommand:
+        return
+    from supervisor import roles as rolesmod
+
+    found = rolesmod.load_all(_factory().root)
+    if as_json:
+        _json([{"name": r.name, "description": r.description, "runtime": r.runtime, "writable": list(r.writable),
+                "max_instances": r.max_instances, "path": str(r.path)} for r in found.values()])  # fmt: skip
+        return
+    rows = [[r.name, r.runtime, ",".join(r.writable), str(r.max_instances or "-"), r.description]
+            for r in found.values()]  # fmt: skip
+    click.echo(table(rows, ["ROLE", "RUNTIME", "WRITABLE", "MAX", "DESCRIPTION"]))
+
+
+@roles.command("new")
+@click.argument("name")
+@click.option("--description", default="", help="One line saying what the role does.")
+@click.option("--runtime", type=click.Choice(["command", "claude", "anthropic"]), default="command",
+              show_default=True)  # fmt: skip
+def roles_new(name: str, description: str, runtime: str) -> None:
+    """Scaffold roles/NAME.md: front matter plus a prompt to edit. No code needed."""
+    from supervisor import roles as rolesmod
+
+    path = rolesmod.scaffold(_factory().root, name, description, runtime)
+    click.echo(f"created {path}; edit its prompt, then `fac spawn {name} ...`")
+
+
+def main() -> None:
+    cli(prog_name="fac")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""factory.toml: load, validate and write the factory's configuration.
+
+Every key is declared once in `SCHEMA`; an unknown key, a wrong type or a bad value is reported
+with the key's full name and what was expected, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor.errors import FacError
+
+CONFIG_NAME = "factory.toml"
+STAGES = ("inner", "gate")
+CHECK_KINDS = ("deterministic", "judgment")
+
+
+@dataclass(frozen=True)
+class CheckDef:
+    """One check: a command with a stage, a timeout and a kind."""
+
+    name: str
+    run: tuple[str, ...] | str  # a string is split with shlex, never given to a shell
+    cwd: str = "."
+    stage: tuple[str, ...] = STAGES
+    timeout: float = 600.0
+    kind: str = "deterministic"
+    required: bool = True
+    env: tuple[tuple[str, str], ...] = ()
+    source: str = "factory.toml"
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    parallel: int = field(default_factory=lambda: os.cpu_count() or 2)
+    max_batch: int = 16
+    retries: int = 1
+    verify_main: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    main: str = "main"
+    session: str = ""
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    checks: tuple[CheckDef, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+# --- validation helpers: each returns the converted value or raises ValueError(expected) ---
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("a non-empty string")
+    return v
+
+
+def _int_min(lo: int) -> Callable[[Any], int]:
+    def conv(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"an integer >= {lo}")
+        return v
+
+    return conv
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("true or false")
+    return v
+
+
+def _positive_number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+        raise ValueError("a number of seconds > 0")
+    return float(v)
+
+
+def _run(v: Any) -> tuple[str, ...] | str:
+    if isinstance(v, str) and v.strip():
+        return v
+    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+        return tuple(v)
+    raise ValueError('a command: a string ("python -m pytest -q") or a list of strings')
+
+
+def _stage(v: Any) -> tuple[str, ...]:
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not items or any(x not in STAGES for x in items):
+        raise ValueError('"inner", "gate" or a list of them, e.g. ["inner", "gate"]')
+    return tuple(dict.fromkeys(items))
+
+
+def _kind(v: Any) -> str:
+    if v not in CHECK_KINDS:
+        raise ValueError('"deterministic" or "judgment"')
+    return v
+
+
+def _env(v: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+        raise ValueError('a table of strings, e.g. { PYTHONHASHSEED = "0" }')
+    return tuple(sorted(v.items()))
+
+
+def _branch(v: Any) -> str:
+    s = _str(v)
+    if s.startswith("-") or " " in s or ".." in s:
+        raise ValueError("a git branch name")
+    return s
+
+
+SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "factory": {"name": _str, "main": _branch},
+    "tmux": {"session": _str},
+    "queue": {
+        "parallel": _int_min(1),
+        "max_batch": _int_min(1),
+        "retries": _int_min(0),
+        "verify_main": _bool,
+    },
+}
+CHECK_SCHEMA: dict[str, Callable[[Any], Any]] = {
+    "run": _run,
+    "cwd": _str,
+    "stage": _stage,
+    "timeout": _positive_number,
+    "kind": _kind,
+    "required": _bool,
+    "env": _env,
+}
+
+
+def _fail(key: str, expected: str, got: Any, where: str) -> FacError:
+    return FacError(
+        f"{where}: {key}: expected {expected}, got {got!r}",
+        hint=f"edit {where}; `fac config --help` lists every key",
+    )
+
+
+def parse(text: str, *, default_name: str, where: str = CONFIG_NAME) -> Config:
+    """Parse and validate the text of a factory.toml."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise FacError(f"{where} is not valid TOML: {e}", hint=f"fix the syntax in {where}") from None
+    values: dict[str, dict[str, Any]] = {}
+    checks: list[CheckDef] = []
+    for section, body in data.items():
+        if section == "checks":
+            if not isinstance(body, dict):
+                raise _fail("[checks]", "tables like [checks.tests]", body, where)
+            for name, spec in body.items():
+                checks.append(_parse_check(name, spec, where))
+            continue
+        if section not in SCHEMA:
+            known = ", ".join(f"[{s}]" for s in [*SCHEMA, "checks.NAME"])
+            raise FacError(f"{where}: unknown section [{section}]", hint=f"known sections: {known}")
+        if not isinstance(body, dict):
+            raise _fail(f"[{section}]", "a table", body, where)
+        values[section] = {}
+        for key, raw in body.items():
+            conv = SCHEMA[section].get(key)
+            if conv is None:
+                known = ", ".join(SCHEMA[section])
+                raise FacError(
+                    f"{where}: unknown key [{section}] {key}", hint=f"keys of [{section}]: {known}"
+                )
+            try:
+                values[section][key] = conv(raw)
+            except ValueError as e:
+                raise _fail(f"[{section}] {key}", str(e), raw, where) from None
+    fac = values.get("factory", {})
+    name = fac.get("name", default_name)
+    session = values.get("tmux", {}).get("session", f"fac-{name}")
+    return Config(
+        name=name,
+        main=fac.get("main", "main"),
+        session=session,
+        queue=QueueConfig(**values.get("queue", {})),
+        checks=tuple(checks),
+        raw=data,
+    )
+
+
+def _parse_check(name: str, spec: Any, where: str) -> CheckDef:
+    key = f"[checks.{name}]"
+    if not isinstance(spec, dict):
+        raise _fail(key, "a table with at least `run`", spec, where)
+    if "run" not in spec:
+        raise FacError(f"{where}: {key} has no `run`", hint='add e.g. run = "python -m pytest -q"')
+    kwargs: dict[str, Any] = {}
+    for k, raw in spec.items():
+        conv = CHECK_SCHEMA.get(k)
+        if conv is None:
+            raise FacError(
+                f"{where}: unknown key {key} {k}", hint=f"keys of a check: {', '.join(CHECK_SCHEMA)}"
+            )
+        try:
+            kwargs[k] = conv(raw)
+        except ValueError as e:
+            raise _fail(f"{key} {k}", str(e), raw, where) from None
+    return CheckDef(name=name, source=where, **kwargs)
+
+
+def load(root: Path) -> Config:
+    """Load `root/factory.toml` (a missing file means all defaults)."""
+    path = root / CONFIG_NAME
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return parse(text, default_name=root.name)
+
+
+def dumps(data: dict[str, Any]) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(data)
+
+
+DEFAULT_TOML = """\
+# fac factory configuration. `fac config --help` lists every key.
+
+[factory]
+main = "main"
+
+[queue]
+# Branches tested together in one candidate; 1 gives a plain serial queue.
+max_batch = 16
+# A red single-branch candidate is run again this many times before it is blamed.
+retries = 1
+"""
+
+SAMPLE_CHECKS_TOML = """
+[checks.tests]
+run = "python -m pytest -q"
+cwd = "system-under-construction"
+stage = ["inner", "gate"]
+timeout = 300
+"""

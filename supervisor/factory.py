@@ -1,0 +1,223 @@
+"""The factory on disk: finding its root, and `fac init` scaffolding a new one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supervisor import config as configmod
+from supervisor.errors import FacError
+
+WORKTREES = Path(".fac") / "worktrees"
+GITIGNORE_LINE = ".fac/"
+
+
+def defaults_dir() -> Path:
+    """Where the defaults `fac init` copies live: inside the wheel, or this repository's root."""
+    packaged = Path(__file__).parent / "_defaults"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The factory root: $FAC_ROOT, else the nearest directory upwards holding factory.toml.
+
+    A worker's worktree (`.fac/worktrees/<name>`) has its own copy of factory.toml; the root is
+    the directory that holds `.fac/`, not the worktree.
+    """
+    env = os.environ.get("FAC_ROOT")
+    if env:
+        root = Path(env)
+        if not (root / configmod.CONFIG_NAME).is_file():
+            raise FacError(f"FAC_ROOT={env} is not a factory (no factory.toml there)", hint="unset FAC_ROOT")
+        return root.resolve()
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    if ".fac" in parts:
+        i = parts.index(".fac")
+        candidate = Path(*parts[:i])
+        if (candidate / configmod.CONFIG_NAME).is_file():
+            return candidate
+    for d in [here, *here.parents]:
+        if (d / configmod.CONFIG_NAME).is_file():
+            return d
+    raise FacError(
+        f"not inside a factory: no factory.toml in {here} or any parent",
+        hint="cd into a factory, or create one with `fac init DIR`",
+    )
+
+
+@dataclass
+class InitReport:
+    root: Path
+    created: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    new_repo: bool = False
+    committed: str | None = None
+
+
+# What every factory gets: (source under defaults_dir(), destination under the factory root).
+LAYOUT = [
+    ("roles", "roles"),
+    ("checks/README.md", "checks/README.md"),
+    ("specs/README.md", "specs/README.md"),
+    ("project-container", "project-container"),
+]
+SAMPLE = "system-under-construction"
+
+
+def init(target: Path, *, sample: bool = False) -> InitReport:
+    """Create the factory layout in `target`; never overwrite a file that is already there."""
+    from supervisor import repo
+
+    repo.require_git()
+    target = target.resolve()
+    if target.exists() and not target.is_dir():
+        raise FacError(f"{target} exists and is not a directory", hint="pick another path")
+    target.mkdir(parents=True, exist_ok=True)
+    report = InitReport(root=target)
+    is_repo = (target / ".git").exists()
+    if not is_repo:
+        inside = repo.git(target, "rev-parse", "--show-toplevel", check=False)
+        if inside and Path(inside).resolve() != target:
+            raise FacError(
+                f"{target} is inside the git repository {inside}",
+                hint=f"run `fac init {inside}` to make that repository a factory, or pick a directory outside it",
+            )
+        repo.git(target, "init", "-q", "-b", "main")
+        report.new_repo = True
+    branch = repo.current_branch(target) or "main"
+
+    src = defaults_dir()
+    for s, d in LAYOUT:
+        _copy_missing(src / s, target / d, target, report)
+    if sample:
+        _copy_missing(src / SAMPLE, target / SAMPLE, target, report)
+    else:
+        _write_missing(
+            target / SAMPLE / "README.md",
+            "# The system under construction\n\nDescribe the system here: what it is for, how to build it and"
+            " how to run its tests.\nWorkers may change only this directory.\n",
+            target,
+            report,
+        )
+    _write_missing(target / "specs" / "current" / ".gitkeep", "", target, report)
+    _write_missing(target / "specs" / "deltas" / ".gitkeep", "", target, report)
+    toml = configmod.DEFAULT_TOML.replace('main = "main"', f'main = "{branch}"')
+    if sample:
+        toml += configmod.SAMPLE_CHECKS_TOML
+    _write_missing(target / configmod.CONFIG_NAME, toml, target, report)
+    _ensure_gitignore(target, report)
+
+    has_commits = repo.rev_parse(target, "HEAD") is not None
+    if not has_commits:
+        repo.git(target, "add", "-A")
+        repo.git(target, "commit", "-q", "-m", "fac init: factory layout", env=repo.identity_env(target))
+        report.committed = repo.rev_parse(target, "HEAD")
+    return report
+
+
+def _copy_missing(src: Path, dst: Path, root: Path, report: InitReport) -> None:
+    if src.is_dir():
+        for p in sorted(src.rglob("*")):
+            if p.is_file() and not _ignored(p.relative_to(src)):
+                _copy_missing(p, dst / p.relative_to(src), root, report)
+        return
+    rel = str(dst.relative_to(root))
+    if dst.exists():
+        report.kept.append(rel)
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+    report.created.append(rel)
+
+
+def _ignored(rel: Path) -> bool:
+    return any(part in ("__pycache__", ".pytest_cache") or part.endswith(".pyc") for part in rel.parts)
+
+
+def _write_missing(path: Path, text: str, root: Path, report: InitReport) -> None:
+    rel = str(path.relative_to(root))
+    if path.exists():
+        report.kept.append(rel)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    report.created.append(rel)
+
+
+def _ensure_gitignore(root: Path, report: InitReport) -> None:
+    path = root / ".gitignore"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    if any(line.strip() in (".fac", ".fac/", "/.fac", "/.fac/") for line in lines):
+        report.kept.append(".gitignore")
+        return
+    sep = "" if not lines or path.read_text(encoding="utf-8").endswith("\n") else "\n"
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f"{sep}# fac runtime state (store, worktrees, logs)\n{GITIGNORE_LINE}\n")
+    report.created.append(".gitignore" if not lines else ".gitignore (added .fac/)")
+
+
+class Factory:
+    """An opened factory: its root, configuration and store, each loaded on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._config: configmod.Config | None = None
+        self._store = None
+        self._tmux = None
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Factory:
+        return cls(find_root(start))
+
+    @property
+    def config(self) -> configmod.Config:
+        if self._config is None:
+            self._config = configmod.load(self.root)
+        return self._config
+
+    @property
+    def store(self):  # -> supervisor.store.Store
+        if self._store is None:
+            from supervisor.store import Store
+
+            self._ensure_runtime_dir()
+            self._store = Store.open(self.root)
+        return self._store
+
+    @property
+    def tmux(self):  # -> supervisor.tmux.Tmux
+        if self._tmux is None:
+            from supervisor.tmux import Tmux
+
+            self._tmux = Tmux()
+        return self._tmux
+
+    @property
+    def session(self) -> str:
+        return self.config.session
+
+    @property
+    def main(self) -> str:
+        return self.config.main
+
+    @property
+    def fac_dir(self) -> Path:
+        return self.root / ".fac"
+
+    def worktree_path(self, worker: str) -> Path:
+        return self.root / WORKTREES / worker
+
+    def run_dir(self, worker: str) -> Path:
+        return self.fac_dir / "runs" / worker
+
+    def _ensure_runtime_dir(self) -> None:
+        d = self.fac_dir
+        if not d.exists():
+            d.mkdir(parents=True)
+            # Keep .fac/ out of git even in a repository whose .gitignore does not list it.
+            (d / ".gitignore").write_text("*\n", encoding="utf-8")

@@ -1,0 +1,196 @@
+"""tmux, wrapped once: sessions, windows, panes and text delivery, through libtmux.
+
+Every call honours `FAC_TMUX_SOCKET` (a `tmux -L` socket name), so tests and several factories
+never touch the user's default server. Text reaches a pane through a named tmux buffer
+(`load-buffer` from stdin, then `paste-buffer`), never by putting it on a command line.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from supervisor.errors import FacError
+
+if TYPE_CHECKING:
+    import libtmux
+
+MIN_TMUX = (3, 0)  # new-window/respawn-pane -e
+
+
+def socket_name() -> str | None:
+    return os.environ.get("FAC_TMUX_SOCKET") or None
+
+
+def base_args() -> list[str]:
+    sock = socket_name()
+    return ["tmux", "-L", sock] if sock else ["tmux"]
+
+
+@functools.cache
+def tmux_version() -> tuple[int, int]:
+    if shutil.which("tmux") is None:
+        raise FacError("tmux is not installed", hint="install it: apt-get install -y tmux")
+    out = subprocess.run(["tmux", "-V"], capture_output=True, text=True).stdout
+    m = re.search(r"(\d+)\.(\d+)", out)
+    if not m:
+        raise FacError(f"cannot read the tmux version from {out!r}", hint="install tmux >= 3.0")
+    return int(m.group(1)), int(m.group(2))
+
+
+def require_tmux() -> None:
+    if tmux_version() < MIN_TMUX:
+        raise FacError(
+            f"tmux {'.'.join(map(str, tmux_version()))} is too old: fac needs tmux >= 3.0",
+            hint="upgrade tmux: apt-get install -y tmux",
+        )
+
+
+class TmuxError(FacError):
+    pass
+
+
+@dataclass(frozen=True)
+class PaneInfo:
+    session: str
+    window_id: str
+    window_name: str
+    pane_id: str
+    pane_pid: int
+    dead: bool
+    dead_status: int | None  # exit code of a dead pane; None when a signal killed it
+    dead_signal: int | None
+    current_command: str
+
+
+_PANE_FORMAT = "\t".join(
+    [
+        "#{session_name}",
+        "#{window_id}",
+        "#{window_name}",
+        "#{pane_id}",
+        "#{pane_pid}",
+        "#{pane_dead}",
+        "#{pane_dead_status}",
+        "#{pane_dead_signal}",
+        "#{pane_current_command}",
+    ]
+)
+
+
+class Tmux:
+    """One tmux server (the one named by FAC_TMUX_SOCKET, or the default)."""
+
+    def __init__(self, socket: str | None = None) -> None:
+        require_tmux()
+        import libtmux
+
+        self.socket = socket if socket is not None else socket_name()
+        self.server: libtmux.Server = libtmux.Server(socket_name=self.socket)
+
+    def cmd(self, *args: str, check: bool = True) -> list[str]:
+        res = self.server.cmd(*args)
+        if check and res.returncode != 0:
+            raise TmuxError(f"tmux {args[0]} failed: {' '.join(res.stderr).strip()}")
+        return list(res.stdout)
+
+    def has_session(self, name: str) -> bool:
+        return self.server.cmd("has-session", "-t", f"={name}").returncode == 0
+
+    def new_window(
+        self, session: str, name: str, cwd: str, argv: list[str], env: dict[str, str]
+    ) -> tuple[str, str]:
+        """Start `argv` in a new window (creating the session if needed); returns (window_id, pane_id).
+
+        The window is created holding a placeholder, made remain-on-exit, then respawned with the real
+        command, so even a command that exits at once leaves its output readable in the pane.
+        """
+        fmt = "#{window_id}\t#{pane_id}"
+        placeholder = ["sleep", "86400"]
+        if self.has_session(session):
+            out = self.cmd(
+                "new-window", "-d", "-P", "-F", fmt, "-t", f"={session}:", "-n", name, "-c", cwd, *placeholder
+            )
+        else:
+            out = self.cmd(
+                "new-session", "-d", "-P", "-F", fmt, "-s", session, "-n", name, "-c", cwd,
+                "-x", "220", "-y", "50", *placeholder,
+            )  # fmt: skip
+        window_id, pane_id = out[0].split("\t")
+        try:
+            self.cmd("set-option", "-w", "-t", window_id, "remain-on-exit", "on")
+            self.cmd("set-option", "-w", "-t", window_id, "allow-rename", "off")
+            self.cmd("set-option", "-w", "-t", window_id, "automatic-rename", "off")
+            env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+            self.cmd("respawn-pane", "-k", "-t", pane_id, "-c", cwd, *env_args, *argv)
+        except BaseException:
+            self.kill_window(window_id)
+            raise
+        return window_id, pane_id
+
+    def panes(self, session: str) -> list[PaneInfo]:
+        """Every pane of `session` (empty when the session does not exist)."""
+        if not self.has_session(session):
+            return []
+        res = self.server.cmd("list-panes", "-s", "-t", f"={session}", "-F", _PANE_FORMAT)
+        infos = []
+        for line in res.stdout:
+            parts = line.split("\t")
+            if len(parts) != 9:
+                continue
+            s, wid, wname, pid_, ppid, dead, status, signal, cmd = parts
+            is_dead = dead == "1"
+            # tmux leaves pane_dead_status empty for exit code 0
+            code = int(status) if status else (0 if is_dead and not signal else None)
+            infos.append(
+                PaneInfo(
+                    session=s,
+                    window_id=wid,
+                    window_name=wname,
+                    pane_id=pid_,
+                    pane_pid=int(ppid or 0),
+                    dead=is_dead,
+                    dead_status=code,
+                    dead_signal=int(signal) if signal else None,
+                    current_command=cmd,
+                )
+            )
+        return infos
+
+    def kill_window(self, target: str) -> None:
+        self.server.cmd("kill-window", "-t", target)
+
+    def kill_session(self, name: str) -> None:
+        self.server.cmd("kill-session", "-t", f"={name}")
+
+    def capture(self, pane_id: str, lines: int = 2000) -> str:
+        out = self.cmd("capture-pane", "-p", "-J", "-t", pane_id, "-S", f"-{lines}")
+        return "\n".join(out)
+
+    def paste(self, pane_id: str, text: str, *, enter: bool = True) -> None:
+        """Deliver `text` literally into a pane as if typed, through a private named buffer."""
+        buf = f"fac-{uuid.uuid4().hex[:12]}"
+        proc = subprocess.run(
+            [*self._argv(), "load-buffer", "-b", buf, "-"], input=text.encode("utf-8"), capture_output=True
+        )
+        if proc.returncode != 0:
+            raise TmuxError(f"tmux load-buffer failed: {proc.stderr.decode(errors='replace').strip()}")
+        # -d deletes the buffer after pasting; -p uses bracketed paste when the program asked for it.
+        self.cmd("paste-buffer", "-d", "-p", "-b", buf, "-t", pane_id)
+        if enter:
+            self.cmd("send-keys", "-t", pane_id, "Enter")
+
+    def _argv(self) -> list[str]:
+        return ["tmux", "-L", self.socket] if self.socket else ["tmux"]
+
+    def attach_argv(self, session: str, window_id: str) -> list[str]:
+        """The command that puts the user's terminal on a window (switch-client when inside tmux)."""
+        if os.environ.get("TMUX"):
+            return [*self._argv(), "switch-client", "-t", window_id]
+        return [*self._argv(), "attach-session", "-t", f"={session}", ";", "select-window", "-t", window_id]

@@ -1,0 +1,296 @@
+"""Workers: spawn (all or nothing), kill, and the live view of each one for `fac status`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor import repo, roles, worktrees
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+from supervisor.runtimes import Launch
+from supervisor.runtimes import get as get_runtime
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+RESERVED = {"supervisor", "merge-queue", "main", "factory"}
+FAULT_ENV = "FAC_FAULT_INJECT"  # names a spawn step to fail at: exercises rollback in tests
+
+
+def validate_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise FacError(
+            f"invalid worker name {name!r}",
+            hint="use 1-40 letters, digits, '-' or '_', starting with a letter or digit",
+        )
+    if name in RESERVED:
+        raise FacError(f"{name!r} is reserved for fac's own windows", hint="pick another worker name")
+
+
+def generate_name(fac: Factory, role: str) -> str:
+    taken = {w.name for w in fac.store.workers()}
+    n = 1
+    while f"{role}-{n}" in taken or worktrees.branch_exists(fac.root, worktrees.branch_for(f"{role}-{n}")):
+        n += 1
+    return f"{role}-{n}"
+
+
+def fac_bin_dir() -> str:
+    """The directory holding this fac's `fac` script and Python, put first on panes' PATH."""
+    return str(Path(sys.executable).parent)
+
+
+def pane_env(
+    fac: Factory, name: str, role: str, branch: str, context: Path, task: str | None
+) -> dict[str, str]:
+    env = {
+        "FAC_ROOT": str(fac.root),
+        "FAC_WORKER": name,
+        "FAC_ROLE": role,
+        "FAC_BRANCH": branch,
+        "FAC_CONTEXT": str(context),
+        "PATH": f"{fac_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    if task:
+        env["FAC_TASK"] = task
+    sock = os.environ.get("FAC_TMUX_SOCKET")
+    if sock:
+        env["FAC_TMUX_SOCKET"] = sock
+    # Agents' commits carry the worker's name unless the environment already sets an identity.
+    for var, value in (
+        ("GIT_AUTHOR_NAME", f"{name} (fac)"),
+        ("GIT_COMMITTER_NAME", f"{name} (fac)"),
+        ("GIT_AUTHOR_EMAIL", f"{name}@fac.invalid"),
+        ("GIT_COMMITTER_EMAIL", f"{name}@fac.invalid"),
+    ):
+        env[var] = os.environ.get(var, value)
+    return env
+
+
+def write_context(fac: Factory, path: Path, role: roles.Role, task: str | None, worktree: Path) -> None:
+    readme = worktree / "system-under-construction" / "README.md"
+    parts = [f"# Role: {role.name}\n\n{role.prompt}"]
+    if task:
+        parts.append(f"# Task\n\n{task}\n")
+    parts.append(
+        "# How you work here\n\n"
+        f"- Your worktree is {worktree}; you may change only: {', '.join(role.writable)}.\n"
+        "- Run `fac check` for the fast checks, commit, then `fac submit` to queue your branch.\n"
+        "- Red results and messages arrive in `fac inbox`. Ask a human with `fac ask` when stuck.\n"
+    )
+    if readme.exists():
+        parts.append(f"# The system's README\n\n{readme.read_text(encoding='utf-8', errors='replace')}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def spawn(
+    fac: Factory,
+    role_name: str,
+    *,
+    name: str | None = None,
+    task: str | None = None,
+    runtime: str | None = None,
+    command: str | None = None,
+    base: str | None = None,
+    delta: str | None = None,
+) -> dict[str, Any]:
+    """Create branch + worktree + window for a new worker, or nothing at all."""
+    from supervisor.tmux import require_tmux
+
+    repo.require_git()
+    require_tmux()
+    role = roles.get(fac.root, role_name)
+    if command is not None:
+        runtime = "command"
+    runtime = runtime or role.runtime
+    rt = get_runtime(runtime)
+    if name is None:
+        name = generate_name(fac, role.name)
+    validate_name(name)
+    if role.max_instances:
+        live = [w for w in fac.store.workers() if w.role == role.name and w.state != "stopped"]
+        if len(live) >= role.max_instances:
+            raise FacError(
+                f"role {role.name} allows {role.max_instances} instance(s) and {len(live)} exist",
+                hint="kill one (fac kill NAME) or raise max_instances in the role file",
+            )
+    branch = worktrees.branch_for(name)
+    worktree = fac.worktree_path(name)
+    context = fac.run_dir(name) / "context.md"
+    launch = Launch(name, role.name, worktree, context, task, command, role.prompt)
+    rt.check_available(launch)
+    base_ref = base or fac.main
+
+    undo: list[Callable[[], None]] = []
+    store = fac.store
+    existing = store.worker(name)
+    if existing is not None:
+        raise FacError(
+            f"worker {name!r} already exists (state {existing.state})",
+            hint=f"pick another name, or remove it first with `fac kill {name} --rm`",
+        )
+    try:
+        try:
+            with store.tx() as db:
+                store.add_worker(
+                    db, name=name, role=role.name, runtime=runtime, branch=branch, worktree=str(worktree),
+                    state="starting", task=task, delta=delta, command=command,
+                )  # fmt: skip
+        except Exception as e:  # sqlite3.IntegrityError: a concurrent spawn took the name
+            raise FacError(f"worker {name!r} already exists", hint="pick another name") from e
+        undo.append(lambda: _delete_row(fac, name))
+        _fault("row")
+
+        if worktree.exists():
+            raise FacError(f"{worktree} already exists", hint=f"remove it, or `fac kill {name} --rm`")
+        worktrees.add(fac.root, worktree, branch, base_ref)
+        undo.append(lambda: worktrees.remove(fac.root, worktree, branch))
+        _fault("worktree")
+
+        write_context(fac, context, role, task, worktree)
+        undo.append(lambda: shutil.rmtree(fac.run_dir(name), ignore_errors=True))
+        _fault("context")
+
+        env = pane_env(fac, name, role.name, branch, context, task)
+        window_id, pane_id = fac.tmux.new_window(fac.session, name, str(worktree), rt.argv(launch), env)
+        undo.append(lambda: fac.tmux.kill_window(window_id))
+        _fault("window")
+
+        with store.tx() as db:
+            store.update_worker(name, db=db, window_id=window_id, pane_id=pane_id, state="working")
+            store.event(
+                "spawned", name, correlation=delta, db=db, role=role.name, runtime=runtime, branch=branch,
+                base=base_ref, window=window_id, pane=pane_id, task=task,
+            )  # fmt: skip
+    except BaseException as e:
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:  # rollback is best effort; keep undoing the rest
+                pass
+        try:
+            store.event("spawn-failed", name, error=str(e))
+        except Exception:
+            pass
+        raise
+    return {"name": name, "role": role.name, "runtime": runtime, "branch": branch, "worktree": str(worktree),
+            "window": window_id, "pane": pane_id, "session": fac.session}  # fmt: skip
+
+
+def _delete_row(fac: Factory, name: str) -> None:
+    with fac.store.tx() as db:
+        fac.store.delete_worker(name, db)
+
+
+def _fault(step: str) -> None:
+    if os.environ.get(FAULT_ENV) == step:
+        raise FacError(f"injected failure at spawn step {step!r} ({FAULT_ENV})")
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    name: str
+    role: str
+    runtime: str
+    branch: str
+    state: str
+    process: str  # running, exited N, no window
+    window: str | None
+    pane: str | None
+    worktree: str
+    task: str | None
+    head: str | None
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def views(fac: Factory) -> list[WorkerView]:
+    """Stored workers joined with what tmux and git say right now."""
+    workers = fac.store.workers()
+    panes = {}
+    if workers:
+        try:
+            panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+        except FacError:
+            panes = {}
+    out = []
+    for w in workers:
+        p = panes.get(w.name)
+        if p is None:
+            process = "no window"
+        elif p.dead and p.dead_signal:
+            process = f"killed by signal {p.dead_signal}"
+        elif p.dead:
+            process = f"exited {p.dead_status}"
+        else:
+            process = "running"
+        out.append(
+            WorkerView(
+                name=w.name,
+                role=w.role,
+                runtime=w.runtime,
+                branch=w.branch,
+                state=w.state,
+                process=process,
+                window=p.window_id if p else None,
+                pane=p.pane_id if p else None,
+                worktree=w.worktree,
+                task=w.task,
+                head=repo.rev_parse(fac.root, w.branch),
+                updated_at=w.updated_at,
+            )  # fmt: skip
+        )
+    return out
+
+
+def kill(fac: Factory, name: str, *, rm: bool = False, force: bool = False) -> dict[str, Any]:
+    """Stop a worker's window; with `rm` also remove its worktree, branch and row."""
+    w = fac.store.worker(name)
+    if w is None:
+        known = ", ".join(x.name for x in fac.store.workers()) or "none"
+        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
+    worktree = Path(w.worktree)
+    if rm and not force and worktrees.is_dirty(worktree):
+        raise FacError(
+            f"{name}'s worktree has uncommitted changes: {worktree}",
+            hint=f"commit them, or pass --force to discard them (`fac kill {name} --rm --force`)",
+        )
+    killed = _kill_window(fac, w.name, w.window_id)
+    result: dict[str, Any] = {"name": name, "window_killed": killed, "removed": False}
+    if rm:
+        sha = worktrees.remove(fac.root, worktree, w.branch)
+        shutil.rmtree(fac.run_dir(name), ignore_errors=True)
+        with fac.store.tx() as db:
+            fac.store.delete_worker(name, db)
+            db.execute(
+                "UPDATE queue SET state = 'cancelled', updated_at = ? WHERE worker = ? AND state = 'queued'",
+                (time.time(), name),
+            )
+            fac.store.event("removed", name, db=db, branch=w.branch, last_sha=sha)
+        result.update(removed=True, branch=w.branch, last_sha=sha)
+    else:
+        with fac.store.tx() as db:
+            fac.store.update_worker(name, db=db, state="stopped")
+            fac.store.event("stopped", name, db=db)
+    return result
+
+
+def _kill_window(fac: Factory, name: str, window_id: str | None) -> bool:
+    try:
+        panes = fac.tmux.panes(fac.session)
+    except FacError:
+        return False
+    for p in panes:
+        if p.window_name == name or (window_id and p.window_id == window_id):
+            fac.tmux.kill_window(p.window_id)
+            return True
+    return False
