@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from supervisor import __version__
-from supervisor.errors import FacError
+from supervisor.errors import EXIT_FAILED, FacError
 from supervisor.text import table
 
 
@@ -342,6 +342,213 @@ def roles_new(name: str, description: str, runtime: str) -> None:
 
     path = rolesmod.scaffold(_factory().root, name, description, runtime)
     click.echo(f"created {path}; edit its prompt, then `fac spawn {name} ...`")
+
+
+# --- checks and the merge queue ---
+
+
+def _worker_arg(worker: str | None, required: bool = True) -> str | None:
+    w = worker or os.environ.get("FAC_WORKER")
+    if required and not w:
+        raise FacError(
+            "which worker?", hint="pass --worker NAME, or run this inside a worker's pane (FAC_WORKER)"
+        )
+    return w
+
+
+@cli.command("check")
+@click.option("--ref", help="Check this commit in a throw-away worktree (e.g. a red candidate's sha).")
+@click.option("--worker", help="Check this worker's worktree in place (default in a pane: $FAC_WORKER).")
+@click.option("--stage", type=click.Choice(["inner", "gate"]), default="inner", show_default=True,
+              help="inner: the fast loop, the tree's own checks; gate: main's checks plus the guards.")  # fmt: skip
+@click.option("--cached", is_flag=True, help="With --ref: reuse a stored result for the same tree and suite.")
+@click.option("--json", "as_json", is_flag=True)
+def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_json: bool) -> None:
+    """Run the checks; exit 0 when green, 1 when red.
+
+    Without --ref or --worker it checks the working tree you are in (in a worker's pane: that
+    worker's worktree, uncommitted changes included).
+    """
+    from supervisor import verify
+
+    fac = _factory()
+    if not ref:
+        worker = _worker_arg(worker, required=False)
+    report = verify.check(fac, ref=ref, worker=worker, stage=stage, use_cache=cached)
+    if as_json:
+        _json(report.as_dict())
+    else:
+        v = report.verdict
+        target = report.target[:10] if ref else report.target
+        click.echo(f"fac check: {stage} stage on {target} (suite {report.suite}, {len(v.results)} checks)")
+        for r in v.results:
+            mark = "PASS" if r.ok else ("FAIL" if r.required else "warn")
+            click.echo(f"  {mark}  {r.name:<28} {r.duration:6.1f}s")
+            if not r.ok:
+                for line in r.feedback.splitlines():
+                    click.echo(f"        {line}")
+                if r.log:
+                    click.echo(f"        log: {r.log}")
+        for note in report.notes:
+            click.echo(f"  note: {note}")
+        failed = v.failed()
+        click.echo(
+            "green"
+            if v.ok
+            else f"red: {len(failed)} required check(s) failed: {', '.join(r.name for r in failed)}"
+        )
+    if not report.verdict.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--worker", help="Whose branch to queue (default in a pane: $FAC_WORKER).")
+@click.option("--json", "as_json", is_flag=True)
+def submit(worker: str | None, as_json: bool) -> None:
+    """Queue the worker's branch at its current head for the merge queue.
+
+    Only committed work is submitted. A newer submit replaces an older one still waiting.
+    """
+    from supervisor import repo, worktrees
+
+    fac = _factory()
+    name = _worker_arg(worker)
+    assert name is not None
+    w = fac.store.worker(name)
+    if w is None:
+        known = ", ".join(x.name for x in fac.store.workers()) or "none"
+        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
+    head = repo.rev_parse(fac.root, w.branch)
+    if head is None:
+        raise FacError(
+            f"branch {w.branch} does not exist", hint=f"was it deleted? `fac kill {name} --rm` cleans up"
+        )
+    main = repo.rev_parse(fac.root, fac.main)
+    if main and repo.is_ancestor(fac.root, head, main):
+        raise FacError(f"nothing to submit: {w.branch} has no commits that {fac.main} lacks",
+                       hint="commit your work first (git add -A && git commit -m '...')")  # fmt: skip
+    if worktrees.is_dirty(Path(w.worktree)):
+        click.echo(f"fac: warning: {name}'s worktree has uncommitted changes; they are not part of this "
+                   "submission", err=True)  # fmt: skip
+    qid, superseded = fac.store.enqueue(name, w.branch, head, w.delta)
+    position = len(fac.store.queue(("queued", "testing")))
+    if as_json:
+        _json({"id": qid, "worker": name, "branch": w.branch, "sha": head, "position": position,
+               "superseded": superseded})  # fmt: skip
+        return
+    extra = f"; replaces entry {', '.join(map(str, superseded))}" if superseded else ""
+    click.echo(f"queued {w.branch} at {head[:10]} as entry {qid} (position {position}){extra}")
+    click.echo("the verdict arrives in your inbox (fac inbox) and in this pane")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "show_all", is_flag=True, help="Include superseded and cancelled entries.")
+@click.pass_context
+def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
+    """The merge queue: list entries (default), `run` the bot, `wait` for it to drain."""
+    if ctx.invoked_subcommand:
+        return
+    from supervisor.merge_queue import queue_rows
+
+    rows = queue_rows(_factory(), all_entries=show_all)
+    if as_json:
+        _json(rows)
+        return
+    if not rows:
+        click.echo("the queue is empty")
+        return
+    click.echo(table([[str(r["id"]), r["worker"], r["branch"], r["sha"][:10], r["state"], str(r["attempts"]),
+                       r["last_verdict"], _ago(r["updated_at"])] for r in rows],
+                     ["ID", "WORKER", "BRANCH", "SHA", "STATE", "ATTEMPTS", "LAST VERDICT", "AGE"]))  # fmt: skip
+
+
+@queue.command("run")
+@click.option("--once", is_flag=True, help="Exit when nothing is pending instead of waiting for submissions.")
+@click.option("--max-batch", type=click.IntRange(1), help="Override [queue] max_batch (1 = serial).")
+@click.option("--no-cache", is_flag=True, help="Never reuse stored check results.")
+def queue_run(once: bool, max_batch: int | None, no_cache: bool) -> None:
+    """Run the merge queue (`fac up` starts it in the window `merge-queue`)."""
+    from supervisor.merge_queue import MergeQueue
+
+    def say(msg: str) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {msg}")
+        sys.stdout.flush()
+
+    mq = MergeQueue(_factory(), max_batch=max_batch, use_cache=not no_cache, say=say)
+    stats = mq.run(once=once)
+    say(
+        "done: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) if stats else "done: nothing to do"
+    )
+
+
+@queue.command("wait")
+@click.option("--timeout", type=click.FloatRange(0), default=600, show_default=True, help="Seconds.")
+def queue_wait(timeout: float) -> None:
+    """Block until nothing is queued or testing; exit 1 on timeout."""
+    fac = _factory()
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = fac.store.queue(("queued", "testing"))
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            click.echo(f"fac: timed out after {timeout:g}s with {len(pending)} entr{'y' if len(pending) == 1 else 'ies'}"
+                       " pending", err=True)  # fmt: skip
+            sys.exit(EXIT_FAILED)
+        time.sleep(0.2)
+
+
+@cli.command()
+@click.option("--worker", help="Whose inbox (default in a pane: $FAC_WORKER).")
+@click.option("--all", "show_all", is_flag=True, help="Also messages already read.")
+@click.option("--id", "mid", type=int, help="Show one message in full.")
+@click.option("--json", "as_json", is_flag=True)
+def inbox(worker: str | None, show_all: bool, mid: int | None, as_json: bool) -> None:
+    """Messages for a worker: red verdicts, conflicts, merges, notes from humans.
+
+    Shown messages are marked read; without --all only unread ones are shown.
+    """
+    fac = _factory()
+    name = _worker_arg(worker)
+    assert name is not None
+    if fac.store.worker(name) is None and not fac.store.messages(name):
+        raise FacError(f"no worker named {name!r}")
+    if mid is not None:
+        m = fac.store.message(mid)
+        msgs = [m] if m and m.worker == name else []
+        if not msgs:
+            raise FacError(f"{name} has no message {mid}")
+    else:
+        msgs = fac.store.messages(name, unread_only=not show_all)
+    fac.store.mark_messages([m.id for m in msgs], "read_at")
+    if as_json:
+        _json([{"id": m.id, "ts": m.ts, "sender": m.sender, "kind": m.kind, "body": m.body,
+                "delivered_at": m.delivered_at, "read_at": m.read_at} for m in msgs])  # fmt: skip
+        return
+    if not msgs:
+        click.echo(f"no {'' if show_all else 'unread '}messages for {name}")
+        return
+    for m in msgs:
+        when = time.strftime("%H:%M:%S", time.localtime(m.ts))
+        click.echo(f"--- message {m.id} from {m.sender} ({m.kind}) at {when}")
+        click.echo(m.body)
+
+
+@cli.command()
+@click.argument("worker")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True)
+def send(worker: str, text: str, as_json: bool) -> None:
+    """Send TEXT to WORKER: stored in its inbox and pasted into its pane."""
+    from supervisor import messages
+
+    d = messages.send(_factory(), worker, text, sender="human", kind="note")
+    if as_json:
+        _json({"id": d.id, "pasted": d.pasted, "reason": d.reason})
+        return
+    where = "inbox and pane" if d.pasted else f"inbox (not pasted: {d.reason})"
+    click.echo(f"sent message {d.id} to {worker}: {where}")
 
 
 def main() -> None:

@@ -12,12 +12,13 @@ from supervisor.errors import FacError
 from supervisor.factory import Factory
 
 SUPERVISOR_WINDOW = "supervisor"
+QUEUE_WINDOW = "merge-queue"
 
 
 def own_windows(fac: Factory) -> dict[str, list[str]]:
     """fac's own windows: name -> argv. They run this Python, so the pane needs no PATH setup."""
     py = [sys.executable, "-m", "supervisor"]
-    return {SUPERVISOR_WINDOW: [*py, "status", "--watch"]}
+    return {SUPERVISOR_WINDOW: [*py, "status", "--watch"], QUEUE_WINDOW: [*py, "queue", "run"]}
 
 
 def window_env(fac: Factory) -> dict[str, str]:

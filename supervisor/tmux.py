@@ -128,7 +128,16 @@ class Tmux:
             self.cmd("set-option", "-w", "-t", window_id, "allow-rename", "off")
             self.cmd("set-option", "-w", "-t", window_id, "automatic-rename", "off")
             env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-            self.cmd("respawn-pane", "-k", "-t", pane_id, "-c", cwd, *env_args, *argv)
+            # tmux gives a new pane the PATH of the (unattached) client that asked for it, overriding
+            # `-e PATH=...`; so the client itself runs with the PATH the pane should get.
+            saved = os.environ.get("PATH")
+            if "PATH" in env:
+                os.environ["PATH"] = env["PATH"]
+            try:
+                self.cmd("respawn-pane", "-k", "-t", pane_id, "-c", cwd, *env_args, *argv)
+            finally:
+                if saved is not None:
+                    os.environ["PATH"] = saved
         except BaseException:
             self.kill_window(window_id)
             raise

@@ -1,0 +1,309 @@
+"""Checks: discover the suite, run it in parallel with timeouts, and say precisely why a check failed.
+
+A suite is the `[checks.*]` of a factory.toml plus every executable file in `checks/`. The gate
+suite is always read from main (git objects, not a working tree), so a branch cannot change the
+checks it is judged by. Results are cached by (tree id, suite hash): a tree that was checked once
+is never checked again with the same suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from supervisor import config as configmod
+from supervisor import repo
+from supervisor.config import CheckDef
+from supervisor.errors import FacError
+
+TAIL_CHARS = 4000
+FEEDBACK_CHARS = 2000
+SUITE_FORMAT = "1"  # bump when the way checks run changes, so old cache entries stop matching
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    exit_code: int | None
+    duration: float
+    feedback: str
+    tail: str
+    kind: str = "deterministic"
+    required: bool = True
+    timed_out: bool = False
+    log: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CheckResult:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class Suite:
+    checks: tuple[CheckDef, ...]
+    hash: str
+    origin: str  # "main@<sha>" or a directory
+    files_dir: Path | None = None
+
+    def for_stage(self, stage: str) -> tuple[CheckDef, ...]:
+        return tuple(c for c in self.checks if stage in c.stage)
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    results: list[CheckResult] = field(default_factory=list)
+    cached: bool = False
+    sha: str | None = None
+    tree: str | None = None
+
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.ok and r.required]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "cached": self.cached,
+            "sha": self.sha,
+            "tree": self.tree,
+            "results": [r.as_dict() for r in self.results],
+        }
+
+
+def _suite_hash(defs: list[dict[str, Any]], files: list[tuple[str, str]]) -> str:
+    blob = json.dumps({"format": SUITE_FORMAT, "defs": defs, "files": sorted(files)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _defs_for_hash(checks: tuple[CheckDef, ...]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in asdict(c).items() if k != "source"} for c in checks]
+
+
+def suite_from_rev(root: Path, rev: str, cache_dir: Path) -> Suite:
+    """The suite as committed at `rev` (main's, for the gate): its factory.toml and checks/ files."""
+    sha = repo.rev_parse(root, rev)
+    if sha is None:
+        raise FacError(f"{rev!r} is not a commit", hint="pass a branch, tag or sha")
+    text = repo.show_file(root, sha, configmod.CONFIG_NAME) or ""
+    cfg = configmod.parse(text, default_name=root.name, where=f"{configmod.CONFIG_NAME} at {rev}")
+    blobs = [(p, s) for mode, s, p in repo.ls_tree(root, sha, "checks") if mode == "100755"]
+    files = [(Path(p).name, s) for p, s in blobs]
+    suite_hash = _suite_hash(_defs_for_hash(cfg.checks), files)
+    files_dir = cache_dir / suite_hash
+    if blobs and not files_dir.exists():
+        tmp = files_dir.with_name(files_dir.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for path, blob in blobs:
+            data = subprocess.run(
+                ["git", "cat-file", "blob", blob], cwd=root, capture_output=True, check=True
+            ).stdout
+            dst = tmp / Path(path).name
+            dst.write_bytes(data)
+            dst.chmod(0o755)
+        try:
+            tmp.rename(files_dir)
+        except OSError:  # another process materialized it first
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    file_checks = tuple(
+        CheckDef(name=name, run=(str(files_dir / name),), source=f"checks/{name}") for name, _ in files
+    )
+    return Suite(
+        checks=(*cfg.checks, *file_checks), hash=suite_hash, origin=f"{rev}@{sha[:10]}", files_dir=files_dir
+    )
+
+
+def suite_from_dir(directory: Path) -> Suite:
+    """The suite of a working tree as it is on disk (the inner loop of a human or an agent)."""
+    text = (
+        (directory / configmod.CONFIG_NAME).read_text(encoding="utf-8")
+        if (directory / configmod.CONFIG_NAME).exists()
+        else ""
+    )
+    cfg = configmod.parse(text, default_name=directory.name, where=str(directory / configmod.CONFIG_NAME))
+    checks_dir = directory / "checks"
+    files = []
+    file_checks = []
+    if checks_dir.is_dir():
+        for p in sorted(checks_dir.iterdir()):
+            if p.is_file() and os.access(p, os.X_OK):
+                files.append((p.name, hashlib.sha1(p.read_bytes()).hexdigest()))
+                file_checks.append(CheckDef(name=p.name, run=(str(p),), source=f"checks/{p.name}"))
+    return Suite(
+        checks=(*cfg.checks, *file_checks),
+        hash=_suite_hash(_defs_for_hash(cfg.checks), files),
+        origin=str(directory),
+        files_dir=checks_dir if files else None,
+    )
+
+
+def argv_of(check: CheckDef) -> list[str]:
+    """The check's command as an argument list; a string is split like a shell would, never run by one."""
+    if isinstance(check.run, str):
+        try:
+            return shlex.split(check.run)
+        except ValueError as e:
+            raise FacError(f"[checks.{check.name}] run: cannot split {check.run!r}: {e}") from None
+    return list(check.run)
+
+
+def check_env(workdir: Path, stage: str, check: CheckDef) -> dict[str, str]:
+    env = dict(os.environ)
+    # The Python that runs fac is first on PATH, so `python -m pytest` finds the same tools.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["FAC_CHECK_STAGE"] = stage
+    env["FAC_CANDIDATE"] = str(workdir)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTEST_ADDOPTS", None)
+    env.update(dict(check.env))
+    return env
+
+
+def run_one(check: CheckDef, workdir: Path, stage: str, log_dir: Path) -> CheckResult:
+    """Run one check in its own process group; a timeout kills the whole group."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', check.name)}.log"
+    cwd = (workdir / check.cwd).resolve()
+    start = time.monotonic()
+
+    def result(
+        ok: bool, code: int | None, feedback: str, tail: str = "", timed_out: bool = False
+    ) -> CheckResult:
+        return CheckResult(
+            name=check.name, ok=ok, exit_code=code, duration=round(time.monotonic() - start, 3),
+            feedback=feedback, tail=tail, kind=check.kind, required=check.required, timed_out=timed_out,
+            log=str(log_path),
+        )  # fmt: skip
+
+    if not cwd.is_dir():
+        return result(False, None, f"cwd {check.cwd!r} does not exist in the tree under test")
+    argv = argv_of(check)
+    timed_out = False
+    with open(log_path, "wb") as log:
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=check_env(workdir, stage, check), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        except (FileNotFoundError, PermissionError) as e:
+            return result(False, None, f"cannot start {argv[0]!r}: {e.strerror}")
+        try:
+            code = proc.wait(timeout=check.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            code = proc.wait()
+    tail = _tail(log_path)
+    if timed_out:
+        return result(False, None, f"timed out after {check.timeout:g}s (process group killed)\n{_last_lines(tail, 10)}",
+                      tail, timed_out=True)  # fmt: skip
+    ok = code == 0
+    return result(ok, code, "" if ok else feedback_from(tail, code), tail)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path) -> str:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size > TAIL_CHARS:
+            f.seek(size - TAIL_CHARS)
+        data = f.read()
+    text = data.decode("utf-8", errors="replace")
+    return text if size <= TAIL_CHARS else "..." + text
+
+
+def _last_lines(text: str, n: int) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-n:])
+
+
+_PYTEST_SUMMARY = re.compile(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$")
+_PYTEST_E = re.compile(r"^E\s{2,}(.*)$")
+_PYTEST_LOCATION = re.compile(r"^(\S+\.py):(\d+): (\w+)$")
+
+
+def feedback_from(output: str, code: int | None) -> str:
+    """A short, precise reason: for pytest the failing test ids with their assertion lines."""
+    lines = output.splitlines()
+    failed = [m for m in (_PYTEST_SUMMARY.match(line) for line in lines) if m]
+    if failed:
+        details = [m.group(1) for m in (_PYTEST_E.match(line) for line in lines) if m]
+        locations = [
+            f"{m.group(1)}:{m.group(2)}" for m in (_PYTEST_LOCATION.match(line) for line in lines) if m
+        ]
+        out = []
+        for m in failed:
+            reason = f" - {m.group(3)}" if m.group(3) else ""
+            out.append(f"{m.group(1)} {m.group(2)}{reason}")
+        if locations:
+            out.append("at " + ", ".join(dict.fromkeys(locations)))
+        if details:
+            out.append("assertion:")
+            out.extend(f"  {d}" for d in details[:8])
+        summary = next((line for line in reversed(lines) if re.search(r"\d+ (failed|error)", line)), None)
+        if summary:
+            out.append(summary.strip("= "))
+        return _clip("\n".join(out))
+    last = _last_lines(output, 15)
+    return _clip(f"exit code {code}" + (f"; last output:\n{last}" if last else " and no output"))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= FEEDBACK_CHARS else text[: FEEDBACK_CHARS - 20] + "\n... (truncated)"
+
+
+def run_suite(
+    checks: tuple[CheckDef, ...],
+    workdir: Path,
+    stage: str,
+    *,
+    parallel: int,
+    log_dir: Path,
+    extra: list[Callable[[], CheckResult]] | None = None,
+) -> list[CheckResult]:
+    """Run checks (and extra built-in checks) in parallel; results in a stable order."""
+    jobs: list[Callable[[], CheckResult]] = [
+        (lambda c=c: run_one(c, workdir, stage, log_dir))
+        for c in checks  # type: ignore[misc]
+    ]
+    jobs += extra or []
+    if not jobs:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(jobs)))) as pool:
+        return list(pool.map(lambda job: job(), jobs))
+
+
+def suite_ok(results: list[CheckResult]) -> bool:
+    return all(r.ok for r in results if r.required)
+
+
+def with_log(result: CheckResult, log: str | None) -> CheckResult:
+    return replace(result, log=log)
+
+
+def is_executable(path: Path) -> bool:
+    return path.is_file() and bool(path.stat().st_mode & stat.S_IXUSR)

@@ -1,0 +1,199 @@
+"""Built-in guards (poka-yoke): what a worker's branch may never do, whatever the configuration.
+
+- scope: change only paths matching the role's `writable` globs;
+- protected: never touch checks/, roles/, factory.toml, .ci/ or specs/;
+- no weakening: no added skip/xfail markers, no removed test functions, and (run on the candidate)
+  no fewer collected tests than main.
+
+The decisions are plain functions over plain data; `branch_guards` gathers that data from git.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from supervisor import repo
+from supervisor.checks import CheckResult
+
+PROTECTED = ("checks/", "roles/", "factory.toml", ".ci/", "specs/")
+WEAKENING = re.compile(
+    r"(@pytest\.mark\.(skip|skipif|xfail)\b|pytest\.(skip|xfail|importorskip)\s*\(|@unittest\.(skip|skipIf|skipUnless|expectedFailure)\b"
+    r"|unittest\.SkipTest|pytestmark\s*=.*\b(skip|xfail)|collect_ignore|--deselect|--ignore)"
+)
+
+
+def glob_to_regex(glob: str) -> re.Pattern[str]:
+    """`**` matches across directories, `*` and `?` within one path segment."""
+    out, i = "", 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif glob.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif glob[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif glob[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(glob[i])
+            i += 1
+    return re.compile(f"^{out}$")
+
+
+def scope_violations(paths: list[str], writable: tuple[str, ...]) -> list[str]:
+    patterns = [glob_to_regex(g) for g in writable]
+    return [p for p in paths if not any(rx.match(p) for rx in patterns)]
+
+
+def protected_violations(paths: list[str]) -> list[str]:
+    return [p for p in paths if any(p == x.rstrip("/") or p.startswith(x) for x in PROTECTED if x.endswith("/"))
+            or p in [x for x in PROTECTED if not x.endswith("/")]]  # fmt: skip
+
+
+def weakening_lines(diff: str) -> list[str]:
+    """Added lines (file:line: text) that skip, xfail or deselect tests."""
+    hits, path, lineno = [], "?", 0
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            path = line[6:] if line.startswith("+++ b/") else line[4:]
+        elif line.startswith("@@"):
+            m = re.search(r"\+(\d+)", line)
+            lineno = int(m.group(1)) if m else 0
+        elif line.startswith("+"):
+            if WEAKENING.search(line[1:]):
+                hits.append(f"{path}:{lineno}: {line[1:].strip()}")
+            lineno += 1
+        elif not line.startswith("-"):
+            lineno += 1
+    return hits
+
+
+def is_test_file(path: str) -> bool:
+    name = PurePosixPath(path).name
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def test_functions(source: str | None) -> set[str]:
+    """Qualified names of test functions in a test module (`test_x`, `TestC.test_y`)."""
+    if not source:
+        return set()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
+            names.add(node.name)
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            for sub in node.body:
+                if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef) and sub.name.startswith("test"):
+                    names.add(f"{node.name}.{sub.name}")
+    return names
+
+
+def removed_tests(before: dict[str, str | None], after: dict[str, str | None]) -> list[str]:
+    """Test functions present before and gone after, across all changed test files (moves are fine)."""
+    old = {(name, path) for path, src in before.items() for name in test_functions(src)}
+    new_names = {name for src in after.values() for name in test_functions(src)}
+    return sorted(f"{path}::{name.replace('.', '::')}" for name, path in old if name not in new_names)
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    results: list[CheckResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+def _result(name: str, problems: list[str], fix: str) -> CheckResult:
+    if not problems:
+        return CheckResult(name=name, ok=True, exit_code=0, duration=0.0, feedback="", tail="")
+    shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+    return CheckResult(
+        name=name, ok=False, exit_code=1, duration=0.0,
+        feedback="\n".join([*shown, f"fix: {fix}"]), tail="",
+    )  # fmt: skip
+
+
+def branch_guards(root: Path, main: str, head: str, writable: tuple[str, ...]) -> GuardReport:
+    """Judge what `head` changes relative to its merge base with `main`."""
+    base = repo.merge_base(root, main, head) or main
+    changed = [p for _status, p in repo.changed_paths(root, base, head)]
+    scope = scope_violations(changed, writable)
+    protected = protected_violations(changed)
+    scope = [p for p in scope if p not in protected]
+    suspects = _test_like(changed)
+    diff = (
+        repo.git(root, "diff", "--no-color", "--no-ext-diff", "-U0", base, head, "--", *suspects)
+        if suspects
+        else ""
+    )
+    weak = weakening_lines(diff)
+    tests = [p for p in changed if is_test_file(p)]
+    gone = removed_tests(
+        {p: repo.show_file(root, base, p) for p in tests}, {p: repo.show_file(root, head, p) for p in tests}
+    )
+    return GuardReport(
+        [
+            _result(
+                "guard:scope",
+                [f"{p}: outside {', '.join(writable) or '(nothing is writable)'}" for p in scope],
+                "revert changes to these paths; your role may write only its `writable` globs",
+            ),
+            _result(
+                "guard:protected",
+                [f"{p}: protected" for p in protected],
+                "checks, roles, specs, factory.toml and CI files are changed by humans only; revert them",
+            ),
+            _result(
+                "guard:no-weakening",
+                [f"{h}  (adds a skip/xfail/deselect)" for h in weak] + [f"{t}: test removed" for t in gone],
+                "keep every test and fix the code instead; a human can change tests through a delta",
+            ),
+        ]  # fmt: skip
+    )
+
+
+TEST_CONFIG = ("conftest.py", "pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini")
+
+
+def _test_like(paths: list[str]) -> list[str]:
+    """Files where a skip marker or a deselect option can hide a test: tests, conftest, pytest config."""
+    return [p for p in paths if is_test_file(p) or PurePosixPath(p).name in TEST_CONFIG]
+
+
+COLLECTED = re.compile(r"(\d+) tests? collected|collected (\d+) items?")
+
+
+def collect_argv(argv: list[str]) -> list[str] | None:
+    """For a pytest check, the same command that only collects; None for other checks."""
+    for i, arg in enumerate(argv):
+        if PurePosixPath(arg).name in ("pytest", "py.test") or (
+            arg == "pytest" and i > 0 and argv[i - 1] == "-m"
+        ):
+            return [*argv[: i + 1], "--collect-only", "-q", "-p", "no:cacheprovider"]
+    return None
+
+
+def collected_count(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> int | None:
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if "no tests collected" in proc.stdout or "no tests ran" in proc.stdout:
+        return 0
+    found = list(COLLECTED.finditer(proc.stdout))
+    if not found:
+        return None
+    return int(found[-1].group(1) or found[-1].group(2))

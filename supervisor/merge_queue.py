@@ -1,0 +1,535 @@
+"""The merge queue, "the bot on main": plain deterministic code, no LLM.
+
+Oldest first, a batch of submitted heads is merged onto main without a worktree (merge-tree,
+commit-tree; one merge commit per branch), the gate runs on that candidate in a throw-away
+detached worktree, and on green `main` moves to exactly the tested commit with a compare-and-swap.
+A red batch is bisected to its culprits (the cache makes re-testing a known tree free); the others
+merge. Red results and conflicts go back to the worker that owns the branch, with the evidence.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor import checks, guards, messages, repo, roles
+from supervisor.checks import CheckResult, Suite, Verdict
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+from supervisor.store import QueueEntry
+
+
+@dataclass(frozen=True)
+class Candidate:
+    base: str
+    sha: str
+    tree: str
+    entries: tuple[QueueEntry, ...]
+
+
+def candidate_message(e: QueueEntry) -> str:
+    lines = [f"Merge {e.branch} ({e.worker})", "", f"Fac-Worker: {e.worker}", f"Fac-Queue-Entry: {e.id}"]
+    if e.delta:
+        lines.append(f"Fac-Delta: {e.delta}")
+    return "\n".join(lines) + "\n"
+
+
+def split(entries: list[QueueEntry]) -> tuple[list[QueueEntry], list[QueueEntry]]:
+    """Bisection halves, oldest first."""
+    mid = len(entries) // 2
+    return entries[:mid], entries[mid:]
+
+
+def role_writable(fac: Factory, worker: str, main_sha: str) -> tuple[str, ...]:
+    """The role's writable globs as main has them (a branch cannot widen its own scope)."""
+    w = fac.store.worker(worker)
+    role_name = w.role if w else "worker"
+    text = repo.show_file(fac.root, main_sha, f"roles/{role_name}.md")
+    if text is None:
+        return roles.DEFAULT_WRITABLE
+    try:
+        return roles.parse(Path(f"roles/{role_name}.md"), text).writable
+    except FacError:
+        return roles.DEFAULT_WRITABLE
+
+
+class QueueLocked(FacError):
+    pass
+
+
+class MergeQueue:
+    def __init__(
+        self,
+        fac: Factory,
+        *,
+        max_batch: int | None = None,
+        retries: int | None = None,
+        use_cache: bool = True,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.fac = fac
+        self.root = fac.root
+        cfg = fac.config.queue
+        self.max_batch = max_batch or cfg.max_batch
+        self.batch_size = self.max_batch
+        self.retries = cfg.retries if retries is None else retries
+        self.parallel = cfg.parallel
+        self.use_cache = use_cache
+        self.say = say or (lambda _msg: None)
+        self.stats: Counter[str] = Counter()
+        self.main_ref = f"refs/heads/{fac.main}"
+        self._lock_fd: int | None = None
+        self._seq = 0
+
+    # --- lifecycle ---
+
+    def lock(self) -> None:
+        path = self.fac.fac_dir / "queue.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 64).decode(errors="replace").strip()
+            os.close(fd)
+            raise QueueLocked(
+                f"the merge queue is already running (pid {other or '?'})",
+                hint="one queue per factory: watch it with `fac attach merge-queue` or `fac queue`",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def recover(self) -> None:
+        """After a crash: entries caught mid-test go back in line; stale candidate worktrees go."""
+        store = self.fac.store
+        for e in store.queue(("testing",)):
+            store.set_entry(e.id, state="queued")
+            store.event("requeued", e.worker, correlation=f"q{e.id}", reason="queue restarted mid-test")
+        tmp = self.fac.fac_dir / "tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        repo.git(self.root, "worktree", "prune", check=False)
+
+    def run(self, *, once: bool = False, should_stop: Callable[[], bool] | None = None) -> Counter[str]:
+        """Process the queue; with `once`, return when nothing is pending."""
+        self.lock()
+        try:
+            self.recover()
+            self.say(f"merge queue on {self.fac.main}: max batch {self.max_batch}, retries {self.retries}")
+            last_version = -1
+            while not (should_stop and should_stop()):
+                if self.step():
+                    continue
+                if once:
+                    break
+                # Idle: wake when another process commits to the store (a submit), or every 2 s.
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:
+                    v = self.fac.store.data_version()
+                    if v != last_version:
+                        last_version = v
+                        break
+                    time.sleep(0.1)
+        finally:
+            self.unlock()
+        return self.stats
+
+    # --- one round ---
+
+    def step(self) -> bool:
+        """Take the next batch and settle it. False when nothing was pending."""
+        store = self.fac.store
+        pending = store.queue(("queued",))
+        if not pending:
+            return False
+        base = repo.rev_parse(self.root, self.main_ref)
+        if base is None:
+            raise FacError(
+                f"branch {self.fac.main} does not exist", hint="check [factory] main in factory.toml"
+            )
+        suite = checks.suite_from_rev(self.root, base, self.fac.fac_dir / "suites")
+        batch: list[QueueEntry] = []
+        for e in pending:
+            if len(batch) >= self.batch_size:
+                break
+            if self.screen(e, base):
+                batch.append(e)
+        if batch:
+            self.say(
+                f"batch of {len(batch)}: {', '.join(e.worker for e in batch)} on {self.fac.main} {base[:10]}"
+            )
+            new_base = self.settle(base, batch, suite)
+            if new_base == "moved":
+                self.say(f"{self.fac.main} moved under the queue; rebuilding the batch")
+        return True
+
+    def screen(self, e: QueueEntry, main_sha: str) -> bool:
+        """Per-branch gates that need no check run: already merged, guards, conflicts with main."""
+        store = self.fac.store
+        if repo.rev_parse(self.root, e.sha) is None:
+            store.set_entry(e.id, state="cancelled", verdict={"reason": f"commit {e.sha} no longer exists"})
+            store.event("cancelled", e.worker, correlation=f"q{e.id}", reason="commit missing")
+            return False
+        if repo.is_ancestor(self.root, e.sha, main_sha):
+            self._mark_merged([e], main_sha, note="already on main")
+            return False
+        report = guards.branch_guards(self.root, main_sha, e.sha, role_writable(self.fac, e.worker, main_sha))
+        if not report.ok:
+            self._blame(e, None, Verdict(ok=False, results=report.results), main_sha, reason="guard")
+            return False
+        merged = repo.merge_tree(self.root, main_sha, e.sha)
+        if merged.tree is None:
+            self._conflict(e, main_sha, merged.conflicts)
+            return False
+        return True
+
+    def build(self, base: str, entries: list[QueueEntry]) -> tuple[Candidate, list[QueueEntry]]:
+        """Merge entries onto base one by one; an entry that conflicts only with another entry waits."""
+        cur, taken, deferred = base, [], []
+        for e in entries:
+            merged = repo.merge_tree(self.root, cur, e.sha)
+            if merged.tree is None:
+                deferred.append(e)
+                continue
+            cur = repo.commit_tree(self.root, merged.tree, [cur, e.sha], candidate_message(e))
+            taken.append(e)
+        return Candidate(base, cur, repo.tree_of(self.root, cur), tuple(taken)), deferred
+
+    def settle(self, base: str, entries: list[QueueEntry], suite: Suite) -> str:
+        """Test base+entries; merge what is green, bisect what is red. Returns the new main sha,
+        or "moved" when main changed under the queue (the rest stays queued)."""
+        cand, deferred = self.build(base, entries)
+        for e in deferred:
+            self.say(f"  {e.worker}: conflicts with another branch in the batch; waits for the next round")
+        if not cand.entries:
+            return base
+        verdict = self.test(cand, suite)
+        if verdict.ok:
+            if not self._land(cand, verdict):
+                return "moved"
+            self.batch_size = min(self.max_batch, self.batch_size * 2)
+            return cand.sha
+        if len(cand.entries) == 1:
+            e = cand.entries[0]
+            for attempt in range(self.retries):
+                self.say(
+                    f"  {e.worker}: red alone; retry {attempt + 1}/{self.retries} to rule out a flaky check"
+                )
+                again = self.test(cand, suite, fresh=True)
+                if again.ok:
+                    self.stats["flaky"] += 1
+                    self.fac.store.event("flaky", e.worker, correlation=f"q{e.id}", sha=cand.sha,
+                                         failed=[r.name for r in verdict.failed()])  # fmt: skip
+                    if not self._land(cand, again):
+                        return "moved"
+                    return cand.sha
+            self._blame(e, cand, verdict, base, reason="red")
+            return base
+        self.batch_size = max(1, self.batch_size // 2)
+        left, right = split(list(cand.entries))
+        self.say(f"  red batch of {len(cand.entries)}: bisecting {len(left)} + {len(right)}")
+        new_base = self.settle(base, left, suite)
+        if new_base == "moved":
+            return new_base
+        # When all of `left` merged, base+right is the tree that just failed: the cache answers it for free.
+        return self.settle(new_base, right, suite)
+
+    # --- running the gate ---
+
+    def test(self, cand: Candidate, suite: Suite, *, fresh: bool = False) -> Verdict:
+        store = self.fac.store
+        ids = [e.id for e in cand.entries]
+        with store.tx() as db:
+            for qid in ids:
+                db.execute("UPDATE queue SET state = 'testing', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                           (time.time(), qid))  # fmt: skip
+        if self.use_cache and not fresh:
+            hit = store.cached_result(cand.tree, suite.hash)
+            if hit is not None:
+                ok, results = hit
+                self.stats["cache_hits"] += 1
+                store.record_run(cand.sha, cand.tree, "gate", None, ok, results, cached=True)
+                self.say(
+                    f"  candidate {cand.sha[:10]}: {'green' if ok else 'red'} (cached result for this tree)"
+                )
+                return Verdict(ok, [CheckResult.from_dict(r) for r in results], True, cand.sha, cand.tree)
+        verdict = run_gate(self.fac, cand.sha, suite, self.parallel, base=cand.base, label=self._label())
+        self.stats["check_runs"] += 1
+        store.record_run(cand.sha, cand.tree, "gate", suite.hash if self.use_cache else None, verdict.ok,
+                         [r.as_dict() for r in verdict.results], cached=False)  # fmt: skip
+        store.event("candidate", None, sha=cand.sha, base=cand.base, entries=ids, ok=verdict.ok,
+                    failed=[r.name for r in verdict.failed()])  # fmt: skip
+        took = max((r.duration for r in verdict.results), default=0.0)
+        self.say(
+            f"  candidate {cand.sha[:10]} ({len(ids)} branch(es)): {'green' if verdict.ok else 'RED'} in {took:.1f}s"
+        )
+        return verdict
+
+    def _label(self) -> str:
+        self._seq += 1
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self._seq}"
+
+    # --- outcomes ---
+
+    def _land(self, cand: Candidate, verdict: Verdict) -> bool:
+        if not move_main(self.fac, cand.base, cand.sha):
+            for e in cand.entries:
+                self.fac.store.set_entry(e.id, state="queued")
+            return False
+        self._mark_merged(list(cand.entries), cand.sha, note=f"batch of {len(cand.entries)}")
+        self.say(f"  {self.fac.main} -> {cand.sha[:10]}: merged {', '.join(e.worker for e in cand.entries)}")
+        return True
+
+    def _mark_merged(self, entries: list[QueueEntry], main_sha: str, note: str) -> None:
+        store = self.fac.store
+        sent: list[tuple[str, int]] = []
+        with store.tx() as db:
+            for e in entries:
+                store.set_entry(
+                    e.id, db=db, state="merged", merged_as=main_sha, verdict={"ok": True, "note": note}
+                )
+                store.update_worker(e.worker, db=db, state="merged")
+                store.event(
+                    "merged", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, main=main_sha, note=note
+                )
+                if store.worker(e.worker):
+                    body = (
+                        f"[fac] MERGED: {e.branch} at {e.sha[:10]} is on {self.fac.main} ({main_sha[:10]})."
+                    )
+                    sent.append((e.worker, messages.store(self.fac, db, e.worker, body, sender="merge-queue",
+                                                          kind="merged", correlation=f"q{e.id}")))  # fmt: skip
+        self.stats["merged"] += len(entries)
+        for worker, mid in sent:
+            messages.deliver(self.fac, worker, mid)
+
+    def _blame(self, e: QueueEntry, cand: Candidate | None, verdict: Verdict, base: str, reason: str) -> None:
+        store = self.fac.store
+        tested = cand.sha if cand else e.sha
+        if cand:
+            # Keep the red candidate reachable so `fac check --ref` can reproduce it later.
+            repo.git(self.root, "update-ref", f"refs/fac/candidates/q{e.id}", cand.sha, check=False)
+        failed = verdict.failed()
+        what = "a guard" if reason == "guard" else "the gate"
+        lines = [f"[fac] RED: {e.branch} at {e.sha[:10]} failed {what}"
+                 + (f" on candidate {cand.sha[:10]} ({self.fac.main} {base[:10]} + your branch)." if cand else ".")]  # fmt: skip
+        logs = []
+        for r in failed:
+            how = (
+                "timed out"
+                if r.timed_out
+                else f"exit {r.exit_code}"
+                if r.exit_code is not None
+                else "did not run"
+            )
+            lines.append(f"check {r.name} failed ({how}):")
+            lines.extend(f"  {line}" for line in r.feedback.splitlines())
+            if r.log:
+                logs.append(r.log)
+        if cand:
+            lines.append(f"reproduce: fac check --ref {cand.sha} --stage gate")
+        if logs:
+            lines.append("full output: " + ", ".join(logs))
+        lines.append("Fix it, commit, then `fac submit` again.")
+        body = "\n".join(lines)
+        compact = {"ok": False, "reason": reason, "tested": tested, "failed": [
+            {"name": r.name, "exit_code": r.exit_code, "feedback": r.feedback, "log": r.log} for r in failed]}  # fmt: skip
+        with store.tx() as db:
+            store.set_entry(e.id, db=db, state="red", verdict=compact)
+            store.update_worker(e.worker, db=db, state="red")
+            store.event("red", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, tested=tested, reason=reason,
+                        failed=[r.name for r in failed])  # fmt: skip
+            mid = None
+            if store.worker(e.worker):
+                mid = messages.store(self.fac, db, e.worker, body, sender="merge-queue", kind="red",
+                                     correlation=f"q{e.id}", full_log=logs[0] if logs else None)  # fmt: skip
+        self.stats["red"] += 1
+        self.say(f"  {e.worker}: RED ({', '.join(r.name for r in failed)}); routed to its inbox and pane")
+        if mid is not None:
+            messages.deliver(self.fac, e.worker, mid)
+
+    def _conflict(self, e: QueueEntry, main_sha: str, paths: tuple[str, ...]) -> None:
+        store = self.fac.store
+        body = "\n".join(
+            [f"[fac] CONFLICT: {e.branch} at {e.sha[:10]} does not merge cleanly with {self.fac.main} {main_sha[:10]}.",
+             "conflicting paths:", *[f"  {p}" for p in paths],
+             f"Merge {self.fac.main} into your branch (git merge {self.fac.main}), resolve, commit, then `fac submit`."]
+        )  # fmt: skip
+        with store.tx() as db:
+            store.set_entry(
+                e.id,
+                db=db,
+                state="conflict",
+                verdict={"ok": False, "reason": "conflict", "paths": list(paths)},
+            )
+            store.update_worker(e.worker, db=db, state="conflict")
+            store.event(
+                "conflict",
+                e.worker,
+                correlation=f"q{e.id}",
+                db=db,
+                sha=e.sha,
+                main=main_sha,
+                paths=list(paths),
+            )
+            mid = None
+            if store.worker(e.worker):
+                mid = messages.store(self.fac, db, e.worker, body, sender="merge-queue", kind="conflict",
+                                     correlation=f"q{e.id}")  # fmt: skip
+        self.stats["conflict"] += 1
+        self.say(f"  {e.worker}: CONFLICT in {', '.join(paths)}; routed to its inbox and pane")
+        if mid is not None:
+            messages.deliver(self.fac, e.worker, mid)
+
+
+def run_gate(
+    fac: Factory, sha: str, suite: Suite, parallel: int, *, base: str | None = None, label: str | None = None
+) -> Verdict:
+    """Run the gate stage of `suite` on commit `sha` in a throw-away detached worktree."""
+    root = fac.root
+    label = label or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    wt = fac.fac_dir / "tmp" / f"cand-{sha[:10]}-{label}"
+    wt.parent.mkdir(parents=True, exist_ok=True)
+    repo.git(root, "worktree", "add", "--quiet", "--detach", str(wt), sha)
+    try:
+        log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}"
+        gate = suite.for_stage("gate")
+        extra = [lambda c=c: count_guard(fac, c, wt, base) for c in gate if base and _is_pytest(c)]
+        results = checks.run_suite(gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra)  # type: ignore[arg-type]
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=root, capture_output=True)
+        shutil.rmtree(wt, ignore_errors=True)
+    return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(root, sha))
+
+
+def _is_pytest(c: Any) -> bool:
+    try:
+        return guards.collect_argv(checks.argv_of(c)) is not None
+    except FacError:
+        return False
+
+
+def count_guard(fac: Factory, check: Any, workdir: Path, base: str) -> CheckResult:
+    """no-weakening: the candidate collects at least as many tests as `base` (main) for a pytest check."""
+    name = f"guard:test-count:{check.name}"
+    start = time.monotonic()
+    argv = guards.collect_argv(checks.argv_of(check)) or []
+    env = checks.check_env(workdir, "gate", check)
+    have = guards.collected_count(argv, workdir / check.cwd, env, check.timeout)
+    want = main_count(fac, check, base)
+    dur = round(time.monotonic() - start, 3)
+    if have is not None:
+        _remember_count(fac, _tree_at(workdir), check.name, have)
+    if have is None or want is None or have >= want:
+        return CheckResult(name, True, 0, dur, "", f"collected {have} (main: {want})")
+    return CheckResult(
+        name, False, 1, dur,
+        f"{check.name}: the candidate collects {have} tests, {fac.main} collects {want}: {want - have} test(s) "
+        "disappeared (deleted, renamed away, deselected or skipped at collection).\n"
+        "fix: keep every test; fix the code instead",
+        f"collected {have} (main: {want})",
+    )  # fmt: skip
+
+
+def _tree_at(workdir: Path) -> str:
+    return repo.git(workdir, "rev-parse", "HEAD^{tree}")
+
+
+def _count_key(check_name: str) -> str:
+    return f"collect:{check_name}"
+
+
+def _remember_count(fac: Factory, tree: str, check_name: str, n: int) -> None:
+    import json
+
+    with fac.store.tx() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO check_cache (tree, suite, ok, results, ts) VALUES (?, ?, 1, ?, ?)",
+            (tree, _count_key(check_name), json.dumps({"count": n}), time.time()),
+        )
+
+
+def main_count(fac: Factory, check: Any, base: str) -> int | None:
+    """Collected tests on `base`: remembered from when it was a candidate, else collected once now."""
+    import json
+
+    tree = repo.tree_of(fac.root, base)
+    row = fac.store.db.execute(
+        "SELECT results FROM check_cache WHERE tree = ? AND suite = ?", (tree, _count_key(check.name))
+    ).fetchone()
+    if row:
+        return int(json.loads(row[0])["count"])
+    wt = fac.fac_dir / "tmp" / f"count-{base[:10]}-{os.getpid()}-{time.monotonic_ns()}"
+    wt.parent.mkdir(parents=True, exist_ok=True)
+    repo.git(fac.root, "worktree", "add", "--quiet", "--detach", str(wt), base)
+    try:
+        argv = guards.collect_argv(checks.argv_of(check)) or []
+        n = guards.collected_count(argv, wt / check.cwd, checks.check_env(wt, "gate", check), check.timeout)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=fac.root, capture_output=True)
+        shutil.rmtree(wt, ignore_errors=True)
+    if n is not None:
+        _remember_count(fac, tree, check.name, n)
+    return n
+
+
+def move_main(fac: Factory, old: str, new: str) -> bool:
+    """Compare-and-swap main from `old` to `new`, carrying the human's checkout along when it is on main.
+
+    A checkout of main whose local edits do not touch what changed is fast-forwarded (edits kept);
+    one whose edits would be overwritten is detached at `old` first, so nothing of the human's is
+    touched and `fac status` says main moved ahead.
+    """
+    root = fac.root
+    on_main = repo.current_branch(root) == fac.main
+    can_ff = False
+    if on_main:
+        dry = subprocess.run(["git", "read-tree", "-n", "-m", "-u", old, new], cwd=root, capture_output=True)
+        can_ff = dry.returncode == 0
+        if not can_ff:
+            repo.git(root, "update-ref", "--no-deref", "HEAD", old)
+    if not repo.update_ref_cas(root, f"refs/heads/{fac.main}", new, old):
+        if on_main and not can_ff:
+            repo.git(root, "symbolic-ref", "HEAD", f"refs/heads/{fac.main}")
+        return False
+    if on_main and can_ff:
+        done = subprocess.run(["git", "read-tree", "-m", "-u", old, new], cwd=root, capture_output=True)
+        if done.returncode != 0:  # the human edited in between: leave their files, detach at old
+            repo.git(root, "update-ref", "--no-deref", "HEAD", old)
+            can_ff = False
+    if on_main and not can_ff:
+        fac.store.event("checkout-detached", None, old=old, new=new,
+                        reason="local edits overlap files main changed")  # fmt: skip
+    return True
+
+
+def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
+    states = None if all_entries else ("queued", "testing", "red", "conflict", "merged")
+    rows = []
+    for e in fac.store.queue(states):
+        v = e.verdict or {}
+        if not v:
+            last = ""
+        elif v.get("ok"):
+            last = "green" + (f" ({v['note']})" if v.get("note") else "")
+        elif v.get("failed"):
+            last = "red: " + ", ".join(f["name"] for f in v["failed"])
+        else:
+            last = str(v.get("reason", "red")) + (f": {', '.join(v['paths'])}" if v.get("paths") else "")
+        rows.append({"id": e.id, "worker": e.worker, "branch": e.branch, "sha": e.sha, "state": e.state,
+                     "attempts": e.attempts, "submitted_at": e.submitted_at, "updated_at": e.updated_at,
+                     "last_verdict": last, "merged_as": e.merged_as, "verdict": e.verdict})  # fmt: skip
+    return rows

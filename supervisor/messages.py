@@ -1,0 +1,102 @@
+"""Messages to workers: stored in the inbox first, then pasted into the worker's pane.
+
+Message text is data. It may hold quotes, `$(...)`, escape sequences or a megabyte of check output,
+so it is never put on a command line: it goes through a tmux buffer, control characters are made
+visible, long text is cut with a pointer to the full message, and every pasted line starts with
+`# ` so that even a shell at a prompt would read it as a comment and run nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+
+INBOX_MAX = 64 * 1024  # stored body; longer text keeps its head and a pointer to the full log
+PANE_MAX = 1500  # pasted text; the inbox has the rest
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Control characters (ESC, BEL, CR, ...) shown as \\xNN so a terminal never interprets them."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def clip(text: str, limit: int, pointer: str) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... ({len(text) - limit} more characters; {pointer})"
+
+
+def pane_text(mid: int, worker: str, body: str) -> str:
+    """The form a message takes in a pane: visible, short, every line a shell comment."""
+    text = clip(visible(body), PANE_MAX, f"full text: fac inbox --worker {worker} --id {mid}")
+    lines = [line.rstrip("\\") for line in text.splitlines()] or [""]
+    return "\n".join(f"# {line}" if line else "#" for line in lines)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    pasted: bool
+    reason: str = ""
+
+
+def send(fac: Factory, worker: str, body: str, *, sender: str = "human", kind: str = "note",
+         correlation: str | None = None, full_log: str | None = None) -> Delivery:  # fmt: skip
+    """Store a message for `worker` and paste it into its pane when the pane is alive."""
+    if fac.store.worker(worker) is None:
+        known = ", ".join(x.name for x in fac.store.workers()) or "none"
+        raise FacError(f"no worker named {worker!r}", hint=f"workers: {known}")
+    with fac.store.tx() as db:
+        mid = store(
+            fac, db, worker, body, sender=sender, kind=kind, correlation=correlation, full_log=full_log
+        )
+    return deliver(fac, worker, mid)
+
+
+def store(fac: Factory, db: Any, worker: str, body: str, *, sender: str, kind: str,
+          correlation: str | None = None, full_log: str | None = None) -> int:  # fmt: skip
+    """Write a message inside the caller's transaction (so it commits with the state it reports)."""
+    pointer = f"full output: {full_log}" if full_log else "truncated"
+    mid = fac.store.add_message(worker, sender, kind, clip(body, INBOX_MAX, pointer), db)
+    fac.store.event("message", worker, correlation=correlation, db=db, id=mid, message_kind=kind, sender=sender,
+                    chars=len(body))  # fmt: skip
+    return mid
+
+
+def deliver(fac: Factory, worker: str, mid: int) -> Delivery:
+    """Paste a stored message into the worker's pane; records the delivery time when it got there."""
+    m = fac.store.message(mid)
+    if m is None:
+        return Delivery(mid, False, "no such message")
+    pasted, reason = paste(fac, worker, mid, m.body)
+    if pasted:
+        fac.store.mark_messages([mid], "delivered_at")
+    return Delivery(mid, pasted, reason)
+
+
+def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
+    try:
+        panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+    except FacError as e:
+        return False, str(e)
+    p = panes.get(worker)
+    if p is None:
+        return False, "no window"
+    if p.dead:
+        return False, "pane process has exited"
+    try:
+        fac.tmux.paste(p.pane_id, pane_text(mid, worker, body) + "\n", enter=False)
+    except FacError as e:
+        return False, str(e)
+    return True, ""
+
+
+def format_time(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))

@@ -1,0 +1,120 @@
+"""`fac check`: run a stage of the suite on a commit (throw-away worktree) or on a working tree in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supervisor import checks, guards, repo
+from supervisor.checks import CheckResult, Verdict
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+
+
+@dataclass
+class CheckReport:
+    verdict: Verdict
+    stage: str
+    target: str  # what was checked: a sha, or a directory
+    suite: str
+    worker: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"stage": self.stage, "target": self.target, "suite": self.suite, "worker": self.worker,
+                "notes": self.notes, "sandbox": "none", **self.verdict.as_dict()}  # fmt: skip
+
+
+def check(
+    fac: Factory,
+    *,
+    ref: str | None,
+    worker: str | None,
+    stage: str,
+    use_cache: bool = False,
+    cwd: Path | None = None,
+) -> CheckReport:
+    if ref and worker:
+        raise FacError("pass --ref or --worker, not both")
+    parallel = fac.config.queue.parallel
+    if ref:
+        return _check_ref(fac, ref, stage, parallel, use_cache)
+    w = fac.store.worker(worker) if worker else None
+    if worker and w is None:
+        known = ", ".join(x.name for x in fac.store.workers()) or "none"
+        raise FacError(f"no worker named {worker!r}", hint=f"workers: {known}")
+    workdir = Path(w.worktree) if w else Path(repo.git(cwd or Path.cwd(), "rev-parse", "--show-toplevel"))
+    return _check_dir(fac, workdir, stage, parallel, w.name if w else None, w.branch if w else None)
+
+
+def _check_ref(fac: Factory, ref: str, stage: str, parallel: int, use_cache: bool) -> CheckReport:
+    from supervisor.merge_queue import run_gate
+
+    sha = repo.rev_parse(fac.root, ref)
+    if sha is None:
+        raise FacError(f"{ref!r} is not a commit in {fac.root}", hint="pass a branch, tag or sha")
+    main = repo.rev_parse(fac.root, fac.main)
+    suite_rev = fac.main if stage == "gate" else sha
+    suite = checks.suite_from_rev(fac.root, suite_rev, fac.fac_dir / "suites")
+    tree = repo.tree_of(fac.root, sha)
+    if use_cache:
+        hit = fac.store.cached_result(tree, suite.hash) if stage == "gate" else None
+        if hit is not None:
+            v = Verdict(hit[0], [CheckResult.from_dict(r) for r in hit[1]], True, sha, tree)
+            return CheckReport(v, stage, sha, suite.origin, notes=["cached result for this tree"])
+    if stage == "gate":
+        verdict = run_gate(fac, sha, suite, parallel, base=main if main != sha else None)
+    else:
+        verdict = _run_in_worktree(fac, sha, suite, stage, parallel)
+    fac.store.record_run(sha, tree, stage, suite.hash if stage == "gate" else None, verdict.ok,
+                         [r.as_dict() for r in verdict.results], cached=False)  # fmt: skip
+    return CheckReport(verdict, stage, sha, suite.origin)
+
+
+def _run_in_worktree(fac: Factory, sha: str, suite: checks.Suite, stage: str, parallel: int) -> Verdict:
+    import shutil
+    import subprocess
+    import time
+
+    wt = fac.fac_dir / "tmp" / f"check-{sha[:10]}-{time.monotonic_ns()}"
+    wt.parent.mkdir(parents=True, exist_ok=True)
+    repo.git(fac.root, "worktree", "add", "--quiet", "--detach", str(wt), sha)
+    try:
+        log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+        results = checks.run_suite(suite.for_stage(stage), wt, stage, parallel=parallel, log_dir=log_dir)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=fac.root, capture_output=True)
+        shutil.rmtree(wt, ignore_errors=True)
+    return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(fac.root, sha))
+
+
+def _check_dir(
+    fac: Factory, workdir: Path, stage: str, parallel: int, worker: str | None, branch: str | None
+) -> CheckReport:
+    import time
+
+    from supervisor.merge_queue import role_writable
+
+    notes = []
+    if stage == "gate":
+        suite = checks.suite_from_rev(fac.root, fac.main, fac.fac_dir / "suites")
+        notes.append(f"gate checks come from {fac.main}, not from this working tree")
+    else:
+        suite = checks.suite_from_dir(workdir)
+    label = worker or "root"
+    log_dir = fac.fac_dir / "logs" / "checks" / f"{label}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    results: list[CheckResult] = []
+    if stage == "gate" and worker and branch:
+        head = repo.rev_parse(fac.root, branch)
+        main = repo.rev_parse(fac.root, fac.main)
+        if head and main:
+            writable = role_writable(fac, worker, main)
+            results += guards.branch_guards(fac.root, main, head, writable).results
+            notes.append("guards judge committed changes only")
+    results += checks.run_suite(suite.for_stage(stage), workdir, stage, parallel=parallel, log_dir=log_dir)
+    verdict = Verdict(checks.suite_ok(results), results, False, None, None)
+    if not results:
+        notes.append(
+            f"no {stage} checks are configured: add [checks.NAME] to factory.toml or files to checks/"
+        )
+    return CheckReport(verdict, stage, str(workdir), suite.origin, worker, notes)
