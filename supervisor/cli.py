@@ -503,11 +503,14 @@ def queue_wait(timeout: float) -> None:
 @click.option("--worker", help="Whose inbox (default in a pane: $FAC_WORKER).")
 @click.option("--all", "show_all", is_flag=True, help="Also messages already read.")
 @click.option("--id", "mid", type=int, help="Show one message in full.")
+@click.option("--wait", "wait_s", type=click.FloatRange(0), help="Block up to this many seconds for an unread "
+              "message (exit 1 if none came).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
-def inbox(worker: str | None, show_all: bool, mid: int | None, as_json: bool) -> None:
+def inbox(worker: str | None, show_all: bool, mid: int | None, wait_s: float | None, as_json: bool) -> None:
     """Messages for a worker: red verdicts, conflicts, merges, notes from humans.
 
-    Shown messages are marked read; without --all only unread ones are shown.
+    Shown messages are marked read; without --all only unread ones are shown. Agents can block
+    on their next verdict with `fac inbox --wait 600`.
     """
     fac = _factory()
     name = _worker_arg(worker)
@@ -521,6 +524,14 @@ def inbox(worker: str | None, show_all: bool, mid: int | None, as_json: bool) ->
             raise FacError(f"{name} has no message {mid}")
     else:
         msgs = fac.store.messages(name, unread_only=not show_all)
+        if wait_s is not None and not msgs:
+            deadline = time.monotonic() + wait_s
+            while not msgs and time.monotonic() < deadline:
+                time.sleep(0.2)
+                msgs = fac.store.messages(name, unread_only=True)
+            if not msgs:
+                click.echo(f"no message for {name} within {wait_s:g}s", err=True)
+                sys.exit(EXIT_FAILED)
     fac.store.mark_messages([m.id for m in msgs], "read_at")
     if as_json:
         _json([{"id": m.id, "ts": m.ts, "sender": m.sender, "kind": m.kind, "body": m.body,
@@ -549,6 +560,25 @@ def send(worker: str, text: str, as_json: bool) -> None:
         return
     where = "inbox and pane" if d.pasted else f"inbox (not pasted: {d.reason})"
     click.echo(f"sent message {d.id} to {worker}: {where}")
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Leave the factory and its tmux server running to explore.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Build the demo factory here (default: a new temp dir, removed afterwards).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def demo(keep: bool, directory: Path | None, as_json: bool) -> None:
+    """Run the whole line offline: four scripted agents, the merge queue, real tmux and git.
+
+    alice merges; bob is red, reads the failing test in his inbox, fixes and merges; carol and
+    dave edit the same line: one merges, the other gets the conflict, merges main and merges.
+    Uses a private tmux socket; exits 1 if the story did not happen as told.
+    """
+    from supervisor import demo as demomod
+
+    if directory is not None and directory.exists() and any(directory.iterdir()):
+        raise FacError(f"{directory} is not empty", hint="pass a new or empty directory to --dir")
+    sys.exit(demomod.main_entry(keep, directory, as_json))
 
 
 def main() -> None:
