@@ -172,7 +172,7 @@ def check_env(workdir: Path, stage: str, check: CheckDef) -> dict[str, str]:
     env["FAC_CHECK_STAGE"] = stage
     env["FAC_CANDIDATE"] = str(workdir)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.setdefault("COLUMNS", "200")  # wide enough that pytest does not cut its summary lines
+    env["COLUMNS"] = "200"  # wide enough that pytest does not cut its summary lines
     env.pop("PYTEST_ADDOPTS", None)
     env.update(dict(check.env))
     return env

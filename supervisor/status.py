@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from supervisor import repo
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 
@@ -15,20 +16,50 @@ def collect(fac: Factory) -> dict[str, Any]:
         running = fac.tmux.has_session(fac.session)
     except FacError:
         running = False
+    counts: dict[str, int] = {}
+    for e in fac.store.queue(("queued", "testing")):
+        counts[e.state] = counts.get(e.state, 0) + 1
     return {
         "root": str(fac.root),
         "session": fac.session,
         "session_running": running,
         "main": fac.main,
+        "main_sha": repo.rev_parse(fac.root, f"refs/heads/{fac.main}"),
+        "checkout": checkout_state(fac),
+        "queue": {"queued": counts.get("queued", 0), "testing": counts.get("testing", 0)},
         "workers": [v.as_dict() for v in workers.views(fac)],
     }
+
+
+def checkout_state(fac: Factory) -> dict[str, Any]:
+    """Where the human's checkout of the factory root is relative to main."""
+    branch = repo.current_branch(fac.root)
+    head = repo.rev_parse(fac.root, "HEAD")
+    main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
+    state: dict[str, Any] = {"branch": branch, "head": head, "behind_main": 0, "note": ""}
+    if branch is None and head and main and head != main and repo.is_ancestor(fac.root, head, main):
+        behind = int(repo.git(fac.root, "rev-list", "--count", f"{head}..{main}") or 0)
+        state["behind_main"] = behind
+        state["note"] = (
+            f"main moved ahead of your checkout by {behind} commit(s) while you had local edits in files it "
+            f"changed; your checkout is detached at {head[:10]} with your edits intact: commit or stash them, "
+            f"then `git checkout {fac.main}`"
+        )
+    return state
 
 
 def render(data: dict[str, Any]) -> str:
     from supervisor.text import table
 
     state = "up" if data["session_running"] else "down"
-    lines = [f"factory {data['root']}  session {data['session']} ({state})"]
+    q = data["queue"]
+    main = (data.get("main_sha") or "")[:10]
+    lines = [
+        f"factory {data['root']}  session {data['session']} ({state})  {data['main']} {main}  "
+        f"queue: {q['queued']} queued, {q['testing']} testing"
+    ]
+    if data["checkout"]["note"]:
+        lines.append("note: " + data["checkout"]["note"])
     ws = data["workers"]
     if not ws:
         lines.append('no workers: start one with `fac spawn worker --cmd "..."`')
