@@ -1,0 +1,62 @@
+"""`fac demo` end to end, as a user runs it, checked by what a user would look at."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from helpers import fac_json, run_fac
+
+
+def test_demo_merges_green_routes_red_back_and_resolves_the_conflict(tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+    proc = run_fac("demo", "--keep", "--dir", str(demo_dir), "--json", timeout=300)
+    out = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    sock = out.get("socket")
+    try:
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+        assert out["ok"] and out["problems"] == []
+        root = Path(out["root"])
+        env = {"FAC_TMUX_SOCKET": sock}
+
+        # main's log: one merge commit per agent, bob's fix among them.
+        log = subprocess.run(
+            ["git", "log", "--format=%s", "main"], cwd=root, capture_output=True, text=True
+        ).stdout
+        for agent in ("alice", "bob", "carol", "dave"):
+            assert f"Merge fac/{agent} ({agent})" in log
+        assert "average_word_length: do not round" in log
+
+        # fac status --json: every agent merged, every agent's process exited 0.
+        status = fac_json("status", cwd=root, env=env)
+        assert {w["name"]: w["state"] for w in status["workers"]} == {
+            "alice": "merged", "bob": "merged", "carol": "merged", "dave": "merged",
+        }  # fmt: skip
+        assert all(w["process"] == "exited 0" for w in status["workers"])
+
+        # bob's pane: the red verdict with the failing test, the assertion and how to reproduce.
+        pane = subprocess.run(
+            ["tmux", "-L", sock, "capture-pane", "-p", "-J", "-S", "-300", "-t", "=fac-textstats-factory:=bob"],
+            capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        assert "[fac] RED: fac/bob" in pane
+        assert "FAILED tests/test_averages.py::test_average_word_length_is_exact" in pane
+        assert "assert 4 == 3.5" in pane
+        assert "fac check --ref " in pane and "--stage gate" in pane
+        assert "[fac] MERGED: fac/bob" in pane
+
+        # the queue saw exactly one red and one conflict, and they reached the right owners.
+        queue = fac_json("queue", cwd=root, env=env)
+        states = {(e["worker"], e["state"]) for e in queue}
+        assert ("bob", "red") in states
+        assert {("carol", "conflict"), ("dave", "conflict")} & states
+        # main only ever points at a commit the gate passed.
+        main_sha = subprocess.run(
+            ["git", "rev-parse", "main"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        assert any(e["merged_as"] == main_sha for e in queue)
+    finally:
+        if sock:
+            run_fac("down", cwd=out.get("root"), env={"FAC_TMUX_SOCKET": sock})
+            subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
