@@ -91,6 +91,38 @@ MIGRATIONS: list[str] = [
         results TEXT NOT NULL
     );
     """,
+    # 2: the supervisor (restarts, andon, receipts, the line, kanban tasks) and agent accounting
+    """
+    ALTER TABLE workers ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN crashes TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE workers ADD COLUMN next_restart REAL;
+    ALTER TABLE workers ADD COLUMN question TEXT;
+    ALTER TABLE workers ADD COLUMN red_streak INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN session_id TEXT;
+    ALTER TABLE workers ADD COLUMN tokens_in INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN tokens_out INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN cost REAL NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN acked_at REAL;
+    ALTER TABLE messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE line (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        state TEXT NOT NULL,
+        reason TEXT,
+        since REAL NOT NULL,
+        main_sha TEXT
+    );
+    INSERT INTO line (id, state, since) VALUES (1, 'running', 0);
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        text TEXT NOT NULL,
+        role TEXT NOT NULL,
+        delta TEXT,
+        state TEXT NOT NULL,
+        worker TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -112,6 +144,15 @@ class Worker:
     pane_id: str | None
     created_at: float
     updated_at: float
+    restarts: int = 0
+    crashes: str = "[]"  # JSON list of crash times, newest last
+    next_restart: float | None = None
+    question: str | None = None  # an open andon question
+    red_streak: int = 0
+    session_id: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +180,8 @@ class Message:
     body: str
     delivered_at: float | None
     read_at: float | None
+    acked_at: float | None = None
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,10 +202,23 @@ class Store:
         self.path = path
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=60000")
+        self._enable_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+
+    def _enable_wal(self) -> None:
+        # Switching a fresh database to WAL takes an exclusive lock without waiting on the busy
+        # handler, so several `fac` processes opening a new store at once can see "locked": retry.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @classmethod
     def open(cls, root: Path) -> Store:
