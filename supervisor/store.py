@@ -117,6 +117,8 @@ MIGRATIONS: list[str] = [
         text TEXT NOT NULL,
         role TEXT NOT NULL,
         delta TEXT,
+        runtime TEXT,
+        command TEXT,
         state TEXT NOT NULL,
         worker TEXT,
         created_at REAL NOT NULL,
