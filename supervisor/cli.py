@@ -374,7 +374,16 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
     fac = _factory()
     if not ref:
         worker = _worker_arg(worker, required=False)
-    report = verify.check(fac, ref=ref, worker=worker, stage=stage, use_cache=cached)
+    w = fac.store.worker(worker) if worker and not ref else None
+    if w is not None:
+        fac.store.update_worker(w.name, state="waiting-for-check")
+    try:
+        report = verify.check(fac, ref=ref, worker=worker, stage=stage, use_cache=cached)
+    finally:
+        if w is not None:
+            now = fac.store.worker(w.name)
+            if now is not None and now.state == "waiting-for-check":
+                fac.store.update_worker(w.name, state=w.state)
     if as_json:
         _json(report.as_dict())
     else:
@@ -505,18 +514,29 @@ def queue_wait(timeout: float) -> None:
 @click.option("--id", "mid", type=int, help="Show one message in full.")
 @click.option("--wait", "wait_s", type=click.FloatRange(0), help="Block up to this many seconds for an unread "
               "message (exit 1 if none came).")  # fmt: skip
+@click.option("--ack", "ack_ids", type=int, multiple=True, help="Acknowledge message ID (a receipt); repeatable.")
 @click.option("--json", "as_json", is_flag=True)
-def inbox(worker: str | None, show_all: bool, mid: int | None, wait_s: float | None, as_json: bool) -> None:
+def inbox(worker: str | None, show_all: bool, mid: int | None, wait_s: float | None, ack_ids: tuple[int, ...],
+          as_json: bool) -> None:  # fmt: skip
     """Messages for a worker: red verdicts, conflicts, merges, notes from humans.
 
     Shown messages are marked read; without --all only unread ones are shown. Agents can block
     on their next verdict with `fac inbox --wait 600`.
     """
+    from supervisor import messages
+
     fac = _factory()
     name = _worker_arg(worker)
     assert name is not None
     if fac.store.worker(name) is None and not fac.store.messages(name):
         raise FacError(f"no worker named {name!r}")
+    if ack_ids:
+        acked = messages.ack(fac, name, list(ack_ids))
+        if as_json:
+            _json({"acked": acked})
+        else:
+            click.echo(f"acknowledged {', '.join(map(str, acked))}")
+        return
     if mid is not None:
         m = fac.store.message(mid)
         msgs = [m] if m and m.worker == name else []
@@ -533,6 +553,8 @@ def inbox(worker: str | None, show_all: bool, mid: int | None, wait_s: float | N
                 click.echo(f"no message for {name} within {wait_s:g}s", err=True)
                 sys.exit(EXIT_FAILED)
     fac.store.mark_messages([m.id for m in msgs], "read_at")
+    if msgs:
+        messages.ack(fac, name, [m.id for m in msgs])  # reading it is the receipt
     if as_json:
         _json([{"id": m.id, "ts": m.ts, "sender": m.sender, "kind": m.kind, "body": m.body,
                 "delivered_at": m.delivered_at, "read_at": m.read_at} for m in msgs])  # fmt: skip
@@ -579,6 +601,200 @@ def demo(keep: bool, directory: Path | None, as_json: bool) -> None:
     if directory is not None and directory.exists() and any(directory.iterdir()):
         raise FacError(f"{directory} is not empty", hint="pass a new or empty directory to --dir")
     sys.exit(demomod.main_entry(keep, directory, as_json))
+
+
+# --- the supervisor: liveness, andon, jidoka, kanban, flow ---
+
+
+@cli.command()
+@click.option("--no-dashboard", is_flag=True, help="Print events as lines instead of the live table.")
+def supervise(no_dashboard: bool) -> None:
+    """Run the supervisor in the foreground (`fac up` runs it in the window `supervisor`).
+
+    Restarts crashed agents with backoff, pastes unacknowledged messages again, stops the line
+    when main is red, pulls waiting tasks under the WIP limit, and shows the dashboard.
+    """
+    from supervisor.daemon import Supervisor
+
+    fac = _factory()
+    if no_dashboard or not sys.stdout.isatty():
+        def say(msg: str) -> None:
+            click.echo(f"{time.strftime('%H:%M:%S')} {msg}")
+            sys.stdout.flush()
+
+        Supervisor(fac, say=say).run()
+        return
+    from rich.console import Console
+    from rich.live import Live
+
+    from supervisor import dashboard
+
+    recent: list[str] = []
+
+    def note(msg: str) -> None:
+        recent.append(f"{time.strftime('%H:%M:%S')} {msg}")
+        del recent[:-8]
+
+    with Live(console=Console(), auto_refresh=False, screen=False) as live:
+        def redraw() -> None:
+            from rich.console import Group
+            from rich.text import Text
+
+            live.update(Group(dashboard.render(dashboard.snapshot(fac)), Text("\n".join(recent), style="dim")),
+                        refresh=True)  # fmt: skip
+
+        Supervisor(fac, say=note, on_reconcile=redraw).run()
+
+
+@cli.command()
+@click.argument("event", type=click.Choice(["session-start", "prompt", "working", "stop", "idle", "notification",
+                                            "ack"]))  # fmt: skip
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--worker", help="Default in a pane: $FAC_WORKER.")
+@click.option("--json", "as_json", is_flag=True)
+def hook(event: str, ids: tuple[int, ...], worker: str | None, as_json: bool) -> None:
+    """A runtime reports its own state: fac knows instead of guessing from the screen.
+
+    Claude Code's hooks call this with their JSON on stdin (session_id is kept so a restart can
+    resume). `fac hook ack ID...` is a message receipt.
+    """
+    from supervisor import daemon
+
+    name = _worker_arg(worker)
+    assert name is not None
+    data = daemon.read_hook_input()
+    if ids:
+        data["ids"] = list(ids)
+    res = daemon.hook(_factory(), name, event, data)
+    if as_json:
+        _json(res)
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--worker", help="Default in a pane: $FAC_WORKER.")
+def ask(question: str, worker: str | None) -> None:
+    """Pull the andon cord: ask a human. The worker shows as needs-human until answered."""
+    from supervisor import andon
+
+    name = _worker_arg(worker)
+    assert name is not None
+    andon.ask(_factory(), name, question)
+    click.echo(f"asked: a human will answer with `fac answer {name} ...`; the answer arrives in your inbox")
+
+
+@cli.command()
+@click.argument("worker")
+@click.argument("text")
+def answer(worker: str, text: str) -> None:
+    """Answer WORKER's open question: delivered to its inbox and pane; it goes back to work."""
+    from supervisor import andon
+
+    d = andon.answer(_factory(), worker, text)
+    click.echo(f"answered {worker} (message {d.id}{'' if d.pasted else ', not pasted: ' + d.reason})")
+
+
+@cli.group("line", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def line_cmd(ctx: click.Context, as_json: bool) -> None:
+    """The line's state: running, or STOPPED because main is red (`fac line resume` restarts it)."""
+    if ctx.invoked_subcommand:
+        return
+    from supervisor import line
+
+    st = line.get(_factory())
+    if as_json:
+        _json(st.as_dict())
+        return
+    if st.stopped:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.since))
+        click.echo(f"STOPPED since {when}: {st.reason}")
+    else:
+        click.echo("running")
+
+
+@line_cmd.command("resume")
+def line_resume() -> None:
+    """Restart a stopped line by hand (a green `fac verify` does it by itself)."""
+    from supervisor import line
+
+    if line.resume(_factory(), by="human"):
+        click.echo("line resumed")
+    else:
+        click.echo("the line was running")
+
+
+@cli.command()
+@click.option("--no-cache", is_flag=True, help="Run the checks even if this tree was verified before.")
+@click.option("--json", "as_json", is_flag=True)
+def verify(no_cache: bool, as_json: bool) -> None:
+    """Run the gate on main itself: red stops the line (jidoka), green restarts it. Exit 1 when red."""
+    from supervisor import line
+
+    fac = _factory()
+    v = line.verify(fac, use_cache=not no_cache)
+    if as_json:
+        _json({**v.as_dict(), "line": line.get(fac).as_dict()})
+    else:
+        click.echo(f"{fac.main} {str(v.sha)[:10]}: {'green' if v.ok else 'RED'}" + (" (cached)" if v.cached else ""))
+        for r in v.failed():
+            click.echo(f"  FAIL {r.name}: " + (r.feedback.splitlines()[0] if r.feedback else ""))
+        click.echo(f"line: {line.get(fac).state}")
+    if not v.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def task(ctx: click.Context, as_json: bool) -> None:
+    """Kanban: tasks wait here until the supervisor pulls them under the WIP limit."""
+    if ctx.invoked_subcommand:
+        return
+    from dataclasses import asdict
+
+    from supervisor import tasks
+
+    fac = _factory()
+    ts = tasks.all_tasks(fac)
+    if as_json:
+        _json([asdict(t) for t in ts])
+        return
+    if not ts:
+        click.echo('no tasks: add one with fac task add "..."')
+        return
+    click.echo(table([[str(t.id), t.state, t.role, t.worker or "-", t.text[:60]] for t in ts],
+                     ["ID", "STATE", "ROLE", "WORKER", "TASK"]))  # fmt: skip
+    click.echo(f"WIP {tasks.wip(fac)}/{fac.config.supervisor.max_workers}")
+
+
+@task.command("add")
+@click.argument("text")
+@click.option("--role", default="worker", show_default=True)
+@click.option("--runtime", type=click.Choice(["command", "claude", "anthropic"]))
+@click.option("--cmd", "command", help="For the command runtime: the command the worker runs.")
+@click.option("--delta", help="The delta this task implements.")
+def task_add(text: str, role: str, runtime: str | None, command: str | None, delta: str | None) -> None:
+    """Queue a task; a worker is spawned for it when the factory is under [supervisor] max_workers."""
+    from supervisor import tasks
+
+    tid = tasks.add(_factory(), text, role=role, runtime="command" if command else runtime, command=command,
+                    delta=delta)  # fmt: skip
+    click.echo(f"task {tid} queued; the supervisor pulls it when a WIP slot is free")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def report(as_json: bool) -> None:
+    """Flow metrics from the event log: lead time, flow efficiency, first-pass yield, queue wait, MTTR."""
+    from supervisor import report as reportmod
+
+    data = reportmod.build(_factory())
+    if as_json:
+        _json(data)
+    else:
+        click.echo(reportmod.render(data))
 
 
 def main() -> None:

@@ -44,11 +44,26 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class SupervisorConfig:
+    tick: float = 5.0  # seconds between reconcile passes when nothing happens
+    max_workers: int = 4  # the WIP limit for pulling tasks
+    auto_fix: bool = False  # spawn a fixer when main goes red
+    fixer_command: str | None = None  # the fixer's command when its role uses the command runtime
+    restart_delays: tuple[float, ...] = (0.0, 5.0, 15.0, 60.0)
+    crash_loop: int = 4  # this many crashes ...
+    crash_window: float = 900.0  # ... within this many seconds: needs-human
+    red_limit: int = 5  # red verdicts in a row before the andon cord is pulled
+    redeliver: float = 30.0  # seconds before an unacknowledged message is pasted again
+    max_deliveries: int = 5
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     main: str = "main"
     session: str = ""
     queue: QueueConfig = field(default_factory=QueueConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     checks: tuple[CheckDef, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -127,6 +142,31 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "verify_main": _bool,
     },
 }
+def _delays(v: Any) -> tuple[float, ...]:
+    if not isinstance(v, list) or not v or any(isinstance(x, bool) or not isinstance(x, int | float) or x < 0 for x in v):
+        raise ValueError("a non-empty list of seconds >= 0, e.g. [0, 5, 15, 60]")
+    return tuple(float(x) for x in v)
+
+
+def _seconds(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise ValueError("a number of seconds >= 0")
+    return float(v)
+
+
+SCHEMA["supervisor"] = {
+    "tick": _positive_number,
+    "max_workers": _int_min(1),
+    "auto_fix": _bool,
+    "fixer_command": _str,
+    "restart_delays": _delays,
+    "crash_loop": _int_min(1),
+    "crash_window": _positive_number,
+    "red_limit": _int_min(1),
+    "redeliver": _seconds,
+    "max_deliveries": _int_min(1),
+}
+
 CHECK_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "run": _run,
     "cwd": _str,
@@ -185,6 +225,7 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME) -> Config:
         main=fac.get("main", "main"),
         session=session,
         queue=QueueConfig(**values.get("queue", {})),
+        supervisor=SupervisorConfig(**values.get("supervisor", {})),
         checks=tuple(checks),
         raw=data,
     )

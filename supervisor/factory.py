@@ -217,7 +217,9 @@ class Factory:
 
     def _ensure_runtime_dir(self) -> None:
         d = self.fac_dir
-        if not d.exists():
-            d.mkdir(parents=True)
+        ignore = d / ".gitignore"
+        if not ignore.exists():
+            # exist_ok: several `fac` processes may create .fac/ at once in a fresh factory.
+            d.mkdir(parents=True, exist_ok=True)
             # Keep .fac/ out of git even in a repository whose .gitignore does not list it.
-            (d / ".gitignore").write_text("*\n", encoding="utf-8")
+            ignore.write_text("*\n", encoding="utf-8")

@@ -173,7 +173,9 @@ def _test_like(paths: list[str]) -> list[str]:
     return [p for p in paths if is_test_file(p) or PurePosixPath(p).name in TEST_CONFIG]
 
 
-COLLECTED = re.compile(r"(\d+) tests? collected|collected (\d+) items?")
+# "4 tests collected", "3/4 tests collected (1 deselected)" (-q) or "collected 4 items / 1 deselected /
+# 3 selected": the number that would run, not the number found before deselection.
+COLLECTED = re.compile(r"(\d+)(?:/\d+)? tests? collected|collected \d+ items? / .*?(\d+) selected|collected (\d+) items?")
 
 
 def collect_argv(argv: list[str]) -> list[str] | None:
@@ -196,4 +198,4 @@ def collected_count(argv: list[str], cwd: Path, env: dict[str, str], timeout: fl
     found = list(COLLECTED.finditer(proc.stdout))
     if not found:
         return None
-    return int(found[-1].group(1) or found[-1].group(2))
+    return int(next(g for g in found[-1].groups() if g is not None))

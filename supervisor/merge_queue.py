@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import checks, guards, messages, repo, roles
+from supervisor import checks, guards, line, messages, repo, roles
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -88,6 +88,7 @@ class MergeQueue:
         self.main_ref = f"refs/heads/{fac.main}"
         self._lock_fd: int | None = None
         self._seq = 0
+        self._said_stopped = False
 
     # --- lifecycle ---
 
@@ -154,6 +155,14 @@ class MergeQueue:
         """Take the next batch and settle it. False when nothing was pending."""
         store = self.fac.store
         pending = store.queue(("queued",))
+        if pending and line.get(self.fac).stopped:
+            # Jidoka: while main is red only fixes merge; everyone else waits instead of being blamed.
+            pending = [e for e in pending if self._is_fix(e)]
+            if not pending and not self._said_stopped:
+                self.say("line STOPPED (main is red): only fixes merge; `fac line` says why")
+            self._said_stopped = True
+        else:
+            self._said_stopped = False
         if not pending:
             return False
         base = repo.rev_parse(self.root, self.main_ref)
@@ -176,6 +185,10 @@ class MergeQueue:
             if new_base == "moved":
                 self.say(f"{self.fac.main} moved under the queue; rebuilding the batch")
         return True
+
+    def _is_fix(self, e: QueueEntry) -> bool:
+        w = self.fac.store.worker(e.worker)
+        return w is not None and w.role in line.FIX_ROLES
 
     def screen(self, e: QueueEntry, main_sha: str) -> bool:
         """Per-branch gates that need no check run: already merged, guards, conflicts with main."""
@@ -291,6 +304,10 @@ class MergeQueue:
                 self.fac.store.set_entry(e.id, state="queued")
             return False
         self._mark_merged(list(cand.entries), cand.sha, note=f"batch of {len(cand.entries)}")
+        if self.fac.config.queue.verify_main or line.get(self.fac).stopped:
+            # The tested tree is main's tree now, so this is answered by the cache unless it was a fix.
+            v = line.verify(self.fac, use_cache=self.use_cache)
+            self.say(f"  verify {self.fac.main}: {'green' if v.ok else 'RED: the line stops'}")
         self.say(f"  {self.fac.main} -> {cand.sha[:10]}: merged {', '.join(e.worker for e in cand.entries)}")
         return True
 
@@ -302,7 +319,7 @@ class MergeQueue:
                 store.set_entry(
                     e.id, db=db, state="merged", merged_as=main_sha, verdict={"ok": True, "note": note}
                 )
-                store.update_worker(e.worker, db=db, state="merged")
+                store.update_worker(e.worker, db=db, state="merged", red_streak=0)
                 store.event(
                     "merged", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, main=main_sha, note=note
                 )
@@ -360,6 +377,22 @@ class MergeQueue:
         self.say(f"  {e.worker}: RED ({', '.join(r.name for r in failed)}); routed to its inbox and pane")
         if mid is not None:
             messages.deliver(self.fac, e.worker, mid)
+        self._count_red(e.worker)
+
+    def _count_red(self, worker: str) -> None:
+        """Andon: a branch that keeps coming back red is escalated to a human."""
+        w = self.fac.store.worker(worker)
+        if w is None:
+            return
+        streak = w.red_streak + 1
+        self.fac.store.update_worker(worker, red_streak=streak)
+        limit = self.fac.config.supervisor.red_limit
+        if streak >= limit and not w.question:
+            from supervisor import andon
+
+            andon.ask(self.fac, worker, f"{w.branch} came back red or conflicting {streak} times in a row; "
+                      "it needs a human's look", by="merge-queue")  # fmt: skip
+            self.say(f"  {worker}: red {streak} times in a row: andon cord pulled (needs-human)")
 
     def _conflict(self, e: QueueEntry, main_sha: str, paths: tuple[str, ...]) -> None:
         store = self.fac.store
@@ -393,6 +426,7 @@ class MergeQueue:
         self.say(f"  {e.worker}: CONFLICT in {', '.join(paths)}; routed to its inbox and pane")
         if mid is not None:
             messages.deliver(self.fac, e.worker, mid)
+        self._count_red(e.worker)
 
 
 def run_gate(

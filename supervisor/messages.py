@@ -36,6 +36,7 @@ def clip(text: str, limit: int, pointer: str) -> str:
 def pane_text(mid: int, worker: str, body: str) -> str:
     """The form a message takes in a pane: visible, short, every line a shell comment."""
     text = clip(visible(body), PANE_MAX, f"full text: fac inbox --worker {worker} --id {mid}")
+    text += f"\n(message {mid}: `fac inbox` shows it and counts as the receipt; or `fac inbox --ack {mid}`)"
     lines = [line.rstrip("\\") for line in text.splitlines()] or [""]
     return "\n".join(f"# {line}" if line else "#" for line in lines)
 
@@ -75,10 +76,24 @@ def deliver(fac: Factory, worker: str, mid: int) -> Delivery:
     m = fac.store.message(mid)
     if m is None:
         return Delivery(mid, False, "no such message")
+    if m.acked_at is not None:
+        return Delivery(mid, False, "already acknowledged")
     pasted, reason = paste(fac, worker, mid, m.body)
     if pasted:
-        fac.store.mark_messages([mid], "delivered_at")
+        fac.store.note_delivery(mid)
     return Delivery(mid, pasted, reason)
+
+
+def ack(fac: Factory, worker: str, ids: list[int]) -> list[int]:
+    """Receipts: the runtime saw these messages; they are never pasted again."""
+    mine = [i for i in ids if (m := fac.store.message(i)) is not None and m.worker == worker]
+    unknown = sorted(set(ids) - set(mine))
+    if unknown:
+        raise FacError(f"{worker} has no message(s) {', '.join(map(str, unknown))}", hint="see `fac inbox --all`")
+    fac.store.mark_messages(mine, "acked_at")
+    if mine:
+        fac.store.event("ack", worker, ids=mine)
+    return mine
 
 
 def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:

@@ -18,7 +18,7 @@ QUEUE_WINDOW = "merge-queue"
 def own_windows(fac: Factory) -> dict[str, list[str]]:
     """fac's own windows: name -> argv. They run this Python, so the pane needs no PATH setup."""
     py = [sys.executable, "-m", "supervisor"]
-    return {SUPERVISOR_WINDOW: [*py, "status", "--watch"], QUEUE_WINDOW: [*py, "queue", "run"]}
+    return {SUPERVISOR_WINDOW: [*py, "supervise"], QUEUE_WINDOW: [*py, "queue", "run"]}
 
 
 def window_env(fac: Factory) -> dict[str, str]:
@@ -30,12 +30,18 @@ def window_env(fac: Factory) -> dict[str, str]:
 
 def up(fac: Factory) -> dict[str, Any]:
     """Create the session and any of fac's windows that are missing; idempotent."""
-    existing = {p.window_name for p in fac.tmux.panes(fac.session)}
+    panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+    existing = set(panes)
     started = []
     for name, argv in own_windows(fac).items():
-        if name in existing:
+        p = panes.get(name)
+        if p is not None and not p.dead:
             continue
-        fac.tmux.new_window(fac.session, name, str(fac.root), argv, window_env(fac))
+        if p is not None:  # it died (killed, crashed): start it again in its own window
+            fac.tmux.respawn(p.pane_id, str(fac.root), argv, window_env(fac))
+            existing.discard(name)
+        else:
+            fac.tmux.new_window(fac.session, name, str(fac.root), argv, window_env(fac))
         started.append(name)
     fac.store.event("up", session=fac.session, started=started)
     return {"session": fac.session, "started": started, "already_running": sorted(existing)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -104,12 +105,15 @@ class Tmux:
         return self.server.cmd("has-session", "-t", f"={name}").returncode == 0
 
     def new_window(
-        self, session: str, name: str, cwd: str, argv: list[str], env: dict[str, str]
+        self, session: str, name: str, cwd: str, argv: list[str], env: dict[str, str], log: str | None = None
     ) -> tuple[str, str]:
         """Start `argv` in a new window (creating the session if needed); returns (window_id, pane_id).
 
         The window is created holding a placeholder, made remain-on-exit, then respawned with the real
-        command, so even a command that exits at once leaves its output readable in the pane.
+        command, so even a command that exits at once leaves its output readable in the pane. The
+        pane's output is also appended to `log` (default: discarded) through pipe-pane: tmux 3.3
+        otherwise drops output it has not read yet when the process exits, and a piped pane makes it
+        read everything first.
         """
         fmt = "#{window_id}\t#{pane_id}"
         placeholder = ["sleep", "86400"]
@@ -127,21 +131,29 @@ class Tmux:
             self.cmd("set-option", "-w", "-t", window_id, "remain-on-exit", "on")
             self.cmd("set-option", "-w", "-t", window_id, "allow-rename", "off")
             self.cmd("set-option", "-w", "-t", window_id, "automatic-rename", "off")
-            env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-            # tmux gives a new pane the PATH of the (unattached) client that asked for it, overriding
-            # `-e PATH=...`; so the client itself runs with the PATH the pane should get.
-            saved = os.environ.get("PATH")
-            if "PATH" in env:
-                os.environ["PATH"] = env["PATH"]
-            try:
-                self.cmd("respawn-pane", "-k", "-t", pane_id, "-c", cwd, *env_args, *argv)
-            finally:
-                if saved is not None:
-                    os.environ["PATH"] = saved
+            self.cmd("pipe-pane", "-O", "-t", pane_id, f"exec cat >> {shlex.quote(log or '/dev/null')}")
+            self.respawn(pane_id, cwd, argv, env)
         except BaseException:
             self.kill_window(window_id)
             raise
         return window_id, pane_id
+
+    def respawn(self, pane_id: str, cwd: str, argv: list[str], env: dict[str, str]) -> None:
+        """Replace whatever runs in the pane (alive or dead) with `argv`; the window keeps its id and name."""
+        env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+        # tmux gives a new pane the PATH of the (unattached) client that asked for it, overriding
+        # `-e PATH=...`; so the client itself runs with the PATH the pane should get.
+        saved = os.environ.get("PATH")
+        if "PATH" in env:
+            os.environ["PATH"] = env["PATH"]
+        try:
+            self.cmd("respawn-pane", "-k", "-t", pane_id, "-c", cwd, *env_args, *argv)
+        finally:
+            if saved is not None:
+                os.environ["PATH"] = saved
+
+    def set_hook(self, session: str, hook: str, command: str) -> None:
+        self.cmd("set-hook", "-t", f"={session}", hook, command)
 
     def panes(self, session: str) -> list[PaneInfo]:
         """Every pane of `session` (empty when the session does not exist)."""

@@ -159,7 +159,8 @@ def spawn(
         _fault("context")
 
         env = pane_env(fac, name, role.name, branch, context, task)
-        window_id, pane_id = fac.tmux.new_window(fac.session, name, str(worktree), rt.argv(launch), env)
+        log = str(fac.run_dir(name) / "pane.log")  # the pane's output, kept after its window is gone
+        window_id, pane_id = fac.tmux.new_window(fac.session, name, str(worktree), rt.argv(launch), env, log=log)
         undo.append(lambda: fac.tmux.kill_window(window_id))
         _fault("window")
 
@@ -182,6 +183,41 @@ def spawn(
         raise
     return {"name": name, "role": role.name, "runtime": runtime, "branch": branch, "worktree": str(worktree),
             "window": window_id, "pane": pane_id, "session": fac.session}  # fmt: skip
+
+
+def launch_for(fac: Factory, w: Any) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that (re)start a stored worker's agent, exactly as spawn did."""
+    try:
+        role = roles.get(fac.root, w.role)
+        prompt = role.prompt
+    except FacError:
+        prompt = ""
+    context = fac.run_dir(w.name) / "context.md"
+    launch = Launch(w.name, w.role, Path(w.worktree), context, w.task, w.command, prompt)
+    rt = get_runtime(w.runtime)
+    return rt.argv(launch), pane_env(fac, w.name, w.role, w.branch, context, w.task)
+
+
+def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
+    """Start a stored worker's agent again in its own worktree, window and branch."""
+    w = fac.store.worker(name)
+    if w is None:
+        raise FacError(f"no worker named {name!r}")
+    if not Path(w.worktree).is_dir():
+        raise FacError(f"{name}'s worktree {w.worktree} is gone", hint=f"remove the worker: fac kill {name} --rm")
+    argv, env = launch_for(fac, w)
+    panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+    p = panes.get(name)
+    if p is not None:
+        fac.tmux.respawn(p.pane_id, w.worktree, argv, env)
+        window_id, pane_id = p.window_id, p.pane_id
+    else:
+        window_id, pane_id = fac.tmux.new_window(fac.session, name, w.worktree, argv, env)
+    with fac.store.tx() as db:
+        fac.store.update_worker(name, db=db, window_id=window_id, pane_id=pane_id, state="working",
+                                restarts=w.restarts + 1, next_restart=None)  # fmt: skip
+        fac.store.event("restarted", name, db=db, reason=reason, restarts=w.restarts + 1, window=window_id)
+    return {"name": name, "window": window_id, "pane": pane_id, "restarts": w.restarts + 1}
 
 
 def _delete_row(fac: Factory, name: str) -> None:
@@ -208,6 +244,10 @@ class WorkerView:
     task: str | None
     head: str | None
     updated_at: float
+    restarts: int = 0
+    question: str | None = None
+    delta: str | None = None
+    tokens: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -247,6 +287,10 @@ def views(fac: Factory) -> list[WorkerView]:
                 task=w.task,
                 head=repo.rev_parse(fac.root, w.branch),
                 updated_at=w.updated_at,
+                restarts=w.restarts,
+                question=w.question,
+                delta=w.delta,
+                tokens=w.tokens_in + w.tokens_out,
             )  # fmt: skip
         )
     return out

@@ -1,0 +1,338 @@
+"""The supervisor: deterministic code that keeps every agent alive and the line honest.
+
+It reconciles what the store says against what tmux shows: a crashed agent is restarted in its own
+worktree with backoff (a crash loop pulls the andon cord), unacknowledged messages are pasted again
+until a receipt arrives, a red main stops the line and every worker hears of it, and waiting tasks
+are pulled by new workers while the factory is under its WIP limit.
+
+It is event-driven: inotify (watchdog) on `.fac/` and on the branch refs, and a tmux `pane-died`
+hook that touches `.fac/wake`, wake it at once; a slow tick (`[supervisor] tick`) is the safety net.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from supervisor import andon, line, messages, repo, tasks, workers
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+from supervisor.store import Worker
+from supervisor.tmux import PaneInfo
+
+# States in which the supervisor leaves a worker's process alone.
+PARKED = ("stopped", "done", "needs-human")
+STARTING_GRACE = 60.0
+
+
+class Supervisor:
+    def __init__(self, fac: Factory, *, say: Callable[[str], None] | None = None,
+                 on_reconcile: Callable[[], None] | None = None) -> None:  # fmt: skip
+        self.fac = fac
+        self.cfg = fac.config.supervisor
+        self.say = say or (lambda _m: None)
+        self.on_reconcile = on_reconcile
+        self.wake = threading.Event()
+        self._lock_fd: int | None = None
+        self._observer: Any = None
+        self._line_notified = -1.0
+        self._main_seen: str | None = None
+        self._verifying = False
+        self.passes = 0
+
+    # --- lifecycle ---
+
+    def lock(self) -> None:
+        path = self.fac.fac_dir / "supervisor.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 64).decode(errors="replace").strip()
+            os.close(fd)
+            raise FacError(f"the supervisor is already running (pid {other or '?'})",
+                           hint="watch it with `fac attach supervisor`") from None  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def watch(self) -> None:
+        """Wake on writes to the store, moves of branch refs, and dead panes."""
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        wake = self.wake
+
+        class Poke(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                if not str(getattr(event, "src_path", "")).endswith((".lock", "-shm")):
+                    wake.set()
+
+        obs = Observer()
+        obs.schedule(Poke(), str(self.fac.fac_dir), recursive=False)
+        refs = self.fac.root / ".git" / "refs" / "heads"
+        if refs.is_dir():
+            obs.schedule(Poke(), str(refs), recursive=False)
+        obs.daemon = True
+        obs.start()
+        self._observer = obs
+        wake_file = self.fac.fac_dir / "wake"
+        try:
+            self.fac.tmux.set_hook(self.fac.session, "pane-died", f"run-shell -b 'touch \"{wake_file}\"'")
+        except FacError:
+            pass  # no session yet: the tick still notices dead panes
+
+    def run(self, *, should_stop: Callable[[], bool] | None = None) -> None:
+        self.lock()
+        try:
+            self.watch()
+            self.fac.store.event("supervisor-started", None, pid=os.getpid())
+            self.say(f"supervisor up: tick {self.cfg.tick:g}s, WIP limit {self.cfg.max_workers}")
+            while not (should_stop and should_stop()):
+                self.wake.clear()
+                try:
+                    timeout = self.reconcile()
+                except FacError as e:  # e.g. tmux briefly unavailable: report and keep going
+                    self.say(f"reconcile failed: {e}")
+                    timeout = self.cfg.tick
+                if self.on_reconcile:
+                    self.on_reconcile()
+                self.wake.wait(timeout)
+                # Coalesce a burst of file events into one pass.
+                time.sleep(0.05)
+        finally:
+            if self._observer is not None:
+                self._observer.stop()
+            self.unlock()
+
+    # --- one pass ---
+
+    def reconcile(self) -> float:
+        """Bring the world in line with the store; returns how long it may sleep."""
+        self.passes += 1
+        now = time.time()
+        fac = self.fac
+        panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+        wake_at = now + self.cfg.tick
+        for w in fac.store.workers():
+            nxt = self.check_worker(w, panes.get(w.name), now)
+            if nxt:
+                wake_at = min(wake_at, nxt)
+        panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+        nxt = self.deliver(panes, now)
+        if nxt:
+            wake_at = min(wake_at, nxt)
+        self.check_line()
+        for res in tasks.pull(fac):
+            self.say(f"pulled a task: spawned {res['name']}")
+        return max(0.05, wake_at - time.time())
+
+    def check_worker(self, w: Worker, p: PaneInfo | None, now: float) -> float | None:
+        if w.state in PARKED:
+            return None
+        if w.state == "starting" and now - w.updated_at < STARTING_GRACE:
+            return None  # spawn is still creating it; a spawn killed midway is handled after the grace
+        alive = p is not None and not p.dead
+        if alive:
+            return None
+        if p is not None and p.dead and p.dead_status == 0 and not p.dead_signal:
+            workers_state(self.fac, w.name, "done", "finished", exit_status=0)
+            self.say(f"{w.name}: finished (exit 0)")
+            return None
+        status = "no window" if p is None else (
+            f"killed by signal {p.dead_signal}" if p.dead_signal else f"exit {p.dead_status}")  # fmt: skip
+        if w.state == "crashed" and w.next_restart is not None:
+            if now >= w.next_restart:
+                return self.restart(w, status)
+            return w.next_restart
+        crashes = [t for t in json.loads(w.crashes or "[]") if now - t < self.cfg.crash_window] + [now]
+        if len(crashes) >= self.cfg.crash_loop:
+            with self.fac.store.tx() as db:
+                self.fac.store.update_worker(w.name, db=db, crashes=json.dumps(crashes), next_restart=None)
+                self.fac.store.event("crashed", w.name, db=db, status=status, crashes=len(crashes), loop=True)
+            minutes = self.cfg.crash_window / 60
+            andon.ask(self.fac, w.name, f"crash loop: {len(crashes)} crashes within {minutes:g} min (last: {status}); "
+                      f"read its pane (fac attach {w.name}), then `fac answer {w.name} ...` to restart it",
+                      by="supervisor")  # fmt: skip
+            self.say(f"{w.name}: crash loop ({len(crashes)} crashes): andon cord pulled")
+            return None
+        delays = self.cfg.restart_delays
+        delay = delays[min(len(crashes) - 1, len(delays) - 1)]
+        with self.fac.store.tx() as db:
+            self.fac.store.update_worker(w.name, db=db, state="crashed", crashes=json.dumps(crashes),
+                                         next_restart=now + delay)  # fmt: skip
+            self.fac.store.event("crashed", w.name, db=db, status=status, crashes=len(crashes), restart_in=delay)
+        self.say(f"{w.name}: crashed ({status}); restart in {delay:g}s")
+        if delay <= 0:
+            fresh = self.fac.store.worker(w.name)
+            return self.restart(fresh, status) if fresh else None
+        return now + delay
+
+    def restart(self, w: Worker, status: str) -> float | None:
+        try:
+            workers.restart(self.fac, w.name, reason=status)
+        except FacError as e:
+            andon.ask(self.fac, w.name, f"cannot restart: {e.message}", by="supervisor")
+            return None
+        self.say(f"{w.name}: restarted (restart #{w.restarts + 1})")
+        # Whatever it had not acknowledged is pasted again into the new process.
+        for m in self.fac.store.unacked():
+            if m.worker == w.name:
+                messages.deliver(self.fac, w.name, m.id)
+        return None
+
+    def deliver(self, panes: dict[str, PaneInfo], now: float) -> float | None:
+        """Receipts: paste each unacknowledged message until the runtime acknowledges it."""
+        wake_at: float | None = None
+        live = {w.name: w for w in self.fac.store.workers() if w.state not in ("stopped",)}
+        for m in self.fac.store.unacked():
+            w = live.get(m.worker)
+            p = panes.get(m.worker)
+            if w is None or p is None or p.dead or m.attempts >= self.cfg.max_deliveries:
+                continue
+            if m.delivered_at is None:
+                due = now
+            elif w.state == "idle" and w.updated_at > m.delivered_at:
+                due = now  # an idle nudge: it stopped working with this message unread
+            else:
+                due = m.delivered_at + self.cfg.redeliver * (2 ** max(0, m.attempts - 1))
+            if due <= now:
+                d = messages.deliver(self.fac, m.worker, m.id)
+                if d.pasted:
+                    self.fac.store.event("delivered", m.worker, id=m.id, attempt=m.attempts + 1)
+            else:
+                wake_at = due if wake_at is None else min(wake_at, due)
+        return wake_at
+
+    def check_line(self) -> None:
+        fac = self.fac
+        state = line.get(fac)
+        if state.stopped and state.since != self._line_notified:
+            self._line_notified = state.since
+            self.say(f"LINE STOPPED: {state.reason}")
+            for w in fac.store.workers():
+                if w.state not in ("stopped", "done"):
+                    messages.send(fac, w.name, f"[fac] LINE STOPPED: {state.reason}\nDo not submit until "
+                                  f"{fac.main} is green again; a fixer is on it. `fac status` shows the line.",
+                                  sender="supervisor", kind="line")  # fmt: skip
+            if self.cfg.auto_fix:
+                self.spawn_fixer(state.reason or "main is red")
+        elif not state.stopped and self._line_notified > 0:
+            self._line_notified = -1.0
+            self.say("line resumed")
+        self.maybe_verify_main()
+
+    def spawn_fixer(self, reason: str) -> None:
+        fac = self.fac
+        if any(w.role == "fixer" and w.state not in ("stopped", "done", "merged") for w in fac.store.workers()):
+            return
+        try:
+            from supervisor import roles
+
+            role = roles.get(fac.root, "fixer")
+            command = self.cfg.fixer_command if role.runtime == "command" else None
+            if role.runtime == "command" and not command:
+                raise FacError("the fixer role runs commands and [supervisor] fixer_command is not set")
+            res = workers.spawn(fac, "fixer", task=f"{fac.main} is red; make it green. {reason}", command=command)
+            self.say(f"auto_fix: spawned {res['name']}")
+        except FacError as e:
+            fac.store.event("auto-fix-failed", None, error=e.message)
+            self.say(f"auto_fix could not spawn a fixer: {e.message}")
+
+    def maybe_verify_main(self) -> None:
+        """With verify_main, a main moved by anyone (a human's push too) is verified in the background."""
+        if not self.fac.config.queue.verify_main or self._verifying:
+            return
+        sha = repo.rev_parse(self.fac.root, f"refs/heads/{self.fac.main}")
+        if sha == self._main_seen:
+            return
+        self._main_seen = sha
+        self._verifying = True
+
+        def job() -> None:
+            try:
+                fac = Factory(self.fac.root)
+                v = line.verify(fac)
+                self.say(f"verified {self.fac.main} {str(sha)[:10]}: {'green' if v.ok else 'RED'}")
+            except Exception as e:  # never take the supervisor down with a verify
+                self.say(f"verify failed to run: {e}")
+            finally:
+                self._verifying = False
+                self.wake.set()
+
+        threading.Thread(target=job, daemon=True).start()
+
+
+def workers_state(fac: Factory, name: str, state: str, event: str, **payload: Any) -> None:
+    with fac.store.tx() as db:
+        fac.store.update_worker(name, db=db, state=state)
+        fac.store.event(event, name, db=db, **payload)
+
+
+HOOK_STATES = {
+    "session-start": "working",
+    "prompt": "working",
+    "working": "working",
+    "stop": "idle",
+    "idle": "idle",
+    "notification": "waiting-for-permission",
+}
+
+
+def hook(fac: Factory, worker: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A runtime reports its own state (Claude Code hooks call this); fac does not guess from the screen."""
+    w = fac.store.worker(worker)
+    if w is None:
+        raise FacError(f"no worker named {worker!r}")
+    if event not in HOOK_STATES and event != "ack":
+        raise FacError(f"unknown hook event {event!r}", hint=f"one of: {', '.join([*HOOK_STATES, 'ack'])}")
+    out: dict[str, Any] = {"worker": worker, "event": event}
+    if event == "ack":
+        ids = [int(i) for i in data.get("ids", [])]
+        out["acked"] = messages.ack(fac, worker, ids)
+        return out
+    new_state = HOOK_STATES[event]
+    fields: dict[str, Any] = {}
+    if data.get("session_id"):
+        fields["session_id"] = str(data["session_id"])
+    keep = w.state in ("needs-human", "red", "conflict", "queued") and new_state == "working" and event != "prompt"
+    with fac.store.tx() as db:
+        if not keep:
+            fields["state"] = new_state
+        if fields:
+            fac.store.update_worker(worker, db=db, **fields)
+        fac.store.event(f"hook:{event}", worker, db=db, state=fields.get("state", w.state))
+    out["state"] = fields.get("state", w.state)
+    return out
+
+
+def read_hook_input() -> dict[str, Any]:
+    """Claude Code hooks send one JSON object on stdin; other callers may send nothing."""
+    import sys
+
+    if sys.stdin is None or sys.stdin.isatty():
+        return {}
+    raw = sys.stdin.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def wake_path(fac: Factory) -> Path:
+    return fac.fac_dir / "wake"

@@ -1,0 +1,66 @@
+"""The supervisor window's live view (rich): workers, line, queue, open questions, tasks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from supervisor import line, tasks
+from supervisor.factory import Factory
+
+STATE_STYLE = {
+    "working": "green", "idle": "cyan", "queued": "blue", "testing": "blue", "merged": "bold green",
+    "done": "dim green", "red": "bold red", "conflict": "bold yellow", "needs-human": "bold magenta",
+    "crashed": "red", "stopped": "dim", "waiting-for-check": "blue", "waiting-for-permission": "magenta",
+}  # fmt: skip
+
+
+def snapshot(fac: Factory) -> dict[str, Any]:
+    from supervisor import status
+    from supervisor.merge_queue import queue_rows
+
+    data = status.collect(fac)
+    last: dict[str, str] = {}
+    for row in queue_rows(fac):
+        last[row["worker"]] = f"{row['state']}: {row['last_verdict']}" if row["last_verdict"] else row["state"]
+    data["last_verdict"] = last
+    data["line"] = line.get(fac).as_dict()
+    data["tasks"] = [t.__dict__ for t in tasks.all_tasks(fac) if t.state == "todo"]
+    data["wip_limit"] = fac.config.supervisor.max_workers
+    return data
+
+
+def render(data: dict[str, Any]) -> Any:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    ln = data["line"]
+    if ln["state"] == "stopped":
+        head = Text(f"LINE STOPPED since {time.strftime('%H:%M:%S', time.localtime(ln['since']))}: {ln['reason']}",
+                    style="bold white on red")  # fmt: skip
+    else:
+        head = Text("line running", style="bold green")
+    q = data["queue"]
+    head.append(f"   main {str(data.get('main_sha') or '')[:10]}   queue {q['queued']} queued, {q['testing']} testing"
+                f"   WIP {sum(1 for w in data['workers'] if w['state'] not in tasks.FINISHED)}/{data['wip_limit']}")  # fmt: skip
+    table = Table(expand=True, show_edge=False)
+    for col in ("worker", "role", "state", "process", "branch", "last verdict", "restarts"):
+        table.add_column(col)
+    for w in data["workers"]:
+        table.add_row(w["name"], w["role"], Text(w["state"], style=STATE_STYLE.get(w["state"], "")), w["process"],
+                      w["branch"], data["last_verdict"].get(w["name"], ""), str(w.get("restarts", 0)))  # fmt: skip
+    parts: list[Any] = [head, table]
+    questions = [(w["name"], w["question"]) for w in data["workers"] if w.get("question")]
+    if questions:
+        qt = Text()
+        for name, question in questions:
+            qt.append(f"{name}: ", style="bold magenta")
+            qt.append(f"{question}\n   answer with: fac answer {name} \"...\"\n")
+        parts.append(Panel(qt, title="andon: open questions", border_style="magenta"))
+    if data["tasks"]:
+        parts.append(Text("tasks waiting: " + "; ".join(f"#{t['id']} {t['text'][:40]}" for t in data["tasks"])))
+    if data["checkout"]["note"]:
+        parts.append(Text("note: " + data["checkout"]["note"], style="yellow"))
+    return Panel(Group(*parts), title=f"fac {data['session']}  {time.strftime('%H:%M:%S')}")

@@ -1,0 +1,88 @@
+"""Jidoka: the line stops when main itself is red, and restarts when main is green again.
+
+While the line is stopped the merge queue merges only fixes (entries from workers of the `fixer`
+role), so nobody is blamed for a failure that main already had; every worker gets a notice, and
+`fac status` shows STOPPED and why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor import checks, repo
+from supervisor.checks import Verdict
+from supervisor.factory import Factory
+
+FIX_ROLES = ("fixer",)
+
+
+@dataclass(frozen=True)
+class Line:
+    state: str  # running | stopped
+    reason: str | None
+    since: float
+    main_sha: str | None
+
+    @property
+    def stopped(self) -> bool:
+        return self.state == "stopped"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, "since": self.since, "main_sha": self.main_sha}
+
+
+def get(fac: Factory) -> Line:
+    row = fac.store.db.execute("SELECT state, reason, since, main_sha FROM line WHERE id = 1").fetchone()
+    return Line(row["state"], row["reason"], row["since"], row["main_sha"])
+
+
+def stop(fac: Factory, reason: str, main_sha: str | None) -> bool:
+    """Stop the line; False when it was already stopped (the first reason stays)."""
+    with fac.store.tx() as db:
+        row = db.execute("SELECT state FROM line WHERE id = 1").fetchone()
+        if row["state"] == "stopped":
+            return False
+        db.execute("UPDATE line SET state = 'stopped', reason = ?, since = ?, main_sha = ? WHERE id = 1",
+                   (reason, time.time(), main_sha))  # fmt: skip
+        fac.store.event("line-stopped", None, db=db, reason=reason, main=main_sha)
+    return True
+
+
+def resume(fac: Factory, by: str) -> bool:
+    """Restart the line; False when it was running."""
+    with fac.store.tx() as db:
+        row = db.execute("SELECT state, since FROM line WHERE id = 1").fetchone()
+        if row["state"] != "stopped":
+            return False
+        stopped_for = time.time() - row["since"]
+        db.execute("UPDATE line SET state = 'running', reason = NULL, since = ? WHERE id = 1", (time.time(),))
+        fac.store.event("line-resumed", None, db=db, by=by, stopped_seconds=round(stopped_for, 3))
+    return True
+
+
+def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
+    """Run the gate on main itself; red stops the line, green restarts it."""
+    from supervisor.merge_queue import run_gate
+
+    sha = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
+    assert sha is not None
+    suite = checks.suite_from_rev(fac.root, sha, fac.fac_dir / "suites")
+    tree = repo.tree_of(fac.root, sha)
+    hit = fac.store.cached_result(tree, suite.hash) if use_cache else None
+    if hit is not None:
+        verdict = Verdict(hit[0], [checks.CheckResult.from_dict(r) for r in hit[1]], True, sha, tree)
+        fac.store.record_run(sha, tree, "gate", None, verdict.ok, hit[1], cached=True)
+    else:
+        verdict = run_gate(fac, sha, suite, fac.config.queue.parallel)
+        fac.store.record_run(sha, tree, "gate", suite.hash, verdict.ok, [r.as_dict() for r in verdict.results],
+                             cached=False)  # fmt: skip
+    fac.store.event("verified", None, main=sha, ok=verdict.ok, failed=[r.name for r in verdict.failed()])
+    if verdict.ok:
+        resume(fac, by="green verify")
+    else:
+        failed = verdict.failed()
+        detail = "; ".join(f"{r.name}: {r.feedback.splitlines()[0] if r.feedback else 'failed'}" for r in failed)
+        stop(fac, f"{fac.main} {sha[:10]} is red: {detail}", sha)
+    return verdict

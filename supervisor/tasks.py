@@ -1,0 +1,77 @@
+"""Kanban: a queue of tasks pulled by new workers only while the factory is under its WIP limit."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor import roles
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+
+# Workers that occupy a WIP slot: everything that is not finished or parked.
+FINISHED = ("done", "merged", "stopped")
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    text: str
+    role: str
+    delta: str | None
+    runtime: str | None
+    command: str | None
+    state: str  # todo | assigned
+    worker: str | None
+    created_at: float
+    updated_at: float
+
+
+def add(fac: Factory, text: str, *, role: str = "worker", runtime: str | None = None,
+        command: str | None = None, delta: str | None = None) -> int:  # fmt: skip
+    if not text.strip():
+        raise FacError("the task is empty", hint='fac task add "what to build"')
+    roles.get(fac.root, role)
+    now = time.time()
+    with fac.store.tx() as db:
+        cur = db.execute(
+            "INSERT INTO tasks (text, role, delta, runtime, command, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, 'todo', ?, ?)",
+            (text, role, delta, runtime, command, now, now),
+        )
+        tid = int(cur.lastrowid or 0)
+        fac.store.event("task-added", None, correlation=f"t{tid}", db=db, text=text, role=role)
+    return tid
+
+
+def all_tasks(fac: Factory) -> list[Task]:
+    return [Task(**dict(r)) for r in fac.store.db.execute("SELECT * FROM tasks ORDER BY id")]
+
+
+def wip(fac: Factory) -> int:
+    return sum(1 for w in fac.store.workers() if w.state not in FINISHED)
+
+
+def pull(fac: Factory) -> list[dict[str, Any]]:
+    """Spawn workers for waiting tasks, oldest first, while under `[supervisor] max_workers`."""
+    from supervisor import workers
+
+    limit = fac.config.supervisor.max_workers
+    started = []
+    for t in all_tasks(fac):
+        if t.state != "todo":
+            continue
+        if wip(fac) >= limit:
+            break
+        try:
+            res = workers.spawn(fac, t.role, task=t.text, runtime=t.runtime, command=t.command, delta=t.delta)
+        except FacError as e:
+            fac.store.event("task-pull-failed", None, correlation=f"t{t.id}", error=str(e))
+            break
+        with fac.store.tx() as db:
+            db.execute("UPDATE tasks SET state = 'assigned', worker = ?, updated_at = ? WHERE id = ?",
+                       (res["name"], time.time(), t.id))  # fmt: skip
+            fac.store.event("task-pulled", res["name"], correlation=f"t{t.id}", db=db, task=t.id)
+        started.append(res)
+    return started
