@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor import repo
+from supervisor import line, repo
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 
@@ -27,6 +27,7 @@ def collect(fac: Factory) -> dict[str, Any]:
         "main_sha": repo.rev_parse(fac.root, f"refs/heads/{fac.main}"),
         "checkout": checkout_state(fac),
         "queue": {"queued": counts.get("queued", 0), "testing": counts.get("testing", 0)},
+        "line": line.get(fac).as_dict(),
         "workers": [v.as_dict() for v in workers.views(fac)],
     }
 
@@ -58,6 +59,12 @@ def render(data: dict[str, Any]) -> str:
         f"factory {data['root']}  session {data['session']} ({state})  {data['main']} {main}  "
         f"queue: {q['queued']} queued, {q['testing']} testing"
     ]
+    ln = data["line"]
+    if ln["state"] == "stopped":
+        lines.append(f"LINE STOPPED: {ln['reason']}  (fix main; `fac verify` or `fac line resume` restarts it)")
+    questions = [w for w in data["workers"] if w.get("question")]
+    for w in questions:
+        lines.append(f"andon: {w['name']} asks: {w['question']}  (answer: fac answer {w['name']} \"...\")")
     if data["checkout"]["note"]:
         lines.append("note: " + data["checkout"]["note"])
     ws = data["workers"]

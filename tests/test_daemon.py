@@ -1,0 +1,262 @@
+"""The supervisor (issue 4): liveness and restarts, receipts, jidoka, andon, kanban, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from helpers import capture_pane, fac_json, fac_ok, git, run_fac, tmux, wait_for
+from queue_helpers import commit, passing_test
+
+from supervisor import line, tasks
+from supervisor.daemon import Supervisor
+from supervisor.factory import Factory
+from supervisor.merge_queue import MergeQueue
+
+
+def configure(root: Path, text: str) -> None:
+    """Append to factory.toml and commit it on main (gate checks and config come from main)."""
+    with open(root / "factory.toml", "a", encoding="utf-8") as f:
+        f.write("\n" + text)
+    git(root, "commit", "-qam", "configure the test factory")
+
+
+@contextmanager
+def running_supervisor(root: Path) -> Iterator[Supervisor]:
+    """The real supervisor loop in a thread of this process, stopped and joined afterwards."""
+    stop = threading.Event()
+    sup = Supervisor(Factory(root))
+    t = threading.Thread(target=sup.run, kwargs={"should_stop": stop.is_set}, daemon=True)
+    t.start()
+    try:
+        yield sup
+    finally:
+        stop.set()
+        sup.wake.set()
+        t.join(10)
+        assert not t.is_alive(), "the supervisor did not stop"
+
+
+def worker(root: Path, name: str):
+    return Factory(root).store.worker(name)
+
+
+def spawn(root: Path, name: str, cmd: str, role: str = "worker") -> None:
+    fac_ok("spawn", role, "--name", name, "--cmd", cmd, cwd=root)
+
+
+def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path, tmp_path: Path) -> None:
+    configure(factory, "[supervisor]\nrestart_delays = [0]\n")
+    marker, done = tmp_path / "first-run", tmp_path / "done"
+    # First run: the agent is killed (SIGKILL). Second run: it finishes in its own worktree.
+    cmd = (f'if [ -f {marker} ]; then pwd > {done}; git branch --show-current >> {done}; exit 0; '
+           f'else touch {marker}; kill -9 $$; fi')  # fmt: skip
+    spawn(factory, "w1", cmd)
+    with running_supervisor(factory):
+        wait_for(done.exists, 15, "the restarted agent to finish")
+        wait_for(lambda: worker(factory, "w1").state == "done", 10, "w1 to be done")
+    lines = done.read_text().split()
+    assert lines[0] == str(factory / ".fac" / "worktrees" / "w1")
+    assert lines[1] == "fac/w1"
+    w = worker(factory, "w1")
+    assert w.restarts == 1
+    kinds = [e.kind for e in Factory(factory).store.events(worker="w1")]
+    assert "crashed" in kinds and "restarted" in kinds and "finished" in kinds
+
+
+def test_a_crash_loop_pulls_the_andon_cord(factory: Path) -> None:
+    configure(factory, "[supervisor]\nrestart_delays = [0]\ncrash_loop = 3\n")
+    spawn(factory, "loopy", "echo broken; exit 7")
+    with running_supervisor(factory):
+        wait_for(lambda: worker(factory, "loopy").state == "needs-human", 15, "the crash loop to escalate")
+        time.sleep(0.5)  # a few more passes: it must stay parked, not restart again
+    w = worker(factory, "loopy")
+    assert w.restarts == 2
+    assert "crash loop: 3 crashes" in w.question
+    status = fac_json("status", cwd=factory)
+    assert [x["question"] for x in status["workers"] if x["name"] == "loopy"][0].startswith("crash loop")
+
+
+ACKING_AGENT = r"""
+while IFS= read -r line; do
+  case "$line" in
+    *"(message "*) id=$(printf '%s' "$line" | sed -E 's/.*\(message ([0-9]+):.*/\1/')
+                   fac inbox --ack "$id" >/dev/null && echo "ACKED $id" ;;
+  esac
+done
+"""
+
+
+def test_a_message_is_delivered_once_with_a_receipt(factory: Path, tmux_socket: str) -> None:
+    configure(factory, "[supervisor]\nredeliver = 0.2\n")
+    script = factory / ".fac" / "acking-agent.sh"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(ACKING_AGENT)
+    spawn(factory, "reader", f"bash --norc --noprofile {script}")
+    spawn(factory, "deaf", "sleep 600")  # never acknowledges anything
+    mid = fac_json("send", "reader", "please rebase", cwd=factory)["id"]
+    deaf_mid = fac_json("send", "deaf", "are you there?", cwd=factory)["id"]
+    store = Factory(factory).store
+    wait_for(lambda: store.message(mid).acked_at is not None, 10, "the receipt")
+    with running_supervisor(factory):
+        wait_for(
+            lambda: store.message(deaf_mid).attempts >= 3, 15, "redelivery of the unacknowledged message"
+        )
+    assert store.message(mid).attempts == 1, "an acknowledged message must never be pasted again"
+    pane = capture_pane(tmux_socket, "=fac-fac:=reader")
+    assert pane.count("please rebase") == 1
+    assert f"ACKED {mid}" in pane
+
+
+def test_a_red_main_stops_the_line_and_a_fix_restarts_it(factory: Path) -> None:
+    # A human pushes a broken test straight to main.
+    test = factory / "system-under-construction" / "tests" / "test_broken.py"
+    test.write_text("def test_main_is_broken():\n    assert 'main' == 'green'\n")
+    git(factory, "add", "-A")
+    git(factory, "commit", "-qm", "a human breaks main")
+    proc = run_fac("verify", cwd=factory)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    status = run_fac("status", cwd=factory).stdout
+    assert "STOPPED" in run_fac("line", cwd=factory).stdout
+    assert "test_main_is_broken" in fac_json("line", cwd=factory)["reason"]
+    assert "STOPPED" in status
+
+    spawn(factory, "w1", "sleep 600")
+    spawn(factory, "fix", "sleep 600", role="fixer")
+    with running_supervisor(factory):
+        wait_for(lambda: any(m.kind == "line" for m in Factory(factory).store.messages("w1")), 10,
+                 "the line-stopped notice to reach w1")  # fmt: skip
+    commit(factory / ".fac/worktrees/w1", passing_test("feature"))
+    fac_ok("submit", "--worker", "w1", cwd=factory)
+    fix_wt = factory / ".fac/worktrees/fix"
+    commit(fix_wt, {"system-under-construction/tests/test_broken.py":
+                    "def test_main_is_broken():\n    assert 'main' != 'green'\n"}, "fix main")  # fmt: skip
+    fac_ok("submit", "--worker", "fix", cwd=factory)
+
+    fac = Factory(factory)
+    MergeQueue(fac).run(once=True)
+    # The fix merged, verify went green, the line resumed, and only then did w1 merge.
+    assert not line.get(fac).stopped
+    states = {e.worker: e.state for e in fac.store.queue()}
+    assert states == {"fix": "merged", "w1": "merged"}
+    order = [e.worker for e in fac.store.events() if e.kind in ("merged", "line-resumed")]
+    assert order.index("fix") < order.index(None) < order.index("w1")
+
+
+def test_ask_and_answer_round_trip(factory: Path) -> None:
+    spawn(factory, "w1", "sleep 600")
+    fac_ok("ask", "Should averages round?", cwd=factory, env={"FAC_WORKER": "w1"})
+    w = fac_json("status", cwd=factory)["workers"][0]
+    assert (w["state"], w["question"]) == ("needs-human", "Should averages round?")
+    assert "Should averages round?" in run_fac("status", "--json", cwd=factory).stdout
+    fac_ok("answer", "w1", "No: return the exact mean.", cwd=factory)
+    w = fac_json("status", cwd=factory)["workers"][0]
+    assert (w["state"], w["question"]) == ("working", None)
+    inbox = fac_json("inbox", "--worker", "w1", cwd=factory)
+    assert inbox[-1]["kind"] == "answer" and "No: return the exact mean." in inbox[-1]["body"]
+    proc = run_fac("answer", "w1", "again?", cwd=factory)
+    assert proc.returncode == 2 and "no open question" in proc.stderr
+
+
+def test_the_wip_limit_holds_when_tasks_are_pulled(factory: Path) -> None:
+    configure(factory, "[supervisor]\nmax_workers = 2\n")
+    for i in range(4):
+        fac_ok("task", "add", f"task {i}", "--cmd", "sleep 600", cwd=factory)
+    fac = Factory(factory)
+    sup = Supervisor(fac)
+    sup.reconcile()
+    sup.reconcile()
+    assert tasks.wip(fac) == 2
+    assert [t.state for t in tasks.all_tasks(fac)] == ["assigned", "assigned", "todo", "todo"]
+    first = tasks.all_tasks(fac)[0].worker
+    fac_ok("kill", first, cwd=factory)
+    sup.reconcile()
+    assert tasks.wip(fac) == 2
+    assert [t.state for t in tasks.all_tasks(fac)] == ["assigned", "assigned", "assigned", "todo"]
+    assert fac_json("task", cwd=factory)[2]["worker"]
+
+
+def test_kill_9_of_supervisor_and_queue_mid_batch_then_up_merges_every_branch_once(
+    factory: Path, tmux_socket: str
+) -> None:
+    configure(factory, '[checks.slow]\nrun = ["sleep", "2"]\nstage = ["gate"]\n')
+    for i in range(3):
+        spawn(factory, f"w{i}", "sleep 600")
+        commit(factory / f".fac/worktrees/w{i}", passing_test(f"w{i}"), f"work {i}")
+        fac_ok("submit", "--worker", f"w{i}", cwd=factory)
+    fac_ok("up", cwd=factory)
+    fac = Factory(factory)
+    wait_for(lambda: fac.store.queue(("testing",)), 20, "the queue to start testing a batch")
+
+    def pane_pid(window: str) -> int:
+        return int(
+            tmux(tmux_socket, "display-message", "-p", "-t", f"=fac-fac:={window}", "#{pane_pid}").stdout
+        )
+
+    os.kill(pane_pid("merge-queue"), signal.SIGKILL)
+    os.kill(pane_pid("supervisor"), signal.SIGKILL)
+    fac_ok("up", cwd=factory)  # restarts both windows; state comes back from SQLite, git and tmux
+    fac_ok("queue", "wait", "--timeout", "60", cwd=factory)
+    entries = fac.store.queue()
+    assert sorted((e.worker, e.state) for e in entries) == [
+        ("w0", "merged"),
+        ("w1", "merged"),
+        ("w2", "merged"),
+    ]
+    merges = git(factory, "log", "--first-parent", "--format=%s", "main").splitlines()
+    for i in range(3):
+        assert sum(1 for m in merges if m.startswith(f"Merge fac/w{i} ")) == 1, merges
+    assert {w["name"] for w in fac_json("status", cwd=factory)["workers"]} == {"w0", "w1", "w2"}
+
+
+def test_32_processes_submitting_reading_and_hooking_at_once_lose_no_update(factory: Path) -> None:
+    from supervisor import workers as workersmod
+
+    fac = Factory(factory)
+    names = [f"p{i:02d}" for i in range(32)]
+    with fac.store.tx() as db:
+        for n in names:
+            fac.store.add_worker(db, name=n, role="worker", runtime="command", branch=f"fac/{n}",
+                                 worktree=str(factory / n), state="working")  # fmt: skip
+    base = git(factory, "rev-parse", "main")
+    tree = git(factory, "rev-parse", "main^{tree}")
+    for n in names:  # one commit per branch, made with plumbing (no worktrees needed)
+        sha = subprocess.run(["git", "commit-tree", tree, "-p", base, "-m", n], cwd=factory, capture_output=True,
+                             text=True, check=True).stdout.strip()  # fmt: skip
+        git(factory, "update-ref", f"refs/heads/fac/{n}", sha)
+    del workersmod
+    procs = [
+        subprocess.Popen(
+            [
+                "bash",
+                "--norc",
+                "--noprofile",
+                "-c",
+                "fac submit --worker $W >/dev/null && fac hook stop --worker $W && fac inbox --worker $W >/dev/null",
+            ],
+            cwd=factory,
+            env={**os.environ, "W": n, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for n in names
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    entries = fac.store.queue(("queued",))
+    assert sorted(e.worker for e in entries) == names
+    events = fac.store.events()
+    assert sum(1 for e in events if e.kind == "submitted") == 32
+    assert sum(1 for e in events if e.kind == "hook:stop") == 32
+    assert {w.name: w.state for w in fac.store.workers()} == dict.fromkeys(names, "idle")
+    assert json.loads(json.dumps([e.id for e in entries]))  # ids are distinct integers
+    assert len({e.id for e in entries}) == 32
