@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Benchmark the supervisor: routing latency and idle CPU.
+
+1. Routing latency: from the merge queue's red verdict (the `red` event's timestamp) to the moment
+   the text is visible in the owner's pane (capture-pane polled every 5 ms). Goal < 1 s.
+2. Idle CPU: the supervisor (`fac supervise`) and the merge queue (`fac queue run`) as real
+   processes with 20 live workers and nothing happening, CPU time from /proc over a window.
+   Goal < 1% of a core.
+
+Everything runs on a private tmux socket in a temp dir; nothing touches the default tmux server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from supervisor import factory as factorymod  # noqa: E402
+from supervisor import workers  # noqa: E402
+from supervisor.factory import Factory  # noqa: E402
+from supervisor.merge_queue import MergeQueue  # noqa: E402
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def capture(sock: str, target: str) -> str:
+    return subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-J", "-t", target, "-S", "-200"],
+                          capture_output=True, text=True).stdout  # fmt: skip
+
+
+def routing_latency(root: Path, sock: str, samples: int) -> list[float]:
+    fac = Factory(root)
+    workers.spawn(fac, "worker", name="owner", command="cat")
+    wt = root / ".fac" / "worktrees" / "owner"
+    pane = fac.store.worker("owner").pane_id
+    lat = []
+    for i in range(samples):
+        test = wt / "system-under-construction" / "tests" / f"test_red_{i}.py"
+        test.write_text(f"def test_red_{i}():\n    assert {i} == -1\n")
+        git(wt, "add", "-A")
+        git(wt, "commit", "-qm", f"red {i}")
+        fac.store.enqueue("owner", "fac/owner", git(wt, "rev-parse", "HEAD"), None)
+        seen: list[float] = []
+        needle = f"test_red_{i}.py::test_red_{i}"
+        stop = threading.Event()
+
+        def poll(needle: str = needle, stop: threading.Event = stop, seen: list[float] = seen) -> None:
+            while not stop.is_set():
+                if needle in capture(sock, pane):
+                    seen.append(time.time())
+                    return
+                time.sleep(0.005)
+
+        t = threading.Thread(target=poll)
+        t.start()
+        MergeQueue(fac, retries=0).run(once=True)
+        t.join(10)
+        stop.set()
+        red = [e for e in fac.store.events(worker="owner") if e.kind == "red"][-1]
+        if seen:
+            lat.append(seen[0] - red.ts)
+        git(wt, "rm", "-q", str(test.relative_to(wt)))
+        git(wt, "commit", "-qm", f"drop red {i}")
+        print(
+            f"  sample {i + 1}/{samples}: {lat[-1] * 1000:.0f} ms" if seen else "  sample lost",
+            file=sys.stderr,
+        )
+    return lat
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def idle_cpu(root: Path, n_workers: int, window: float) -> dict[str, float]:
+    fac = Factory(root)
+    for i in range(n_workers):
+        workers.spawn(fac, "worker", name=f"idle{i:02d}", command="sleep 3600")
+    env = {**os.environ, "FAC_ROOT": str(root)}
+    py = [sys.executable, "-m", "supervisor"]
+    procs = {
+        "supervisor": subprocess.Popen(
+            [*py, "supervise", "--no-dashboard"], env=env, stdout=subprocess.DEVNULL
+        ),
+        "merge-queue": subprocess.Popen([*py, "queue", "run"], env=env, stdout=subprocess.DEVNULL),
+    }
+    time.sleep(3.0)  # start-up (imports, first reconcile) is not idle time
+    start = {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    t0 = time.monotonic()
+    time.sleep(window)
+    elapsed = time.monotonic() - t0
+    out = {k: 100.0 * (cpu_seconds(p.pid) - start[k]) / elapsed for k, p in procs.items()}
+    for p in procs.values():
+        p.terminate()
+        p.wait(10)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=10, help="routing latency samples")
+    ap.add_argument("--workers", type=int, default=20, help="live workers during the idle measurement")
+    ap.add_argument("--window", type=float, default=30.0, help="seconds of idle measured")
+    args = ap.parse_args()
+    sock = f"fac-bench-sup-{uuid.uuid4().hex[:8]}"
+    os.environ["FAC_TMUX_SOCKET"] = sock
+    for var in ("FAC_ROOT", "FAC_WORKER", "TMUX"):
+        os.environ.pop(var, None)
+    os.environ.setdefault("GIT_AUTHOR_NAME", "bench")
+    os.environ.setdefault("GIT_AUTHOR_EMAIL", "bench@fac.invalid")
+    os.environ.setdefault("GIT_COMMITTER_NAME", "bench")
+    os.environ.setdefault("GIT_COMMITTER_EMAIL", "bench@fac.invalid")
+    with tempfile.TemporaryDirectory(prefix="fac-bench-sup-") as tmp:
+        try:
+            print("routing latency (red verdict -> text visible in the owner's pane):", file=sys.stderr)
+            root = factorymod.init(Path(tmp) / "latency", sample=True).root
+            lat = routing_latency(root, sock, args.samples)
+            subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
+            time.sleep(0.3)
+            print(f"idle CPU with {args.workers} workers over {args.window:g}s:", file=sys.stderr)
+            root2 = factorymod.init(Path(tmp) / "idle", sample=True).root
+            cpu = idle_cpu(root2, args.workers, args.window)
+        finally:
+            subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
+    print()
+    print(f"routing latency over {len(lat)} red verdicts: median {statistics.median(lat) * 1000:.0f} ms, "
+          f"max {max(lat) * 1000:.0f} ms   (goal < 1000 ms)")  # fmt: skip
+    for name, pct in cpu.items():
+        print(f"idle CPU of the {name} with {args.workers} workers: {pct:.2f}% of a core   (goal < 1%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
