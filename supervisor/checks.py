@@ -28,6 +28,7 @@ from supervisor import config as configmod
 from supervisor import repo
 from supervisor.config import CheckDef
 from supervisor.errors import FacError
+from supervisor.sandbox import Sandbox
 
 TAIL_CHARS = 4000
 FEEDBACK_CHARS = 2000
@@ -178,7 +179,7 @@ def check_env(workdir: Path, stage: str, check: CheckDef) -> dict[str, str]:
     return env
 
 
-def run_one(check: CheckDef, workdir: Path, stage: str, log_dir: Path) -> CheckResult:
+def run_one(check: CheckDef, workdir: Path, stage: str, log_dir: Path, sandbox: Sandbox | None = None) -> CheckResult:
     """Run one check in its own process group; a timeout kills the whole group."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', check.name)}.log"
@@ -197,11 +198,18 @@ def run_one(check: CheckDef, workdir: Path, stage: str, log_dir: Path) -> CheckR
     if not cwd.is_dir():
         return result(False, None, f"cwd {check.cwd!r} does not exist in the tree under test")
     argv = argv_of(check)
+    env = check_env(workdir, stage, check)
+    if sandbox is not None and sandbox.kind != "none" and check.kind != "judgment":
+        # A private, writable TMPDIR beside the logs; everything but the tree under test is read-only.
+        tmp = log_dir / f"tmp-{check.name}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmp)
+        argv = sandbox.wrap(argv, cwd, [workdir, tmp])
     timed_out = False
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=check_env(workdir, stage, check), stdin=subprocess.DEVNULL,
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         except (FileNotFoundError, PermissionError) as e:
@@ -270,6 +278,8 @@ def feedback_from(output: str, code: int | None) -> str:
             out.append(summary.strip("= "))
         return _clip("\n".join(out))
     last = _last_lines(output, 15)
+    if len(last) > FEEDBACK_CHARS - 100:  # the reason is at the end of the output: keep the end
+        last = "..." + last[-(FEEDBACK_CHARS - 100) :]
     return _clip(f"exit code {code}" + (f"; last output:\n{last}" if last else " and no output"))
 
 
@@ -285,10 +295,11 @@ def run_suite(
     parallel: int,
     log_dir: Path,
     extra: list[Callable[[], CheckResult]] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> list[CheckResult]:
     """Run checks (and extra built-in checks) in parallel; results in a stable order."""
     jobs: list[Callable[[], CheckResult]] = [
-        (lambda c=c: run_one(c, workdir, stage, log_dir))
+        (lambda c=c: run_one(c, workdir, stage, log_dir, sandbox))
         for c in checks  # type: ignore[misc]
     ]
     jobs += extra or []

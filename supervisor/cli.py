@@ -115,6 +115,7 @@ def config_cmd(as_json: bool) -> None:
     [queue] max_batch      branches tested together; 1 = serial queue (default 16)
     [queue] retries        reruns of a red single-branch candidate before blame (default 1)
     [queue] verify_main    run the gate on main after each merge (default false)
+    [context] max_chars    the budget of an agent's context, in characters (default 24000)
     [checks.NAME] run      command (string split like a shell would, or a list); no shell
     [checks.NAME] cwd      directory relative to the factory root (default ".")
     [checks.NAME] stage    "inner", "gate" or both (default both)
@@ -190,9 +191,10 @@ def down(rm: bool, force: bool, as_json: bool) -> None:
 @click.option("--runtime", type=click.Choice(["command", "claude", "anthropic"]), help="Default: the role's.")
 @click.option("--cmd", "command", help="Command line to run in the pane; implies --runtime command.")
 @click.option("--base", help="Branch point (default: main).")
+@click.option("--delta", help="Assign an approved delta (`fac delta ls`): it goes in-progress.")
 @click.option("--json", "as_json", is_flag=True)
 def spawn(role: str, name: str | None, task: str | None, runtime: str | None, command: str | None,
-          base: str | None, as_json: bool) -> None:  # fmt: skip
+          base: str | None, delta: str | None, as_json: bool) -> None:  # fmt: skip
     """Start a worker: branch fac/NAME, worktree .fac/worktrees/NAME, tmux window NAME.
 
     All or nothing: if any step fails, whatever was created is removed again. The pane runs in
@@ -202,7 +204,8 @@ def spawn(role: str, name: str | None, task: str | None, runtime: str | None, co
 
     if command is not None and runtime not in (None, "command"):
         raise FacError("--cmd runs the command runtime; it cannot be combined with --runtime " + runtime)
-    res = workers.spawn(_factory(), role, name=name, task=task, runtime=runtime, command=command, base=base)
+    res = workers.spawn(_factory(), role, name=name, task=task, runtime=runtime, command=command, base=base,
+                        delta=delta)  # fmt: skip
     if as_json:
         _json(res)
         return
@@ -400,6 +403,7 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
                     click.echo(f"        log: {r.log}")
         for note in report.notes:
             click.echo(f"  note: {note}")
+        click.echo(f"  sandbox: {report.sandbox}")
         failed = v.failed()
         click.echo(
             "green"
@@ -795,6 +799,12 @@ def report(as_json: bool) -> None:
         _json(data)
     else:
         click.echo(reportmod.render(data))
+
+
+from supervisor.commands.specs import COMMANDS as _SPEC_COMMANDS  # noqa: E402  (delta, state, spec, context)
+
+for _command in _SPEC_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

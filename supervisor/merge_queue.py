@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import checks, guards, line, messages, repo, roles
+from supervisor import checks, guards, line, messages, repo, roles, sandbox
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -89,6 +89,7 @@ class MergeQueue:
         self._lock_fd: int | None = None
         self._seq = 0
         self._said_stopped = False
+        self._writable: dict[tuple[str, str], tuple[str, ...]] = {}
 
     # --- lifecycle ---
 
@@ -184,11 +185,39 @@ class MergeQueue:
             new_base = self.settle(base, batch, suite)
             if new_base == "moved":
                 self.say(f"{self.fac.main} moved under the queue; rebuilding the batch")
+            # What a settle left undecided (main moved mid-bisection, or it waited behind another
+            # branch) goes back in line instead of staying "testing" until the queue restarts.
+            for e in batch:
+                now = store.queue_entry(e.id)
+                if now is not None and now.state == "testing":
+                    store.set_entry(e.id, state="queued")
+        self._after_round()
         return True
+
+    def _after_round(self) -> None:
+        """Deltas move on: a merged branch's delta is merged; green acceptance on main starts its fold."""
+        from supervisor import deltas
+
+        try:
+            deltas.after_round(self.fac, say=self.say)
+        except FacError as e:  # a broken delta file must not stop the line for everyone
+            self.say(f"  deltas: {e.message}")
+            self.fac.store.event("delta-error", None, error=e.message)
 
     def _is_fix(self, e: QueueEntry) -> bool:
         w = self.fac.store.worker(e.worker)
         return w is not None and w.role in line.FIX_ROLES
+
+    def _guards(self, e: QueueEntry, main_sha: str) -> guards.GuardReport:
+        """A worker's branch: the built-in guards. The factory's fold of a delta: specs/ and nothing
+        else. Both: the spec lint, for problems the branch would bring to main."""
+        from supervisor import deltas, specs
+
+        if deltas.is_factory_entry(self.fac, e):
+            report = guards.factory_guards(self.root, main_sha, e.sha)
+        else:
+            report = guards.branch_guards(self.root, main_sha, e.sha, self._role_writable(e.worker, main_sha))
+        return guards.GuardReport([*report.results, specs.lint_guard(self.fac, main_sha, e.sha)])
 
     def screen(self, e: QueueEntry, main_sha: str) -> bool:
         """Per-branch gates that need no check run: already merged, guards, conflicts with main."""
@@ -200,7 +229,7 @@ class MergeQueue:
         if repo.is_ancestor(self.root, e.sha, main_sha):
             self._mark_merged([e], main_sha, note="already on main")
             return False
-        report = guards.branch_guards(self.root, main_sha, e.sha, role_writable(self.fac, e.worker, main_sha))
+        report = self._guards(e, main_sha)
         if not report.ok:
             self._blame(e, None, Verdict(ok=False, results=report.results), main_sha, reason="guard")
             return False
@@ -210,15 +239,27 @@ class MergeQueue:
             return False
         return True
 
+    def _role_writable(self, worker: str, main_sha: str) -> tuple[str, ...]:
+        """role_writable, read from git once per (role, main) rather than once per branch screened."""
+        w = self.fac.store.worker(worker)
+        key = (w.role if w else "worker", main_sha)
+        if key not in self._writable:
+            if len(self._writable) > 64:
+                self._writable.clear()
+            self._writable[key] = role_writable(self.fac, worker, main_sha)
+        return self._writable[key]
+
     def build(self, base: str, entries: list[QueueEntry]) -> tuple[Candidate, list[QueueEntry]]:
         """Merge entries onto base one by one; an entry that conflicts only with another entry waits."""
         cur, taken, deferred = base, [], []
+        ident = repo.identity_env(self.root)  # once per candidate, not twice per merge commit
         for e in entries:
             merged = repo.merge_tree(self.root, cur, e.sha)
             if merged.tree is None:
                 deferred.append(e)
                 continue
-            cur = repo.commit_tree(self.root, merged.tree, [cur, e.sha], candidate_message(e))
+            cur = repo.git(self.root, "commit-tree", merged.tree, "-p", cur, "-p", e.sha,
+                           input=candidate_message(e), env=ident)  # fmt: skip
             taken.append(e)
         return Candidate(base, cur, repo.tree_of(self.root, cur), tuple(taken)), deferred
 
@@ -343,7 +384,13 @@ class MergeQueue:
         what = "a guard" if reason == "guard" else "the gate"
         lines = [f"[fac] RED: {e.branch} at {e.sha[:10]} failed {what}"
                  + (f" on candidate {cand.sha[:10]} ({self.fac.main} {base[:10]} + your branch)." if cand else ".")]  # fmt: skip
-        logs = []
+        logs = [r.log for r in failed if r.log]
+        # How to reproduce comes before the feedback, so it survives when the pane shows only the
+        # head of a long message.
+        if cand:
+            lines.append(f"reproduce: fac check --ref {cand.sha} --stage gate")
+        if logs:
+            lines.append("full output: " + ", ".join(logs))
         for r in failed:
             how = (
                 "timed out"
@@ -354,12 +401,6 @@ class MergeQueue:
             )
             lines.append(f"check {r.name} failed ({how}):")
             lines.extend(f"  {line}" for line in r.feedback.splitlines())
-            if r.log:
-                logs.append(r.log)
-        if cand:
-            lines.append(f"reproduce: fac check --ref {cand.sha} --stage gate")
-        if logs:
-            lines.append("full output: " + ", ".join(logs))
         lines.append("Fix it, commit, then `fac submit` again.")
         body = "\n".join(lines)
         compact = {"ok": False, "reason": reason, "tested": tested, "failed": [
@@ -442,7 +483,8 @@ def run_gate(
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}"
         gate = suite.for_stage("gate")
         extra = [lambda c=c: count_guard(fac, c, wt, base) for c in gate if base and _is_pytest(c)]
-        results = checks.run_suite(gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra)  # type: ignore[arg-type]
+        results = checks.run_suite(gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra,
+                                   sandbox=sandbox.detect(root))  # fmt: skip  # type: ignore[arg-type]
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=root, capture_output=True)
         shutil.rmtree(wt, ignore_errors=True)

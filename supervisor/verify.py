@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import checks, guards, repo
+from supervisor import checks, guards, repo, sandbox
 from supervisor.checks import CheckResult, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -19,10 +19,11 @@ class CheckReport:
     suite: str
     worker: str | None = None
     notes: list[str] = field(default_factory=list)
+    sandbox: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {"stage": self.stage, "target": self.target, "suite": self.suite, "worker": self.worker,
-                "notes": self.notes, "sandbox": "none", **self.verdict.as_dict()}  # fmt: skip
+                "notes": self.notes, "sandbox": self.sandbox, **self.verdict.as_dict()}  # fmt: skip
 
 
 def check(
@@ -37,14 +38,19 @@ def check(
     if ref and worker:
         raise FacError("pass --ref or --worker, not both")
     parallel = fac.config.queue.parallel
+    sb = sandbox.detect(fac.root)
     if ref:
-        return _check_ref(fac, ref, stage, parallel, use_cache)
+        report = _check_ref(fac, ref, stage, parallel, use_cache)
+        report.sandbox = f"{sb.kind}: {sb.detail}"
+        return report
     w = fac.store.worker(worker) if worker else None
     if worker and w is None:
         known = ", ".join(x.name for x in fac.store.workers()) or "none"
         raise FacError(f"no worker named {worker!r}", hint=f"workers: {known}")
     workdir = Path(w.worktree) if w else Path(repo.git(cwd or Path.cwd(), "rev-parse", "--show-toplevel"))
-    return _check_dir(fac, workdir, stage, parallel, w.name if w else None, w.branch if w else None)
+    report = _check_dir(fac, workdir, stage, parallel, w.name if w else None, w.branch if w else None)
+    report.sandbox = f"{sb.kind}: {sb.detail}"
+    return report
 
 
 def _check_ref(fac: Factory, ref: str, stage: str, parallel: int, use_cache: bool) -> CheckReport:
@@ -81,7 +87,8 @@ def _run_in_worktree(fac: Factory, sha: str, suite: checks.Suite, stage: str, pa
     repo.git(fac.root, "worktree", "add", "--quiet", "--detach", str(wt), sha)
     try:
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
-        results = checks.run_suite(suite.for_stage(stage), wt, stage, parallel=parallel, log_dir=log_dir)
+        results = checks.run_suite(suite.for_stage(stage), wt, stage, parallel=parallel, log_dir=log_dir,
+                                   sandbox=sandbox.detect(fac.root))  # fmt: skip
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=fac.root, capture_output=True)
         shutil.rmtree(wt, ignore_errors=True)
@@ -111,7 +118,8 @@ def _check_dir(
             writable = role_writable(fac, worker, main)
             results += guards.branch_guards(fac.root, main, head, writable).results
             notes.append("guards judge committed changes only")
-    results += checks.run_suite(suite.for_stage(stage), workdir, stage, parallel=parallel, log_dir=log_dir)
+    results += checks.run_suite(suite.for_stage(stage), workdir, stage, parallel=parallel, log_dir=log_dir,
+                                sandbox=sandbox.detect(fac.root))  # fmt: skip
     verdict = Verdict(checks.suite_ok(results), results, False, None, None)
     if not results:
         notes.append(

@@ -1,0 +1,111 @@
+"""Where checks (and the anthropic agent's `run` tool) execute: a container, bubblewrap, or plainly.
+
+- a container engine (docker or podman) that answers: the image built from
+  `project-container/Containerfile`, the tree under test mounted at the same path, no network;
+- else bubblewrap (`bwrap`) when it works here: the root file system read-only, the tree under
+  test and a private /tmp writable, no network;
+- else the plain host, and every report says so.
+
+`FAC_SANDBOX=none|bwrap|container` forces a choice (an unavailable one is an error).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.errors import FacError
+
+KINDS = ("container", "bwrap", "none")
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    kind: str  # container | bwrap | none
+    detail: str  # e.g. "docker image fac-dev-1a2b3c", "bubblewrap 0.8.0", "host (no sandbox found)"
+    engine: str | None = None
+    image: str | None = None
+
+    def wrap(self, argv: list[str], cwd: Path, writable: list[Path]) -> list[str]:
+        """The command line that runs `argv` in `cwd` inside this sandbox."""
+        if self.kind == "bwrap":
+            binds: list[str] = []
+            for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
+                binds += ["--bind", p, p]
+            # No tmpfs over /tmp: the tree under test may live there. Callers pass a private TMPDIR.
+            return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *binds,
+                    "--unshare-net", "--die-with-parent", "--chdir", str(cwd), "--", *argv]  # fmt: skip
+        if self.kind == "container":
+            assert self.engine and self.image
+            mounts: list[str] = []
+            for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
+                mounts += ["-v", f"{p}:{p}"]
+            return [self.engine, "run", "--rm", "--network", "none", *mounts, "-w", str(cwd), self.image, *argv]
+        return argv
+
+
+NONE = Sandbox("none", "host (no container engine or bubblewrap found)")
+
+
+@functools.cache
+def _bwrap_works() -> str | None:
+    exe = shutil.which("bwrap")
+    if not exe:
+        return None
+    probe = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net",
+                            "--die-with-parent", "true"], capture_output=True, text=True)  # fmt: skip
+    if probe.returncode != 0:
+        return None
+    ver = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
+    return ver or "bubblewrap"
+
+
+@functools.cache
+def _engine() -> str | None:
+    for name in ("podman", "docker"):
+        exe = shutil.which(name)
+        if exe and subprocess.run([exe, "info"], capture_output=True, timeout=10).returncode == 0:
+            return name
+    return None
+
+
+def _image(engine: str, root: Path) -> str | None:
+    """Build (once per Containerfile content) the project container; None if it cannot be built here."""
+    cf = root / "project-container" / "Containerfile"
+    if not cf.is_file():
+        return None
+    tag = "fac-dev-" + hashlib.sha256(cf.read_bytes()).hexdigest()[:12]
+    have = subprocess.run([engine, "image", "inspect", tag], capture_output=True)
+    if have.returncode == 0:
+        return tag
+    built = subprocess.run([engine, "build", "-q", "-t", tag, "-f", str(cf), str(root)], capture_output=True,
+                           timeout=1800)  # fmt: skip
+    return tag if built.returncode == 0 else None
+
+
+def detect(root: Path) -> Sandbox:
+    forced = os.environ.get("FAC_SANDBOX", "").strip()
+    if forced and forced not in KINDS:
+        raise FacError(f"FAC_SANDBOX={forced!r} is not a sandbox kind", hint=f"use one of: {', '.join(KINDS)}")
+    if forced == "none":
+        return Sandbox("none", "host (FAC_SANDBOX=none)")
+    if forced in ("", "container"):
+        engine = _engine()
+        image = _image(engine, root) if engine else None
+        if engine and image:
+            return Sandbox("container", f"{engine} image {image}", engine, image)
+        if forced == "container":
+            raise FacError("FAC_SANDBOX=container but no container engine answers or the image does not build",
+                           hint="start docker or podman, or unset FAC_SANDBOX")  # fmt: skip
+    ver = _bwrap_works()
+    if ver:
+        return Sandbox("bwrap", ver)
+    if forced == "bwrap":
+        raise FacError("FAC_SANDBOX=bwrap but bubblewrap is not installed or cannot run here",
+                       hint="apt-get install -y bubblewrap, or unset FAC_SANDBOX")  # fmt: skip
+    return NONE
