@@ -66,6 +66,7 @@ class Config:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     checks: tuple[CheckDef, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    context_max_chars: int = 24_000  # [context] max_chars: the budget of an agent's context
 
 
 # --- validation helpers: each returns the converted value or raises ValueError(expected) ---
@@ -167,6 +168,8 @@ SCHEMA["supervisor"] = {
     "max_deliveries": _int_min(1),
 }
 
+SCHEMA["context"] = {"max_chars": _int_min(1000)}
+
 CHECK_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "run": _run,
     "cwd": _str,
@@ -228,6 +231,7 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME) -> Config:
         supervisor=SupervisorConfig(**values.get("supervisor", {})),
         checks=tuple(checks),
         raw=data,
+        context_max_chars=values.get("context", {}).get("max_chars", 24_000),
     )
 
 

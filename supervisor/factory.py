@@ -96,6 +96,9 @@ def init(target: Path, *, sample: bool = False) -> InitReport:
         _copy_missing(src / s, target / d, target, report)
     if sample:
         _copy_missing(src / SAMPLE, target / SAMPLE, target, report)
+        # The sample's specs: what textstats does now, each statement linked to its test.
+        for spec in sorted((src / "specs" / "current").glob("*.md")):
+            _copy_missing(spec, target / "specs" / "current" / spec.name, target, report)
     else:
         _write_missing(
             target / SAMPLE / "README.md",

@@ -199,3 +199,23 @@ def collected_count(argv: list[str], cwd: Path, env: dict[str, str], timeout: fl
     if not found:
         return None
     return int(next(g for g in found[-1].groups() if g is not None))
+
+
+def factory_guards(root: Path, main: str, head: str) -> GuardReport:
+    """The factory's own fold of a delta may change specs/ and nothing else.
+
+    This is the one exemption from `protected`, and it is narrow: the queue grants it only to an
+    entry fac made itself (worker `factory`, a reserved name; branch fac/factory/<delta>; the exact
+    commit fac recorded), never to a worker's branch.
+    """
+    base = repo.merge_base(root, main, head) or main
+    outside = [p for _status, p in repo.changed_paths(root, base, head) if not p.startswith("specs/")]
+    return GuardReport(
+        [
+            _result(
+                "guard:factory-scope",
+                [f"{p}: outside specs/" for p in outside],
+                "the factory's fold writes only specs/; anything else goes through a worker's branch",
+            )
+        ]
+    )

@@ -125,6 +125,27 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 3: deltas: reserved ids, agents' proposals (text kept here until a human approves), and the
+    # runtime half of each delta's lifecycle (in-progress, merged, the factory's fold); specs/deltas/
+    # on main holds the rest.
+    """
+    CREATE TABLE deltas (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL,
+        owner TEXT,
+        path TEXT,
+        text TEXT,
+        worker TEXT,
+        main_sha TEXT,
+        fold_sha TEXT,
+        fold_entry INTEGER,
+        fold_attempts INTEGER NOT NULL DEFAULT 0,
+        note TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

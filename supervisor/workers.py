@@ -73,21 +73,15 @@ def pane_env(
     return env
 
 
-def write_context(fac: Factory, path: Path, role: roles.Role, task: str | None, worktree: Path) -> None:
-    readme = worktree / "system-under-construction" / "README.md"
-    parts = [f"# Role: {role.name}\n\n{role.prompt}"]
-    if task:
-        parts.append(f"# Task\n\n{task}\n")
-    parts.append(
-        "# How you work here\n\n"
-        f"- Your worktree is {worktree}; you may change only: {', '.join(role.writable)}.\n"
-        "- Run `fac check` for the fast checks, commit, then `fac submit` to queue your branch.\n"
-        "- Red results and messages arrive in `fac inbox`. Ask a human with `fac ask` when stuck.\n"
-    )
-    if readme.exists():
-        parts.append(f"# The system's README\n\n{readme.read_text(encoding='utf-8', errors='replace')}")
+def write_context(
+    fac: Factory, path: Path, role: roles.Role, task: str | None, worktree: Path, delta: str | None = None
+) -> None:
+    """The agent's context ($FAC_CONTEXT) within [context] max_chars; `fac context NAME` prints the same."""
+    from supervisor import context
+
+    ctx = context.build(fac, worker=path.parent.name, role=role, task=task, delta=delta, worktree=worktree)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    path.write_text(ctx.text, encoding="utf-8")
 
 
 def spawn(
@@ -114,6 +108,10 @@ def spawn(
     if name is None:
         name = generate_name(fac, role.name)
     validate_name(name)
+    if delta:
+        from supervisor import deltas
+
+        delta = deltas.assignable(fac, delta)  # approved (or under way); its canonical id
     if role.max_instances:
         live = [w for w in fac.store.workers() if w.role == role.name and w.state != "stopped"]
         if len(live) >= role.max_instances:
@@ -154,7 +152,7 @@ def spawn(
         undo.append(lambda: worktrees.remove(fac.root, worktree, branch))
         _fault("worktree")
 
-        write_context(fac, context, role, task, worktree)
+        write_context(fac, context, role, task, worktree, delta=delta)
         undo.append(lambda: shutil.rmtree(fac.run_dir(name), ignore_errors=True))
         _fault("context")
 
@@ -166,6 +164,8 @@ def spawn(
 
         with store.tx() as db:
             store.update_worker(name, db=db, window_id=window_id, pane_id=pane_id, state="working")
+            if delta:
+                deltas.start(fac, delta, name, db)
             store.event(
                 "spawned", name, correlation=delta, db=db, role=role.name, runtime=runtime, branch=branch,
                 base=base_ref, window=window_id, pane=pane_id, task=task,
