@@ -116,7 +116,6 @@ def config_cmd(as_json: bool) -> None:
     [queue] retries        reruns of a red single-branch candidate before blame (default 1)
     [queue] verify_main    run the gate on main after each merge (default false)
     [context] max_chars    the budget of an agent's context, in characters (default 24000)
-    [context] max_chars    the budget of an agent's context, in characters (default 24000)
     [checks.NAME] run      command (string split like a shell would, or a list); no shell
     [checks.NAME] cwd      directory relative to the factory root (default ".")
     [checks.NAME] stage    "inner", "gate" or both (default both)
