@@ -655,8 +655,9 @@ def supervise(no_dashboard: bool) -> None:
                                             "ack"]))  # fmt: skip
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--worker", help="Default in a pane: $FAC_WORKER.")
+@click.option("--check", is_flag=True, help="With stop: run the inner checks and block the stop while red.")
 @click.option("--json", "as_json", is_flag=True)
-def hook(event: str, ids: tuple[int, ...], worker: str | None, as_json: bool) -> None:
+def hook(event: str, ids: tuple[int, ...], worker: str | None, check: bool, as_json: bool) -> None:
     """A runtime reports its own state: fac knows instead of guessing from the screen.
 
     Claude Code's hooks call this with their JSON on stdin (session_id is kept so a restart can
@@ -669,9 +670,11 @@ def hook(event: str, ids: tuple[int, ...], worker: str | None, as_json: bool) ->
     data = daemon.read_hook_input()
     if ids:
         data["ids"] = list(ids)
-    res = daemon.hook(_factory(), name, event, data)
+    res = daemon.hook(_factory(), name, event, data, check=check)
     if as_json:
         _json(res)
+    elif res.get("stdout"):
+        click.echo(res["stdout"])
 
 
 @cli.command()

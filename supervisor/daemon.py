@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -291,8 +292,16 @@ HOOK_STATES = {
 }
 
 
-def hook(fac: Factory, worker: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A runtime reports its own state (Claude Code hooks call this); fac does not guess from the screen."""
+MESSAGE_REF = re.compile(r"\(message (\d+):")
+
+
+def hook(fac: Factory, worker: str, event: str, data: dict[str, Any], *, check: bool = False) -> dict[str, Any]:
+    """A runtime reports its own state (Claude Code hooks call this); fac does not guess from the screen.
+
+    What the runtime should read back is in the result's "stdout": for session-start the unread
+    messages (Claude adds hook output to its context), for `stop --check` a block decision while the
+    inner checks are red.
+    """
     w = fac.store.worker(worker)
     if w is None:
         raise FacError(f"no worker named {worker!r}")
@@ -315,7 +324,34 @@ def hook(fac: Factory, worker: str, event: str, data: dict[str, Any]) -> dict[st
             fac.store.update_worker(worker, db=db, **fields)
         fac.store.event(f"hook:{event}", worker, db=db, state=fields.get("state", w.state))
     out["state"] = fields.get("state", w.state)
+    if event == "session-start":
+        unread = [m for m in fac.store.unacked() if m.worker == worker]
+        if unread:
+            out["stdout"] = "\n\n".join(f"Message {m.id} from {m.sender} ({m.kind}):\n{m.body}" for m in unread)
+            messages.ack(fac, worker, [m.id for m in unread])
+    elif event == "prompt":
+        ids = [int(i) for i in MESSAGE_REF.findall(str(data.get("prompt", "")))]
+        known = [i for i in ids if (m := fac.store.message(i)) is not None and m.worker == worker]
+        if known:
+            out["acked"] = messages.ack(fac, worker, known)
+    elif event == "stop" and check and not data.get("stop_hook_active"):
+        out.update(_stop_check(fac, worker))
     return out
+
+
+def _stop_check(fac: Factory, worker: str) -> dict[str, Any]:
+    """The agent wants to stop: if its inner checks are red, say why and keep it working."""
+    from supervisor import verify
+
+    report = verify.check(fac, ref=None, worker=worker, stage="inner")
+    if report.verdict.ok:
+        return {"checks": "green"}
+    lines = ["fac check (inner) is red; fix this before you stop:"]
+    for r in report.verdict.failed():
+        lines.append(f"- {r.name}: " + (r.feedback or f"exit {r.exit_code}"))
+    lines.append("Then commit and run `fac submit`.")
+    workers_state(fac, worker, "working", "stop-blocked", failed=[r.name for r in report.verdict.failed()])
+    return {"checks": "red", "stdout": json.dumps({"decision": "block", "reason": "\n".join(lines)})}
 
 
 def read_hook_input() -> dict[str, Any]:

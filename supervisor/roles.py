@@ -17,7 +17,9 @@ from supervisor.errors import FacError
 RUNTIMES = ("command", "claude", "anthropic")
 DEFAULT_WRITABLE = ("system-under-construction/**",)
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-KEYS = {"name", "description", "runtime", "writable", "max_instances"}
+KEYS = {"name", "description", "runtime", "writable", "max_instances", "permission_mode"}
+# Claude Code's permission modes; fac's default is the safest one that can edit and run the checks.
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Role:
     max_instances: int  # 0 means no limit
     prompt: str
     path: Path
+    permission_mode: str | None = None
 
 
 def parse(path: Path, text: str) -> Role:
@@ -63,6 +66,10 @@ def parse(path: Path, text: str) -> Role:
     max_instances = meta.get("max_instances", 0)
     if isinstance(max_instances, bool) or not isinstance(max_instances, int) or max_instances < 0:
         raise FacError(f"{where}: max_instances must be an integer >= 0 (0: no limit)")
+    permission_mode = meta.get("permission_mode")
+    if permission_mode is not None and permission_mode not in PERMISSION_MODES:
+        raise FacError(f"{where}: permission_mode {permission_mode!r} is unknown",
+                       hint=f"use one of: {', '.join(PERMISSION_MODES)}")  # fmt: skip
     description = meta.get("description", "")
     if not isinstance(description, str):
         raise FacError(f"{where}: description must be a string")
@@ -74,6 +81,7 @@ def parse(path: Path, text: str) -> Role:
         max_instances=max_instances,
         prompt="\n".join(lines[end + 1 :]).strip() + "\n",
         path=path,
+        permission_mode=permission_mode,
     )
 
 

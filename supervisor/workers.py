@@ -16,6 +16,7 @@ from supervisor import repo, roles, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.runtimes import Launch
+from supervisor.runtimes import prepare as prepare_runtime
 from supervisor.runtimes import get as get_runtime
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -122,7 +123,7 @@ def spawn(
     branch = worktrees.branch_for(name)
     worktree = fac.worktree_path(name)
     context = fac.run_dir(name) / "context.md"
-    launch = Launch(name, role.name, worktree, context, task, command, role.prompt)
+    launch = Launch(name, role.name, worktree, context, task, command, role.prompt, root=fac.root)
     rt.check_available(launch)
     base_ref = base or fac.main
 
@@ -156,9 +157,12 @@ def spawn(
         undo.append(lambda: shutil.rmtree(fac.run_dir(name), ignore_errors=True))
         _fault("context")
 
+        prepare_runtime(rt, launch)
         env = pane_env(fac, name, role.name, branch, context, task)
         log = str(fac.run_dir(name) / "pane.log")  # the pane's output, kept after its window is gone
-        window_id, pane_id = fac.tmux.new_window(fac.session, name, str(worktree), rt.argv(launch), env, log=log)
+        window_id, pane_id = fac.tmux.new_window(
+            fac.session, name, str(worktree), rt.argv(launch), env, log=log
+        )
         undo.append(lambda: fac.tmux.kill_window(window_id))
         _fault("window")
 
@@ -193,7 +197,8 @@ def launch_for(fac: Factory, w: Any) -> tuple[list[str], dict[str, str]]:
     except FacError:
         prompt = ""
     context = fac.run_dir(w.name) / "context.md"
-    launch = Launch(w.name, w.role, Path(w.worktree), context, w.task, w.command, prompt)
+    launch = Launch(w.name, w.role, Path(w.worktree), context, w.task, w.command, prompt, session_id=w.session_id,
+                    root=fac.root)  # fmt: skip
     rt = get_runtime(w.runtime)
     return rt.argv(launch), pane_env(fac, w.name, w.role, w.branch, context, w.task)
 

@@ -20,6 +20,8 @@ class Launch:
     task: str | None
     command: str | None
     prompt: str
+    session_id: str | None = None  # a runtime that can resume a conversation gets its last session here
+    root: Path | None = None  # the factory root
 
 
 class Runtime(Protocol):
@@ -30,14 +32,29 @@ class Runtime(Protocol):
     def argv(self, launch: Launch) -> list[str]: ...
 
 
+def prepare(rt: Runtime, launch: Launch) -> None:
+    """Let a runtime write what it needs into the worktree before its process starts (optional)."""
+    hook = getattr(rt, "prepare", None)
+    if hook is not None:
+        hook(launch)
+
+
 def get(name: str) -> Runtime:
     if name == "command":
         from supervisor.runtimes.command import CommandRuntime
 
         return CommandRuntime()
-    if name in ("claude", "anthropic"):
-        raise FacError(
-            f"the {name} runtime is not available in fac yet",
-            hint='use the command runtime for now: fac spawn ROLE --cmd "your-agent-command"',
-        )
+    if name == "claude":
+        from supervisor.runtimes.claude import ClaudeRuntime
+
+        return ClaudeRuntime()
+    if name == "anthropic":
+        try:
+            from supervisor.runtimes.anthropic import AnthropicRuntime
+        except ImportError:
+            raise FacError(
+                "the anthropic runtime is not available in this build of fac",
+                hint='use --runtime claude, or the command runtime: fac spawn ROLE --cmd "..."',
+            ) from None
+        return AnthropicRuntime()
     raise FacError(f"unknown runtime {name!r}", hint="use one of: command, claude, anthropic")
