@@ -171,6 +171,7 @@ def check_env(workdir: Path, stage: str, check: CheckDef) -> dict[str, str]:
     # The Python that runs fac is first on PATH, so `python -m pytest` finds the same tools.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["FAC_CHECK_STAGE"] = stage
+    env["FAC_CHECK_REQUIRED"] = "1" if check.required else "0"
     env["FAC_CANDIDATE"] = str(workdir)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["COLUMNS"] = "200"  # wide enough that pytest does not cut its summary lines

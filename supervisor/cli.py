@@ -810,6 +810,35 @@ for _command in _SPEC_COMMANDS:
     cli.add_command(_command)
 
 
+@cli.command()
+@click.argument("branch")
+def approve(branch: str) -> None:
+    """The human gate: let BRANCH (or a worker's name) through `[queue] approval_paths`.
+
+    Approves the exact commit waiting in the queue; a later push needs a new approval.
+    Agents cannot approve.
+    """
+    from supervisor.merge_queue import approve as approve_entries
+
+    if os.environ.get("FAC_WORKER"):
+        raise FacError("agents cannot approve", hint="a human runs `fac approve` outside the worker panes")
+    ids = approve_entries(_factory(), branch)
+    click.echo(f"approved queue entr{'y' if len(ids) == 1 else 'ies'} {', '.join(map(str, ids))}; back in line")
+
+
+@cli.command("llm-review")
+def llm_review() -> None:
+    """The built-in judgment check: a model reviews the change against its delta and role rules.
+
+    Use it as a check: [checks.review] run = "fac llm-review", kind = "judgment". Exit 0 pass,
+    1 fail. Without ANTHROPIC_API_KEY it prints "skipped: no API key" and passes unless the check
+    is required (required = true).
+    """
+    from supervisor import review
+
+    sys.exit(review.main(Path.cwd()))
+
+
 def main() -> None:
     cli(prog_name="fac")
 

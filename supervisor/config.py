@@ -41,6 +41,7 @@ class QueueConfig:
     max_batch: int = 16
     retries: int = 1
     verify_main: bool = False
+    approval_paths: tuple[str, ...] = ()  # a branch touching these waits for `fac approve`
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,15 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "max_batch": _int_min(1),
         "retries": _int_min(0),
         "verify_main": _bool,
+        "approval_paths": lambda v: _globs(v),
     },
 }
+
+
+def _globs(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError('a list of path globs, e.g. ["system-under-construction/migrations/**"]')
+    return tuple(v)
 def _delays(v: Any) -> tuple[float, ...]:
     if not isinstance(v, list) or not v or any(isinstance(x, bool) or not isinstance(x, int | float) or x < 0 for x in v):
         raise ValueError("a non-empty list of seconds >= 0, e.g. [0, 5, 15, 60]")
@@ -252,6 +260,8 @@ def _parse_check(name: str, spec: Any, where: str) -> CheckDef:
             kwargs[k] = conv(raw)
         except ValueError as e:
             raise _fail(f"{key} {k}", str(e), raw, where) from None
+    if "required" not in kwargs and kwargs.get("kind") == "judgment":
+        kwargs["required"] = False  # a judgment (an LLM's review) advises unless made required
     return CheckDef(name=name, source=where, **kwargs)
 
 

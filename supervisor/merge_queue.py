@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,10 @@ class MergeQueue:
         if not report.ok:
             self._blame(e, None, Verdict(ok=False, results=report.results), main_sha, reason="guard")
             return False
+        needs = approval_needed(self.fac, main_sha, e)
+        if needs:
+            self._hold(e, needs)
+            return False
         merged = repo.merge_tree(self.root, main_sha, e.sha)
         if merged.tree is None:
             self._conflict(e, main_sha, merged.conflicts)
@@ -435,6 +440,21 @@ class MergeQueue:
                       "it needs a human's look", by="merge-queue")  # fmt: skip
             self.say(f"  {worker}: red {streak} times in a row: andon cord pulled (needs-human)")
 
+    def _hold(self, e: QueueEntry, paths: list[str]) -> None:
+        """A human gate: the entry waits, untested, until `fac approve` names its commit."""
+        store = self.fac.store
+        body = (f"[fac] HELD: {e.branch} at {e.sha[:10]} changes paths that need a human's approval:\n"
+                + "\n".join(f"  {p}" for p in paths[:20])
+                + f"\nIt waits in the queue until a human runs `fac approve {e.branch}`.")  # fmt: skip
+        with store.tx() as db:
+            store.set_entry(e.id, db=db, state="held", verdict={"ok": False, "reason": "approval", "paths": paths})
+            store.event("held", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, paths=paths)
+            mid = messages.store(self.fac, db, e.worker, body, sender="merge-queue", kind="held",
+                                 correlation=f"q{e.id}") if store.worker(e.worker) else None  # fmt: skip
+        self.say(f"  {e.worker}: HELD for approval ({', '.join(paths[:3])})")
+        if mid is not None:
+            messages.deliver(self.fac, e.worker, mid)
+
     def _conflict(self, e: QueueEntry, main_sha: str, paths: tuple[str, ...]) -> None:
         store = self.fac.store
         body = "\n".join(
@@ -468,6 +488,40 @@ class MergeQueue:
         if mid is not None:
             messages.deliver(self.fac, e.worker, mid)
         self._count_red(e.worker)
+
+
+def approval_needed(fac: Factory, main_sha: str, e: QueueEntry) -> list[str]:
+    """Paths of the entry that match `[queue] approval_paths` (main's config), unless its commit is approved."""
+    from supervisor import config as configmod
+
+    text = repo.show_file(fac.root, main_sha, configmod.CONFIG_NAME) or ""
+    try:
+        globs = configmod.parse(text, default_name=fac.root.name).queue.approval_paths
+    except FacError:
+        globs = ()
+    if not globs:
+        return []
+    base = repo.merge_base(fac.root, main_sha, e.sha) or main_sha
+    changed = [p for _s, p in repo.changed_paths(fac.root, base, e.sha)]
+    hits = [p for p in changed if p not in guards.scope_violations([p], globs)]
+    if not hits:
+        return []
+    approved = any(ev.kind == "approved" and ev.payload.get("sha") == e.sha for ev in fac.store.events(worker=e.worker))
+    return [] if approved else hits
+
+
+def approve(fac: Factory, branch_or_worker: str, by: str = "human") -> list[int]:
+    """`fac approve`: the human gate. Approves the held (or queued) head of a branch and requeues it."""
+    branch = branch_or_worker if branch_or_worker.startswith("fac/") else f"fac/{branch_or_worker}"
+    entries = [e for e in fac.store.queue(("held", "queued")) if e.branch == branch]
+    if not entries:
+        raise FacError(f"nothing of {branch} waits for approval", hint="`fac queue` lists held entries")
+    with fac.store.tx() as db:
+        for e in entries:
+            fac.store.event("approved", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, by=by)
+            if e.state == "held":
+                fac.store.set_entry(e.id, db=db, state="queued")
+    return [e.id for e in entries]
 
 
 def run_gate(
@@ -504,8 +558,13 @@ def count_guard(fac: Factory, check: Any, workdir: Path, base: str) -> CheckResu
     start = time.monotonic()
     argv = guards.collect_argv(checks.argv_of(check)) or []
     env = checks.check_env(workdir, "gate", check)
-    have = guards.collected_count(argv, workdir / check.cwd, env, check.timeout)
-    want = main_count(fac, check, base)
+    # Main's count, when not remembered, needs its own worktree and collection: do it alongside the
+    # candidate's collection rather than after it (it was the gate's critical path on a fresh queue).
+    # Only that thread touches the store until it is joined.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        wanted = pool.submit(main_count, fac, check, base)
+        have = guards.collected_count(argv, workdir / check.cwd, env, check.timeout)
+        want = wanted.result()
     dur = round(time.monotonic() - start, 3)
     if have is not None:
         _remember_count(fac, _tree_at(workdir), check.name, have)
@@ -593,7 +652,7 @@ def move_main(fac: Factory, old: str, new: str) -> bool:
 
 
 def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
-    states = None if all_entries else ("queued", "testing", "red", "conflict", "merged")
+    states = None if all_entries else ("queued", "testing", "held", "red", "conflict", "merged")
     rows = []
     for e in fac.store.queue(states):
         v = e.verdict or {}
