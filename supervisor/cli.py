@@ -115,13 +115,24 @@ def config_cmd(as_json: bool) -> None:
     [queue] max_batch      branches tested together; 1 = serial queue (default 16)
     [queue] retries        reruns of a red single-branch candidate before blame (default 1)
     [queue] verify_main    run the gate on main after each merge (default false)
+    [queue] approval_paths globs a branch may touch only after `fac approve` (default none)
+    [supervisor] tick      seconds between reconcile passes when nothing happens (default 5)
+    [supervisor] max_workers  the WIP limit for pulling tasks (default 4)
+    [supervisor] auto_fix  spawn a fixer when main goes red (default false)
+    [supervisor] fixer_command  the fixer's command when its role runs commands
+    [supervisor] restart_delays  backoff of restarts in seconds (default [0, 5, 15, 60])
+    [supervisor] crash_loop, crash_window  crashes within seconds that pull the andon cord (4, 900)
+    [supervisor] red_limit red verdicts in a row before a human is asked (default 5)
+    [supervisor] redeliver seconds before an unacknowledged message is pasted again (default 30)
+    [supervisor] max_deliveries  pastes of one message at most (default 5)
     [context] max_chars    the budget of an agent's context, in characters (default 24000)
     [checks.NAME] run      command (string split like a shell would, or a list); no shell
     [checks.NAME] cwd      directory relative to the factory root (default ".")
     [checks.NAME] stage    "inner", "gate" or both (default both)
     [checks.NAME] timeout  seconds before the check's process group is killed (default 600)
     [checks.NAME] kind     "deterministic" or "judgment" (default deterministic)
-    [checks.NAME] required false: a failure is reported but does not block (default true)
+    [checks.NAME] required false: a failure is reported but does not block (default true;
+                           false for judgment checks)
     [checks.NAME] env      extra environment, e.g. { PYTHONHASHSEED = "0" }
     """
     from dataclasses import asdict
