@@ -11,7 +11,6 @@ hook that touches `.fac/wake`, wake it at once; a slow tick (`[supervisor] tick`
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor import andon, line, messages, repo, tasks, workers
+from supervisor import andon, line, locks, messages, repo, tasks, workers
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.store import Worker
@@ -50,24 +49,12 @@ class Supervisor:
     # --- lifecycle ---
 
     def lock(self) -> None:
-        path = self.fac.fac_dir / "supervisor.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 64).decode(errors="replace").strip()
-            os.close(fd)
-            raise FacError(f"the supervisor is already running (pid {other or '?'})",
-                           hint="watch it with `fac attach supervisor`") from None  # fmt: skip
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        hint = "watch it with `fac attach supervisor`"
+        self._lock_fd = locks.acquire(self.fac.fac_dir / "supervisor.lock", "the supervisor", hint)
 
     def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        locks.release(self._lock_fd)
+        self._lock_fd = None
 
     def watch(self) -> None:
         """Wake on writes to the store, moves of branch refs, and dead panes."""

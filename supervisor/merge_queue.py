@@ -9,7 +9,6 @@ merge. Red results and conflicts go back to the worker that owns the branch, wit
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import checks, guards, line, messages, repo, roles, sandbox
+from supervisor import checks, guards, line, locks, messages, repo, roles, sandbox
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -95,26 +94,12 @@ class MergeQueue:
     # --- lifecycle ---
 
     def lock(self) -> None:
-        path = self.fac.fac_dir / "queue.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 64).decode(errors="replace").strip()
-            os.close(fd)
-            raise QueueLocked(
-                f"the merge queue is already running (pid {other or '?'})",
-                hint="one queue per factory: watch it with `fac attach merge-queue` or `fac queue`",
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        hint = "one queue per factory: watch it with `fac attach merge-queue` or `fac queue`"
+        self._lock_fd = locks.acquire(self.fac.fac_dir / "queue.lock", "the merge queue", hint, QueueLocked)
 
     def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        locks.release(self._lock_fd)
+        self._lock_fd = None
 
     def recover(self) -> None:
         """After a crash: entries caught mid-test go back in line; stale candidate worktrees go."""
@@ -535,10 +520,14 @@ def run_gate(
     repo.git(root, "worktree", "add", "--quiet", "--detach", str(wt), sha)
     try:
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}"
-        gate = suite.for_stage("gate")
+        from supervisor import state
+
+        # Pytest checks also report per test (junit): `fac state` and delta acceptance read that.
+        gate, reports = state.instrument(suite.for_stage("gate"), wt)
         extra = [lambda c=c: count_guard(fac, c, wt, base) for c in gate if base and _is_pytest(c)]
         results = checks.run_suite(gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra,
                                    sandbox=sandbox.detect(root))  # fmt: skip  # type: ignore[arg-type]
+        state.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=root, capture_output=True)
         shutil.rmtree(wt, ignore_errors=True)
