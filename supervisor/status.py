@@ -12,6 +12,7 @@ from supervisor.factory import Factory
 def collect(fac: Factory) -> dict[str, Any]:
     from supervisor import workers
 
+    repo.require_git()  # heads and the checkout come from git: say so plainly when it is missing
     try:
         running = fac.tmux.has_session(fac.session)
     except FacError:

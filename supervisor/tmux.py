@@ -1,8 +1,10 @@
-"""tmux, wrapped once: sessions, windows, panes and text delivery, through libtmux.
+"""tmux, wrapped once: sessions, windows, panes and text delivery.
 
 Every call honours `FAC_TMUX_SOCKET` (a `tmux -L` socket name), so tests and several factories
-never touch the user's default server. Text reaches a pane through a named tmux buffer
-(`load-buffer` from stdin, then `paste-buffer`), never by putting it on a command line.
+never touch the user's default server. Commands run as `tmux` subprocesses (what libtmux does
+underneath) because importing libtmux costs more than a whole `fac spawn`'s tmux work; its object
+API stays at hand as `Tmux.server` for code that wants it. Text reaches a pane through a named
+tmux buffer (`load-buffer` from stdin, then `paste-buffer`), never by putting it on a command line.
 """
 
 from __future__ import annotations
@@ -58,6 +60,31 @@ class TmuxError(FacError):
 
 
 @dataclass(frozen=True)
+class TmuxResult:
+    """What one tmux invocation returned, shaped like libtmux's `tmux_cmd` (lists of lines)."""
+
+    returncode: int
+    stdout: list[str]
+    stderr: list[str]
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    while lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def escape_arg(arg: str) -> str:
+    """Protect an argument that ends in ";" from tmux, which reads it as the end of a command.
+
+    Unescaped, an env value or a command line ending in ";" (`find . -exec rm {} \\;`, a task
+    text "fix it;") is cut short and the rest of the line runs as another tmux command.
+    """
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
+
+
+@dataclass(frozen=True)
 class PaneInfo:
     session: str
     window_id: str
@@ -90,19 +117,32 @@ class Tmux:
 
     def __init__(self, socket: str | None = None) -> None:
         require_tmux()
+        self.socket = socket if socket is not None else socket_name()
+
+    @functools.cached_property
+    def server(self) -> libtmux.Server:
         import libtmux
 
-        self.socket = socket if socket is not None else socket_name()
-        self.server: libtmux.Server = libtmux.Server(socket_name=self.socket)
+        return libtmux.Server(socket_name=self.socket)
+
+    def run(self, *commands: list[str]) -> TmuxResult:
+        """Run one or more tmux commands in a single invocation (joined with tmux's ";")."""
+        argv = self._argv()
+        for i, command in enumerate(commands):
+            if i:
+                argv.append(";")
+            argv += [escape_arg(a) for a in command]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        return TmuxResult(proc.returncode, _lines(proc.stdout), [x for x in _lines(proc.stderr) if x])
 
     def cmd(self, *args: str, check: bool = True) -> list[str]:
-        res = self.server.cmd(*args)
+        res = self.run(list(args))
         if check and res.returncode != 0:
             raise TmuxError(f"tmux {args[0]} failed: {' '.join(res.stderr).strip()}")
         return list(res.stdout)
 
     def has_session(self, name: str) -> bool:
-        return self.server.cmd("has-session", "-t", f"={name}").returncode == 0
+        return self.run(["has-session", "-t", f"={name}"]).returncode == 0
 
     def new_window(
         self, session: str, name: str, cwd: str, argv: list[str], env: dict[str, str], log: str | None = None
@@ -117,21 +157,24 @@ class Tmux:
         """
         fmt = "#{window_id}\t#{pane_id}"
         placeholder = ["sleep", "86400"]
-        if self.has_session(session):
-            out = self.cmd(
-                "new-window", "-d", "-P", "-F", fmt, "-t", f"={session}:", "-n", name, "-c", cwd, *placeholder
-            )
-        else:
-            out = self.cmd(
-                "new-session", "-d", "-P", "-F", fmt, "-s", session, "-n", name, "-c", cwd,
-                "-x", "220", "-y", "50", *placeholder,
-            )  # fmt: skip
-        window_id, pane_id = out[0].split("\t")
+        # Try the common case (the session exists) first: one tmux call instead of two.
+        res = self.run(["new-window", "-d", "-P", "-F", fmt, "-t", f"={session}:", "-n", name, "-c", cwd,
+                        *placeholder])  # fmt: skip
+        if res.returncode != 0 and not self.has_session(session):
+            res = self.run(["new-session", "-d", "-P", "-F", fmt, "-s", session, "-n", name, "-c", cwd,
+                            "-x", "220", "-y", "50", *placeholder])  # fmt: skip
+        if res.returncode != 0 or not res.stdout:
+            raise TmuxError(f"tmux new-window failed: {' '.join(res.stderr).strip()}")
+        window_id, pane_id = res.stdout[0].split("\t")
         try:
-            self.cmd("set-option", "-w", "-t", window_id, "remain-on-exit", "on")
-            self.cmd("set-option", "-w", "-t", window_id, "allow-rename", "off")
-            self.cmd("set-option", "-w", "-t", window_id, "automatic-rename", "off")
-            self.cmd("pipe-pane", "-O", "-t", pane_id, f"exec cat >> {shlex.quote(log or '/dev/null')}")
+            setup = self.run(
+                ["set-option", "-w", "-t", window_id, "remain-on-exit", "on"],
+                ["set-option", "-w", "-t", window_id, "allow-rename", "off"],
+                ["set-option", "-w", "-t", window_id, "automatic-rename", "off"],
+                ["pipe-pane", "-O", "-t", pane_id, f"exec cat >> {shlex.quote(log or '/dev/null')}"],
+            )
+            if setup.returncode != 0:
+                raise TmuxError(f"tmux set-option failed: {' '.join(setup.stderr).strip()}")
             self.respawn(pane_id, cwd, argv, env)
         except BaseException:
             self.kill_window(window_id)
@@ -159,7 +202,7 @@ class Tmux:
         """Every pane of `session` (empty when the session does not exist)."""
         if not self.has_session(session):
             return []
-        res = self.server.cmd("list-panes", "-s", "-t", f"={session}", "-F", _PANE_FORMAT)
+        res = self.run(["list-panes", "-s", "-t", f"={session}", "-F", _PANE_FORMAT])
         infos = []
         for line in res.stdout:
             parts = line.split("\t")
@@ -185,10 +228,10 @@ class Tmux:
         return infos
 
     def kill_window(self, target: str) -> None:
-        self.server.cmd("kill-window", "-t", target)
+        self.run(["kill-window", "-t", target])
 
     def kill_session(self, name: str) -> None:
-        self.server.cmd("kill-session", "-t", f"={name}")
+        self.run(["kill-session", "-t", f"={name}"])
 
     def capture(self, pane_id: str, lines: int = 2000) -> str:
         out = self.cmd("capture-pane", "-p", "-J", "-t", pane_id, "-S", f"-{lines}")

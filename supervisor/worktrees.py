@@ -1,10 +1,16 @@
-"""Worker worktrees through GitPython: `.fac/worktrees/<worker>` on branch `fac/<worker>`."""
+"""Worker worktrees: `.fac/worktrees/<worker>` on branch `fac/<worker>`.
+
+Creating and removing them is on `fac spawn`'s hot path, so those run `git` directly (see repo.py);
+importing GitPython alone would cost more than the `git worktree add` it wraps. GitPython serves
+the questions that are not hot, such as whether a worktree is dirty.
+"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+from supervisor import repo
 from supervisor.errors import FacError
 
 BRANCH_PREFIX = "fac/"
@@ -15,6 +21,7 @@ def branch_for(worker: str) -> str:
 
 
 def _repo(root: Path):
+    repo.require_git()  # GitPython raises ImportError, with a traceback, when git is missing
     import git
 
     return git.Repo(root)
@@ -22,15 +29,10 @@ def _repo(root: Path):
 
 def add(root: Path, path: Path, branch: str, base: str) -> None:
     """Create `branch` at `base` and check it out in a new worktree at `path`."""
-    import git
-
-    repo = _repo(root)
-    try:
-        repo.git.rev_parse("--verify", "--quiet", f"{base}^{{commit}}")
-    except git.GitCommandError:
+    if repo.rev_parse(root, base) is None:
         raise FacError(
             f"base {base!r} is not a commit in {root}", hint="pass --base with a branch, tag or sha"
-        ) from None
+        )
     if branch_exists(root, branch):
         raise FacError(
             f"branch {branch} already exists",
@@ -38,19 +40,13 @@ def add(root: Path, path: Path, branch: str, base: str) -> None:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        repo.git.worktree("add", "--quiet", "-b", branch, str(path), base)
-    except git.GitCommandError as e:
-        raise FacError(f"git worktree add failed: {e.stderr.strip()}") from None
+        repo.git(root, "worktree", "add", "--quiet", "-b", branch, str(path), base)
+    except repo.GitError as e:
+        raise FacError(f"git worktree add failed: {e.message}") from None
 
 
 def branch_exists(root: Path, branch: str) -> bool:
-    import git
-
-    try:
-        _repo(root).git.show_ref("--verify", "--quiet", f"refs/heads/{branch}")
-        return True
-    except git.GitCommandError:
-        return False
+    return repo.rev_parse(root, f"refs/heads/{branch}") is not None
 
 
 def is_dirty(path: Path) -> bool:
@@ -62,17 +58,13 @@ def is_dirty(path: Path) -> bool:
 
 def remove(root: Path, path: Path, branch: str | None) -> str | None:
     """Remove the worktree and delete the branch; returns the branch's last sha (to recover it)."""
-    import git
-
-    repo = _repo(root)
     if path.exists():
         try:
-            repo.git.worktree("remove", "--force", str(path))
-        except git.GitCommandError:
+            repo.git(root, "worktree", "remove", "--force", str(path))
+        except repo.GitError:
             shutil.rmtree(path, ignore_errors=True)
-    repo.git.worktree("prune")
-    sha = None
-    if branch and branch_exists(root, branch):
-        sha = repo.git.rev_parse(f"refs/heads/{branch}")
-        repo.git.branch("-D", branch)
+    repo.git(root, "worktree", "prune")
+    sha = repo.rev_parse(root, f"refs/heads/{branch}") if branch else None
+    if branch and sha:
+        repo.git(root, "branch", "-D", branch)
     return sha

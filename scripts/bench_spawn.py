@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""How much does `fac spawn` cost over doing its work by hand, and how fast does `fac` start?
+
+Builds a factory with 2,000 generated files committed on main, then measures on a private tmux
+server (never the default one) the median wall time of
+
+  (a) `fac spawn worker --cmd 'sleep 60'`                                  (a subprocess)
+  (b) `git worktree add -b BRANCH PATH main` + `tmux new-window -d ...`    (the raw equivalent)
+
+and the start time of `fac --version` (both `python -m supervisor` and the `fac` console script)
+against `python -c pass`. Goals: spawn <= 1.5x raw, --version <= 3x python.
+
+    .venv/bin/python scripts/bench_spawn.py [--runs 7] [--files 2000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SPAWN_GOAL = 1.5
+START_GOAL = 3.0
+
+
+def run(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+    subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def timed(fn: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_env(tmp: Path, socket: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("FAC_ROOT", "FAC_WORKER", "FAC_ROLE", "FAC_BRANCH", "TMUX", "TMUX_PANE"):
+        env.pop(var, None)
+    env["FAC_TMUX_SOCKET"] = socket
+    # Measure fac as installed: with cached bytecode, even where the environment disables it.
+    if env.pop("PYTHONDONTWRITEBYTECODE", None):
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    for var, value in (("GIT_AUTHOR_NAME", "bench"), ("GIT_AUTHOR_EMAIL", "bench@fac.invalid"),
+                       ("GIT_COMMITTER_NAME", "bench"), ("GIT_COMMITTER_EMAIL", "bench@fac.invalid")):  # fmt: skip
+        env.setdefault(var, value)
+    return env
+
+
+def make_factory(tmp: Path, files: int, env: dict[str, str]) -> Path:
+    from supervisor import factory
+
+    root = tmp / "bench"
+    factory.init(root)
+    gen = root / "system-under-construction" / "generated"
+    for i in range(files):
+        d = gen / f"pkg{i // 100:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"mod{i:04d}.py").write_text(
+            f'"""Generated module {i}."""\n\nVALUE = {i}\n\n\ndef f{i}(x):\n    return x + {i}\n'
+        )
+    run(["git", "add", "-A"], env, cwd=root)
+    run(["git", "commit", "-q", "-m", f"{files} generated files"], env, cwd=root)
+    return root
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=7, help="measured runs of each spawn variant (default 7)")
+    ap.add_argument("--files", type=int, default=2000, help="files in the repository (default 2000)")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args()
+
+    if shutil.which("tmux") is None or shutil.which("git") is None:
+        print("bench_spawn: needs git and tmux (bash scripts/setup installs them)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="fac-bench-"))
+    socket = f"fac-bench-{uuid.uuid4().hex[:8]}"
+    env = bench_env(tmp, socket)
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("GIT_", "FAC_"))})
+    tmux = ["tmux", "-L", socket]
+    py = sys.executable
+    fac_script = str(Path(py).parent / "fac")
+    if not os.path.exists(fac_script):
+        fac_script = shutil.which("fac") or fac_script
+    try:
+        root = make_factory(tmp, args.files, env)
+        raw_dir = tmp / "raw-worktrees"
+        raw_dir.mkdir()
+        # One session for both variants, so neither pays for starting the tmux server.
+        run([*tmux, "new-session", "-d", "-s", "fac-bench", "-n", "keep", "sleep", "3600"], env)
+
+        def fac_spawn() -> None:
+            run([py, "-m", "supervisor", "spawn", "worker", "--cmd", "sleep 60"], env, cwd=root)
+
+        counter = iter(range(10**6))
+
+        def raw_spawn() -> None:
+            n = next(counter)
+            path = raw_dir / f"r{n}"
+            run(["git", "worktree", "add", "-q", "-b", f"raw/r{n}", str(path), "main"], env, cwd=root)
+            run(
+                [
+                    *tmux,
+                    "new-window",
+                    "-d",
+                    "-t",
+                    "=fac-bench:",
+                    "-n",
+                    f"r{n}",
+                    "-c",
+                    str(path),
+                    "sleep",
+                    "60",
+                ],
+                env,
+            )
+
+        # Warm up once (page cache, bytecode), then alternate the variants so drift hits both alike.
+        fac_spawn()
+        raw_spawn()
+        fac_times, raw_times = [], []
+        for i in range(args.runs):
+            pair = [(fac_spawn, fac_times), (raw_spawn, raw_times)]
+            for fn, samples in pair if i % 2 == 0 else reversed(pair):
+                samples.append(timed(fn))
+
+        starts: dict[str, list[float]] = {"python -c pass": [], "python -m supervisor --version": [],
+                                          "fac --version": []}  # fmt: skip
+        argvs = {"python -c pass": [py, "-c", "pass"], "python -m supervisor --version": [py, "-m", "supervisor",
+                 "--version"], "fac --version": [fac_script, "--version"]}  # fmt: skip
+        for argv in argvs.values():
+            run(argv, env)  # warm up
+        for _ in range(max(args.runs, 3) * 3):
+            for name, argv in argvs.items():
+                starts[name].append(timed(lambda argv=argv: run(argv, env)))
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            probe = subprocess.run([*tmux, "list-sessions"], capture_output=True, text=True)
+            if probe.returncode != 0 and ("no server" in probe.stderr or "error connecting" in probe.stderr):
+                break
+            time.sleep(0.05)
+        sock_path = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / socket
+        sock_path.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    fac_ms, raw_ms = median_ms(fac_times), median_ms(raw_times)
+    base = median_ms(starts["python -c pass"])
+    result = {
+        "files": args.files,
+        "runs": args.runs,
+        "spawn": {
+            "fac_ms": round(fac_ms, 1),
+            "raw_ms": round(raw_ms, 1),
+            "ratio": round(fac_ms / raw_ms, 2),
+            "goal": SPAWN_GOAL,
+        },  # fmt: skip
+        "start": {
+            name: {"ms": round(median_ms(s), 1), "ratio": round(median_ms(s) / base, 2)}
+            for name, s in starts.items()
+        },  # fmt: skip
+        "start_goal": START_GOAL,
+        "bytecode_cached": True,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    s = result["spawn"]
+    print(f"repository: {args.files} files; median of {args.runs} runs each; tmux socket {socket}")
+    print(f"spawn   fac spawn worker --cmd 'sleep 60'        {s['fac_ms']:7.1f} ms")
+    print(f"        git worktree add + tmux new-window      {s['raw_ms']:7.1f} ms")
+    verdict = "ok" if s["ratio"] <= SPAWN_GOAL else "over the goal"
+    print(f"        ratio {s['ratio']:.2f}x (goal <= {SPAWN_GOAL}x: {verdict})")
+    for name, r in result["start"].items():
+        extra = "" if name == "python -c pass" else f"  {r['ratio']:.2f}x (goal <= {START_GOAL}x)"
+        print(f"start   {name:<40} {r['ms']:7.1f} ms{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Fixtures for fac's tests: a private tmux server per test, a hermetic environment, a real factory.
+
+Every test gets its own tmux socket (FAC_TMUX_SOCKET), so nothing ever reaches the user's default
+tmux server, and an environment with no FAC_* variables, no TMUX, an empty HOME and a fixed git
+identity, so the suite behaves the same inside a worker's pane, inside tmux and on a fresh machine.
+Helpers (run_fac, wait_for, capture_pane, ...) live in helpers.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import server_running, tmux, wait_for
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "fac tests",
+    "GIT_AUTHOR_EMAIL": "tests@fac.invalid",
+    "GIT_COMMITTER_NAME": "fac tests",
+    "GIT_COMMITTER_EMAIL": "tests@fac.invalid",
+}
+# Variables a worker pane or the developer's shell may set that would leak into the code under test.
+CLEARED = (
+    "FAC_ROOT",
+    "FAC_WORKER",
+    "FAC_ROLE",
+    "FAC_BRANCH",
+    "FAC_CONTEXT",
+    "FAC_TASK",
+    "FAC_FAULT_INJECT",
+    "TMUX",
+    "TMUX_PANE",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = [tool for tool in ("git", "tmux") if shutil.which(tool) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"fac's tests need {' and '.join(missing)} (bash scripts/setup installs them)"
+        )
+
+
+def tmux_socket_path(socket: str) -> Path:
+    return Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / socket
+
+
+@pytest.fixture
+def tmux_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private tmux server name, exported as FAC_TMUX_SOCKET; the server is gone after the test."""
+    socket = f"fac-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("FAC_TMUX_SOCKET", socket)
+    yield socket
+    tmux(socket, "kill-server")
+    wait_for(lambda: not server_running(socket), timeout=5, message=f"tmux server {socket} to exit")
+    tmux_socket_path(socket).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def empty_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="session")
+def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pycache")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch, empty_home: Path, pycache: Path, tmux_socket: str) -> None:
+    for var in CLEARED:
+        monkeypatch.delenv(var, raising=False)
+    # The many `fac` subprocesses start as fast as in a normal install: bytecode is cached (outside
+    # the source tree) even where the environment sets PYTHONDONTWRITEBYTECODE.
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(pycache))
+    # No ~/.gitconfig, ~/.tmux.conf or /etc/gitconfig: the machine's settings must not matter.
+    monkeypatch.setenv("HOME", str(empty_home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(empty_home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty_home / ".gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(var, value)
+
+
+@pytest.fixture
+def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh factory made by `fac init --sample` (first commit on main); the test runs inside it."""
+    from supervisor import factory as factorymod
+
+    root = factorymod.init(tmp_path / "fac", sample=True).root
+    monkeypatch.chdir(root)
+    return root

@@ -1,0 +1,173 @@
+"""Helpers shared by fac's tests: run the real CLI, poll for a condition, look at tmux and git.
+
+Import them in a test module with `from helpers import run_fac, wait_for, ...` (pytest puts
+`tests/` on sys.path because the directory has no `__init__.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+FAC = [sys.executable, "-m", "supervisor"]
+
+
+def run_fac(
+    *args: str,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str | None] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `fac` CLI in a subprocess; output is captured as text.
+
+    `env` is applied on top of the current environment; a value of None removes that variable.
+    """
+    full = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            full.pop(k, None)
+        else:
+            full[k] = v
+    return subprocess.run(
+        [*FAC, *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def fac_ok(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`run_fac` that fails the test, showing stdout and stderr, unless fac exits 0."""
+    proc = run_fac(*args, **kwargs)
+    assert proc.returncode == 0, (
+        f"fac {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    )
+    return proc
+
+
+def fac_json(*args: str, **kwargs: Any) -> Any:
+    """Run `fac ARGS --json` successfully and return the parsed output."""
+    return json.loads(fac_ok(*args, "--json", **kwargs).stdout)
+
+
+def assert_usage_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """fac's contract for an expected error: exit 2, one or two lines (message, hint), no traceback."""
+    detail = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 2, detail
+    assert "Traceback" not in proc.stderr, detail
+    lines = proc.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 2, detail
+    assert lines[0].startswith("fac: error: "), detail
+    for needle in needles:
+        assert needle in proc.stderr, f"{needle!r} not in stderr\n{detail}"
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 10.0, message: str = "", interval: float = 0.05
+) -> T:
+    """Poll `predicate` until it returns something truthy and return that; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            what = message or getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(f"timed out after {timeout:g}s waiting for: {what} (last value: {value!r})")
+        time.sleep(interval)
+
+
+def tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run tmux on the private server `socket` (never the default one)."""
+    assert socket, "refusing to talk to the default tmux server"
+    return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
+
+
+def capture_pane(socket: str, target: str) -> str:
+    """The text of a pane (a pane id like %3, a window id like @1, or session:window)."""
+    proc = tmux(socket, "capture-pane", "-p", "-J", "-t", target, "-S", "-2000")
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def window_names(socket: str, session: str | None = None) -> list[str]:
+    """Names of the windows of `session` (all sessions when None); [] when there is no server."""
+    args = ["list-windows", "-F", "#{window_name}"]
+    args += ["-t", f"={session}"] if session else ["-a"]
+    proc = tmux(socket, *args)
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def server_running(socket: str) -> bool:
+    proc = tmux(socket, "list-sessions")
+    if proc.returncode == 0:
+        return True
+    return not ("no server running" in proc.stderr or "error connecting" in proc.stderr)
+
+
+def git(cwd: str | os.PathLike[str], *args: str, check: bool = True) -> str:
+    """Run git in `cwd` and return its stdout without the final newline."""
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout.rstrip("\n")
+
+
+def branches(root: Path) -> list[str]:
+    return git(root, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+
+
+def spawn(root: Path, name: str, cmd: str = "sleep 600", *extra: str, role: str = "worker") -> dict[str, Any]:
+    """`fac spawn ROLE --name NAME --cmd CMD` that must succeed; returns its JSON report."""
+    return fac_json("spawn", role, "--name", name, "--cmd", cmd, *extra, cwd=root)
+
+
+def start_worker(
+    root: Path, name: str, cmd: str = "sleep 600", role: str = "worker", **kw: Any
+) -> dict[str, Any]:
+    """Spawn a worker in-process (faster than the CLI) for tests whose subject is not spawn itself."""
+    from supervisor import workers
+    from supervisor.factory import Factory
+
+    fac = Factory(root)
+    try:
+        return workers.spawn(fac, role, name=name, command=cmd, **kw)
+    finally:
+        if fac._store is not None:
+            fac.store.close()
+
+
+def status(root: Path) -> dict[str, Any]:
+    """What `fac status --json` reports, computed in-process (test_workers checks the CLI's own output)."""
+    from supervisor import status as statusmod
+    from supervisor.factory import Factory
+
+    fac = Factory(root)
+    try:
+        return json.loads(json.dumps(statusmod.collect(fac), default=str))
+    finally:
+        if fac._store is not None:
+            fac.store.close()
+
+
+def worker_view(root: Path, name: str) -> dict[str, Any] | None:
+    return next((w for w in status(root)["workers"] if w["name"] == name), None)
+
+
+def pane_dead(socket: str, pane: str) -> bool:
+    """True once the process in `pane` has exited (the pane stays, remain-on-exit)."""
+    return tmux(socket, "display-message", "-p", "-t", pane, "#{pane_dead}").stdout.strip() == "1"
+
+
+def wait_until_exited(socket: str, pane: str, timeout: float = 10.0) -> None:
+    wait_for(lambda: pane_dead(socket, pane), timeout, message=f"the process in pane {pane} to exit")

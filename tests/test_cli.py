@@ -1,0 +1,266 @@
+"""The `fac` command line: version, expected errors (exit 2, one or two lines, no traceback), attach, log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+from helpers import (
+    FAC,
+    assert_usage_error,
+    branches,
+    fac_ok,
+    run_fac,
+    start_worker,
+    status,
+    tmux,
+    wait_for,
+    window_names,
+)
+
+from supervisor import __version__
+
+HEAVY = {"click", "libtmux", "git", "sqlite3", "anthropic", "watchdog", "rich", "tomli_w", "pexpect"}
+
+
+def imported_modules(*args: str) -> set[str]:
+    """Top-level names of the modules `python -m supervisor ARGS` imports (from -X importtime)."""
+    proc = subprocess.run([*FAC[:1], "-X", "importtime", *FAC[1:], *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag: str, tmp_path: Path) -> None:
+    proc = fac_ok(flag, cwd=tmp_path)
+    assert proc.stdout == f"fac, version {__version__}\n"
+
+
+def test_version_imports_nothing_heavy(tmp_path: Path) -> None:
+    assert not imported_modules("--version") & (HEAVY | {"supervisor.cli"})
+
+
+def test_help_imports_no_runtime_dependency(tmp_path: Path) -> None:
+    assert not imported_modules("--help") & (HEAVY - {"click"})
+
+
+def test_the_console_script_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "fac"
+    if not script.exists():
+        pytest.skip("no fac console script next to this Python")
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("fac, version")
+    out = subprocess.run([str(script), "nonsense-command"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "No such command" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["spawn", "worker", "--cmd", "true"],
+        ["up"],
+        ["down"],
+        ["kill", "w1"],
+        ["attach", "w1"],
+        ["log"],
+        ["roles"],
+        ["roles", "new", "x"],
+        ["config"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_outside_a_factory_every_command_says_how_to_make_one(tmp_path: Path, args: list[str]) -> None:
+    proc = run_fac(*args, cwd=tmp_path)
+    assert_usage_error(proc, "not inside a factory", "fac init")
+
+
+def test_a_fac_root_that_is_not_a_factory_is_reported(tmp_path: Path) -> None:
+    proc = run_fac("status", cwd=tmp_path, env={"FAC_ROOT": str(tmp_path)})
+    assert_usage_error(proc, f"FAC_ROOT={tmp_path} is not a factory", "unset FAC_ROOT")
+
+
+def test_duplicate_worker_name_is_refused_and_the_first_keeps_running(
+    factory: Path, tmux_socket: str
+) -> None:
+    start_worker(factory, "w1")
+    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory)
+    assert_usage_error(proc, "worker 'w1' already exists", "fac kill w1 --rm")
+    assert window_names(tmux_socket, "fac-fac") == ["w1"]
+    assert [w["process"] for w in status(factory)["workers"]] == ["running"]
+
+
+def test_a_stopped_worker_still_holds_its_name(factory: Path) -> None:
+    start_worker(factory, "w1")
+    fac_ok("kill", "w1", cwd=factory)
+    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory)
+    assert_usage_error(proc, "already exists (state stopped)")
+
+
+@pytest.mark.parametrize(
+    "name", ["bad name", "a:b", "a.b", "-x", "x/y", "é", "n" * 41, "supervisor", "merge-queue"]
+)
+def test_invalid_worker_names_are_refused(factory: Path, tmux_socket: str, name: str) -> None:
+    proc = run_fac("spawn", "worker", "--name", name, "--cmd", "true", cwd=factory)
+    assert_usage_error(proc, repr(name))
+    assert "invalid worker name" in proc.stderr or "reserved" in proc.stderr
+    assert [b for b in branches(factory) if b != "main"] == []
+    assert status(factory)["workers"] == []
+
+
+@pytest.mark.parametrize("runtime", ["claude", "anthropic"])
+def test_a_runtime_that_is_not_available_says_so(factory: Path, tmp_path: Path, runtime: str) -> None:
+    # no `claude` executable and no API key: whatever the runtime needs is missing
+    path = _bin_dir(tmp_path, git=None, tmux=None, bash=None)
+    proc = run_fac(
+        "spawn", "worker", "--runtime", runtime, cwd=factory, env={"PATH": path, "ANTHROPIC_API_KEY": None}
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
+    assert runtime in proc.stderr.lower()
+    assert status(factory)["workers"] == []
+    assert window_names(os.environ["FAC_TMUX_SOCKET"]) == []
+
+
+def test_cmd_cannot_be_combined_with_another_runtime(factory: Path) -> None:
+    proc = run_fac("spawn", "worker", "--runtime", "claude", "--cmd", "true", cwd=factory)
+    assert_usage_error(proc, "--cmd runs the command runtime")
+
+
+def test_the_command_runtime_needs_a_command(factory: Path) -> None:
+    assert_usage_error(run_fac("spawn", "worker", cwd=factory), "needs a command", "--cmd")
+
+
+def _bin_dir(tmp_path: Path, **tools: str | None) -> str:
+    """A directory to be the whole PATH: each tool symlinked to the real one, or a script given as text."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    for name, script in tools.items():
+        if script is None:
+            real = shutil.which(name)
+            assert real, name
+            (d / name).symlink_to(real)
+        else:
+            (d / name).write_text(script)
+            (d / name).chmod(0o755)
+    return str(d)
+
+
+def test_tmux_missing_is_reported_with_how_to_install_it(factory: Path, tmp_path: Path) -> None:
+    path = _bin_dir(tmp_path, git=None)
+    for args in (["spawn", "worker", "--cmd", "true"], ["up"]):
+        proc = run_fac(*args, cwd=factory, env={"PATH": path})
+        assert_usage_error(proc, "tmux is not installed", "apt-get install -y tmux")
+    assert status(factory)["workers"] == []
+
+
+def test_git_missing_is_reported_with_how_to_install_it(factory: Path, tmp_path: Path) -> None:
+    start_worker(factory, "w1")
+    path = _bin_dir(tmp_path, tmux=None)
+    for args, cwd in ((["init", "new"], tmp_path), (["spawn", "worker", "--cmd", "true"], factory),
+                      (["kill", "w1", "--rm"], factory), (["status"], factory)):  # fmt: skip
+        proc = run_fac(*args, cwd=cwd, env={"PATH": path})
+        assert_usage_error(proc, "git is not installed", "apt-get install -y git")
+    assert (factory / ".fac" / "worktrees" / "w1").is_dir()
+
+
+def test_git_older_than_2_38_is_refused(factory: Path, tmp_path: Path) -> None:
+    path = _bin_dir(tmp_path, tmux=None, git='#!/bin/sh\necho "git version 2.30.0"\n')
+    for args, cwd in ((["init", "new"], tmp_path), (["spawn", "worker", "--cmd", "true"], factory)):
+        proc = run_fac(*args, cwd=cwd, env={"PATH": path})
+        assert_usage_error(proc, "git 2.30 is too old", ">= 2.38")
+    assert not (tmp_path / "new").exists()
+
+
+def test_attach_puts_a_terminal_on_the_workers_window(factory: Path, tmux_socket: str) -> None:
+    start_worker(factory, "w2")  # the session's first, current window
+    start_worker(factory, "w1")
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    env["TERM"] = "xterm-256color"
+    child = pexpect.spawn(FAC[0], [*FAC[1:], "attach", "w1"], cwd=str(factory), env=env, dimensions=(40, 120))
+    try:
+
+        def attached_clients() -> list[str]:
+            out = tmux(tmux_socket, "list-clients", "-F", "#{client_session} #{window_name}").stdout
+            return out.splitlines()
+
+        assert wait_for(attached_clients, 10, "a tmux client to attach") == ["fac-fac w1"]
+        tmux(tmux_socket, "detach-client", "-s", "=fac-fac")
+        child.expect(pexpect.EOF, timeout=10)
+    finally:
+        child.close(force=True)
+    assert attached_clients() == []
+
+
+def test_attach_to_an_unknown_worker_lists_the_workers(factory: Path) -> None:
+    start_worker(factory, "w1")
+    assert_usage_error(run_fac("attach", "nobody", cwd=factory), "no worker named 'nobody'", "workers: w1")
+
+
+def test_attach_to_a_worker_without_a_window_says_so(factory: Path) -> None:
+    start_worker(factory, "w1")
+    start_worker(factory, "w2")
+    fac_ok("kill", "w1", cwd=factory)
+    assert_usage_error(run_fac("attach", "w1", cwd=factory), "w1 has no window")
+
+
+def test_attach_without_a_terminal_prints_the_command_to_run(factory: Path, tmux_socket: str) -> None:
+    start_worker(factory, "w1")
+    proc = run_fac("attach", "w1", cwd=factory)  # stdin is not a terminal
+    assert_usage_error(proc, "needs a terminal", f"tmux -L {tmux_socket} attach-session")
+
+
+def test_log_json_shows_each_workers_events(factory: Path) -> None:
+    start_worker(factory, "w1")
+    start_worker(factory, "w2")
+    fac_ok("kill", "w1", cwd=factory)
+    fac_ok("kill", "w1", "--rm", cwd=factory)
+
+    events = [json.loads(line) for line in fac_ok("log", "--json", cwd=factory).stdout.splitlines()]
+    assert [e["kind"] for e in events if e["worker"] == "w1"] == ["spawned", "stopped", "removed"]
+    assert [e["kind"] for e in events if e["worker"] == "w2"] == ["spawned"]
+    assert all({"id", "ts", "kind", "worker", "correlation", "payload"} <= set(e) for e in events)
+    spawned = next(e for e in events if e["kind"] == "spawned" and e["worker"] == "w1")
+    assert spawned["payload"]["branch"] == "fac/w1" and spawned["payload"]["role"] == "worker"
+
+    only_w1 = [
+        json.loads(line)
+        for line in fac_ok("log", "--json", "--worker", "w1", cwd=factory).stdout.splitlines()
+    ]
+    assert {e["worker"] for e in only_w1} == {"w1"}
+    assert [e["kind"] for e in only_w1] == ["spawned", "stopped", "removed"]
+
+
+def test_log_prints_readable_lines_and_limits_them(factory: Path) -> None:
+    start_worker(factory, "w1", task="count words")
+    fac_ok("kill", "w1", cwd=factory)
+    lines = fac_ok("log", cwd=factory).stdout.splitlines()
+    spawned = next(line for line in lines if " spawned " in line)
+    assert "w1" in spawned and "branch=fac/w1" in spawned and "task=count words" in spawned
+    assert len(fac_ok("log", "-n", "1", cwd=factory).stdout.splitlines()) == 1
+
+
+def test_log_follow_prints_new_events_as_they_happen(factory: Path, tmp_path: Path) -> None:
+    out = (tmp_path / "follow.txt").open("w")
+    follower = subprocess.Popen([*FAC, "log", "-f", "--worker", "w1"], cwd=factory, stdout=out, stderr=out)
+    try:
+        start_worker(factory, "w1")
+        start_worker(factory, "w2")
+        wait_for(
+            lambda: " spawned " in (tmp_path / "follow.txt").read_text(), 10, "fac log -f to show the spawn"
+        )
+    finally:
+        follower.terminate()
+        follower.wait(10)
+        out.close()
+    assert "w2" not in (tmp_path / "follow.txt").read_text()

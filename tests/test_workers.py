@@ -1,0 +1,307 @@
+"""Workers: spawn (all or nothing), the pane's environment, status, kill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import (
+    assert_usage_error,
+    branches,
+    capture_pane,
+    fac_json,
+    fac_ok,
+    git,
+    run_fac,
+    spawn,
+    start_worker,
+    status,
+    wait_until_exited,
+    window_names,
+    worker_view,
+)
+
+SESSION = "fac-fac"  # the factory fixture's directory is named "fac"
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs}
+
+
+def assert_no_trace_of(root: Path, socket: str, name: str) -> None:
+    assert f"fac/{name}" not in branches(root)
+    assert not (root / ".fac" / "worktrees" / name).exists()
+    assert not (root / ".fac" / "runs" / name).exists()
+    assert name not in window_names(socket)
+    assert len(git(root, "worktree", "list", "--porcelain").split("\n\n")) == 1
+    assert status(root)["workers"] == []
+
+
+def test_spawn_creates_branch_worktree_and_window(factory: Path, tmux_socket: str) -> None:
+    report = spawn(factory, "w1", "sleep 600")
+
+    worktree = factory / ".fac" / "worktrees" / "w1"
+    assert report == {
+        "name": "w1",
+        "role": "worker",
+        "runtime": "command",
+        "branch": "fac/w1",
+        "worktree": str(worktree),
+        "window": report["window"],
+        "pane": report["pane"],
+        "session": SESSION,
+    }
+    assert "fac/w1" in branches(factory)
+    assert git(worktree, "symbolic-ref", "--short", "HEAD") == "fac/w1"
+    assert git(worktree, "rev-parse", "HEAD") == git(factory, "rev-parse", "main")
+    assert (worktree / "system-under-construction" / "README.md").is_file()
+    assert window_names(tmux_socket, SESSION) == ["w1"]
+    # the human's checkout is untouched
+    assert git(factory, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(factory, "status", "--porcelain") == ""
+
+
+def test_the_pane_runs_in_the_worktree_with_the_fac_environment(factory: Path, tmux_socket: str) -> None:
+    cmd = (
+        'env > "$FAC_ROOT/env-w1.txt"; pwd -P > "$FAC_ROOT/pwd-w1.txt"; fac --version > "$FAC_ROOT/v-w1.txt"'
+    )
+    report = spawn(factory, "w1", cmd, "--task", "count the words")
+    wait_until_exited(tmux_socket, report["pane"])
+
+    env = read_env(factory / "env-w1.txt")
+    worktree = factory / ".fac" / "worktrees" / "w1"
+    assert env["FAC_ROOT"] == str(factory)
+    assert env["FAC_WORKER"] == "w1"
+    assert env["FAC_ROLE"] == "worker"
+    assert env["FAC_BRANCH"] == "fac/w1"
+    assert env["FAC_TASK"] == "count the words"
+    assert env["FAC_TMUX_SOCKET"] == tmux_socket
+    assert (factory / "pwd-w1.txt").read_text().strip() == str(worktree.resolve())
+    # `fac` itself is on the pane's PATH, so an agent can run `fac submit`
+    assert (factory / "v-w1.txt").read_text().startswith("fac, version")
+
+    context = Path(env["FAC_CONTEXT"]).read_text()
+    assert "# Role: worker" in context
+    assert "count the words" in context
+    assert str(worktree) in context
+
+
+def test_a_task_and_a_command_ending_in_a_semicolon_reach_the_pane_intact(
+    factory: Path, tmux_socket: str
+) -> None:
+    # Regression: tmux reads an argument ending in ";" as the end of a command, so such a task
+    # failed the spawn ("unknown command: -e") and `find ... \\;` lost its terminator.
+    cmd = 'printf %s "$FAC_TASK" > "$FAC_ROOT/task.txt"; find . -maxdepth 0 -exec echo found {} \\;'
+    report = spawn(factory, "w1", cmd, "--task", "fix it;")
+    wait_until_exited(tmux_socket, report["pane"])
+    assert (factory / "task.txt").read_text() == "fix it;"
+    assert worker_view(factory, "w1")["process"] == "exited 0"
+    assert "found ." in (factory / ".fac" / "runs" / "w1" / "pane.log").read_text()
+
+
+def test_spawn_without_a_name_generates_role_dash_n(factory: Path) -> None:
+    first = fac_json("spawn", "worker", "--cmd", "sleep 600", cwd=factory)
+    second = fac_json("spawn", "worker", "--cmd", "sleep 600", cwd=factory)
+    assert (first["name"], second["name"]) == ("worker-1", "worker-2")
+    assert {"fac/worker-1", "fac/worker-2"} <= set(branches(factory))
+
+
+def test_a_generated_name_skips_names_whose_branch_exists(factory: Path) -> None:
+    git(factory, "branch", "fac/reviewer-1")
+    report = fac_json("spawn", "reviewer", "--cmd", "sleep 600", cwd=factory)
+    assert report["name"] == "reviewer-2"
+
+
+def test_spawn_from_a_base_ref(factory: Path) -> None:
+    git(factory, "checkout", "-q", "-b", "feature")
+    (factory / "system-under-construction" / "feature.txt").write_text("on feature\n")
+    git(factory, "add", "-A")
+    git(factory, "commit", "-q", "-m", "feature work")
+    feature = git(factory, "rev-parse", "HEAD")
+    git(factory, "checkout", "-q", "main")
+
+    spawn(factory, "w1", "sleep 600", "--base", "feature")
+
+    worktree = factory / ".fac" / "worktrees" / "w1"
+    assert git(worktree, "rev-parse", "HEAD") == feature
+    assert (worktree / "system-under-construction" / "feature.txt").is_file()
+    assert worker_view(factory, "w1")["head"] == feature
+    assert fac_json("log", cwd=factory) and any(
+        e["kind"] == "spawned" and e["payload"]["base"] == "feature"
+        for e in map(__import__("json").loads, fac_ok("log", "--json", cwd=factory).stdout.splitlines())
+    )
+
+
+def test_pane_output_stays_readable_after_the_command_exits(factory: Path, tmux_socket: str) -> None:
+    # Regression: tmux 3.3 dropped the output of a command that exited before tmux had read it,
+    # most often while other windows were being created; a fast crash left an empty pane.
+    names = [f"fast{i}" for i in range(4)]
+    panes = {n: start_worker(factory, n, f"echo all good from {n}")["pane"] for n in names}
+    bad = start_worker(factory, "bad", "echo something broke in bad >&2; exit 3")["pane"]
+    for pane in [*panes.values(), bad]:
+        wait_until_exited(tmux_socket, pane)
+
+    for name, pane in panes.items():
+        assert f"all good from {name}" in capture_pane(tmux_socket, pane)
+    assert "something broke in bad" in capture_pane(tmux_socket, bad)
+    views = {w["name"]: w for w in status(factory)["workers"]}
+    assert {views[n]["process"] for n in names} == {"exited 0"}
+    assert views["bad"]["process"] == "exited 3"
+    assert set(window_names(tmux_socket, SESSION)) == {*names, "bad"}
+
+
+def test_pane_output_is_logged_and_the_log_outlives_the_window(factory: Path, tmux_socket: str) -> None:
+    pane = start_worker(factory, "w1", "echo line one; echo line two")["pane"]
+    wait_until_exited(tmux_socket, pane)
+    fac_ok("kill", "w1", cwd=factory)
+    log = factory / ".fac" / "runs" / "w1" / "pane.log"
+    assert "line one" in log.read_text() and "line two" in log.read_text()
+
+
+def test_status_json_has_the_session_and_every_workers_fields(factory: Path) -> None:
+    empty = fac_json("status", cwd=factory)
+    expected = {
+        "root": str(factory),
+        "session": SESSION,
+        "session_running": False,
+        "main": "main",
+        "workers": [],
+    }
+    assert {k: empty.get(k) for k in expected} == expected
+    start_worker(factory, "w1", "sleep 600", task="a task")
+
+    data = fac_json("status", cwd=factory)
+    assert data["session_running"] is True
+    (w,) = data["workers"]
+    assert set(w) >= {"name", "role", "runtime", "branch", "state", "process", "window", "pane", "worktree",
+                      "task", "head", "updated_at"}  # fmt: skip
+    assert (w["name"], w["role"], w["runtime"], w["branch"]) == ("w1", "worker", "command", "fac/w1")
+    assert (w["state"], w["process"], w["task"]) == ("working", "running", "a task")
+    assert w["window"].startswith("@") and w["pane"].startswith("%")
+    assert w["worktree"] == str(factory / ".fac" / "worktrees" / "w1")
+    assert w["head"] == git(factory, "rev-parse", "main")
+
+
+def test_status_table_shows_workers(factory: Path) -> None:
+    assert "no workers" in fac_ok("status", cwd=factory).stdout
+    start_worker(factory, "w1", "sleep 600")
+    lines = fac_ok("status", cwd=factory).stdout.splitlines()
+    assert "session fac-fac (up)" in lines[0]
+    assert lines[1].split() == ["WORKER", "ROLE", "BRANCH", "STATE", "PROCESS", "WINDOW", "HEAD"]
+    assert lines[2].split()[:5] == ["w1", "worker", "fac/w1", "working", "running"]
+
+
+@pytest.mark.parametrize("step", ["row", "worktree", "context", "window"])
+def test_a_failed_spawn_leaves_nothing_behind(factory: Path, tmux_socket: str, step: str) -> None:
+    start_worker(factory, "other", "sleep 600")  # a bystander that must survive the rollback
+
+    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", cwd=factory,
+                   env={"FAC_FAULT_INJECT": step})  # fmt: skip
+
+    assert_usage_error(proc, f"injected failure at spawn step {step!r}")
+    assert "fac/w1" not in branches(factory)
+    assert not (factory / ".fac" / "worktrees" / "w1").exists()
+    assert not (factory / ".fac" / "runs" / "w1").exists()
+    assert window_names(tmux_socket, SESSION) == ["other"]
+    assert [w["name"] for w in status(factory)["workers"]] == ["other"]
+    assert git(factory, "worktree", "list", "--porcelain").count("worktree ") == 2
+
+    spawn(factory, "w1", "sleep 600")
+    assert worker_view(factory, "w1")["process"] == "running"
+
+
+def test_a_failed_first_spawn_leaves_no_session_behind(factory: Path, tmux_socket: str) -> None:
+    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory,
+                   env={"FAC_FAULT_INJECT": "window"})  # fmt: skip
+    assert_usage_error(proc, "injected failure")
+    assert_no_trace_of(factory, tmux_socket, "w1")
+    assert status(factory)["session_running"] is False
+
+
+def test_spawn_from_a_missing_base_fails_cleanly(factory: Path, tmux_socket: str) -> None:
+    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", "--base", "no-such-ref", cwd=factory)
+    assert_usage_error(proc, "'no-such-ref' is not a commit", "--base")
+    assert_no_trace_of(factory, tmux_socket, "w1")
+    events = fac_ok("log", "--json", "--worker", "w1", cwd=factory).stdout
+    assert '"kind": "spawn-failed"' in events
+    start_worker(factory, "w1", "sleep 600")
+
+
+def test_spawn_refuses_a_name_whose_branch_exists_and_keeps_that_branch(
+    factory: Path, tmux_socket: str
+) -> None:
+    git(factory, "branch", "fac/w1")
+    sha = git(factory, "rev-parse", "fac/w1")
+    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory)
+    assert_usage_error(proc, "branch fac/w1 already exists")
+    assert git(factory, "rev-parse", "fac/w1") == sha  # the rollback did not delete the user's branch
+    assert status(factory)["workers"] == []
+    assert "w1" not in window_names(tmux_socket)
+
+
+def test_kill_stops_the_window_and_keeps_worktree_and_branch(factory: Path, tmux_socket: str) -> None:
+    start_worker(factory, "w1", "sleep 600")
+    start_worker(factory, "w2", "sleep 600")
+
+    out = fac_ok("kill", "w1", cwd=factory).stdout
+
+    assert "stopped w1" in out
+    assert window_names(tmux_socket, SESSION) == ["w2"]
+    view = worker_view(factory, "w1")
+    assert (view["state"], view["process"], view["window"]) == ("stopped", "no window", None)
+    assert (factory / ".fac" / "worktrees" / "w1").is_dir()
+    assert "fac/w1" in branches(factory)
+    assert worker_view(factory, "w2")["process"] == "running"
+
+
+def test_kill_rm_removes_worktree_branch_and_row(factory: Path, tmux_socket: str) -> None:
+    start_worker(factory, "w1", "sleep 600")
+    worktree = factory / ".fac" / "worktrees" / "w1"
+    (worktree / "system-under-construction" / "new.txt").write_text("work\n")
+    git(worktree, "add", "-A")
+    git(worktree, "commit", "-q", "-m", "work in progress")
+    last = git(worktree, "rev-parse", "HEAD")
+
+    report = fac_json("kill", "w1", "--rm", cwd=factory)
+
+    assert report == {
+        "name": "w1",
+        "window_killed": True,
+        "removed": True,
+        "branch": "fac/w1",
+        "last_sha": last,
+    }
+    assert_no_trace_of(factory, tmux_socket, "w1")
+    # the printed sha really recovers the work
+    git(factory, "branch", "recovered", last)
+    assert git(factory, "show", "recovered:system-under-construction/new.txt") == "work"
+
+
+def test_kill_rm_refuses_a_dirty_worktree_without_force(factory: Path, tmux_socket: str) -> None:
+    start_worker(factory, "w1", "sleep 600")
+    worktree = factory / ".fac" / "worktrees" / "w1"
+    (worktree / "system-under-construction" / "unsaved.txt").write_text("precious\n")
+
+    proc = run_fac("kill", "w1", "--rm", cwd=factory)
+
+    assert_usage_error(proc, "uncommitted changes", "--force")
+    assert (worktree / "system-under-construction" / "unsaved.txt").read_text() == "precious\n"
+    assert "fac/w1" in branches(factory)
+    assert worker_view(factory, "w1")["process"] == "running"
+
+    fac_ok("kill", "w1", "--rm", "--force", cwd=factory)
+    assert_no_trace_of(factory, tmux_socket, "w1")
+
+
+def test_kill_rm_works_after_a_plain_kill(factory: Path, tmux_socket: str) -> None:
+    start_worker(factory, "w1", "sleep 600")
+    fac_ok("kill", "w1", cwd=factory)
+    out = fac_ok("kill", "w1", "--rm", cwd=factory).stdout
+    assert "(it had no window)" in out and "removed worktree and branch fac/w1" in out
+    assert_no_trace_of(factory, tmux_socket, "w1")
+
+
+def test_killing_an_unknown_worker_lists_the_workers(factory: Path) -> None:
+    start_worker(factory, "w1", "sleep 600")
+    assert_usage_error(run_fac("kill", "nobody", cwd=factory), "no worker named 'nobody'", "workers: w1")
