@@ -21,6 +21,8 @@ from helpers import (
     worker_view,
 )
 
+from supervisor.store import Store
+
 SESSION = "fac-fac"  # the factory fixture's directory is named "fac"
 
 
@@ -127,10 +129,8 @@ def test_spawn_from_a_base_ref(factory: Path) -> None:
     assert git(worktree, "rev-parse", "HEAD") == feature
     assert (worktree / "system-under-construction" / "feature.txt").is_file()
     assert worker_view(factory, "w1")["head"] == feature
-    assert fac_json("log", cwd=factory) and any(
-        e["kind"] == "spawned" and e["payload"]["base"] == "feature"
-        for e in map(__import__("json").loads, fac_ok("log", "--json", cwd=factory).stdout.splitlines())
-    )
+    (spawned,) = [e for e in Store.open(factory).events(worker="w1") if e.kind == "spawned"]
+    assert spawned.payload["base"] == "feature"
 
 
 def test_pane_output_stays_readable_after_the_command_exits(factory: Path, tmux_socket: str) -> None:
