@@ -489,6 +489,11 @@ def after_round(fac: Any, say: Callable[[str], None] | None = None) -> None:
     """After each queue round: merged branches move their deltas on; green acceptance starts the fold."""
     say = say or (lambda _m: None)
     store = fac.store
+    if (
+        store.db.execute("SELECT 1 FROM deltas WHERE status IN ('in-progress', 'merged') LIMIT 1").fetchone()
+        is None
+    ):
+        return  # nothing under way: the common case costs one query
     done = store.db.execute(
         "SELECT q.worker, q.delta, q.merged_as, d.status FROM queue q JOIN deltas d ON d.id = q.delta "
         "WHERE q.state = 'merged' AND d.status NOT IN ('done', 'rejected') ORDER BY q.id"

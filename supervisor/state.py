@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -55,8 +56,42 @@ def with_junit(argv: list[str], path: Path) -> list[str] | None:
         return None
     for i, arg in enumerate(argv):
         if Path(arg).name in ("pytest", "py.test") or (arg == "pytest" and i > 0 and argv[i - 1] == "-m"):
-            return [*argv[: i + 1], f"--junitxml={path}", "-p", "no:cacheprovider", *argv[i + 1 :]]
+            return [*argv[: i + 1], f"--junitxml={path}", *argv[i + 1 :]]
     return None
+
+
+def instrument(defs: tuple[Any, ...], workdir: Path) -> tuple[tuple[Any, ...], dict[str, Path]]:
+    """Pytest checks also write a junit report, inside the tree under test (writable in every sandbox)."""
+    out, reports = [], {}
+    for c in defs:
+        report = workdir / f".fac-junit-{re.sub(r'[^A-Za-z0-9_.-]', '_', c.name)}.xml"
+        argv = with_junit(checks.argv_of(c), report)
+        if argv is not None:
+            reports[c.name] = report
+            c = replace(c, run=tuple(argv))
+        out.append(c)
+    return tuple(out), reports
+
+
+def record(fac: Any, tree: str, suite_hash: str, results: list[Any], reports: dict[str, Path],
+           *, only_reports: bool = False) -> list[Observation]:  # fmt: skip
+    """Store what a run of checks on `tree` observed, per test where a junit report exists.
+
+    The merge queue's gate calls this for every candidate, so the main it lands already knows its
+    per-test outcomes: acceptance checks and `fac state` right after a merge run nothing.
+    """
+    out = []
+    with fac.store.tx() as db:
+        for r in results:
+            if r.name not in reports and (only_reports or r.name.startswith("guard:")):
+                continue
+            tests = junit_outcomes(reports[r.name]) if r.name in reports else None
+            o = Observation(r.name, r.ok, r.feedback, tests, False)
+            payload = json.dumps({"ok": o.ok, "feedback": o.feedback, "tests": o.tests})
+            db.execute("INSERT OR REPLACE INTO check_cache (tree, suite, ok, results, ts) VALUES (?, ?, ?, ?, ?)",
+                       (tree, _key(suite_hash, r.name), int(bool(o.ok)), payload, time.time()))  # fmt: skip
+            out.append(o)
+    return out
 
 
 def junit_outcomes(path: Path) -> dict[str, str]:
@@ -104,47 +139,27 @@ def observe(fac: Any, sha: str, links: Iterable[Link]) -> dict[str, Observation]
         else:
             todo.append(by_name[name])
     if todo:
-        for o in _run(fac, sha, todo, need_tests):
+        for o in _run(fac, sha, tree, suite.hash, todo):
             out[o.check] = o
-            payload = json.dumps({"ok": o.ok, "feedback": o.feedback, "tests": o.tests})
-            with store.tx() as db:
-                db.execute("INSERT OR REPLACE INTO check_cache (tree, suite, ok, results, ts) VALUES (?, ?, ?, ?, ?)",
-                           (tree, _key(suite.hash, o.check), int(bool(o.ok)), payload, time.time()))  # fmt: skip
     return out
 
 
-def _run(fac: Any, sha: str, todo: list[Any], need_tests: set[str]) -> list[Observation]:
+def _run(fac: Any, sha: str, tree: str, suite_hash: str, todo: list[Any]) -> list[Observation]:
+    from supervisor import sandbox
+
     label = f"{os.getpid()}-{time.monotonic_ns()}"
-    tmp = fac.fac_dir / "tmp"
-    wt = tmp / f"state-{sha[:10]}-{label}"
-    tmp.mkdir(parents=True, exist_ok=True)
+    wt = fac.fac_dir / "tmp" / f"state-{sha[:10]}-{label}"
+    wt.parent.mkdir(parents=True, exist_ok=True)
     repo.git(fac.root, "worktree", "add", "--quiet", "--detach", str(wt), sha)
-    reports: dict[str, Path] = {}
-    defs = []
-    for c in todo:
-        if c.name in need_tests:
-            report = tmp / f"state-{label}-{c.name}.xml"
-            argv = with_junit(checks.argv_of(c), report)
-            if argv is not None:
-                reports[c.name] = report
-                c = replace(c, run=tuple(argv))
-        defs.append(c)
     try:
+        defs, reports = instrument(tuple(todo), wt)
         log_dir = fac.fac_dir / "logs" / "checks" / f"state-{sha[:12]}-{label}"
-        results = checks.run_suite(
-            tuple(defs), wt, "gate", parallel=fac.config.queue.parallel, log_dir=log_dir
-        )
+        results = checks.run_suite(defs, wt, "gate", parallel=fac.config.queue.parallel, log_dir=log_dir,
+                                   sandbox=sandbox.detect(fac.root))  # fmt: skip
+        return record(fac, tree, suite_hash, results, reports)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=fac.root, capture_output=True)
         shutil.rmtree(wt, ignore_errors=True)
-    out = []
-    for r in results:
-        tests = None
-        if r.name in reports:
-            tests = junit_outcomes(reports[r.name])
-            reports[r.name].unlink(missing_ok=True)
-        out.append(Observation(r.name, r.ok, r.feedback, tests, False))
-    return out
 
 
 def junit_matches(spec: str, key: str) -> bool:
@@ -186,7 +201,7 @@ def link_status(link: Link, obs: dict[str, Observation]) -> tuple[str, str]:
 
 def _first(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0] if lines else "failed"
+    return " ".join(lines[:2]) if lines else "failed"
 
 
 def statement_status(st: Statement, obs: dict[str, Observation]) -> tuple[str, list[dict[str, str]]]:

@@ -1,0 +1,184 @@
+"""Deltas: from `fac delta new` to done with the statements in specs/current, humans-only approval, and
+the guards that keep specs/ out of workers' reach (real git, real tmux, real SQLite, real pytest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import assert_usage_error, fac_json, fac_ok, git, run_fac
+from queue_helpers import commit, entries, events, merge_commits, run_queue, spawn_worker, submit
+
+from supervisor import deltas, guards
+from supervisor.factory import Factory
+
+SUT = "system-under-construction"
+SPEC = "specs/current/textstats.md"
+TEST = "test_char_count_counts_every_character"
+STATEMENT = f"`char_count(text)` MUST return the number of characters in `text`. [check: tests::{TEST}]"
+CHAR_COUNT = {
+    f"{SUT}/textstats/chars.py": "def char_count(text: str) -> int:\n    return len(text)\n",
+    f"{SUT}/tests/test_chars.py": f"from textstats.chars import char_count\n\n\ndef {TEST}():\n"
+    '    assert char_count("ab c\\n") == 5\n',
+}
+
+
+def on_main(root: Path, path: str) -> str:
+    return git(root, "show", f"main:{path}")
+
+
+def test_a_delta_goes_from_new_to_done_with_its_statements_in_specs_current(factory: Path) -> None:
+    # A human proposes it: fac writes the file and commits it on main (the checkout follows).
+    new = fac_json("delta", "new", "Count characters", "--statement", STATEMENT, "--check", f"tests::{TEST}")
+    assert (new["id"], new["status"], new["on_main"]) == ("0001", "proposed", True)
+    path = new["path"]
+    assert path == "specs/deltas/0001-count-characters.md"
+    assert 'status = "proposed"' in on_main(factory, path)
+    assert git(factory, "status", "--porcelain") == "" and (factory / path).is_file()
+
+    assert fac_json("delta", "approve", "1")["status"] == "approved"
+    assert 'status = "approved"' in on_main(factory, path)
+
+    # Assigned: in progress; its id is the spawn's correlation id and reaches the agent's context.
+    fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", "--delta", "1")
+    [row] = fac_json("delta", "ls")
+    assert (row["status"], row["worker"]) == ("in-progress", "w1")
+    [spawned] = events(factory, "spawned")
+    assert spawned.correlation == "0001"
+    context = (factory / ".fac/runs/w1/context.md").read_text()
+    assert "# Your delta: 0001 Count characters" in context and STATEMENT in context
+
+    wt = factory / ".fac/worktrees/w1"
+    commit(wt, CHAR_COUNT, "char_count")
+    submit("w1")
+    run_queue(factory)
+
+    # Merged with its trailer, accepted on main, folded by a factory commit through the queue: done.
+    w1_merge = next(m for m in merge_commits(factory) if "Fac-Worker: w1" in m)
+    assert "Fac-Delta: 0001" in w1_merge.splitlines()
+    assert entries(factory)["factory"].state == "merged"
+    assert [e.kind for e in Factory(factory).store.events() if e.correlation == "0001"] == [
+        "delta-proposed", "delta-approved", "delta-in-progress", "spawned", "delta-merged", "delta-fold",
+        "delta-done",
+    ]  # fmt: skip
+    done = fac_json("delta", "show", "1")
+    assert (done["status"], done["file_status"]) == ("done", "done")
+    spec = on_main(factory, SPEC)
+    folded = [line for line in spec.splitlines() if "char_count" in line]
+    assert folded == [f"- {STATEMENT} {{#char-count-text-return-number-characters}}"]
+    assert "## Count characters (delta 0001)" in spec
+    fold = git(factory, "log", "-1", "--format=%H", "--author=fac factory", "main")
+    assert git(factory, "diff", "--name-only", f"{fold}^", fold).split() == [SPEC, path]
+    assert git(factory, "status", "--porcelain") == ""
+
+    state = fac_json("state")
+    assert state["ok"] and state["deltas"] == []
+    assert state["ran"] == []  # the gate recorded per-test outcomes for exactly this tree
+    assert {r["id"]: r["status"] for r in state["current"]}[
+        "char-count-text-return-number-characters"
+    ] == "pass"
+
+
+def test_an_agent_may_propose_a_delta_but_never_approve_or_reject_it(factory: Path) -> None:
+    head = git(factory, "rev-parse", "main")
+    agent = {"FAC_WORKER": "w1"}
+
+    proposed = fac_json("delta", "new", "Count lines faster", "--statement", "`line_count` SHOULD be O(n). "
+                        "Reason: texts can be large.", env=agent)  # fmt: skip
+
+    assert (proposed["status"], proposed["on_main"], proposed["owner"]) == ("proposed", False, "w1")
+    assert git(factory, "rev-parse", "main") == head  # an agent never writes main
+    assert [d["id"] for d in fac_json("delta", "ls")] == ["0001"]
+    assert_usage_error(
+        run_fac("delta", "approve", "1", env=agent), "agents may propose deltas but not approve"
+    )
+    assert_usage_error(run_fac("delta", "reject", "1", env=agent), "not reject")
+    assert fac_json("delta", "show", "1")["status"] == "proposed"
+
+    approved = fac_json("delta", "approve", "1")  # a human
+
+    assert (approved["status"], approved["on_main"]) == ("approved", True)
+    assert 'owner = "w1"' in on_main(factory, approved["path"])
+
+
+def test_spawn_refuses_a_delta_a_human_has_not_approved(factory: Path) -> None:
+    fac_ok("delta", "new", "Count characters", "--check", f"tests::{TEST}")
+
+    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", "--delta", "1")
+
+    assert_usage_error(proc, "delta 0001 is proposed", "fac delta approve 0001")
+    assert fac_json("status")["workers"] == []
+
+
+def test_a_rejected_delta_keeps_its_reason_on_main(factory: Path) -> None:
+    fac_ok("delta", "new", "Count emoji", "--check", "tests")
+
+    rejected = fac_json("delta", "reject", "1", "--reason", "out of scope")
+
+    assert rejected["status"] == "rejected"
+    text = on_main(factory, rejected["path"])
+    assert 'status = "rejected"' in text and 'reason = "out of scope"' in text
+    assert_usage_error(run_fac("delta", "approve", "1"), "only a proposed delta can be approved")
+
+
+def test_delta_new_lints_its_statements_first(factory: Path) -> None:
+    head = git(factory, "rev-parse", "main")
+
+    proc = run_fac("delta", "new", "Vague", "--statement", "Output should be short.")
+
+    assert_usage_error(proc, "'should' is not in capitals", "write SHOULD")
+    assert_usage_error(run_fac("delta", "new", "Nothing"), "states nothing")
+    assert_usage_error(
+        run_fac("delta", "new", "Typo", "--check", "test"), "check 'test', which does not exist"
+    )
+    assert git(factory, "rev-parse", "main") == head
+
+
+def test_a_worker_cannot_change_specs(factory: Path) -> None:
+    spec = (factory / SPEC).read_text()
+    commit(
+        spawn_worker(factory, "w1"), {SPEC: spec.replace("MUST NOT count", "MAY count")}, "w1: relax the spec"
+    )
+    submit("w1")
+    main = git(factory, "rev-parse", "main")
+
+    run_queue(factory)
+
+    e = entries(factory)["w1"]
+    assert e.state == "red"
+    failed = {f["name"]: f["feedback"] for f in e.verdict["failed"]}
+    assert f"{SPEC}: protected" in failed["guard:protected"]
+    assert git(factory, "rev-parse", "main") == main
+
+
+def test_a_branch_that_breaks_a_spec_link_is_red_with_the_spec_line(factory: Path) -> None:
+    tests = f"{SUT}/tests/test_textstats.py"
+    text = (factory / tests).read_text().replace("test_top_words_breaks_ties_alphabetically", "test_ties")
+    commit(spawn_worker(factory, "w1"), {tests: text}, "w1: rename a test")
+    submit("w1")
+
+    run_queue(factory)
+
+    e = entries(factory)["w1"]
+    failed = {f["name"]: f["feedback"] for f in e.verdict["failed"]}
+    assert (
+        f"{SPEC}:17: links to test 'test_top_words_breaks_ties_alphabetically'" in failed["guard:spec-lint"]
+    )
+    assert "fix: " in failed["guard:spec-lint"]
+
+
+def test_the_factory_exemption_is_narrow(factory: Path) -> None:
+    main = git(factory, "rev-parse", "main")
+    specs_only = deltas.build_commit(factory, main, {SPEC: "# empty\n"}, "specs only")
+    sneaky = deltas.build_commit(factory, main, {SPEC: "# empty\n", f"{SUT}/x.py": "x = 1\n"}, "sneaky")
+
+    assert guards.factory_guards(factory, main, specs_only).ok
+    report = guards.factory_guards(factory, main, sneaky)
+    assert not report.ok and f"{SUT}/x.py: outside specs/" in report.results[0].feedback
+
+    # An entry that merely calls itself "factory" is judged like any worker: fac did not make it.
+    fac = Factory(factory)
+    fac.store.enqueue(deltas.FACTORY, deltas.fold_branch("0009"), specs_only, "0009")
+    run_queue(factory)
+    e = entries(factory)["factory"]
+    assert e.state == "red" and "guard:protected" in [f["name"] for f in e.verdict["failed"]]
+    assert git(factory, "rev-parse", "main") == main
