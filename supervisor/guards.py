@@ -175,7 +175,9 @@ def _test_like(paths: list[str]) -> list[str]:
 
 # "4 tests collected", "3/4 tests collected (1 deselected)" (-q) or "collected 4 items / 1 deselected /
 # 3 selected": the number that would run, not the number found before deselection.
-COLLECTED = re.compile(r"(\d+)(?:/\d+)? tests? collected|collected \d+ items? / .*?(\d+) selected|collected (\d+) items?")
+COLLECTED = re.compile(
+    r"(\d+)(?:/\d+)? tests? collected|collected \d+ items? / .*?(\d+) selected|collected (\d+) items?"
+)
 
 
 def collect_argv(argv: list[str]) -> list[str] | None:

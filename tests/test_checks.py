@@ -1,0 +1,181 @@
+"""Checks: discovery from main (not the branch), running with timeouts and in parallel, feedback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import git, wait_for
+from queue_helpers import commit, fac, spawn_worker
+
+from supervisor import checks, sandbox
+from supervisor.config import CheckDef
+from supervisor.factory import Factory
+from supervisor.sandbox import Sandbox
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _sandbox(kind: str) -> Sandbox | None:
+    if kind == "none":
+        return None
+    if not sandbox._bwrap_works():
+        pytest.skip("bubblewrap cannot run here")
+    return Sandbox("bwrap", "test")
+
+
+@pytest.mark.parametrize("kind", ["none", "bwrap"])
+def test_timeout_kills_the_whole_process_group(tmp_path: Path, kind: str) -> None:
+    pidfile = tmp_path / "child.pid"  # the tree under test: writable in the sandbox too
+    script = f"sleep 100 & echo $$ $! > {pidfile}; sleep 100"
+    check = CheckDef(name="hangs", run=("bash", "-c", script), timeout=0.5)
+
+    r = checks.run_one(check, tmp_path, "gate", tmp_path / "logs", _sandbox(kind))
+
+    assert not r.ok and r.timed_out and r.exit_code is None
+    assert "timed out after 0.5s (process group killed)" in r.feedback
+    pids = wait_for(lambda: pidfile.exists() and pidfile.read_text().split(), message="the pids")
+    # In the sandbox these are the host's pids too (no pid namespace): the same check holds.
+    for pid in map(int, pids):
+        wait_for(lambda pid=pid: not _alive(pid), message=f"process {pid} of the check to be killed")
+
+
+def _pytest_output(tmp_path: Path) -> tuple[str, int]:
+    (tmp_path / "test_calc.py").write_text(
+        "def add(a, b):\n    return a - b\n\n\n"
+        "def test_add():\n    assert add(2, 2) == 4\n\n\n"
+        "def test_fine():\n    assert add(2, 0) == 2\n\n\n"
+        "class TestMore:\n    def test_negative(self):\n        assert add(-1, -1) == -2, 'negatives add up'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    return proc.stdout, proc.returncode
+
+
+def test_feedback_from_real_pytest_output_names_failing_ids_and_assertions(tmp_path: Path) -> None:
+    out, code = _pytest_output(tmp_path)
+    assert code == 1
+
+    fb = checks.feedback_from(out, code)
+
+    lines = fb.splitlines()
+    assert lines[0].startswith("FAILED test_calc.py::test_add - assert 0 == 4")
+    assert lines[1].startswith(
+        "FAILED test_calc.py::TestMore::test_negative - AssertionError: negatives add up"
+    )
+    assert "test_fine" not in fb
+    assert "test_calc.py:6" in fb and "test_calc.py:15" in fb
+    assert "  assert 0 == 4" in lines
+    assert "2 failed, 1 passed" in fb
+    assert len(fb) <= checks.FEEDBACK_CHARS
+
+
+def test_a_failing_pytest_check_reports_its_feedback(tmp_path: Path) -> None:
+    _pytest_output(tmp_path)
+    check = CheckDef(name="tests", run="python -m pytest -q -p no:cacheprovider")
+
+    [r] = checks.run_suite((check,), tmp_path, "inner", parallel=2, log_dir=tmp_path / "logs")
+
+    assert (r.name, r.ok, r.exit_code) == ("tests", False, 1)
+    assert "FAILED test_calc.py::test_add" in r.feedback
+    assert r.log and "2 failed" in Path(r.log).read_text()
+    assert "2 failed" in r.tail
+
+
+def test_feedback_without_pytest_gives_the_exit_code_and_last_lines() -> None:
+    assert checks.feedback_from("", 3) == "exit code 3 and no output"
+    fb = checks.feedback_from("\n".join(f"line {i}" for i in range(40)), 1)
+    assert fb.startswith("exit code 1; last output:\nline 25\n") and fb.endswith("line 39")
+    assert len(checks.feedback_from("x" * 10_000, 1)) <= checks.FEEDBACK_CHARS
+
+
+def test_feedback_keeps_the_end_of_long_output_where_the_reason_is() -> None:
+    out = "y" * 3900 + "\nerror: database unreachable at db:5432\n"
+
+    fb = checks.feedback_from(out, 1)
+
+    assert fb.startswith("exit code 1; last output:\n...yyy")
+    assert fb.endswith("error: database unreachable at db:5432")
+    assert len(fb) <= checks.FEEDBACK_CHARS
+
+
+def test_a_command_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    check = CheckDef(name="lint", run="no-such-linter-xyz --strict")
+
+    r = checks.run_one(check, tmp_path, "gate", tmp_path / "logs")
+
+    assert not r.ok and r.exit_code is None
+    assert r.feedback == "cannot start 'no-such-linter-xyz': No such file or directory"
+    missing = CheckDef(name="lint", run="true", cwd="nowhere")
+    assert (
+        "cwd 'nowhere' does not exist"
+        in checks.run_one(missing, tmp_path, "gate", tmp_path / "logs").feedback
+    )
+
+
+def test_checks_run_in_parallel(tmp_path: Path) -> None:
+    # Each check announces itself, then waits for the other to have started: run one after the
+    # other, the first would give up waiting and fail. No clock is read.
+    def waits_for(me: str, other: str) -> CheckDef:
+        script = (
+            f"touch {tmp_path}/{me}.started; "
+            f"for i in $(seq 200); do [ -e {tmp_path}/{other}.started ] && exit 0; sleep 0.05; done; exit 1"
+        )
+        return CheckDef(name=me, run=("bash", "-c", script))
+
+    results = checks.run_suite(
+        (waits_for("a", "b"), waits_for("b", "a")), tmp_path, "gate", parallel=2, log_dir=tmp_path / "logs"
+    )
+
+    assert [(r.name, r.ok) for r in results] == [("a", True), ("b", True)]
+
+
+def test_gate_suite_comes_from_main_even_when_the_branch_changes_it(factory: Path) -> None:
+    (factory / "checks" / "lint").write_text("#!/bin/sh\necho from main\nexit 0\n")
+    (factory / "checks" / "lint").chmod(0o755)
+    git(factory, "add", "checks/lint")
+    git(factory, "commit", "-q", "-m", "human: add a lint check")
+    wt = spawn_worker(factory, "w1")
+    (wt / "checks" / "sneaky").touch(mode=0o755)
+    toml = (wt / "factory.toml").read_text().replace('run = "python -m pytest -q"', 'run = "true"')
+    changes = {
+        "factory.toml": toml,
+        "checks/lint": "#!/bin/sh\necho from the branch\nexit 1\n",
+        "checks/sneaky": "#!/bin/sh\nexit 0\n",
+    }
+    sha = commit(wt, changes, "w1: rewrites the checks")
+    fac_dir = factory / ".fac"
+
+    gate = checks.suite_from_rev(factory, "main", fac_dir / "suites")
+    branch = checks.suite_from_rev(factory, sha, fac_dir / "suites")
+    inner = checks.suite_from_dir(wt)
+
+    assert [c.name for c in gate.checks] == ["tests", "lint"]
+    assert gate.checks[0].run == "python -m pytest -q"
+    assert gate.files_dir is not None and "from main" in (gate.files_dir / "lint").read_text()
+    assert [c.name for c in branch.checks] == ["tests", "lint", "sneaky"]
+    assert gate.hash != branch.hash
+    assert [c.name for c in inner.checks] == ["tests", "lint", "sneaky"]
+    # `fac check --ref` at the gate judges the branch's commit with main's suite.
+    res = fac("check", "--ref", sha, "--stage", "gate", "--json")
+    report = json.loads(res.stdout)
+    assert report["suite"].startswith("main@")
+    assert [r["name"] for r in report["results"]] == ["tests", "lint", "guard:test-count:tests"]
+    assert res.exit_code == 0, res.output
+    assert Factory(factory).store.count_runs(cached=False) == 1

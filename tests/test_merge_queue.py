@@ -1,0 +1,449 @@
+"""The merge queue with real git repositories, real tmux (private socket) and real SQLite.
+
+Workers are spawned for real; the test writes their branches with git in their worktrees (as a
+scripted agent would), submits them, and runs the queue in-process or through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import assert_usage_error, capture_pane, git, run_fac, wait_for
+from queue_helpers import (
+    SUT,
+    assert_main_only_tested,
+    commit,
+    entries,
+    events,
+    fac,
+    failing_test,
+    inbox,
+    merge_commits,
+    passing_test,
+    run_queue,
+    runs,
+    script_suite,
+    spawn_worker,
+    submit,
+    uncached_runs,
+    worker_state,
+)
+
+# For tests about the queue's plumbing rather than its checks: a real check, without pytest's start-up.
+QUICK = {"readme": f"#!/bin/sh\ntest -s {SUT}/README.md\n"}
+
+
+def test_green_batch_merges_in_one_check_run(factory: Path) -> None:
+    names = ["w1", "w2", "w3", "w4"]
+    for name in names:
+        commit(spawn_worker(factory, name), passing_test(name), f"{name}: add a test")
+        submit(name)
+
+    mq = run_queue(factory)
+
+    assert mq.stats["check_runs"] == 1
+    assert uncached_runs(factory) == 1
+    assert {n: e.state for n, e in entries(factory).items()} == dict.fromkeys(names, "merged")
+    merges = merge_commits(factory)
+    assert len(merges) == 4
+    assert sorted(line for m in merges for line in m.splitlines() if line.startswith("Fac-Worker:")) == [
+        f"Fac-Worker: {n}" for n in names
+    ]
+    main = git(factory, "rev-parse", "main")
+    assert [r for r in runs(factory) if r["sha"] == main] == [
+        {"sha": main, "tree": git(factory, "rev-parse", "main^{tree}"), "stage": "gate", "ok": 1, "cached": 0}
+    ]
+    assert {e.merged_as for e in entries(factory).values()} == {main}
+    assert_main_only_tested(factory)
+    # The human's checkout of main was clean, so it moved along with main.
+    assert git(factory, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(factory, "status", "--porcelain") == ""
+    for name in names:
+        assert (factory / SUT / "tests" / f"test_{name}.py").is_file()
+        assert worker_state(factory, name) == "merged"
+
+
+def test_red_batch_is_bisected_to_the_culprit_and_the_rest_merge(factory: Path, tmux_socket: str) -> None:
+    names = [f"w{i}" for i in range(1, 7)]
+    for name in names:
+        change = failing_test(name) if name == "w4" else passing_test(name)
+        commit(spawn_worker(factory, name), change, f"{name}: add a test")
+        submit(name)
+
+    mq = run_queue(factory)
+
+    states = {n: e.state for n, e in entries(factory).items()}
+    assert states == {**dict.fromkeys(names, "merged"), "w4": "red"}
+    assert worker_state(factory, "w4") == "red"
+    assert worker_state(factory, "w1") == "merged"
+    assert mq.stats["red"] == 1 and mq.stats["merged"] == 5
+    # Bisection re-tests the tree that just failed for free: the cache answers it.
+    assert mq.stats["cache_hits"] >= 1
+    assert mq.stats["check_runs"] == uncached_runs(factory)
+    assert not (factory / SUT / "tests" / "test_w4.py").exists()
+    assert sorted(
+        line for m in merge_commits(factory) for line in m.splitlines() if "Fac-Worker" in line
+    ) == [f"Fac-Worker: {n}" for n in names if n != "w4"]
+    assert_main_only_tested(factory)
+
+    # The owner hears why, in its inbox and in its pane: the check, the failing test, the tested
+    # commit and the command that reproduces it.
+    red = entries(factory)["w4"]
+    tested = red.verdict["tested"]
+    assert git(factory, "rev-parse", f"refs/fac/candidates/q{red.id}") == tested
+    msgs = [m for m in inbox("w4") if m["kind"] == "red"]
+    assert len(msgs) == 1
+    body = msgs[0]["body"]
+    for needle in (
+        "RED: fac/w4",
+        "check tests failed (exit 1)",
+        "FAILED tests/test_w4.py::test_w4_is_wrong",
+        "assert (1 + 1) == 3",
+        tested[:10],
+        f"fac check --ref {tested} --stage gate",
+    ):
+        assert needle in body, f"{needle!r} not in the red message:\n{body}"
+    pane = wait_for(
+        lambda: (text := capture_pane(tmux_socket, "=fac-fac:w4")) and "reproduce:" in text and text,
+        message="the red message in w4's pane",
+    )
+    for needle in (
+        "RED: fac/w4",
+        "FAILED tests/test_w4.py::test_w4_is_wrong",
+        f"fac check --ref {tested} --stage gate",
+    ):
+        assert needle in pane, f"{needle!r} not in w4's pane:\n{pane}"
+    # The command in the message reproduces the failure.
+    again = fac("check", "--ref", tested, "--stage", "gate")
+    assert again.exit_code == 1
+    assert "FAILED tests/test_w4.py::test_w4_is_wrong" in again.output
+    # The others got their merge notice, and nobody else was blamed.
+    assert [m["kind"] for m in inbox("w5")] == ["merged"]
+    assert [e.worker for e in events(factory, "red")] == ["w4"]
+
+
+def test_conflict_is_routed_with_its_paths_without_running_checks(factory: Path) -> None:
+    script_suite(factory, QUICK)
+    readme = f"{SUT}/README.md"
+    original = (factory / readme).read_text()
+    commit(spawn_worker(factory, "w1"), {readme: "# textstats, by w1\n" + original}, "w1: title")
+    commit(spawn_worker(factory, "w2"), {readme: "# textstats, by w2\n" + original}, "w2: title")
+    submit("w1")
+    mq = run_queue(factory)
+    assert mq.stats["merged"] == 1
+    before = uncached_runs(factory)
+
+    submit("w2")
+    mq = run_queue(factory)
+
+    assert uncached_runs(factory) == before
+    assert mq.stats == {"conflict": 1}
+    e = entries(factory)["w2"]
+    assert e.state == "conflict"
+    assert e.verdict == {"ok": False, "reason": "conflict", "paths": [readme]}
+    assert worker_state(factory, "w2") == "conflict"
+    [msg] = [m for m in inbox("w2") if m["kind"] == "conflict"]
+    assert "CONFLICT: fac/w2" in msg["body"]
+    assert f"  {readme}" in msg["body"].splitlines()
+    assert "git merge main" in msg["body"]
+    assert (factory / readme).read_text().startswith("# textstats, by w1")
+
+
+def test_branches_that_conflict_with_each_other_are_settled_one_after_the_other(factory: Path) -> None:
+    script_suite(factory, QUICK)
+    readme = f"{SUT}/README.md"
+    original = (factory / readme).read_text()
+    commit(spawn_worker(factory, "w1"), {readme: "# by w1\n" + original}, "w1: title")
+    commit(spawn_worker(factory, "w2"), {readme: "# by w2\n" + original}, "w2: title")
+    submit("w1")
+    submit("w2")
+
+    mq = run_queue(factory)
+
+    # w2 merges cleanly with main but not with w1: it waits for the next round, then conflicts
+    # with the new main, all without a second check run.
+    assert mq.stats["check_runs"] == 1 and uncached_runs(factory) == 1
+    assert {n: e.state for n, e in entries(factory).items()} == {"w1": "merged", "w2": "conflict"}
+    assert entries(factory)["w2"].verdict["paths"] == [readme]
+
+
+def test_max_batch_1_is_a_plain_serial_queue(factory: Path) -> None:
+    script_suite(factory, QUICK)
+    for name in ("w1", "w2", "w3"):
+        commit(spawn_worker(factory, name), passing_test(name), f"{name}: add a test")
+        submit(name)
+
+    mq = run_queue(factory, max_batch=1)
+
+    assert mq.stats["check_runs"] == 3 and mq.stats["merged"] == 3
+    # One merge commit per candidate, oldest first, each on top of the one before.
+    assert [m.splitlines()[0] for m in merge_commits(factory)] == [
+        f"Merge fac/{n} ({n})" for n in ("w3", "w2", "w1")
+    ]
+    assert_main_only_tested(factory, git(factory, "rev-parse", "main~3"))
+
+
+def test_the_cache_prevents_a_second_run_of_an_identical_tree(factory: Path) -> None:
+    sha = commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    for _ in range(2):
+        res = fac("check", "--ref", sha, "--stage", "gate", "--cached", "--json")
+        assert res.exit_code == 0, res.output
+    assert uncached_runs(factory) == 1
+    assert json.loads(res.stdout)["cached"] is True
+
+    # w2 makes exactly w1's change: once w1 is on main, main + w2 is a tree already verified.
+    commit(spawn_worker(factory, "w2"), passing_test("w1"), "w2: the same test")
+
+    # main + w1 is the tree `fac check --ref` verified above: the queue does not test it again.
+    submit("w1")
+    mq = run_queue(factory)
+    assert mq.stats["check_runs"] == 0 and mq.stats["cache_hits"] == 1 and mq.stats["merged"] == 1
+    submit("w2")
+    mq = run_queue(factory)
+    assert mq.stats["check_runs"] == 0 and mq.stats["cache_hits"] == 1
+    assert uncached_runs(factory) == 1
+    assert entries(factory)["w2"].state == "merged"
+    assert_main_only_tested(factory)
+
+
+def test_a_check_that_fails_once_is_retried_logged_as_flaky_and_merges(
+    factory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check keeps a counter outside the tree under test, which a sandbox makes read-only.
+    monkeypatch.setenv("FAC_SANDBOX", "none")
+    counter = tmp_path / "flaky-runs"
+    human = script_suite(
+        factory,
+        {
+            "flaky": f"""#!/bin/sh
+n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 ))
+echo $n > {counter}
+if [ $n -eq 1 ]; then echo "lost the race, first run"; exit 1; fi
+echo fine
+"""
+        },
+    )
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    submit("w1")
+
+    mq = run_queue(factory)
+
+    assert counter.read_text().strip() == "2"
+    assert mq.stats["flaky"] == 1 and mq.stats["merged"] == 1 and mq.stats["red"] == 0
+    [flaky] = events(factory, "flaky")
+    assert flaky.worker == "w1" and flaky.payload["failed"] == ["flaky"]
+    assert entries(factory)["w1"].state == "merged"
+    assert git(factory, "rev-parse", "main") == flaky.payload["sha"]
+    assert_main_only_tested(factory, human)
+
+
+def test_a_branch_red_on_retry_too_is_blamed(factory: Path) -> None:
+    script_suite(factory, {"always-red": "#!/bin/sh\necho 'database unreachable' >&2\nexit 3\n"})
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    submit("w1")
+
+    mq = run_queue(factory)
+
+    assert mq.stats["check_runs"] == 2 and mq.stats["red"] == 1 and "flaky" not in mq.stats
+    e = entries(factory)["w1"]
+    assert e.state == "red" and e.attempts == 2
+    [failed] = e.verdict["failed"]
+    assert failed["name"] == "always-red" and failed["exit_code"] == 3
+    assert "database unreachable" in failed["feedback"]
+
+
+def test_queue_wait_submit_errors_and_resubmit(factory: Path) -> None:
+    script_suite(factory, QUICK)
+    wt = spawn_worker(factory, "w1")
+    assert_usage_error(run_fac("submit"), "which worker?", "--worker")
+    assert_usage_error(run_fac("submit", "--worker", "w1"), "nothing to submit", "commit your work first")
+    assert_usage_error(run_fac("submit", "--worker", "nobody"), "no worker named 'nobody'", "w1")
+    assert run_fac("queue", "wait", "--timeout", "0.5").returncode == 0
+
+    first = commit(wt, passing_test("w1"), "w1: first try")
+    assert run_fac("submit", "--worker", "w1").returncode == 0
+    second = commit(wt, {f"{SUT}/tests/test_w1.py": "def test_w1_again():\n    assert True\n"}, "w1: better")
+    proc = run_fac("submit", "--json", env={"FAC_WORKER": "w1"})  # as in the worker's pane
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["sha"] == second and len(report["superseded"]) == 1
+
+    waited = run_fac("queue", "wait", "--timeout", "0.5")
+    assert waited.returncode == 1 and "timed out after 0.5s with 1 entry pending" in waited.stderr
+    rows = json.loads(fac("queue", "--all", "--json").stdout)
+    assert [(r["sha"], r["state"]) for r in rows] == [(first, "superseded"), (second, "queued")]
+
+    run = run_fac("queue", "run", "--once")
+    assert run.returncode == 0, run.stderr
+    assert "merged" in run.stdout
+    assert run_fac("queue", "wait", "--timeout", "0.5").returncode == 0
+    assert [(r["sha"], r["state"]) for r in json.loads(fac("queue", "--all", "--json").stdout)] == [
+        (first, "superseded"),
+        (second, "merged"),
+    ]
+    assert uncached_runs(factory) == 1
+    assert git(factory, "show", f"main:{SUT}/tests/test_w1.py").startswith("def test_w1_again")
+
+
+def test_an_entry_caught_mid_test_is_requeued_and_merges_exactly_once(factory: Path) -> None:
+    from supervisor.factory import Factory
+
+    script_suite(factory, QUICK)
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    qid = submit("w1")
+    store = Factory(factory).store
+    store.set_entry(qid, state="testing", attempts=1)  # the queue died while testing it
+    stale = factory / ".fac" / "tmp" / "cand-dead"
+    git(factory, "worktree", "add", "-q", "--detach", str(stale), "main")
+
+    mq = run_queue(factory)
+
+    assert mq.stats["merged"] == 1 and mq.stats["check_runs"] == 1
+    assert [e.correlation for e in events(factory, "requeued")] == [f"q{qid}"]
+    assert [e.correlation for e in events(factory, "merged")] == [f"q{qid}"]
+    assert [m for m in merge_commits(factory) if f"Fac-Queue-Entry: {qid}" in m] == [
+        merge_commits(factory)[0]
+    ]
+    assert len(merge_commits(factory)) == 1
+    assert not stale.exists() and str(stale) not in git(factory, "worktree", "list")
+    # Running again finds nothing to do and merges nothing twice.
+    assert run_queue(factory).stats["merged"] == 0
+    assert len(merge_commits(factory)) == 1
+
+
+def test_a_second_queue_is_refused_while_one_holds_the_lock(factory: Path) -> None:
+    import os
+
+    from supervisor.factory import Factory
+    from supervisor.merge_queue import MergeQueue
+
+    holder = MergeQueue(Factory(factory))
+    holder.lock()
+    try:
+        proc = run_fac("queue", "run", "--once")
+        assert_usage_error(proc, "already running", f"pid {os.getpid()}")
+    finally:
+        holder.unlock()
+    assert run_fac("queue", "run", "--once").returncode == 0
+
+
+# --- the human's checkout of main ---
+
+
+def _ahead_of_main(root: Path, changes: dict[str, str]) -> tuple[str, str]:
+    """(old, new): main and a commit on top of it making `changes`, made in a scratch worktree."""
+    old = git(root, "rev-parse", "main")
+    scratch = root / ".fac" / "tmp" / "scratch"
+    git(root, "worktree", "add", "-q", "--detach", str(scratch), old)
+    new = commit(scratch, changes, "next")
+    git(root, "worktree", "remove", "--force", str(scratch))
+    return old, new
+
+
+def test_a_clean_checkout_of_main_moves_with_main(factory: Path) -> None:
+    from supervisor.factory import Factory
+    from supervisor.merge_queue import move_main
+
+    old, new = _ahead_of_main(factory, {f"{SUT}/NEW.md": "new\n"})
+
+    assert move_main(Factory(factory), old, new)
+
+    assert git(factory, "rev-parse", "main") == new
+    assert git(factory, "symbolic-ref", "--short", "HEAD") == "main"
+    assert (factory / SUT / "NEW.md").read_text() == "new\n"
+    assert git(factory, "status", "--porcelain") == ""
+
+
+def test_local_edits_to_files_main_does_not_change_are_kept_and_main_moves(factory: Path) -> None:
+    from supervisor.factory import Factory
+    from supervisor.merge_queue import move_main
+
+    old, new = _ahead_of_main(factory, {f"{SUT}/NEW.md": "new\n"})
+    readme = factory / SUT / "README.md"
+    edited = readme.read_text() + "my own notes, not committed\n"
+    readme.write_text(edited)
+    (factory / "scratch.txt").write_text("untracked, mine\n")
+
+    assert move_main(Factory(factory), old, new)
+
+    assert git(factory, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(factory, "rev-parse", "HEAD") == new
+    assert (factory / SUT / "NEW.md").read_text() == "new\n"
+    assert readme.read_text() == edited
+    assert (factory / "scratch.txt").read_text() == "untracked, mine\n"
+    assert git(factory, "status", "--porcelain").splitlines() == [f" M {SUT}/README.md", "?? scratch.txt"]
+    assert events(factory, "checkout-detached") == []
+
+
+def test_local_edits_to_files_main_changes_are_never_touched(factory: Path) -> None:
+    from supervisor.factory import Factory
+    from supervisor.merge_queue import move_main
+
+    readme = factory / SUT / "README.md"
+    old, new = _ahead_of_main(
+        factory, {f"{SUT}/README.md": "# rewritten by the queue\n", f"{SUT}/NEW.md": "new\n"}
+    )
+    edited = readme.read_text() + "my own notes, not committed\n"
+    readme.write_text(edited)
+    (factory / SUT / "NEW.md").write_text("mine, untracked, same path as main's new file\n")
+
+    assert move_main(Factory(factory), old, new)
+
+    assert git(factory, "rev-parse", "main") == new
+    # The checkout stays where the human's edits make sense: detached at the old main.
+    assert git(factory, "symbolic-ref", "-q", "HEAD", check=False) == ""
+    assert git(factory, "rev-parse", "HEAD") == old
+    assert readme.read_text() == edited
+    assert (factory / SUT / "NEW.md").read_text() == "mine, untracked, same path as main's new file\n"
+    [ev] = events(factory, "checkout-detached")
+    assert (ev.payload["old"], ev.payload["new"]) == (old, new)
+
+
+def test_main_moving_under_the_queue_mid_bisect_leaves_nothing_stuck(
+    factory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAC_SANDBOX", "none")  # the check plays a human committing: it writes to the root
+    # A check that, on its second run (the bisection's first half), sees a human commit land on
+    # main: the compare-and-swap must fail, and every entry must end merged or red, none "testing".
+    counter = tmp_path / "runs"
+    gate = f"""#!/bin/sh
+n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 ))
+echo $n > {counter}
+if [ $n -eq 2 ]; then
+  new=$(git -C {factory} commit-tree -p main -m "human: meanwhile" "main^{{tree}}")
+  git -C {factory} update-ref refs/heads/main "$new"
+fi
+if [ -e "$FAC_CANDIDATE/{SUT}/BROKEN" ]; then echo "BROKEN is present"; exit 1; fi
+"""
+    human = script_suite(factory, {"gate": gate})
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: fine")
+    commit(spawn_worker(factory, "w2"), {f"{SUT}/BROKEN": "x\n"}, "w2: breaks the gate")
+    submit("w1")
+    submit("w2")
+
+    mq = run_queue(factory)
+
+    states = {n: e.state for n, e in entries(factory).items()}
+    assert states == {"w1": "merged", "w2": "red"}
+    meanwhile = git(factory, "log", "--format=%H", "--grep=human: meanwhile", "main")
+    assert meanwhile and git(factory, "rev-parse", "main^1") == meanwhile
+    assert mq.stats["merged"] == 1 and mq.stats["red"] == 1
+    assert_main_only_tested(factory, human, meanwhile)
+
+
+def test_bisection_halves_keep_the_submission_order() -> None:
+    from supervisor.merge_queue import candidate_message, split
+    from supervisor.store import QueueEntry
+
+    def entry(i: int, delta: str | None = None) -> QueueEntry:
+        return QueueEntry(i, f"w{i}", f"fac/w{i}", "0" * 40, delta, "queued", 0, 0.0, 0.0, None, None)
+
+    batch = [entry(i) for i in range(1, 6)]
+    assert [[e.id for e in half] for half in split(batch)] == [[1, 2], [3, 4, 5]]
+    assert split(batch[:1]) == ([], batch[:1])
+    assert candidate_message(entry(7, "0003-words")) == (
+        "Merge fac/w7 (w7)\n\nFac-Worker: w7\nFac-Queue-Entry: 7\nFac-Delta: 0003-words\n"
+    )
+    assert "Fac-Delta" not in candidate_message(entry(8))
