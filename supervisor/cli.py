@@ -588,9 +588,13 @@ def inbox(worker: str | None, show_all: bool, mid: int | None, wait_s: float | N
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True)
 def send(worker: str, text: str, as_json: bool) -> None:
-    """Send TEXT to WORKER: stored in its inbox and pasted into its pane."""
+    """Send TEXT to WORKER: stored in its inbox and pasted into its pane. TEXT "-" reads stdin."""
     from supervisor import messages
 
+    if text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise FacError("the message is empty", hint=f'fac send {worker} "text", or pipe it in: ... | fac send {worker} -')
     d = messages.send(_factory(), worker, text, sender="human", kind="note")
     if as_json:
         _json({"id": d.id, "pasted": d.pasted, "reason": d.reason})

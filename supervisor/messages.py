@@ -64,7 +64,13 @@ def send(fac: Factory, worker: str, body: str, *, sender: str = "human", kind: s
 def store(fac: Factory, db: Any, worker: str, body: str, *, sender: str, kind: str,
           correlation: str | None = None, full_log: str | None = None) -> int:  # fmt: skip
     """Write a message inside the caller's transaction (so it commits with the state it reports)."""
-    pointer = f"full output: {full_log}" if full_log else "truncated"
+    if len(body) > INBOX_MAX and not full_log:
+        # Nothing is lost: the whole text goes to a file the stored message points at.
+        full = fac.fac_dir / "logs" / "messages" / f"{worker}-{time.time_ns()}.txt"
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_bytes(body.encode("utf-8", errors="replace"))  # bytes: keep \r as it came
+        full_log = str(full)
+    pointer = f"full text: {full_log}" if full_log else "truncated"
     mid = fac.store.add_message(worker, sender, kind, clip(body, INBOX_MAX, pointer), db)
     fac.store.event("message", worker, correlation=correlation, db=db, id=mid, message_kind=kind, sender=sender,
                     chars=len(body))  # fmt: skip

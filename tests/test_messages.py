@@ -98,7 +98,11 @@ def test_a_hostile_message_is_delivered_literally_and_harmlessly(factory: Path, 
     assert tmux(tmux_socket, "display-message", "-p", "-t", "=fac-fac:w1", "#{pane_title}").stdout == title
     [msg] = inbox("w1")
     limit = messages.INBOX_MAX
-    assert msg["body"] == text[:limit] + f"\n... ({len(text) - limit} more characters; truncated)"
+    head, pointer = msg["body"][:limit], msg["body"][limit:]
+    assert head == text[:limit]
+    assert pointer.startswith(f"\n... ({len(text) - limit} more characters; full text: ")
+    # Nothing is lost: the pointer names a file holding the whole text.
+    assert Path(pointer.split("full text: ")[1].rstrip(")")).read_bytes().decode("utf-8") == text
     assert msg["sender"] == "human" and msg["delivered_at"] is not None
 
 
@@ -116,10 +120,10 @@ def test_fac_send_from_a_shell_delivers_quotes_and_escapes_literally(factory: Pa
     _still_a_working_shell(tmux_socket, "w1")
     assert _pwned(tag) == []
     [msg] = inbox("w1")
-    assert (
-        msg["body"]
-        == text[: messages.INBOX_MAX] + f"\n... ({len(text) - messages.INBOX_MAX} more characters; truncated)"
-    )
+    limit = messages.INBOX_MAX
+    assert msg["body"][:limit] == text[:limit]
+    full = msg["body"][limit:].split("full text: ")[1].rstrip(")")
+    assert Path(full).read_bytes().decode("utf-8") == text
 
 
 def test_send_to_an_unknown_worker_is_a_usage_error(factory: Path) -> None:
