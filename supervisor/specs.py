@@ -268,15 +268,15 @@ class DirSource:
         self.label = str(root)
 
     def files(self, prefix: str) -> list[str]:
+        import os
+
         base = self.root / prefix if prefix not in ("", ".") else self.root
-        if not base.is_dir():
-            return []
-        skip = (".git", ".fac", "__pycache__", ".venv", "node_modules")
-        return sorted(
-            p.relative_to(self.root).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not any(part in skip for part in p.relative_to(self.root).parts)
-        )
+        skip = {".git", ".fac", "__pycache__", ".venv", "node_modules", ".pytest_cache"}
+        out = []
+        for d, dirs, names in os.walk(base):
+            dirs[:] = sorted(x for x in dirs if x not in skip)
+            out += [(Path(d) / n).relative_to(self.root).as_posix() for n in names]
+        return sorted(out)
 
     def read_many(self, paths: list[str]) -> dict[str, str]:
         out = {}
