@@ -512,14 +512,19 @@ def after_round(fac: Any, say: Callable[[str], None] | None = None) -> None:
     pending = [v for v in views(fac) if v.status == "merged"]
     if not pending:
         return
+    if any(e.worker == FACTORY for e in store.queue(("queued", "testing"))):
+        return  # one fold at a time, each built on the main before it: folds never conflict
     main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
     assert main is not None
     for v in pending:
         row = v.store or {}
-        live = row.get("fold_entry") and store.queue_entry(row["fold_entry"])
-        if live and live.state in ("queued", "testing"):
-            continue
-        if row.get("fold_attempts", 0) >= MAX_FOLDS:
+        attempts = row.get("fold_attempts", 0)
+        if attempts >= MAX_FOLDS:
+            note = f"its fold was red or conflicting {attempts} times (fac queue --all); it needs a human"
+            if row.get("note") != note:
+                mark(fac, v.id, note=note)
+                store.event("delta-fold-stuck", None, correlation=v.id, attempts=attempts)
+                say(f"  delta {v.id}: {note}")
             continue
         ok, why = acceptance(fac, v.delta, main)
         if not ok:
@@ -532,11 +537,12 @@ def after_round(fac: Any, say: Callable[[str], None] | None = None) -> None:
         sha = fold_commit(fac, v.delta, main)
         ref = fold_branch(v.id)
         repo.git(fac.root, "update-ref", f"refs/heads/{ref}", sha)
-        mark(fac, v.id, fold_sha=sha, fold_attempts=row.get("fold_attempts", 0) + 1, note=None)
+        mark(fac, v.id, fold_sha=sha, fold_attempts=attempts + 1, note=None)
         qid, _ = store.enqueue(FACTORY, ref, sha, v.id)
         mark(fac, v.id, fold_entry=qid)
         store.event("delta-fold", None, correlation=v.id, sha=sha, entry=qid, main=main)
         say(f"  delta {v.id}: acceptance green on {fac.main}; folding it into specs/current (entry {qid})")
+        return
 
 
 def acceptance(fac: Any, d: Delta, sha: str) -> tuple[bool, str]:

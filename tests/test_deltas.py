@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import assert_usage_error, fac_json, fac_ok, git, run_fac
-from queue_helpers import commit, entries, events, merge_commits, run_queue, spawn_worker, submit
+from helpers import assert_usage_error, fac_json, fac_ok, git, run_fac, start_worker
+from queue_helpers import (
+    commit,
+    entries,
+    events,
+    merge_commits,
+    run_queue,
+    script_suite,
+    spawn_worker,
+    submit,
+)
 
-from supervisor import deltas, guards
+from supervisor import deltas, guards, specs
 from supervisor.factory import Factory
 
 SUT = "system-under-construction"
@@ -182,3 +191,44 @@ def test_the_factory_exemption_is_narrow(factory: Path) -> None:
     e = entries(factory)["factory"]
     assert e.state == "red" and "guard:protected" in [f["name"] for f in e.verdict["failed"]]
     assert git(factory, "rev-parse", "main") == main
+
+
+def test_the_fold_replaces_removes_and_adds_statements(tmp_path: Path) -> None:
+    (tmp_path / "specs/current").mkdir(parents=True)
+    (tmp_path / "specs/deltas").mkdir(parents=True)
+    (tmp_path / SPEC).write_text(
+        "# T\n\n- A MUST hold. {#a}\n- B MUST hold,\n  over two lines. {#b}\n- C MUST hold. {#c}\n"
+    )
+    delta = (
+        '+++\nid = "0004"\ntitle = "Change things"\nstatus = "merged"\nremoves = ["c"]\n+++\n'
+        "- A MUST hold twice. {#a}\n- D MUST hold. [check: tests]\n"
+    )
+    (tmp_path / "specs/deltas/0004-change-things.md").write_text(delta)
+    d = deltas.parse("specs/deltas/0004-change-things.md", delta)
+
+    out = deltas.fold_changes(specs.DirSource(tmp_path), d)
+
+    assert out[SPEC] == (
+        "# T\n\n- A MUST hold twice. {#a}\n- B MUST hold,\n  over two lines. {#b}\n\n"
+        "## Change things (delta 0004)\n\n- D MUST hold. [check: tests] {#d-hold}\n"
+    )
+    assert 'status = "done"' in out[d.path] and out[d.path].endswith("- D MUST hold. [check: tests]\n")
+
+
+def test_two_deltas_merged_together_are_folded_one_after_the_other(factory: Path) -> None:
+    script_suite(factory, {"ok": "#!/bin/sh\nexit 0\n"})
+    for n, word in ((1, "Alpha"), (2, "Beta")):
+        fac_ok("delta", "new", f"{word} exists", "--statement", f"{word} MUST exist. [check: ok]")
+        fac_ok("delta", "approve", str(n))
+        wt = Path(start_worker(factory, f"w{n}", delta=str(n))["worktree"])
+        commit(wt, {f"{SUT}/{word.lower()}.txt": word}, f"w{n}: {word}")
+        submit(f"w{n}")
+
+    run_queue(factory)
+
+    assert [d["status"] for d in fac_json("delta", "ls")] == ["done", "done"]
+    folds = [e for e in Factory(factory).store.queue() if e.worker == deltas.FACTORY]
+    assert [(e.delta, e.state) for e in folds] == [("0001", "merged"), ("0002", "merged")]
+    spec = on_main(factory, SPEC)
+    assert "- Alpha MUST exist. [check: ok] {#alpha-exist}" in spec
+    assert "- Beta MUST exist. [check: ok] {#beta-exist}" in spec
