@@ -167,22 +167,30 @@ class Tmux:
             raise TmuxError(f"tmux new-window failed: {' '.join(res.stderr).strip()}")
         window_id, pane_id = res.stdout[0].split("\t")
         try:
-            setup = self.run(
+            setup = [
                 ["set-option", "-w", "-t", window_id, "remain-on-exit", "on"],
                 ["set-option", "-w", "-t", window_id, "allow-rename", "off"],
                 ["set-option", "-w", "-t", window_id, "automatic-rename", "off"],
                 ["pipe-pane", "-O", "-t", pane_id, f"exec cat >> {shlex.quote(log or '/dev/null')}"],
-            )
-            if setup.returncode != 0:
-                raise TmuxError(f"tmux set-option failed: {' '.join(setup.stderr).strip()}")
-            self.respawn(pane_id, cwd, argv, env)
+            ]
+            self.respawn(pane_id, cwd, argv, env, before=setup)
         except BaseException:
             self.kill_window(window_id)
             raise
         return window_id, pane_id
 
-    def respawn(self, pane_id: str, cwd: str, argv: list[str], env: dict[str, str]) -> None:
-        """Replace whatever runs in the pane (alive or dead) with `argv`; the window keeps its id and name."""
+    def respawn(
+        self,
+        pane_id: str,
+        cwd: str,
+        argv: list[str],
+        env: dict[str, str],
+        before: list[list[str]] | None = None,
+    ) -> None:
+        """Replace whatever runs in the pane (alive or dead) with `argv`; the window keeps its id and name.
+
+        `before`: tmux commands to run first in the same tmux invocation (one process, not several).
+        """
         env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
         # tmux gives a new pane the PATH of the (unattached) client that asked for it, overriding
         # `-e PATH=...`; so the client itself runs with the PATH the pane should get.
@@ -190,7 +198,11 @@ class Tmux:
         if "PATH" in env:
             os.environ["PATH"] = env["PATH"]
         try:
-            self.cmd("respawn-pane", "-k", "-t", pane_id, "-c", cwd, *env_args, *argv)
+            res = self.run(
+                *(before or []), ["respawn-pane", "-k", "-t", pane_id, "-c", cwd, *env_args, *argv]
+            )
+            if res.returncode != 0:
+                raise TmuxError(f"tmux respawn-pane failed: {' '.join(res.stderr).strip()}")
         finally:
             if saved is not None:
                 os.environ["PATH"] = saved
