@@ -33,10 +33,14 @@ def clip(text: str, limit: int, pointer: str) -> str:
     return text[:limit] + f"\n... ({len(text) - limit} more characters; {pointer})"
 
 
-def pane_text(mid: int, worker: str, body: str) -> str:
-    """The form a message takes in a pane: visible, short, every line a shell comment."""
+def pane_text(mid: int, worker: str, body: str, *, comment: bool = True) -> str:
+    """The form a message takes in a pane: visible, short, and (for command panes) every line a
+    shell comment. Claude Code reads a leading `#` as "remember this", so its text stays plain and
+    arrives as one bracketed paste."""
     text = clip(visible(body), PANE_MAX, f"full text: fac inbox --worker {worker} --id {mid}")
     text += f"\n(message {mid}: `fac inbox` shows it and counts as the receipt; or `fac inbox --ack {mid}`)"
+    if not comment:
+        return text
     lines = [line.rstrip("\\") for line in text.splitlines()] or [""]
     return "\n".join(f"# {line}" if line else "#" for line in lines)
 
@@ -112,8 +116,13 @@ def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
         return False, "no window"
     if p.dead:
         return False, "pane process has exited"
+    w = fac.store.worker(worker)
+    runtime = w.runtime if w else "command"
     try:
-        fac.tmux.paste(p.pane_id, pane_text(mid, worker, body) + "\n", enter=False)
+        if runtime == "claude":
+            fac.tmux.paste(p.pane_id, pane_text(mid, worker, body, comment=False), enter=True)
+        else:
+            fac.tmux.paste(p.pane_id, pane_text(mid, worker, body) + "\n", enter=False)
     except FacError as e:
         return False, str(e)
     return True, ""

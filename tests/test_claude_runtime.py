@@ -156,3 +156,18 @@ def test_a_role_can_choose_its_permission_mode(factory: Path, fake_claude: Path)
     wait_for(lambda: (wt / "claude-argv.json").exists(), 15, "the fake claude")
     argv = json.loads((wt / "claude-argv.json").read_text())
     assert argv[argv.index("--permission-mode") + 1] == "plan"
+
+
+def test_messages_reach_claude_as_plain_text_not_as_memory_comments(
+    factory: Path, fake_claude: Path, tmux_socket: str
+) -> None:
+    from helpers import capture_pane
+
+    fac_json("spawn", "worker", "--runtime", "claude", "--name", "c1", cwd=factory)
+    wait_for(lambda: Factory(factory).store.worker("c1").session_id, 15, "the SessionStart hook")
+    fac_json("send", "c1", "please look at test_x", cwd=factory)
+    pane = wait_for(lambda: capture_pane(tmux_socket, "=fac-fac:=c1"), 10, "the pane")
+    wait_for(lambda: "please look at test_x" in capture_pane(tmux_socket, "=fac-fac:=c1"), 10, "the message")
+    pane = capture_pane(tmux_socket, "=fac-fac:=c1")
+    line = next(x for x in pane.splitlines() if "please look at test_x" in x)
+    assert not line.lstrip().startswith("#"), "a leading # would make Claude Code store it as a memory"
