@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-from helpers import assert_usage_error, fac_json, fac_ok, run_fac
-from queue_helpers import human_commit
+from click.testing import Result
+from helpers import assert_usage_error, run_fac
+from queue_helpers import fac, human_commit
 
 from supervisor import context
 from supervisor.context import Part
 
 TASK = "Add char_count(text) to textstats, with a test."
+
+
+def fac_ok(*args: str) -> Result:
+    """The real CLI in-process (a subprocess costs more than the command); exit 0 or the test fails."""
+    res = fac(*args)
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def fac_json(*args: str) -> Any:
+    return json.loads(fac_ok(*args, "--json").stdout)
 
 
 def test_spawn_writes_exactly_what_fac_context_prints(factory: Path) -> None:

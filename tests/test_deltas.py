@@ -3,13 +3,17 @@ the guards that keep specs/ out of workers' reach (real git, real tmux, real SQL
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-from helpers import assert_usage_error, fac_json, fac_ok, git, run_fac, start_worker
+from click.testing import Result
+from helpers import assert_usage_error, git, run_fac, start_worker
 from queue_helpers import (
     commit,
     entries,
     events,
+    fac,
     merge_commits,
     run_queue,
     script_suite,
@@ -33,6 +37,17 @@ CHAR_COUNT = {
 
 def on_main(root: Path, path: str) -> str:
     return git(root, "show", f"main:{path}")
+
+
+def fac_ok(*args: str) -> Result:
+    """The real CLI in-process (a subprocess costs more than the command); exit 0 or the test fails."""
+    res = fac(*args)
+    assert res.exit_code == 0, f"fac {' '.join(args)} exited {res.exit_code}\n{res.output}"
+    return res
+
+
+def fac_json(*args: str) -> Any:
+    return json.loads(fac_ok(*args, "--json").stdout)
 
 
 def test_a_delta_goes_from_new_to_done_with_its_statements_in_specs_current(factory: Path) -> None:
@@ -91,8 +106,10 @@ def test_an_agent_may_propose_a_delta_but_never_approve_or_reject_it(factory: Pa
     head = git(factory, "rev-parse", "main")
     agent = {"FAC_WORKER": "w1"}
 
-    proposed = fac_json("delta", "new", "Count lines faster", "--statement", "`line_count` SHOULD be O(n). "
-                        "Reason: texts can be large.", env=agent)  # fmt: skip
+    proc = run_fac("delta", "new", "Count lines faster", "--statement", "`line_count` SHOULD be O(n). "
+                   "Reason: texts can be large.", "--json", env=agent)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    proposed = json.loads(proc.stdout)
 
     assert (proposed["status"], proposed["on_main"], proposed["owner"]) == ("proposed", False, "w1")
     assert git(factory, "rev-parse", "main") == head  # an agent never writes main

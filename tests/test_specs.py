@@ -5,14 +5,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from helpers import fac_json, git, run_fac
-from queue_helpers import human_commit, script_suite
+from click.testing import Result
+from helpers import git
+from queue_helpers import fac, human_commit, script_suite
 
 from supervisor import specs
 from supervisor.specs import Link
 
 SUT = "system-under-construction"
+
+
+def run_fac(*args: str) -> Result:
+    """The real CLI in-process: these tests run many commands, and a subprocess costs more than each."""
+    return fac(*args)
+
+
+def fac_json(*args: str) -> Any:
+    res = fac(*args, "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
 
 GOOD = """\
 # Service
@@ -107,7 +121,7 @@ def test_lint_reports_every_problem_with_file_line_and_a_fix(factory: Path) -> N
 
     proc = run_fac("spec", "lint", "--json")
 
-    assert proc.returncode == 1, proc.stderr
+    assert proc.exit_code == 1, proc.output
     report = json.loads(proc.stdout)
     assert not report["ok"]
     found = {(e["path"], e["line"], e["code"]) for e in report["errors"]}
@@ -137,13 +151,13 @@ def test_lint_reports_every_problem_with_file_line_and_a_fix(factory: Path) -> N
     assert not any("test_written_later" in e["message"] for e in report["errors"])
 
     text = run_fac("spec", "lint")
-    assert text.returncode == 1
+    assert text.exit_code == 1
     assert "specs/current/bad.md:3: 'should' is not in capitals" in text.stdout
     assert "\n  fix: write SHOULD" in text.stdout
 
 
 def test_the_sample_specs_lint_clean_and_match_the_sample_with_no_drift(factory: Path) -> None:
-    assert run_fac("spec", "lint").returncode == 0
+    assert run_fac("spec", "lint").exit_code == 0
     assert fac_json("spec", "lint", "--ref", "main")["ok"]
 
     state = fac_json("state")
@@ -157,7 +171,7 @@ def test_the_sample_specs_lint_clean_and_match_the_sample_with_no_drift(factory:
     # The same main again: every answer comes from the store.
     assert fac_json("state")["ran"] == []
     out = run_fac("state")
-    assert out.returncode == 0
+    assert out.exit_code == 0
     assert "drift: none" in out.stdout and "4 pass, 0 fail, 1 unverified" in out.stdout
 
 
@@ -169,7 +183,7 @@ def test_drift_is_detected_when_a_linked_test_fails_on_main_and_cleared_when_it_
 
     proc = run_fac("state", "--json")
 
-    assert proc.returncode == 1
+    assert proc.exit_code == 1
     state = json.loads(proc.stdout)
     assert [d["id"] for d in state["drift"]] == ["words-lower-cased-in-order"]
     [drift] = state["drift"]
@@ -179,7 +193,7 @@ def test_drift_is_detected_when_a_linked_test_fails_on_main_and_cleared_when_it_
     others = {r["id"]: r["status"] for r in state["current"] if r["id"] != drift["id"]}
     assert others["top-words-ties-alphabetical"] == "pass"  # per-test outcomes, not the whole check
     text = run_fac("state")
-    assert text.returncode == 1
+    assert text.exit_code == 1
     assert "DRIFT: 1 statement(s)" in text.stdout
     assert "specs/current/textstats.md:8 {#words-lower-cased-in-order}" in text.stdout
 
@@ -204,7 +218,7 @@ def test_check_level_links_and_links_to_missing_checks(factory: Path) -> None:
 
     proc = run_fac("state", "--json")
 
-    assert proc.returncode == 1
+    assert proc.exit_code == 1
     data = json.loads(proc.stdout)
     assert {r["id"]: r["status"] for r in data["current"]} == {"docs-build": "pass", "changelog": "fail",
                                                                "ghost": "fail"}  # fmt: skip
