@@ -354,6 +354,16 @@ def commit_on_main(fac: Any, changes: dict[str, str], message: str) -> str:
     raise FacError(f"{fac.main} kept moving while fac tried to commit", hint="try again")
 
 
+def _no_local_edits(fac: Any, v: DeltaView) -> None:
+    """fac commits main's copy of the file: refuse when the human's checkout holds other, uncommitted text."""
+    local = fac.root / v.delta.path
+    if v.file_status and local.is_file() and local.read_text(encoding="utf-8") != v.delta.text:
+        raise FacError(
+            f"{v.delta.path} has edits that are not on {fac.main}",
+            hint=f"commit them first (git commit {v.delta.path}), or discard them (git checkout {v.delta.path})",
+        )
+
+
 def refuse_agents(action: str) -> None:
     worker = os.environ.get("FAC_WORKER")
     if worker:
@@ -424,6 +434,7 @@ def approve(fac: Any, ident: str) -> DeltaView:
     v = get(fac, ident)
     if v.status != "proposed":
         raise FacError(f"delta {v.id} is {v.status}; only a proposed delta can be approved")
+    _no_local_edits(fac, v)
     text = with_meta(v.delta, status="approved")
     d = parse(v.delta.path, text)
     _raise_lint(_lint_one(fac, d), f"delta {v.id} does not lint")
@@ -439,6 +450,7 @@ def reject(fac: Any, ident: str, reason: str | None) -> DeltaView:
     v = get(fac, ident)
     if v.status not in ("proposed", "approved", "in-progress"):
         raise FacError(f"delta {v.id} is {v.status}; it can no longer be rejected")
+    _no_local_edits(fac, v)
     if v.file_status:
         text = with_meta(v.delta, status="rejected", reason=reason or "")
         commit_on_main(

@@ -136,7 +136,12 @@ def test_spawn_refuses_a_delta_a_human_has_not_approved(factory: Path) -> None:
 
 
 def test_a_rejected_delta_keeps_its_reason_on_main(factory: Path) -> None:
-    fac_ok("delta", "new", "Count emoji", "--check", "tests")
+    path = fac_json("delta", "new", "Count emoji", "--check", "tests")["path"]
+    (factory / path).write_text((factory / path).read_text() + "Notes not committed yet.\n")
+    assert_usage_error(
+        run_fac("delta", "reject", "1"), f"{path} has edits that are not on main", "git commit"
+    )
+    git(factory, "checkout", path)
 
     rejected = fac_json("delta", "reject", "1", "--reason", "out of scope")
 
