@@ -60,8 +60,8 @@ def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path,
            f'else touch {marker}; kill -9 $$; fi')  # fmt: skip
     spawn(factory, "w1", cmd)
     with running_supervisor(factory):
-        wait_for(done.exists, 15, "the restarted agent to finish")
-        wait_for(lambda: worker(factory, "w1").state == "done", 10, "w1 to be done")
+        wait_for(done.exists, 60, "the restarted agent to finish")
+        wait_for(lambda: worker(factory, "w1").state == "done", 60, "w1 to be done")
     lines = done.read_text().split()
     assert lines[0] == str(factory / ".fac" / "worktrees" / "w1")
     assert lines[1] == "fac/w1"
@@ -75,7 +75,7 @@ def test_a_crash_loop_pulls_the_andon_cord(factory: Path) -> None:
     configure(factory, "[supervisor]\nrestart_delays = [0]\ncrash_loop = 3\n")
     spawn(factory, "loopy", "echo broken; exit 7")
     with running_supervisor(factory):
-        wait_for(lambda: worker(factory, "loopy").state == "needs-human", 15, "the crash loop to escalate")
+        wait_for(lambda: worker(factory, "loopy").state == "needs-human", 60, "the crash loop to escalate")
         time.sleep(0.5)  # a few more passes: it must stay parked, not restart again
     w = worker(factory, "loopy")
     assert w.restarts == 2
@@ -104,10 +104,10 @@ def test_a_message_is_delivered_once_with_a_receipt(factory: Path, tmux_socket: 
     mid = fac_json("send", "reader", "please rebase", cwd=factory)["id"]
     deaf_mid = fac_json("send", "deaf", "are you there?", cwd=factory)["id"]
     store = Factory(factory).store
-    wait_for(lambda: store.message(mid).acked_at is not None, 10, "the receipt")
+    wait_for(lambda: store.message(mid).acked_at is not None, 60, "the receipt")
     with running_supervisor(factory):
         wait_for(
-            lambda: store.message(deaf_mid).attempts >= 3, 15, "redelivery of the unacknowledged message"
+            lambda: store.message(deaf_mid).attempts >= 3, 60, "redelivery of the unacknowledged message"
         )
     assert store.message(mid).attempts == 1, "an acknowledged message must never be pasted again"
     pane = capture_pane(tmux_socket, "=fac-fac:=reader")
@@ -193,7 +193,7 @@ def test_kill_9_of_supervisor_and_queue_mid_batch_then_up_merges_every_branch_on
         fac_ok("submit", "--worker", f"w{i}", cwd=factory)
     fac_ok("up", cwd=factory)
     fac = Factory(factory)
-    wait_for(lambda: fac.store.queue(("testing",)), 20, "the queue to start testing a batch")
+    wait_for(lambda: fac.store.queue(("testing",)), 60, "the queue to start testing a batch")
 
     def pane_pid(window: str) -> int:
         return int(
