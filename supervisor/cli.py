@@ -126,6 +126,13 @@ def config_cmd(as_json: bool) -> None:
     [supervisor] redeliver seconds before an unacknowledged message is pasted again (default 30)
     [supervisor] max_deliveries  pastes of one message at most (default 5)
     [context] max_chars    the budget of an agent's context, in characters (default 24000)
+    [agents] model         the anthropic runtime's model (default $ANTHROPIC_MODEL, else claude-sonnet-4-6)
+    [agents] base_url      the Messages API (default $ANTHROPIC_BASE_URL, else Anthropic's)
+    [agents] max_tokens_per_worker   tokens in+out before the agent asks a human (default 1000000)
+    [agents] max_turns     model calls before the agent asks a human (default 200)
+    [agents] price_in      USD per million input tokens, for the cost in fac report (default 3)
+    [agents] price_out     USD per million output tokens (default 15)
+    [agents] run_timeout   seconds before the agent's run tool kills a command (default 300)
     [checks.NAME] run      command (string split like a shell would, or a list); no shell
     [checks.NAME] cwd      directory relative to the factory root (default ".")
     [checks.NAME] stage    "inner", "gate" or both (default both)
@@ -140,12 +147,14 @@ def config_cmd(as_json: bool) -> None:
     fac = _factory()
     cfg = fac.config
     data = {"root": str(fac.root), "name": cfg.name, "main": cfg.main, "session": cfg.session,
-            "queue": asdict(cfg.queue), "checks": [asdict(c) for c in cfg.checks]}  # fmt: skip
+            "queue": asdict(cfg.queue), "agents": asdict(cfg.agents),
+            "checks": [asdict(c) for c in cfg.checks]}  # fmt: skip
     if as_json:
         _json(data)
         return
     click.echo(f"factory {cfg.name} at {fac.root}: main={cfg.main} session={cfg.session}")
     click.echo("queue: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.queue).items()))
+    click.echo("agents: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.agents).items()))
     for c in cfg.checks:
         run = c.run if isinstance(c.run, str) else " ".join(c.run)
         click.echo(f"check {c.name}: {run} (cwd {c.cwd}, stage {'+'.join(c.stage)}, timeout {c.timeout:g}s)")
@@ -433,35 +442,20 @@ def submit(worker: str | None, as_json: bool) -> None:
 
     Only committed work is submitted. A newer submit replaces an older one still waiting.
     """
-    from supervisor import repo, worktrees
+    from supervisor import submission
 
-    fac = _factory()
     name = _worker_arg(worker)
     assert name is not None
-    w = fac.store.worker(name)
-    if w is None:
-        known = ", ".join(x.name for x in fac.store.workers()) or "none"
-        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
-    head = repo.rev_parse(fac.root, w.branch)
-    if head is None:
-        raise FacError(
-            f"branch {w.branch} does not exist", hint=f"was it deleted? `fac kill {name} --rm` cleans up"
-        )
-    main = repo.rev_parse(fac.root, fac.main)
-    if main and repo.is_ancestor(fac.root, head, main):
-        raise FacError(f"nothing to submit: {w.branch} has no commits that {fac.main} lacks",
-                       hint="commit your work first (git add -A && git commit -m '...')")  # fmt: skip
-    if worktrees.is_dirty(Path(w.worktree)):
+    sub = submission.submit(_factory(), name)
+    if sub.dirty:
         click.echo(f"fac: warning: {name}'s worktree has uncommitted changes; they are not part of this "
                    "submission", err=True)  # fmt: skip
-    qid, superseded = fac.store.enqueue(name, w.branch, head, w.delta)
-    position = len(fac.store.queue(("queued", "testing")))
     if as_json:
-        _json({"id": qid, "worker": name, "branch": w.branch, "sha": head, "position": position,
-               "superseded": superseded})  # fmt: skip
+        _json({"id": sub.id, "worker": name, "branch": sub.branch, "sha": sub.sha, "position": sub.position,
+               "superseded": sub.superseded})  # fmt: skip
         return
-    extra = f"; replaces entry {', '.join(map(str, superseded))}" if superseded else ""
-    click.echo(f"queued {w.branch} at {head[:10]} as entry {qid} (position {position}){extra}")
+    extra = f"; replaces entry {', '.join(map(str, sub.superseded))}" if sub.superseded else ""
+    click.echo(f"queued {sub.branch} at {sub.sha[:10]} as entry {sub.id} (position {sub.position}){extra}")
     click.echo("the verdict arrives in your inbox (fac inbox) and in this pane")
 
 
@@ -822,6 +816,11 @@ def report(as_json: bool) -> None:
 from supervisor.commands.specs import COMMANDS as _SPEC_COMMANDS  # noqa: E402  (delta, state, spec, context)
 
 for _command in _SPEC_COMMANDS:
+    cli.add_command(_command)
+
+from supervisor.commands.agent import COMMANDS as _AGENT_COMMANDS  # noqa: E402  (agent run: the anthropic runtime)
+
+for _command in _AGENT_COMMANDS:
     cli.add_command(_command)
 
 

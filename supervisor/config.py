@@ -59,6 +59,19 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True)
+class AgentsConfig:
+    """[agents]: the built-in anthropic runtime. The ANTHROPIC_* environment wins over these."""
+
+    model: str | None = None  # default: $ANTHROPIC_MODEL, else agent.DEFAULT_MODEL
+    base_url: str | None = None  # default: $ANTHROPIC_BASE_URL, else the SDK's
+    max_tokens_per_worker: int = 1_000_000  # input + output; past it the agent stops and asks a human
+    max_turns: int = 200  # model calls per worker before it asks a human
+    price_in: float = 3.0  # USD per million input tokens (for the cost in `fac report`)
+    price_out: float = 15.0  # USD per million output tokens
+    run_timeout: float = 300.0  # seconds before the `run` tool kills a command
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     main: str = "main"
@@ -68,6 +81,7 @@ class Config:
     checks: tuple[CheckDef, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     context_max_chars: int = 24_000  # [context] max_chars: the budget of an agent's context
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
 
 
 # --- validation helpers: each returns the converted value or raises ValueError(expected) ---
@@ -178,6 +192,29 @@ SCHEMA["supervisor"] = {
 
 SCHEMA["context"] = {"max_chars": _int_min(1000)}
 
+
+def _url(v: Any) -> str:
+    if not isinstance(v, str) or not v.startswith(("http://", "https://")):
+        raise ValueError('an http(s) URL, e.g. "https://api.anthropic.com"')
+    return v
+
+
+def _price(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise ValueError("a price in USD per million tokens >= 0")
+    return float(v)
+
+
+SCHEMA["agents"] = {
+    "model": _str,
+    "base_url": _url,
+    "max_tokens_per_worker": _int_min(1),
+    "max_turns": _int_min(1),
+    "price_in": _price,
+    "price_out": _price,
+    "run_timeout": _positive_number,
+}
+
 CHECK_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "run": _run,
     "cwd": _str,
@@ -240,6 +277,7 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME) -> Config:
         checks=tuple(checks),
         raw=data,
         context_max_chars=values.get("context", {}).get("max_chars", 24_000),
+        agents=AgentsConfig(**values.get("agents", {})),
     )
 
 

@@ -1,0 +1,46 @@
+"""Submitting a worker's branch to the merge queue: what `fac submit` and the built-in agent's submit() do."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor import repo, worktrees
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+
+
+@dataclass(frozen=True)
+class Submission:
+    id: int
+    worker: str
+    branch: str
+    sha: str
+    position: int  # place among the open entries, 1-based
+    superseded: list[int]  # older entries of this worker that this one replaces
+    dirty: bool  # the worktree had uncommitted changes, which are not part of the submission
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def submit(fac: Factory, name: str) -> Submission:
+    """Queue the worker's branch at its current head; only committed work is submitted."""
+    w = fac.store.worker(name)
+    if w is None:
+        known = ", ".join(x.name for x in fac.store.workers()) or "none"
+        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
+    head = repo.rev_parse(fac.root, w.branch)
+    if head is None:
+        raise FacError(
+            f"branch {w.branch} does not exist", hint=f"was it deleted? `fac kill {name} --rm` cleans up"
+        )
+    main = repo.rev_parse(fac.root, fac.main)
+    if main and repo.is_ancestor(fac.root, head, main):
+        raise FacError(f"nothing to submit: {w.branch} has no commits that {fac.main} lacks",
+                       hint="commit your work first (git add -A && git commit -m '...')")  # fmt: skip
+    dirty = worktrees.is_dirty(Path(w.worktree))
+    qid, superseded = fac.store.enqueue(name, w.branch, head, w.delta)
+    position = len(fac.store.queue(("queued", "testing")))
+    return Submission(qid, name, w.branch, head, position, superseded, dirty)
