@@ -1,8 +1,10 @@
-"""`fac demo`: the whole line, offline, in a minute: four scripted agents, the queue, real tmux and git.
+"""`fac demo`: the whole line, offline, in a minute: five agents, the queue, real tmux and git.
 
 alice's change merges; bob's is red, the queue routes the failing test to bob, who reads his inbox,
 fixes it and merges; carol and dave edit the same line: one merges, the other gets the conflict with
-its path, merges main and merges too. Everything runs in a temp directory on a private tmux socket.
+its path, merges main and merges too. erin is fac's built-in agent (the anthropic runtime): the real
+`anthropic` client talks to the bundled fake Messages API on 127.0.0.1, which plays erin's model.
+Everything runs in a temp directory on a private tmux socket.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,40 @@ AGENTS = [
     ("dave", "Improve the package docstring", DAVE),
 ]
 
+# erin runs the anthropic runtime; the fake Messages API plays her model's turns, in this order.
+ERIN_TASK = "Add longest_word with a test"
+SUT = "system-under-construction"
+LONGEST = '''"""The longest word."""
+
+from textstats import words
+
+
+def longest_word(text: str) -> str:
+    """The longest word of `text` (the first one on a tie), or "" when it has none."""
+    return max(words(text), key=len, default="")
+'''
+TEST_LONGEST = '''from textstats.longest import longest_word
+
+
+def test_longest_word_takes_the_first_of_the_longest():
+    assert longest_word("a tiny cat and a small dog") == "small"
+    assert longest_word("") == ""
+'''
+
+
+def erin_turns() -> list[dict[str, Any]]:
+    from supervisor.fake_anthropic import text, tool, turn
+
+    return [
+        turn(text("I'll see what textstats has first."), tool("list_dir", path=f"{SUT}/textstats")),
+        turn(tool("read_file", path=f"{SUT}/textstats/__init__.py")),
+        turn(text("words() gives lower-cased words; longest_word builds on it. Writing it with a test."),
+             tool("write_file", path=f"{SUT}/textstats/longest.py", content=LONGEST),
+             tool("write_file", path=f"{SUT}/tests/test_longest.py", content=TEST_LONGEST)),  # fmt: skip
+        turn(text("Running the fast checks before I submit."), tool("check")),
+        turn(text("Green. Submitting."), tool("submit", message="Add longest_word")),
+    ]
+
 
 @dataclass
 class DemoResult:
@@ -131,11 +167,12 @@ class DemoResult:
     main_log: str
     stats: dict[str, Any]
     problems: list[str]
+    flow: dict[str, Any] = field(default_factory=dict)  # `fac report`: flow metrics and tokens
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "root": str(self.root), "socket": self.socket, "session": self.session,
                 "seconds": round(self.seconds, 1), "workers": self.workers, "main_log": self.main_log,
-                "stats": self.stats, "problems": self.problems}  # fmt: skip
+                "stats": self.stats, "problems": self.problems, "flow": self.flow}  # fmt: skip
 
 
 def run(
@@ -154,24 +191,57 @@ def run(
     say(f"fac demo: a factory in {root}, tmux socket {sock}")
     factorymod.init(root, sample=True)
     fac = Factory(root)
-    session.up(fac)
-    say(f"  up: windows supervisor and merge-queue in session {fac.session}")
     scripts = fac.fac_dir / "demo"
     scripts.mkdir(parents=True, exist_ok=True)
-    for name, task, body in AGENTS:
-        path = scripts / f"{name}.sh"
-        path.write_text("set -u\n" + AGENT_LOOP + body, encoding="utf-8")
-        workers.spawn(
-            fac, "worker", name=name, task=task, command=f"bash --norc --noprofile {shlex.quote(str(path))}"
-        )
-        say(f"  spawned {name}: {task}")
-        time.sleep(0.3)  # submissions arrive in a readable order
-    say("  watching the event log (every line below is a row of `fac log`):")
-    problems = _follow(fac, timeout, say)
+    fake = _start_fake_api(scripts)  # before `up`, so every pane's environment points at it
+    say(f"  fake Anthropic API on {os.environ['ANTHROPIC_BASE_URL']} (plays erin's model)")
+    try:
+        session.up(fac)
+        say(f"  up: windows supervisor and merge-queue in session {fac.session}")
+        for name, task, body in AGENTS:
+            path = scripts / f"{name}.sh"
+            path.write_text("set -u\n" + AGENT_LOOP + body, encoding="utf-8")
+            workers.spawn(
+                fac, "worker", name=name, task=task, command=f"bash --norc --noprofile {shlex.quote(str(path))}"
+            )
+            say(f"  spawned {name}: {task}")
+            time.sleep(0.3)  # submissions arrive in a readable order
+        workers.spawn(fac, "worker", name="erin", task=ERIN_TASK, runtime="anthropic")
+        say(f"  spawned erin (anthropic runtime, fac's built-in agent): {ERIN_TASK}")
+        say("  watching the event log (every line below is a row of `fac log`):")
+        problems = _follow(fac, timeout, say)
+    finally:
+        fake.terminate()
+        fake.wait(timeout=10)
     result = _summary(fac, sock, time.monotonic() - start, problems)
     if not keep:
         _cleanup(fac, sock, base if directory is None else None)
     return result
+
+
+def _start_fake_api(scripts: Path) -> subprocess.Popen[bytes]:
+    """The bundled fake Messages API as a process on 127.0.0.1; erin's panes reach it with a dummy key."""
+    import json
+
+    from supervisor.fake_anthropic import DEFAULT_KEY
+
+    script, port_file = scripts / "erin-model.json", scripts / "fake-anthropic.port"
+    script.write_text(json.dumps({"key": DEFAULT_KEY, "turns": erin_turns()}, indent=1), encoding="utf-8")
+    log = open(scripts / "fake-anthropic.log", "wb")  # noqa: SIM115  (the child keeps it)
+    proc = subprocess.Popen([sys.executable, "-m", "supervisor.fake_anthropic", "--script", str(script),
+                             "--port-file", str(port_file)], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 30
+    while not port_file.is_file():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the fake Anthropic API did not start; see {scripts / 'fake-anthropic.log'}")
+        time.sleep(0.05)
+    os.environ["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{port_file.read_text().strip()}"
+    os.environ["ANTHROPIC_API_KEY"] = DEFAULT_KEY  # never a real key: the demo talks only to the fake
+    os.environ.pop("ANTHROPIC_AUTH_TOKEN", None)
+    os.environ.pop("ANTHROPIC_MODEL", None)
+    return proc
 
 
 INTERESTING = {"submitted", "candidate", "merged", "red", "conflict", "flaky", "message"}
@@ -181,7 +251,7 @@ def _follow(fac: Any, timeout: float, say: Callable[[str], None]) -> list[str]:
     """Print the story from the event log until every agent has finished (or time runs out)."""
     deadline = time.monotonic() + timeout
     last = 0
-    names = [a[0] for a in AGENTS]
+    names = [a[0] for a in AGENTS] + ["erin"]
     while True:
         for ev in fac.store.events(after=last):
             last = ev.id
@@ -212,6 +282,9 @@ def _story(ev: Any) -> str | None:
         return f"{ev.worker}: RED on {', '.join(p.get('failed', []))}; routed to {ev.worker}'s inbox and pane"
     if ev.kind == "conflict":
         return f"{ev.worker}: CONFLICT in {', '.join(p.get('paths', []))}; routed to {ev.worker}"
+    if ev.kind == "agent-turn":
+        return (f"{ev.worker}: model turn {p['turn']} through the anthropic client "
+                f"({p['tokens_in'] + p['tokens_out']:,} tokens, {p['stop_reason']})")  # fmt: skip
     if ev.kind == "flaky":
         return f"{ev.worker}: a check failed once and passed on retry (flaky)"
     return None
@@ -234,15 +307,26 @@ def _summary(fac: Any, sock: str, seconds: float, problems: list[str]) -> DemoRe
         "merged": sum(1 for e in entries if e.state == "merged"),
         "red": sum(1 for e in entries if e.state == "red"),
         "conflict": sum(1 for e in entries if e.state == "conflict"),
+        "tokens": sum(v["tokens"] for v in views),
     }
-    states = {v["name"]: v["state"] for v in views}
-    if any(s != "merged" for s in states.values()):
-        problems.append("not every agent ended merged: " + ", ".join(f"{k}={s}" for k, s in states.items()))
+    # An agent ended well when its last submission merged; the supervisor then marks its exited
+    # process done.
+    ended = {v["name"]: (v["submissions"][-1:] or ["nothing submitted"])[0] for v in views}
+    if any(s != "merged" for s in ended.values()) or any(v["state"] not in ("merged", "done") for v in views):
+        problems.append("not every agent ended merged: " + ", ".join(
+            f"{v['name']}={v['state']} ({ended[v['name']]})" for v in views))  # fmt: skip
+    if ended.get("erin") != "merged":
+        problems.append("erin (the anthropic runtime) should have merged")
+    if not any(v["name"] == "erin" and v["tokens"] > 0 for v in views):
+        problems.append("erin's tokens should be recorded in the store")
     if "red" not in by_worker.get("bob", []):
         problems.append("bob's first submission should have been red")
     if not any("conflict" in by_worker.get(n, []) for n in ("carol", "dave")):
         problems.append("carol or dave should have hit a conflict")
-    return DemoResult(not problems, fac.root, sock, fac.session, seconds, views, log, stats, problems)
+    from supervisor import report
+
+    flow = report.build(fac)
+    return DemoResult(not problems, fac.root, sock, fac.session, seconds, views, log, stats, problems, flow)
 
 
 def _cleanup(fac: Any, sock: str, tmpdir: Path | None) -> None:
@@ -260,12 +344,17 @@ def render(result: DemoResult, keep: bool) -> str:
     from supervisor.text import table
 
     lines = ["", "main after the demo:", *[f"  {line}" for line in result.main_log.splitlines()], ""]
-    rows = [[w["name"], w["state"], " -> ".join(w["submissions"]), w["process"]] for w in result.workers]
-    lines.append(table(rows, ["AGENT", "STATE", "SUBMISSIONS (oldest first)", "PROCESS"]))
+    rows = [[w["name"], w["runtime"], w["state"], " -> ".join(w["submissions"]), f"{w['tokens']:,}", w["process"]]
+            for w in result.workers]  # fmt: skip
+    lines.append(table(rows, ["AGENT", "RUNTIME", "STATE", "SUBMISSIONS (oldest first)", "TOKENS", "PROCESS"]))
     s = result.stats
     lines.append("")
     lines.append(f"{s['check_runs']} gate runs, {s['cache_hits']} answered from the cache, "
-                 f"{result.seconds:.0f}s in all")  # fmt: skip
+                 f"{s['tokens']:,} model tokens (erin, against the bundled fake API), {result.seconds:.0f}s in all")  # fmt: skip
+    if result.flow:
+        from supervisor import report
+
+        lines += ["", "flow metrics (fac report):", *[f"  {line}".rstrip() for line in report.render(result.flow).splitlines()]]
     if keep:
         lines += [
             "",
@@ -277,7 +366,8 @@ def render(result: DemoResult, keep: bool) -> str:
     if result.problems:
         lines += ["", "demo FAILED:", *[f"  {p}" for p in result.problems]]
     else:
-        lines += ["", "demo OK: green work merged, red work went back to its owner and came back fixed."]
+        lines += ["", "demo OK: green work merged, red work went back to its owner and came back fixed; erin's "
+                  "built-in agent merged through the real anthropic client."]
     return "\n".join(lines)
 
 

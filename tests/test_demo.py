@@ -24,16 +24,31 @@ def test_demo_merges_green_routes_red_back_and_resolves_the_conflict(tmp_path: P
         log = subprocess.run(
             ["git", "log", "--format=%s", "main"], cwd=root, capture_output=True, text=True
         ).stdout
-        for agent in ("alice", "bob", "carol", "dave"):
+        for agent in ("alice", "bob", "carol", "dave", "erin"):
             assert f"Merge fac/{agent} ({agent})" in log
         assert "average_word_length: do not round" in log
+        assert "Add longest_word" in log
 
-        # fac status --json: every agent merged, every agent's process exited 0.
+        # fac status --json: every agent's work merged (the supervisor marks an agent that exited
+        # after its merge done), every agent's process exited 0.
         status = fac_json("status", cwd=root, env=env)
-        assert {w["name"]: w["state"] for w in status["workers"]} == {
-            "alice": "merged", "bob": "merged", "carol": "merged", "dave": "merged",
-        }  # fmt: skip
+        states = {w["name"]: w["state"] for w in status["workers"]}
+        assert set(states) == {"alice", "bob", "carol", "dave", "erin"}
+        assert set(states.values()) <= {"merged", "done"}, states
         assert all(w["process"] == "exited 0" for w in status["workers"])
+        assert [w["submissions"][-1] for w in out["workers"]] == ["merged"] * 5
+
+        # erin ran the anthropic runtime: the real client's tokens are in the store and the summary.
+        erin = next(w for w in status["workers"] if w["name"] == "erin")
+        assert erin["runtime"] == "anthropic" and erin["tokens"] > 0
+        assert out["stats"]["tokens"] > 0 and out["flow"]["tokens"]["erin"]["in"] > 0
+        assert out["flow"]["merged"] == 5
+        erin_pane = subprocess.run(
+            ["tmux", "-L", sock, "capture-pane", "-p", "-J", "-S", "-300", "-t", "=fac-textstats-factory:=erin"],
+            capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        assert "-> write_file(path='system-under-construction/textstats/longest.py'" in erin_pane
+        assert "<- green" in erin_pane and "merged into main. Done." in erin_pane
 
         # bob's pane: the red verdict with the failing test, the assertion and how to reproduce.
         pane = subprocess.run(
