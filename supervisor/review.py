@@ -113,7 +113,7 @@ def main(workdir: Path) -> int:
     root = find_root(workdir)
     cfg = configmod.load(root)
     agents = cfg.raw.get("agents", {}) if isinstance(cfg.raw.get("agents"), dict) else {}
-    model = os.environ.get("ANTHROPIC_MODEL") or agents.get("model") or "claude-sonnet-4-5"
+    model = os.environ.get("ANTHROPIC_MODEL") or agents.get("model") or "claude-sonnet-4-6"
     base_url = os.environ.get("ANTHROPIC_BASE_URL") or agents.get("base_url")
     material = gather(workdir, root, cfg.main)
     if not material["diff"].strip():
