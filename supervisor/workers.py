@@ -16,8 +16,8 @@ from supervisor import repo, roles, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.runtimes import Launch
-from supervisor.runtimes import prepare as prepare_runtime
 from supervisor.runtimes import get as get_runtime
+from supervisor.runtimes import prepare as prepare_runtime
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 RESERVED = {"supervisor", "merge-queue", "main", "factory"}
