@@ -27,7 +27,7 @@ def answer(fac: Factory, worker: str, text: str) -> messages.Delivery:
     if w is None:
         raise FacError(f"no worker named {worker!r}")
     if not w.question:
-        raise FacError(f"{worker} has no open question", hint=f"to just talk to it: fac send {worker} \"...\"")
+        raise FacError(f"{worker} has no open question", hint=f'to just talk to it: fac send {worker} "..."')
     body = f"[fac] ANSWER to your question ({w.question.strip()[:200]}):\n{text}"
     with fac.store.tx() as db:
         fac.store.update_worker(worker, db=db, state="working", question=None, red_streak=0, crashes="[]")

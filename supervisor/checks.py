@@ -180,7 +180,9 @@ def check_env(workdir: Path, stage: str, check: CheckDef) -> dict[str, str]:
     return env
 
 
-def run_one(check: CheckDef, workdir: Path, stage: str, log_dir: Path, sandbox: Sandbox | None = None) -> CheckResult:
+def run_one(
+    check: CheckDef, workdir: Path, stage: str, log_dir: Path, sandbox: Sandbox | None = None
+) -> CheckResult:
     """Run one check in its own process group; a timeout kills the whole group."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', check.name)}.log"

@@ -523,7 +523,9 @@ def queue_wait(timeout: float) -> None:
 @click.option("--id", "mid", type=int, help="Show one message in full.")
 @click.option("--wait", "wait_s", type=click.FloatRange(0), help="Block up to this many seconds for an unread "
               "message (exit 1 if none came).")  # fmt: skip
-@click.option("--ack", "ack_ids", type=int, multiple=True, help="Acknowledge message ID (a receipt); repeatable.")
+@click.option(
+    "--ack", "ack_ids", type=int, multiple=True, help="Acknowledge message ID (a receipt); repeatable."
+)
 @click.option("--json", "as_json", is_flag=True)
 def inbox(worker: str | None, show_all: bool, mid: int | None, wait_s: float | None, ack_ids: tuple[int, ...],
           as_json: bool) -> None:  # fmt: skip
@@ -588,7 +590,9 @@ def send(worker: str, text: str, as_json: bool) -> None:
     if text == "-":
         text = sys.stdin.read()
     if not text.strip():
-        raise FacError("the message is empty", hint=f'fac send {worker} "text", or pipe it in: ... | fac send {worker} -')
+        raise FacError(
+            "the message is empty", hint=f'fac send {worker} "text", or pipe it in: ... | fac send {worker} -'
+        )
     d = messages.send(_factory(), worker, text, sender="human", kind="note")
     if as_json:
         _json({"id": d.id, "pasted": d.pasted, "reason": d.reason})
@@ -631,6 +635,7 @@ def supervise(no_dashboard: bool) -> None:
 
     fac = _factory()
     if no_dashboard or not sys.stdout.isatty():
+
         def say(msg: str) -> None:
             click.echo(f"{time.strftime('%H:%M:%S')} {msg}")
             sys.stdout.flush()
@@ -649,6 +654,7 @@ def supervise(no_dashboard: bool) -> None:
         del recent[:-8]
 
     with Live(console=Console(), auto_refresh=False, screen=False) as live:
+
         def redraw() -> None:
             from rich.console import Group
             from rich.text import Text
@@ -753,7 +759,9 @@ def verify(no_cache: bool, as_json: bool) -> None:
     if as_json:
         _json({**v.as_dict(), "line": line.get(fac).as_dict()})
     else:
-        click.echo(f"{fac.main} {str(v.sha)[:10]}: {'green' if v.ok else 'RED'}" + (" (cached)" if v.cached else ""))
+        click.echo(
+            f"{fac.main} {str(v.sha)[:10]}: {'green' if v.ok else 'RED'}" + (" (cached)" if v.cached else "")
+        )
         for r in v.failed():
             click.echo(f"  FAIL {r.name}: " + (r.feedback.splitlines()[0] if r.feedback else ""))
         click.echo(f"line: {line.get(fac).state}")
@@ -837,7 +845,9 @@ def approve(branch: str) -> None:
     if os.environ.get("FAC_WORKER"):
         raise FacError("agents cannot approve", hint="a human runs `fac approve` outside the worker panes")
     ids = approve_entries(_factory(), branch)
-    click.echo(f"approved queue entr{'y' if len(ids) == 1 else 'ies'} {', '.join(map(str, ids))}; back in line")
+    click.echo(
+        f"approved queue entr{'y' if len(ids) == 1 else 'ies'} {', '.join(map(str, ids))}; back in line"
+    )
 
 
 @cli.command("llm-review")

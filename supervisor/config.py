@@ -165,8 +165,14 @@ def _globs(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         raise ValueError('a list of path globs, e.g. ["system-under-construction/migrations/**"]')
     return tuple(v)
+
+
 def _delays(v: Any) -> tuple[float, ...]:
-    if not isinstance(v, list) or not v or any(isinstance(x, bool) or not isinstance(x, int | float) or x < 0 for x in v):
+    if (
+        not isinstance(v, list)
+        or not v
+        or any(isinstance(x, bool) or not isinstance(x, int | float) or x < 0 for x in v)
+    ):
         raise ValueError("a non-empty list of seconds >= 0, e.g. [0, 5, 15, 60]")
     return tuple(float(x) for x in v)
 

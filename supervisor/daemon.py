@@ -161,7 +161,9 @@ class Supervisor:
         with self.fac.store.tx() as db:
             self.fac.store.update_worker(w.name, db=db, state="crashed", crashes=json.dumps(crashes),
                                          next_restart=now + delay)  # fmt: skip
-            self.fac.store.event("crashed", w.name, db=db, status=status, crashes=len(crashes), restart_in=delay)
+            self.fac.store.event(
+                "crashed", w.name, db=db, status=status, crashes=len(crashes), restart_in=delay
+            )
         self.say(f"{w.name}: crashed ({status}); restart in {delay:g}s")
         if delay <= 0:
             fresh = self.fac.store.worker(w.name)
@@ -224,7 +226,9 @@ class Supervisor:
 
     def spawn_fixer(self, reason: str) -> None:
         fac = self.fac
-        if any(w.role == "fixer" and w.state not in ("stopped", "done", "merged") for w in fac.store.workers()):
+        if any(
+            w.role == "fixer" and w.state not in ("stopped", "done", "merged") for w in fac.store.workers()
+        ):
             return
         try:
             from supervisor import roles
@@ -233,7 +237,9 @@ class Supervisor:
             command = self.cfg.fixer_command if role.runtime == "command" else None
             if role.runtime == "command" and not command:
                 raise FacError("the fixer role runs commands and [supervisor] fixer_command is not set")
-            res = workers.spawn(fac, "fixer", task=f"{fac.main} is red; make it green. {reason}", command=command)
+            res = workers.spawn(
+                fac, "fixer", task=f"{fac.main} is red; make it green. {reason}", command=command
+            )
             self.say(f"auto_fix: spawned {res['name']}")
         except FacError as e:
             fac.store.event("auto-fix-failed", None, error=e.message)
@@ -282,7 +288,9 @@ HOOK_STATES = {
 MESSAGE_REF = re.compile(r"\(message (\d+):")
 
 
-def hook(fac: Factory, worker: str, event: str, data: dict[str, Any], *, check: bool = False) -> dict[str, Any]:
+def hook(
+    fac: Factory, worker: str, event: str, data: dict[str, Any], *, check: bool = False
+) -> dict[str, Any]:
     """A runtime reports its own state (Claude Code hooks call this); fac does not guess from the screen.
 
     What the runtime should read back is in the result's "stdout": for session-start the unread
@@ -303,7 +311,11 @@ def hook(fac: Factory, worker: str, event: str, data: dict[str, Any], *, check: 
     fields: dict[str, Any] = {}
     if data.get("session_id"):
         fields["session_id"] = str(data["session_id"])
-    keep = w.state in ("needs-human", "red", "conflict", "queued") and new_state == "working" and event != "prompt"
+    keep = (
+        w.state in ("needs-human", "red", "conflict", "queued")
+        and new_state == "working"
+        and event != "prompt"
+    )
     with fac.store.tx() as db:
         if not keep:
             fields["state"] = new_state
@@ -314,7 +326,9 @@ def hook(fac: Factory, worker: str, event: str, data: dict[str, Any], *, check: 
     if event == "session-start":
         unread = [m for m in fac.store.unacked() if m.worker == worker]
         if unread:
-            out["stdout"] = "\n\n".join(f"Message {m.id} from {m.sender} ({m.kind}):\n{m.body}" for m in unread)
+            out["stdout"] = "\n\n".join(
+                f"Message {m.id} from {m.sender} ({m.kind}):\n{m.body}" for m in unread
+            )
             messages.ack(fac, worker, [m.id for m in unread])
     elif event == "prompt":
         ids = [int(i) for i in MESSAGE_REF.findall(str(data.get("prompt", "")))]

@@ -22,7 +22,9 @@ def snapshot(fac: Factory) -> dict[str, Any]:
     data = status.collect(fac)
     last: dict[str, str] = {}
     for row in queue_rows(fac):
-        last[row["worker"]] = f"{row['state']}: {row['last_verdict']}" if row["last_verdict"] else row["state"]
+        last[row["worker"]] = (
+            f"{row['state']}: {row['last_verdict']}" if row["last_verdict"] else row["state"]
+        )
     data["last_verdict"] = last
     data["line"] = line.get(fac).as_dict()
     data["tasks"] = [t.__dict__ for t in tasks.all_tasks(fac) if t.state == "todo"]
@@ -57,10 +59,12 @@ def render(data: dict[str, Any]) -> Any:
         qt = Text()
         for name, question in questions:
             qt.append(f"{name}: ", style="bold magenta")
-            qt.append(f"{question}\n   answer with: fac answer {name} \"...\"\n")
+            qt.append(f'{question}\n   answer with: fac answer {name} "..."\n')
         parts.append(Panel(qt, title="andon: open questions", border_style="magenta"))
     if data["tasks"]:
-        parts.append(Text("tasks waiting: " + "; ".join(f"#{t['id']} {t['text'][:40]}" for t in data["tasks"])))
+        parts.append(
+            Text("tasks waiting: " + "; ".join(f"#{t['id']} {t['text'][:40]}" for t in data["tasks"]))
+        )
     if data["checkout"]["note"]:
         parts.append(Text("note: " + data["checkout"]["note"], style="yellow"))
     return Panel(Group(*parts), title=f"fac {data['session']}  {time.strftime('%H:%M:%S')}")

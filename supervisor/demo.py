@@ -133,13 +133,13 @@ def longest_word(text: str) -> str:
     """The longest word of `text` (the first one on a tie), or "" when it has none."""
     return max(words(text), key=len, default="")
 '''
-TEST_LONGEST = '''from textstats.longest import longest_word
+TEST_LONGEST = """from textstats.longest import longest_word
 
 
 def test_longest_word_takes_the_first_of_the_longest():
     assert longest_word("a tiny cat and a small dog") == "small"
     assert longest_word("") == ""
-'''
+"""
 
 
 def erin_turns() -> list[dict[str, Any]]:
@@ -148,9 +148,11 @@ def erin_turns() -> list[dict[str, Any]]:
     return [
         turn(text("I'll see what textstats has first."), tool("list_dir", path=f"{SUT}/textstats")),
         turn(tool("read_file", path=f"{SUT}/textstats/__init__.py")),
-        turn(text("words() gives lower-cased words; longest_word builds on it. Writing it with a test."),
-             tool("write_file", path=f"{SUT}/textstats/longest.py", content=LONGEST),
-             tool("write_file", path=f"{SUT}/tests/test_longest.py", content=TEST_LONGEST)),  # fmt: skip
+        turn(
+            text("words() gives lower-cased words; longest_word builds on it. Writing it with a test."),
+            tool("write_file", path=f"{SUT}/textstats/longest.py", content=LONGEST),
+            tool("write_file", path=f"{SUT}/tests/test_longest.py", content=TEST_LONGEST),
+        ),  # fmt: skip
         turn(text("Running the fast checks before I submit."), tool("check")),
         turn(text("Green. Submitting."), tool("submit", message="Add longest_word")),
     ]
@@ -202,7 +204,11 @@ def run(
             path = scripts / f"{name}.sh"
             path.write_text("set -u\n" + AGENT_LOOP + body, encoding="utf-8")
             workers.spawn(
-                fac, "worker", name=name, task=task, command=f"bash --norc --noprofile {shlex.quote(str(path))}"
+                fac,
+                "worker",
+                name=name,
+                task=task,
+                command=f"bash --norc --noprofile {shlex.quote(str(path))}",
             )
             say(f"  spawned {name}: {task}")
             time.sleep(0.3)  # submissions arrive in a readable order
@@ -346,7 +352,9 @@ def render(result: DemoResult, keep: bool) -> str:
     lines = ["", "main after the demo:", *[f"  {line}" for line in result.main_log.splitlines()], ""]
     rows = [[w["name"], w["runtime"], w["state"], " -> ".join(w["submissions"]), f"{w['tokens']:,}", w["process"]]
             for w in result.workers]  # fmt: skip
-    lines.append(table(rows, ["AGENT", "RUNTIME", "STATE", "SUBMISSIONS (oldest first)", "TOKENS", "PROCESS"]))
+    lines.append(
+        table(rows, ["AGENT", "RUNTIME", "STATE", "SUBMISSIONS (oldest first)", "TOKENS", "PROCESS"])
+    )
     s = result.stats
     lines.append("")
     lines.append(f"{s['check_runs']} gate runs, {s['cache_hits']} answered from the cache, "
@@ -354,7 +362,11 @@ def render(result: DemoResult, keep: bool) -> str:
     if result.flow:
         from supervisor import report
 
-        lines += ["", "flow metrics (fac report):", *[f"  {line}".rstrip() for line in report.render(result.flow).splitlines()]]
+        lines += [
+            "",
+            "flow metrics (fac report):",
+            *[f"  {line}".rstrip() for line in report.render(result.flow).splitlines()],
+        ]
     if keep:
         lines += [
             "",
@@ -366,8 +378,11 @@ def render(result: DemoResult, keep: bool) -> str:
     if result.problems:
         lines += ["", "demo FAILED:", *[f"  {p}" for p in result.problems]]
     else:
-        lines += ["", "demo OK: green work merged, red work went back to its owner and came back fixed; erin's "
-                  "built-in agent merged through the real anthropic client."]
+        lines += [
+            "",
+            "demo OK: green work merged, red work went back to its owner and came back fixed; erin's "
+            "built-in agent merged through the real anthropic client.",
+        ]
     return "\n".join(lines)
 
 

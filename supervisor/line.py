@@ -83,6 +83,8 @@ def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
         resume(fac, by="green verify")
     else:
         failed = verdict.failed()
-        detail = "; ".join(f"{r.name}: {r.feedback.splitlines()[0] if r.feedback else 'failed'}" for r in failed)
+        detail = "; ".join(
+            f"{r.name}: {r.feedback.splitlines()[0] if r.feedback else 'failed'}" for r in failed
+        )
         stop(fac, f"{fac.main} {sha[:10]} is red: {detail}", sha)
     return verdict

@@ -99,7 +99,9 @@ def ack(fac: Factory, worker: str, ids: list[int]) -> list[int]:
     mine = [i for i in ids if (m := fac.store.message(i)) is not None and m.worker == worker]
     unknown = sorted(set(ids) - set(mine))
     if unknown:
-        raise FacError(f"{worker} has no message(s) {', '.join(map(str, unknown))}", hint="see `fac inbox --all`")
+        raise FacError(
+            f"{worker} has no message(s) {', '.join(map(str, unknown))}", hint="see `fac inbox --all`"
+        )
     fac.store.mark_messages(mine, "acked_at")
     if mine:
         fac.store.event("ack", worker, ids=mine)

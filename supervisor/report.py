@@ -70,8 +70,11 @@ def compute(events: list[Event]) -> dict[str, Any]:
         "tasks": tasks,
         "merged": n,
         "lead_time_p50": _r(percentile([t["lead_time"] for t in tasks], 0.5)),
-        "flow_efficiency": _r(statistics.mean([t["flow_efficiency"] for t in tasks if t["flow_efficiency"] is not None]))
-        if n else None,
+        "flow_efficiency": _r(
+            statistics.mean([t["flow_efficiency"] for t in tasks if t["flow_efficiency"] is not None])
+        )
+        if n
+        else None,
         "first_pass_yield": _r(sum(1 for t in tasks if t["rework_rounds"] == 0) / n) if n else None,
         "rework_rounds": sum(t["rework_rounds"] for t in tasks),
         "queue_wait_p50": _r(percentile(waits, 0.5)),

@@ -108,7 +108,10 @@ def main(workdir: Path) -> int:
 
     required = os.environ.get("FAC_CHECK_REQUIRED") == "1"
     if not api_key():
-        print("skipped: no API key (set ANTHROPIC_API_KEY)" + (" and this check is required" if required else ""))
+        print(
+            "skipped: no API key (set ANTHROPIC_API_KEY)"
+            + (" and this check is required" if required else "")
+        )
         return 1 if required else 0
     root = find_root(workdir)
     cfg = configmod.load(root)

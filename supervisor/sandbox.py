@@ -45,7 +45,18 @@ class Sandbox:
             mounts: list[str] = []
             for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
                 mounts += ["-v", f"{p}:{p}"]
-            return [self.engine, "run", "--rm", "--network", "none", *mounts, "-w", str(cwd), self.image, *argv]
+            return [
+                self.engine,
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                *mounts,
+                "-w",
+                str(cwd),
+                self.image,
+                *argv,
+            ]
         return argv
 
 
@@ -91,7 +102,9 @@ def _image(engine: str, root: Path) -> str | None:
 def detect(root: Path) -> Sandbox:
     forced = os.environ.get("FAC_SANDBOX", "").strip()
     if forced and forced not in KINDS:
-        raise FacError(f"FAC_SANDBOX={forced!r} is not a sandbox kind", hint=f"use one of: {', '.join(KINDS)}")
+        raise FacError(
+            f"FAC_SANDBOX={forced!r} is not a sandbox kind", hint=f"use one of: {', '.join(KINDS)}"
+        )
     if forced == "none":
         return Sandbox("none", "host (FAC_SANDBOX=none)")
     if forced in ("", "container"):

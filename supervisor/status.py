@@ -62,10 +62,12 @@ def render(data: dict[str, Any]) -> str:
     ]
     ln = data["line"]
     if ln["state"] == "stopped":
-        lines.append(f"LINE STOPPED: {ln['reason']}  (fix main; `fac verify` or `fac line resume` restarts it)")
+        lines.append(
+            f"LINE STOPPED: {ln['reason']}  (fix main; `fac verify` or `fac line resume` restarts it)"
+        )
     questions = [w for w in data["workers"] if w.get("question")]
     for w in questions:
-        lines.append(f"andon: {w['name']} asks: {w['question']}  (answer: fac answer {w['name']} \"...\")")
+        lines.append(f'andon: {w["name"]} asks: {w["question"]}  (answer: fac answer {w["name"]} "...")')
     if data["checkout"]["note"]:
         lines.append("note: " + data["checkout"]["note"])
     ws = data["workers"]

@@ -412,11 +412,17 @@ class Store:
     def note_delivery(self, mid: int) -> None:
         """A paste into the pane happened: remember when (the latest) and how often."""
         with self.tx() as db:
-            db.execute("UPDATE messages SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?", (time.time(), mid))
+            db.execute(
+                "UPDATE messages SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (time.time(), mid),
+            )
 
     def unacked(self) -> list[Message]:
         """Messages no runtime has acknowledged yet, oldest first."""
-        return [Message(**dict(r)) for r in self.db.execute("SELECT * FROM messages WHERE acked_at IS NULL ORDER BY id")]
+        return [
+            Message(**dict(r))
+            for r in self.db.execute("SELECT * FROM messages WHERE acked_at IS NULL ORDER BY id")
+        ]
 
     def mark_messages(self, ids: list[int], column: str) -> None:
         assert column in ("read_at", "delivered_at", "acked_at")

@@ -209,7 +209,9 @@ def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
     if w is None:
         raise FacError(f"no worker named {name!r}")
     if not Path(w.worktree).is_dir():
-        raise FacError(f"{name}'s worktree {w.worktree} is gone", hint=f"remove the worker: fac kill {name} --rm")
+        raise FacError(
+            f"{name}'s worktree {w.worktree} is gone", hint=f"remove the worker: fac kill {name} --rm"
+        )
     argv, env = launch_for(fac, w)
     panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
     p = panes.get(name)

@@ -20,7 +20,9 @@ from supervisor.errors import FacError
 from supervisor.runtimes import Launch
 
 INSTALL = "npm install -g @anthropic-ai/claude-code"
-DEFAULT_PERMISSION_MODE = "acceptEdits"  # edits in its worktree without asking; shell commands per the allow list
+DEFAULT_PERMISSION_MODE = (
+    "acceptEdits"  # edits in its worktree without asking; shell commands per the allow list
+)
 SETTINGS = Path(".claude") / "settings.local.json"
 SYSTEM_PROMPT_MAX = 100_000  # one argv string may not exceed 128 KiB on Linux
 ALLOW = [
@@ -39,7 +41,13 @@ def hook_command(worker: str, event: str, *extra: str) -> str:
 
 def settings(worker: str) -> dict[str, Any]:
     def entry(event: str, *extra: str, timeout: int = 30) -> list[dict[str, Any]]:
-        return [{"hooks": [{"type": "command", "command": hook_command(worker, event, *extra), "timeout": timeout}]}]
+        return [
+            {
+                "hooks": [
+                    {"type": "command", "command": hook_command(worker, event, *extra), "timeout": timeout}
+                ]
+            }
+        ]
 
     return {
         "hooks": {
@@ -79,9 +87,13 @@ class ClaudeRuntime:
             return DEFAULT_PERMISSION_MODE
 
     def argv(self, launch: Launch) -> list[str]:
-        system = launch.context_file.read_text(encoding="utf-8") if launch.context_file.exists() else launch.prompt
+        system = (
+            launch.context_file.read_text(encoding="utf-8") if launch.context_file.exists() else launch.prompt
+        )
         if len(system) > SYSTEM_PROMPT_MAX:
-            system = system[:SYSTEM_PROMPT_MAX] + f"\n... (cut; the whole context is in {launch.context_file})"
+            system = (
+                system[:SYSTEM_PROMPT_MAX] + f"\n... (cut; the whole context is in {launch.context_file})"
+            )
         argv = ["claude", "--permission-mode", self.permission_mode(launch), "--append-system-prompt", system]
         if launch.session_id:
             return [*argv, "--resume", launch.session_id]
