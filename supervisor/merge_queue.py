@@ -9,13 +9,14 @@ merge. Red results and conflicts go back to the worker that owns the branch, wit
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,16 @@ def role_writable(fac: Factory, worker: str, main_sha: str) -> tuple[str, ...]:
         return roles.DEFAULT_WRITABLE
 
 
+@dataclass(frozen=True)
+class _Look:
+    """What screen() reads from git about one entry, in screen's order, stopping where screen would."""
+
+    exists: bool
+    on_main: bool = False
+    report: guards.GuardReport | None = None
+    merged: repo.MergeResult | None = None
+
+
 class QueueLocked(FacError):
     pass
 
@@ -90,6 +101,7 @@ class MergeQueue:
         self._seq = 0
         self._said_stopped = False
         self._writable: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._prefetched: dict[tuple[int, str], Future[_Look]] = {}
 
     # --- lifecycle ---
 
@@ -159,11 +171,19 @@ class MergeQueue:
             )
         suite = checks.suite_from_rev(self.root, base, self.fac.fac_dir / "suites")
         batch: list[QueueEntry] = []
-        for e in pending:
-            if len(batch) >= self.batch_size:
-                break
-            if self.screen(e, base):
-                batch.append(e)
+        # Screening is read-only git work (about 20 processes per branch): start it for the entries
+        # this round will probably take, in parallel; screen() still decides one by one, in order.
+        ahead = pending[: self.batch_size] if self.batch_size > 1 else []
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(ahead)))) as pool:
+            self._prefetched = {(e.id, base): pool.submit(self._look_job(e, base)) for e in ahead}
+            try:
+                for e in pending:
+                    if len(batch) >= self.batch_size:
+                        break
+                    if self.screen(e, base):
+                        batch.append(e)
+            finally:
+                self._prefetched = {}
         if batch:
             self.say(
                 f"batch of {len(batch)}: {', '.join(e.worker for e in batch)} on {self.fac.main} {base[:10]}"
@@ -197,25 +217,48 @@ class MergeQueue:
     def _guards(self, e: QueueEntry, main_sha: str) -> guards.GuardReport:
         """A worker's branch: the built-in guards. The factory's fold of a delta: specs/ and nothing
         else. Both: the spec lint, for problems the branch would bring to main."""
+        return self._guard_job(e, main_sha)()
+
+    def _guard_job(self, e: QueueEntry, main_sha: str) -> Callable[[], guards.GuardReport]:
+        """The guards of `e` as a job that only reads git (the store is read here, in the caller's thread)."""
         from supervisor import deltas, specs
 
         if deltas.is_factory_entry(self.fac, e):
-            report = guards.factory_guards(self.root, main_sha, e.sha)
+            first = functools.partial(guards.factory_guards, self.root, main_sha, e.sha)
         else:
-            report = guards.branch_guards(self.root, main_sha, e.sha, self._role_writable(e.worker, main_sha))
-        return guards.GuardReport([*report.results, specs.lint_guard(self.fac, main_sha, e.sha)])
+            writable = self._role_writable(e.worker, main_sha)
+            first = functools.partial(guards.branch_guards, self.root, main_sha, e.sha, writable)
+        return lambda: guards.GuardReport([*first().results, specs.lint_guard(self.fac, main_sha, e.sha)])
+
+    def _look_job(self, e: QueueEntry, main_sha: str) -> Callable[[], _Look]:
+        """screen()'s git reads for `e` as a job that touches no store (safe to run in a thread)."""
+        guard = self._guard_job(e, main_sha)
+
+        def look() -> _Look:
+            if repo.rev_parse(self.root, e.sha) is None:
+                return _Look(exists=False)
+            if repo.is_ancestor(self.root, e.sha, main_sha):
+                return _Look(exists=True, on_main=True)
+            report = guard()
+            merged = repo.merge_tree(self.root, main_sha, e.sha) if report.ok else None
+            return _Look(exists=True, report=report, merged=merged)
+
+        return look
 
     def screen(self, e: QueueEntry, main_sha: str) -> bool:
         """Per-branch gates that need no check run: already merged, guards, conflicts with main."""
         store = self.fac.store
-        if repo.rev_parse(self.root, e.sha) is None:
+        started = self._prefetched.pop((e.id, main_sha), None)
+        look = started.result() if started is not None else self._look_job(e, main_sha)()
+        if not look.exists:
             store.set_entry(e.id, state="cancelled", verdict={"reason": f"commit {e.sha} no longer exists"})
             store.event("cancelled", e.worker, correlation=f"q{e.id}", reason="commit missing")
             return False
-        if repo.is_ancestor(self.root, e.sha, main_sha):
+        if look.on_main:
             self._mark_merged([e], main_sha, note="already on main")
             return False
-        report = self._guards(e, main_sha)
+        report = look.report
+        assert report is not None
         if not report.ok:
             self._blame(e, None, Verdict(ok=False, results=report.results), main_sha, reason="guard")
             return False
@@ -223,7 +266,8 @@ class MergeQueue:
         if needs:
             self._hold(e, needs)
             return False
-        merged = repo.merge_tree(self.root, main_sha, e.sha)
+        merged = look.merged
+        assert merged is not None
         if merged.tree is None:
             self._conflict(e, main_sha, merged.conflicts)
             return False
@@ -475,15 +519,21 @@ class MergeQueue:
         self._count_red(e.worker)
 
 
-def approval_needed(fac: Factory, main_sha: str, e: QueueEntry) -> list[str]:
-    """Paths of the entry that match `[queue] approval_paths` (main's config), unless its commit is approved."""
+@functools.lru_cache(maxsize=64)
+def _approval_globs(root: Path, main_sha: str) -> tuple[str, ...]:
+    """`[queue] approval_paths` as main's config has it (a commit's content never changes: cacheable)."""
     from supervisor import config as configmod
 
-    text = repo.show_file(fac.root, main_sha, configmod.CONFIG_NAME) or ""
+    text = repo.show_file(root, main_sha, configmod.CONFIG_NAME) or ""
     try:
-        globs = configmod.parse(text, default_name=fac.root.name).queue.approval_paths
+        return tuple(configmod.parse(text, default_name=root.name).queue.approval_paths)
     except FacError:
-        globs = ()
+        return ()
+
+
+def approval_needed(fac: Factory, main_sha: str, e: QueueEntry) -> list[str]:
+    """Paths of the entry that match `[queue] approval_paths` (main's config), unless its commit is approved."""
+    globs = _approval_globs(fac.root, main_sha)
     if not globs:
         return []
     base = repo.merge_base(fac.root, main_sha, e.sha) or main_sha
