@@ -43,12 +43,6 @@ def candidate_message(e: QueueEntry) -> str:
     return "\n".join(lines) + "\n"
 
 
-def split(entries: list[QueueEntry]) -> tuple[list[QueueEntry], list[QueueEntry]]:
-    """Bisection halves, oldest first."""
-    mid = len(entries) // 2
-    return entries[:mid], entries[mid:]
-
-
 def role_writable(fac: Factory, worker: str, main_sha: str) -> tuple[str, ...]:
     """The role's writable globs as main has them (a branch cannot widen its own scope)."""
     w = fac.store.worker(worker)
@@ -312,29 +306,52 @@ class MergeQueue:
             self.batch_size = min(self.max_batch, self.batch_size * 2)
             return cand.sha
         if len(cand.entries) == 1:
-            e = cand.entries[0]
-            for attempt in range(self.retries):
-                self.say(
-                    f"  {e.worker}: red alone; retry {attempt + 1}/{self.retries} to rule out a flaky check"
-                )
-                again = self.test(cand, suite, fresh=True)
-                if again.ok:
-                    self.stats["flaky"] += 1
-                    self.fac.store.event("flaky", e.worker, correlation=f"q{e.id}", sha=cand.sha,
-                                         failed=[r.name for r in verdict.failed()])  # fmt: skip
-                    if not self._land(cand, again):
-                        return "moved"
-                    return cand.sha
-            self._blame(e, cand, verdict, base, reason="red")
-            return base
+            return self.single(base, cand, verdict, suite)
         self.batch_size = max(1, self.batch_size // 2)
-        left, right = split(list(cand.entries))
-        self.say(f"  red batch of {len(cand.entries)}: bisecting {len(left)} + {len(right)}")
-        new_base = self.settle(base, left, suite)
-        if new_base == "moved":
-            return new_base
-        # When all of `left` merged, base+right is the tree that just failed: the cache answers it for free.
-        return self.settle(new_base, right, suite)
+        return self.bisect(base, list(cand.entries), suite)
+
+    def single(self, base: str, cand: Candidate, verdict: Verdict, suite: Suite) -> str:
+        """A red single-branch candidate: run it again (a flaky check passes), else blame its owner."""
+        e = cand.entries[0]
+        for attempt in range(self.retries):
+            self.say(f"  {e.worker}: red alone; retry {attempt + 1}/{self.retries} to rule out a flaky check")
+            again = self.test(cand, suite, fresh=True)
+            if again.ok:
+                self.stats["flaky"] += 1
+                self.fac.store.event("flaky", e.worker, correlation=f"q{e.id}", sha=cand.sha,
+                                     failed=[r.name for r in verdict.failed()])  # fmt: skip
+                if not self._land(cand, again):
+                    return "moved"
+                return cand.sha
+        self._blame(e, cand, verdict, base, reason="red")
+        return base
+
+    def bisect(self, base: str, entries: list[QueueEntry], suite: Suite) -> str:
+        """A red batch: binary search for its shortest red prefix, oldest first.
+
+        Each green prefix merges as soon as it is known; the first culprit is blamed (after its
+        retry); the entries after it stay queued and are tested together in the next round. One
+        culprit among n costs about log2(n) runs, plus its retry and one run for the rest.
+        """
+        self.say(f"  red batch of {len(entries)}: searching for the first culprit")
+        lo, hi = 0, len(entries)  # entries[:lo] are merged; base + entries[lo:hi] is known red
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            cand, deferred = self.build(base, entries[lo:mid])
+            if deferred or not cand.entries:  # cannot happen for a prefix of a built batch; stay safe
+                return base
+            verdict = self.test(cand, suite)
+            if verdict.ok:
+                if not self._land(cand, verdict):
+                    return "moved"
+                base, lo = cand.sha, mid
+            else:
+                hi = mid
+        cand, _ = self.build(base, entries[lo : lo + 1])
+        verdict = self.test(cand, suite)  # the cache answers when this is the prefix that failed
+        if verdict.ok:
+            return cand.sha if self._land(cand, verdict) else "moved"
+        return self.single(base, cand, verdict, suite)
 
     # --- running the gate ---
 

@@ -505,9 +505,11 @@ def lint_guard(fac: Any, main: str, head: str) -> Any:
 
     name = "guard:spec-lint"
     base = repo.merge_base(fac.root, main, head) or main
-    changed = [p for _s, p in repo.changed_paths(fac.root, base, head)]
-    if not any(p.startswith("specs/") or guards.is_test_file(p) for p in changed):
-        return CheckResult(name, True, 0, 0.0, "", "no spec or test file changed")
+    changes = repo.changed_paths(fac.root, base, head)
+    # A link can only break where a spec changes or an existing test file changes or goes;
+    # a branch that only adds test files cannot take a linked test away.
+    if not any(p.startswith("specs/") or (guards.is_test_file(p) and s != "A") for s, p in changes):
+        return CheckResult(name, True, 0, 0.0, "", "no spec changed and no existing test file touched")
     merged = repo.merge_tree(fac.root, main, head)
     if merged.tree is None:  # the conflict is reported on its own
         return CheckResult(name, True, 0, 0.0, "", "not linted: conflicts with main")

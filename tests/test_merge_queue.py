@@ -433,16 +433,13 @@ if [ -e "$FAC_CANDIDATE/{SUT}/BROKEN" ]; then echo "BROKEN is present"; exit 1; 
     assert_main_only_tested(factory, human, meanwhile)
 
 
-def test_bisection_halves_keep_the_submission_order() -> None:
-    from supervisor.merge_queue import candidate_message, split
+def test_candidate_merge_commits_carry_worker_entry_and_delta_trailers() -> None:
+    from supervisor.merge_queue import candidate_message
     from supervisor.store import QueueEntry
 
     def entry(i: int, delta: str | None = None) -> QueueEntry:
         return QueueEntry(i, f"w{i}", f"fac/w{i}", "0" * 40, delta, "queued", 0, 0.0, 0.0, None, None)
 
-    batch = [entry(i) for i in range(1, 6)]
-    assert [[e.id for e in half] for half in split(batch)] == [[1, 2], [3, 4, 5]]
-    assert split(batch[:1]) == ([], batch[:1])
     assert candidate_message(entry(7, "0003-words")) == (
         "Merge fac/w7 (w7)\n\nFac-Worker: w7\nFac-Queue-Entry: 7\nFac-Delta: 0003-words\n"
     )
