@@ -493,7 +493,9 @@ class MergeQueue:
                 + "\n".join(f"  {p}" for p in paths[:20])
                 + f"\nIt waits in the queue until a human runs `fac approve {e.branch}`.")  # fmt: skip
         with store.tx() as db:
-            store.set_entry(e.id, db=db, state="held", verdict={"ok": False, "reason": "approval", "paths": paths})
+            store.set_entry(
+                e.id, db=db, state="held", verdict={"ok": False, "reason": "approval", "paths": paths}
+            )
             store.event("held", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, paths=paths)
             mid = messages.store(self.fac, db, e.worker, body, sender="merge-queue", kind="held",
                                  correlation=f"q{e.id}") if store.worker(e.worker) else None  # fmt: skip
@@ -558,7 +560,9 @@ def approval_needed(fac: Factory, main_sha: str, e: QueueEntry) -> list[str]:
     hits = [p for p in changed if p not in guards.scope_violations([p], globs)]
     if not hits:
         return []
-    approved = any(ev.kind == "approved" and ev.payload.get("sha") == e.sha for ev in fac.store.events(worker=e.worker))
+    approved = any(
+        ev.kind == "approved" and ev.payload.get("sha") == e.sha for ev in fac.store.events(worker=e.worker)
+    )
     return [] if approved else hits
 
 
