@@ -8,6 +8,7 @@ is never checked again with the same suite.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -302,8 +303,7 @@ def run_suite(
 ) -> list[CheckResult]:
     """Run checks (and extra built-in checks) in parallel; results in a stable order."""
     jobs: list[Callable[[], CheckResult]] = [
-        (lambda c=c: run_one(c, workdir, stage, log_dir, sandbox))
-        for c in checks  # type: ignore[misc]
+        functools.partial(run_one, c, workdir, stage, log_dir, sandbox) for c in checks
     ]
     jobs += extra or []
     if not jobs:

@@ -104,8 +104,8 @@ def gather(
         by_name = {c.name: c for c in suite.checks}
         lines.append("- Your delta's acceptance checks (they must pass on main):")
         for link in d.delta.checks():
-            c = by_name.get(link.check)
-            how = f"`{_cmd(c, link.test)}` in {c.cwd}/" if c else "(no such check yet)"
+            linked = by_name.get(link.check)
+            how = f"`{_cmd(linked, link.test)}` in {linked.cwd}/" if linked else "(no such check yet)"
             lines.append(f"  - {link}: {how}")
     parts.append(Part("workflow", "how you work here", "\n".join(lines) + "\n", 85, "fac --help"))
     msgs = fac.store.messages(worker, unread_only=True) if fac.store.worker(worker) else []
@@ -115,12 +115,16 @@ def gather(
                           "fac inbox --all"))  # fmt: skip
     readme_rel = "system-under-construction/README.md"
     readme = worktree / readme_rel
-    text = (readme.read_text(encoding="utf-8", errors="replace") if readme.is_file()
-            else (specs.read(source, readme_rel) if not wt_ok else None))  # fmt: skip
-    if text:
+    readme_text = (readme.read_text(encoding="utf-8", errors="replace") if readme.is_file()
+                   else (specs.read(source, readme_rel) if not wt_ok else None))  # fmt: skip
+    if readme_text:
         parts.append(
             Part(
-                "readme", "the system's README", f"# The system's README\n\n{text.strip()}\n", 60, readme_rel
+                "readme",
+                "the system's README",
+                f"# The system's README\n\n{readme_text.strip()}\n",
+                60,
+                readme_rel,
             )
         )
     texts = source.read_many([f.path for f in current])

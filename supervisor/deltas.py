@@ -290,7 +290,7 @@ def views(fac: Any, source: Source | None = None) -> list[DeltaView]:
     out = {}
     for d in load(source):
         row = rows.get(d.id)
-        out[d.id] = DeltaView(d, effective(d.status, row and row["status"]), d.status, row)
+        out[d.id] = DeltaView(d, effective(d.status, row["status"] if row else None), d.status, row)
     for did, row in rows.items():
         if did not in out and row["text"]:
             d = parse(row["path"] or f"{DELTAS}/{did}-{slugify(row['title'])}.md", row["text"])
@@ -596,16 +596,17 @@ def fold_changes(source: Source, d: Delta) -> dict[str, str]:
             edits.setdefault(old.path, []).append((old.line, old.end_line, raw))
         else:
             added.append(raw)
-    target = f"{specs.CURRENT}/{d.spec}" if d.spec else None
+    target: str | None = f"{specs.CURRENT}/{d.spec}" if d.spec else None
     if target is None and edits:
         target = next(iter(edits))
     if target is None:
-        target = current[0].path if len(current) == 1 else f"{specs.CURRENT}/{d.slug}.md"
+        target = str(current[0].path) if len(current) == 1 else f"{specs.CURRENT}/{d.slug}.md"
+    assert target is not None
     out: dict[str, str] = {}
     for path in {*edits, target}:
         lines = texts.get(path, f"# {d.title}\n").splitlines()
-        for start, end, raw in sorted(edits.get(path, []), reverse=True):
-            lines[start - 1 : end] = raw.splitlines() if raw is not None else []
+        for start, end, replacement in sorted(edits.get(path, []), reverse=True):
+            lines[start - 1 : end] = replacement.splitlines() if replacement is not None else []
         if path == target and added:
             while lines and not lines[-1].strip():
                 lines.pop()

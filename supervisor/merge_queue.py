@@ -595,9 +595,11 @@ def run_gate(
 
         # Pytest checks also report per test (junit): `fac state` and delta acceptance read that.
         gate, reports = state.instrument(suite.for_stage("gate"), wt)
-        extra = [lambda c=c: count_guard(fac, c, wt, base) for c in gate if base and _is_pytest(c)]
+        extra: list[Callable[[], CheckResult]] = [
+            functools.partial(count_guard, fac, c, wt, base) for c in gate if base and _is_pytest(c)
+        ]
         results = checks.run_suite(gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra,
-                                   sandbox=sandbox.detect(root))  # fmt: skip  # type: ignore[arg-type]
+                                   sandbox=sandbox.detect(root))  # fmt: skip
         state.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=root, capture_output=True)

@@ -56,7 +56,7 @@ def compute(events: list[Event]) -> dict[str, Any]:
         elif ev.kind == "line-resumed" and stopped_at is not None:
             stops.append(ev.ts - stopped_at)
             stopped_at = None
-    tasks = []
+    tasks: list[dict[str, Any]] = []
     for w, t0 in spawned.items():
         if w not in merged:
             continue

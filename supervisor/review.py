@@ -80,11 +80,10 @@ def review(material: dict[str, str], *, model: str, base_url: str | None) -> Rev
     import anthropic
 
     key = api_key()
-    kwargs = {"base_url": base_url} if base_url else {}
     if os.environ.get("ANTHROPIC_API_KEY"):
-        client = anthropic.Anthropic(api_key=key, max_retries=3, **kwargs)
+        client = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=3)
     else:
-        client = anthropic.Anthropic(auth_token=key, max_retries=3, **kwargs)
+        client = anthropic.Anthropic(auth_token=key, base_url=base_url, max_retries=3)
     prompt = (f"# Delta\n{material['deltas'] or '(no delta: judge against the role rules)'}\n\n"
               f"# Role rules\n{material['rules']}\n\n# Diff\n```diff\n{material['diff']}\n```")  # fmt: skip
     msg = client.messages.create(model=model, max_tokens=1500, system=SYSTEM,

@@ -99,7 +99,7 @@ def junit_outcomes(path: Path) -> dict[str, str]:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     for tc in root.iter("testcase"):
         tags = {child.tag for child in tc}
         outcome = "failed" if tags & {"failure", "error"} else "skipped" if "skipped" in tags else "passed"

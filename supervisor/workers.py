@@ -127,7 +127,7 @@ def spawn(
     rt.check_available(launch)
     base_ref = base or fac.main
 
-    undo: list[Callable[[], None]] = []
+    undo: list[Callable[[], object]] = []
     store = fac.store
     existing = store.worker(name)
     if existing is not None:
