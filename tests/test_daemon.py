@@ -260,3 +260,26 @@ def test_32_processes_submitting_reading_and_hooking_at_once_lose_no_update(fact
     assert {w.name: w.state for w in fac.store.workers()} == dict.fromkeys(names, "idle")
     assert json.loads(json.dumps([e.id for e in entries]))  # ids are distinct integers
     assert len({e.id for e in entries}) == 32
+
+
+def test_auto_fix_spawns_a_fixer_whose_fix_restarts_the_line(factory: Path) -> None:
+    fix = (
+        "printf 'def test_main_is_broken():\\n    assert True\\n' > system-under-construction/tests/test_broken.py"
+        " && git commit -qam 'fix main' && fac submit"
+    )
+    configure(factory, f'[supervisor]\nauto_fix = true\nfixer_command = "{fix}"\n')
+    test = factory / "system-under-construction" / "tests" / "test_broken.py"
+    test.write_text("def test_main_is_broken():\n    assert False\n")
+    git(factory, "add", "-A")
+    git(factory, "commit", "-qm", "a human breaks main")
+    assert run_fac("verify", cwd=factory).returncode == 1
+    fac = Factory(factory)
+    Supervisor(fac).reconcile()  # sees the stopped line: notices, and a fixer with the failure as its task
+    fixers = [w for w in fac.store.workers() if w.role == "fixer"]
+    assert len(fixers) == 1 and "main is red" in fixers[0].task
+    wait_for(lambda: fac.store.queue(("queued",)), 60, "the fixer's submission")
+    MergeQueue(fac).run(once=True)
+    assert not line.get(fac).stopped
+    assert fac.store.queue()[0].state == "merged"
+    kinds = [e.kind for e in fac.store.events()]
+    assert kinds.index("line-stopped") < kinds.index("merged") < kinds.index("line-resumed")
