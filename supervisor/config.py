@@ -7,6 +7,7 @@ with the key's full name and what was expected, so a typo never silently falls b
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,10 @@ def _positive_number(v: Any) -> float:
 
 def _run(v: Any) -> tuple[str, ...] | str:
     if isinstance(v, str) and v.strip():
+        try:
+            shlex.split(v)
+        except ValueError as e:
+            raise ValueError(f"a command that splits like a shell would ({e})") from None
         return v
     if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
         return tuple(v)
@@ -141,6 +146,14 @@ def _env(v: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(v.items()))
 
 
+def _session(v: Any) -> str:
+    s = _str(v)
+    if ":" in s or "." in s:
+        # tmux would create the session as "a_b" but never find it again by "a:b" or "a.b"
+        raise ValueError("a tmux session name without ':' or '.'")
+    return s
+
+
 def _branch(v: Any) -> str:
     s = _str(v)
     if s.startswith("-") or " " in s or ".." in s:
@@ -150,7 +163,7 @@ def _branch(v: Any) -> str:
 
 SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "factory": {"name": _str, "main": _branch},
-    "tmux": {"session": _str},
+    "tmux": {"session": _session},
     "queue": {
         "parallel": _int_min(1),
         "max_batch": _int_min(1),
@@ -273,7 +286,8 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME) -> Config:
                 raise _fail(f"[{section}] {key}", str(e), raw, where) from None
     fac = values.get("factory", {})
     name = fac.get("name", default_name)
-    session = values.get("tmux", {}).get("session", f"fac-{name}")
+    # a directory like "api.v2" must still give tmux a session name it keeps as given
+    session = values.get("tmux", {}).get("session", "fac-" + name.replace(".", "_").replace(":", "_"))
     return Config(
         name=name,
         main=fac.get("main", "main"),

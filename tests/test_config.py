@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import assert_usage_error, fac_json, run_fac
+from helpers import assert_usage_error, fac_json, fac_ok, run_fac
 
 from supervisor import config
 from supervisor.config import CheckDef, Config
@@ -30,6 +30,9 @@ BAD_CONFIGS = {
     "bad branch": ('[factory]\nmain = "my main"\n', ["[factory] main", "git branch name"]),
     "not a bool": ('[queue]\nverify_main = "yes"\n', ["[queue] verify_main", "true or false"]),
     "empty session": ('[tmux]\nsession = ""\n', ["[tmux] session", "non-empty string"]),
+    "session with colon": ('[tmux]\nsession = "a:b"\n', ["[tmux] session", "without ':' or '.'"]),
+    "session with dot": ('[tmux]\nsession = "a.b"\n', ["[tmux] session", "without ':' or '.'"]),
+    "unbalanced quote": ('[checks.t]\nrun = "pytest \\"x"\n', ["[checks.t] run", "No closing quotation"]),
     "not a table": ("queue = 3\n", ["[queue]", "a table"]),
     "bad toml": ("[queue\n", ["not valid TOML"]),
 }
@@ -89,6 +92,15 @@ def test_empty_config_means_defaults_named_after_the_directory() -> None:
     cfg = config.parse("", default_name="shop")
     assert cfg == Config(name="shop", main="main", session="fac-shop")
     assert cfg.queue.max_batch == 16 and cfg.queue.retries == 1 and cfg.queue.parallel >= 1
+
+
+def test_a_directory_with_a_dot_gives_a_session_tmux_keeps(tmp_path: Path) -> None:
+    assert config.parse("", default_name="api.v2").session == "fac-api_v2"
+    fac_ok("init", "my.proj", cwd=tmp_path)
+    fac_ok("up", cwd=tmp_path / "my.proj")
+    fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 60", cwd=tmp_path / "my.proj")
+    assert fac_json("status", cwd=tmp_path / "my.proj")["session_running"] is True
+    fac_ok("down", cwd=tmp_path / "my.proj")
 
 
 def test_name_and_session_can_be_configured() -> None:
