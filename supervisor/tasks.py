@@ -22,7 +22,7 @@ class Task:
     delta: str | None
     runtime: str | None
     command: str | None
-    state: str  # todo | assigned
+    state: str  # todo | assigned | failed (its spawn failed: the event task-pull-failed says why)
     worker: str | None
     created_at: float
     updated_at: float
@@ -32,7 +32,13 @@ def add(fac: Factory, text: str, *, role: str = "worker", runtime: str | None = 
         command: str | None = None, delta: str | None = None) -> int:  # fmt: skip
     if not text.strip():
         raise FacError("the task is empty", hint='fac task add "what to build"')
-    roles.get(fac.root, role)
+    spec = roles.get(fac.root, role)
+    if (runtime or spec.runtime) == "command" and not (command or "").strip():
+        # caught here, not when the supervisor pulls the task and its spawn fails
+        raise FacError(
+            f"a task for role {role!r} runs the command runtime and needs a command",
+            hint=f'fac task add "{text}" --cmd "bash ./agent.sh" (or --runtime claude|anthropic)',
+        )
     now = time.time()
     with fac.store.tx() as db:
         cur = db.execute(
@@ -53,6 +59,15 @@ def wip(fac: Factory) -> int:
     return sum(1 for w in fac.store.workers() if w.state not in FINISHED)
 
 
+def _role_is_full(fac: Factory, role: str) -> bool:
+    try:
+        cap = roles.get(fac.root, role).max_instances
+    except FacError:
+        return False  # spawn reports it, and the task is parked
+    live = [w for w in fac.store.workers() if w.role == role and w.state != "stopped"]
+    return bool(cap) and len(live) >= cap
+
+
 def pull(fac: Factory) -> list[dict[str, Any]]:
     """Spawn workers for waiting tasks, oldest first, while under `[supervisor] max_workers`."""
     from supervisor import workers
@@ -64,11 +79,19 @@ def pull(fac: Factory) -> list[dict[str, Any]]:
             continue
         if wip(fac) >= limit:
             break
+        if _role_is_full(fac, t.role):
+            continue  # waits, like a task over the WIP limit
         try:
             res = workers.spawn(fac, t.role, task=t.text, runtime=t.runtime, command=t.command, delta=t.delta)
         except FacError as e:
-            fac.store.event("task-pull-failed", None, correlation=f"t{t.id}", error=str(e))
-            break
+            # Parked, not retried: a spawn that failed fails again on every pass (a log flood), and
+            # one bad task must not hold back the tasks behind it.
+            with fac.store.tx() as db:
+                db.execute(
+                    "UPDATE tasks SET state = 'failed', updated_at = ? WHERE id = ?", (time.time(), t.id)
+                )
+                fac.store.event("task-pull-failed", None, correlation=f"t{t.id}", db=db, error=str(e))
+            continue
         with fac.store.tx() as db:
             db.execute("UPDATE tasks SET state = 'assigned', worker = ?, updated_at = ? WHERE id = ?",
                        (res["name"], time.time(), t.id))  # fmt: skip

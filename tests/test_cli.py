@@ -264,3 +264,40 @@ def test_log_follow_prints_new_events_as_they_happen(factory: Path, tmp_path: Pa
         follower.wait(10)
         out.close()
     assert "w2" not in (tmp_path / "follow.txt").read_text()
+
+
+def test_a_task_for_the_command_runtime_without_a_command_is_refused(factory: Path) -> None:
+    proc = run_fac("task", "add", "write multiply", cwd=factory)
+    assert_usage_error(proc, "needs a command", "--cmd")
+    assert json.loads(fac_ok("task", "--json", cwd=factory).stdout) == []
+
+
+def test_a_task_whose_spawn_fails_is_parked_once_and_does_not_block_the_next(factory: Path) -> None:
+    from supervisor import tasks
+    from supervisor.factory import Factory
+
+    fac_ok("roles", "new", "gone", cwd=factory)
+    fac_ok("task", "add", "first", "--role", "gone", "--cmd", "sleep 600", cwd=factory)
+    fac_ok("task", "add", "second", "--cmd", "sleep 600", cwd=factory)
+    (factory / "roles" / "gone.md").unlink()
+    fac = Factory(factory)
+    tasks.pull(fac)
+    tasks.pull(fac)
+    assert [t.state for t in tasks.all_tasks(fac)] == ["failed", "assigned"]
+    assert [e.kind for e in fac.store.events()].count("task-pull-failed") == 1
+
+
+def test_a_task_for_a_role_at_max_instances_waits_without_failing(factory: Path) -> None:
+    from supervisor import tasks
+    from supervisor.factory import Factory
+
+    fac_ok("roles", "new", "solo", cwd=factory)
+    role = factory / "roles" / "solo.md"
+    role.write_text(role.read_text().replace("max_instances = 0", "max_instances = 1"))
+    fac_ok("task", "add", "one", "--role", "solo", "--cmd", "sleep 600", cwd=factory)
+    fac_ok("task", "add", "two", "--role", "solo", "--cmd", "sleep 600", cwd=factory)
+    fac = Factory(factory)
+    tasks.pull(fac)
+    tasks.pull(fac)
+    assert [t.state for t in tasks.all_tasks(fac)] == ["assigned", "todo"]
+    assert "task-pull-failed" not in [e.kind for e in fac.store.events()]
