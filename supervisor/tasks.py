@@ -37,7 +37,7 @@ def add(fac: Factory, text: str, *, role: str = "worker", runtime: str | None = 
         # caught here, not when the supervisor pulls the task and its spawn fails
         raise FacError(
             f"a task for role {role!r} runs the command runtime and needs a command",
-            hint=f'fac task add "{text}" --cmd "bash ./agent.sh" (or --runtime claude|anthropic)',
+            hint='pass --cmd "bash ./agent.sh" (run in the worker\'s worktree), or --runtime claude|anthropic',
         )
     now = time.time()
     with fac.store.tx() as db:
