@@ -669,7 +669,8 @@ class Agent:
         env.update(TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
         sb = sandbox.detect(self.fac.root)
         if sb.kind != "none":
-            argv = sb.wrap(argv, self.root, [self.root, tmp])
+            # The agent's own run directory (its saved credentials) is hidden from the model's commands.
+            argv = sb.wrap(argv, self.root, [self.root, tmp], hide=[self.run_dir])
         log = self.run_dir / "run-output.log"
         start = time.monotonic()
         timeout = self.settings.run_timeout

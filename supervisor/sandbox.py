@@ -31,14 +31,20 @@ class Sandbox:
     engine: str | None = None
     image: str | None = None
 
-    def wrap(self, argv: list[str], cwd: Path, writable: list[Path]) -> list[str]:
-        """The command line that runs `argv` in `cwd` inside this sandbox."""
+    def wrap(
+        self, argv: list[str], cwd: Path, writable: list[Path], hide: list[Path] | None = None
+    ) -> list[str]:
+        """The command line that runs `argv` in `cwd` inside this sandbox; `hide` become empty dirs."""
         if self.kind == "bwrap":
             binds: list[str] = []
+            for h in dict.fromkeys(str(Path(x).resolve()) for x in hide or []):
+                if Path(h).is_dir():
+                    binds += ["--tmpfs", h]
             for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
                 binds += ["--bind", p, p]
             # No tmpfs over /tmp: the tree under test may live there. Callers pass a private TMPDIR.
-            return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *binds,
+            # A new pid namespace: the sandboxed command cannot read other processes' environments.
+            return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-pid", "--proc", "/proc", *binds,
                     "--unshare-net", "--die-with-parent", "--chdir", str(cwd), "--", *argv]  # fmt: skip
         if self.kind == "container":
             assert self.engine and self.image

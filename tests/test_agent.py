@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -409,3 +410,23 @@ def test_spawn_keeps_the_spawners_anthropic_environment_private(factory: Path, f
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     data = json.loads(saved.read_text(encoding="utf-8"))
     assert data == {"ANTHROPIC_API_KEY": DEFAULT_KEY, "ANTHROPIC_BASE_URL": fake.url}
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed on this machine")
+def test_the_run_tool_cannot_read_the_agents_saved_credentials(factory: Path, fake: FakeAnthropic) -> None:
+    start_worker(factory, "a8")
+    run_dir = factory / ".fac" / "runs" / "a8"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Stands for what the run directory holds (agent.env with the key, the conversation).
+    (run_dir / "private.txt").write_text("sk-secret", encoding="utf-8")
+    fake.add(
+        turn(
+            tool("run", command=f"cat {run_dir / 'private.txt'}"),
+            tool("run", command="grep -a -r -l sk-secret /proc --include=environ -s"),
+        ),
+        turn(text("done")),
+    )
+    run_agent(factory, "a8", wait_limit=0)
+    first, second = fake.tool_results(1)
+    assert "sk-secret" not in first["content"] and "No such file" in first["content"]
+    assert "sk-secret" not in second["content"]
