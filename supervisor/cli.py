@@ -35,8 +35,23 @@ def _ago(ts: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def _usage_error(ctx: click.Context, e: click.UsageError) -> NoReturn:
+    # click's own four-line "Usage: ... Error: ..." would break the one-line contract
+    if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # `fac` alone: its help
+        raise e
+    click.echo(f"fac: error: {' '.join(e.format_message().split())}", err=True)
+    click.echo(f"  hint: see `{e.ctx.command_path if e.ctx else 'fac'} --help`", err=True)
+    ctx.exit(e.exit_code)
+
+
 class FacGroup(click.Group):
     """Maps FacError to a one- or two-line message and its exit code; never a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:  # `fac --bogus`; a subcommand's errors reach invoke below
+            _usage_error(ctx, e)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -46,6 +61,8 @@ class FacGroup(click.Group):
             if e.hint:
                 click.echo(f"  hint: {e.hint}", err=True)
             ctx.exit(e.exit_code)
+        except click.UsageError as e:
+            _usage_error(ctx, e)
         except KeyboardInterrupt:
             click.echo("fac: interrupted", err=True)
             ctx.exit(130)

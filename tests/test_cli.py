@@ -301,3 +301,27 @@ def test_a_task_for_a_role_at_max_instances_waits_without_failing(factory: Path)
     tasks.pull(fac)
     assert [t.state for t in tasks.all_tasks(fac)] == ["assigned", "todo"]
     assert "task-pull-failed" not in [e.kind for e in fac.store.events()]
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["send", "w1"], "Missing argument 'TEXT'"),
+        (["spawn"], "Missing argument 'ROLE'"),
+        (["queue", "bogus"], "No such command 'bogus'"),
+        (["task", "ls"], "No such command 'ls'"),
+        (["check", "--stage", "bogus"], "'bogus' is not one of"),
+        (["status", "--jsn"], "No such option '--jsn'"),
+        (["--bogus"], "No such option '--bogus'"),
+    ],
+    ids=lambda a: " ".join(a) if isinstance(a, list) else "",
+)
+def test_click_usage_errors_follow_the_one_line_contract(factory: Path, args: list[str], needle: str) -> None:
+    proc = run_fac(*args, cwd=factory)
+    assert_usage_error(proc, needle, "--help`")
+    assert "Usage:" not in proc.stderr
+
+
+def test_fac_alone_still_prints_its_help(tmp_path: Path) -> None:
+    proc = run_fac(cwd=tmp_path)
+    assert "Usage: fac" in proc.stdout + proc.stderr and "Commands:" in proc.stdout + proc.stderr
