@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,15 +19,6 @@ from supervisor.factory import Factory
 from supervisor.sandbox import Sandbox
 
 
-def _alive(pid: int) -> bool:
-    """A process that exists and is not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _sandbox(kind: str) -> Sandbox | None:
     if kind == "none":
         return None
@@ -37,18 +29,29 @@ def _sandbox(kind: str) -> Sandbox | None:
 
 @pytest.mark.parametrize("kind", ["none", "bwrap"])
 def test_timeout_kills_the_whole_process_group(tmp_path: Path, kind: str) -> None:
-    pidfile = tmp_path / "child.pid"  # the tree under test: writable in the sandbox too
-    script = f"sleep 100 & echo $$ $! > {pidfile}; sleep 100"
+    # A unique sleep length marks the check's processes, so they can be found from the host even
+    # when the sandbox gives them pids of their own namespace.
+    marker = f"1000.{uuid.uuid4().int % 10**9:09d}"
+    script = f"sleep {marker} & sleep {marker}"
     check = CheckDef(name="hangs", run=("bash", "-c", script), timeout=0.5)
 
     r = checks.run_one(check, tmp_path, "gate", tmp_path / "logs", _sandbox(kind))
 
     assert not r.ok and r.timed_out and r.exit_code is None
     assert "timed out after 0.5s (process group killed)" in r.feedback
-    pids = wait_for(lambda: pidfile.exists() and pidfile.read_text().split(), message="the pids")
-    # In the sandbox these are the host's pids too (no pid namespace): the same check holds.
-    for pid in map(int, pids):
-        wait_for(lambda pid=pid: not _alive(pid), message=f"process {pid} of the check to be killed")
+    wait_for(lambda: not _processes_with(marker), message="every process of the check to be killed")
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
 
 
 def _pytest_output(tmp_path: Path) -> tuple[str, int]:
