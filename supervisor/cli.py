@@ -164,13 +164,16 @@ def config_cmd(as_json: bool) -> None:
     fac = _factory()
     cfg = fac.config
     data = {"root": str(fac.root), "name": cfg.name, "main": cfg.main, "session": cfg.session,
-            "queue": asdict(cfg.queue), "agents": asdict(cfg.agents),
+            "queue": asdict(cfg.queue), "supervisor": asdict(cfg.supervisor),
+            "context": {"max_chars": cfg.context_max_chars}, "agents": asdict(cfg.agents),
             "checks": [asdict(c) for c in cfg.checks]}  # fmt: skip
     if as_json:
         _json(data)
         return
     click.echo(f"factory {cfg.name} at {fac.root}: main={cfg.main} session={cfg.session}")
     click.echo("queue: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.queue).items()))
+    click.echo("supervisor: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.supervisor).items()))
+    click.echo(f"context: max_chars={cfg.context_max_chars}")
     click.echo("agents: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.agents).items()))
     for c in cfg.checks:
         run = c.run if isinstance(c.run, str) else " ".join(c.run)

@@ -128,6 +128,14 @@ def test_default_factory_toml_is_valid_and_round_trips_through_tomli_w() -> None
     assert again == cfg
 
 
+def test_fac_config_shows_the_supervisor_and_context_sections(factory: Path) -> None:
+    (factory / "factory.toml").write_text("[supervisor]\nmax_workers = 7\n[context]\nmax_chars = 5000\n")
+    data = fac_json("config", cwd=factory)
+    assert data["supervisor"]["max_workers"] == 7 and data["context"] == {"max_chars": 5000}
+    out = fac_ok("config", cwd=factory).stdout
+    assert "max_workers=7" in out and "max_chars=5000" in out
+
+
 def test_fac_config_json_shows_the_effective_configuration(factory: Path) -> None:
     data = fac_json("config", cwd=factory)
     assert data["root"] == str(factory)
