@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -104,3 +105,30 @@ def test_fac_sandbox_none_runs_plainly_and_says_so(factory: Path) -> None:
     assert_usage_error(
         run_fac("check", "--ref", "main", cwd=factory, env={"FAC_SANDBOX": "jail"}), "FAC_SANDBOX"
     )
+
+
+def test_llm_review_asks_the_model_and_turns_its_verdict_into_the_check(
+    factory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from supervisor.fake_anthropic import DEFAULT_KEY, FakeAnthropic, text, turn
+
+    configure(factory, '[checks.review]\nrun = "fac llm-review"\nkind = "judgment"\nrequired = true\n')
+    wt = spawn(factory, "w1")
+    commit(wt, passing_test("reviewed"), "add a test")
+    with FakeAnthropic() as fake:
+        env = {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": DEFAULT_KEY}
+        fake.add(
+            turn(text('{"verdict": "fail", "review": "tests/test_reviewed.py:2 asserts nothing useful"}'))
+        )
+        proc = run_fac("check", "--worker", "w1", "--stage", "gate", "--json", cwd=factory, env=env)
+        assert proc.returncode == 1
+        review = next(r for r in json.loads(proc.stdout)["results"] if r["name"] == "review")
+        assert not review["ok"] and "asserts nothing useful" in review["tail"]
+        sent = fake.requests[-1]["messages"][0]["content"]
+        assert (
+            "test_reviewed" in sent and "You are a worker in a software factory" in sent
+        )  # diff + role rules
+
+        fake.add(turn(text('{"verdict": "pass", "review": "small and tested"}')))
+        report = fac_json("check", "--worker", "w1", "--stage", "gate", cwd=factory, env=env)
+        assert next(r for r in report["results"] if r["name"] == "review")["ok"]
