@@ -327,6 +327,9 @@ def log(follow: bool, worker: str | None, lines: int, as_json: bool) -> None:
     fac = _factory()
     store = fac.store
     events = store.events(worker=worker, limit=lines)
+    if worker and not events and store.worker(worker) is None:
+        known = ", ".join(w.name for w in store.workers()) or "none"
+        raise FacError(f"no worker named {worker!r} and no events of one", hint=f"workers: {known}")
     last = events[-1].id if events else 0
     while True:
         for ev in events:
@@ -432,7 +435,9 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
     else:
         v = report.verdict
         target = report.target[:10] if ref else report.target
-        click.echo(f"fac check: {stage} stage on {target} (suite {report.suite}, {len(v.results)} checks)")
+        click.echo(
+            f"fac check: {stage} stage on {target} (suite {report.suite}, {len(v.results)} check{'' if len(v.results) == 1 else 's'})"
+        )
         for r in v.results:
             mark = "PASS" if r.ok else ("FAIL" if r.required else "warn")
             click.echo(f"  {mark}  {r.name:<28} {r.duration:6.1f}s")
@@ -560,7 +565,8 @@ def inbox(worker: str | None, show_all: bool, mid: int | None, wait_s: float | N
     name = _worker_arg(worker)
     assert name is not None
     if fac.store.worker(name) is None and not fac.store.messages(name):
-        raise FacError(f"no worker named {name!r}")
+        known = ", ".join(w.name for w in fac.store.workers()) or "none"
+        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
     if ack_ids:
         acked = messages.ack(fac, name, list(ack_ids))
         if as_json:
@@ -823,6 +829,8 @@ def task_add(text: str, role: str, runtime: str | None, command: str | None, del
     """Queue a task; a worker is spawned for it when the factory is under [supervisor] max_workers."""
     from supervisor import tasks
 
+    if command is not None and runtime not in (None, "command"):
+        raise FacError(f"--cmd runs the command runtime; it cannot be combined with --runtime {runtime}")
     tid = tasks.add(_factory(), text, role=role, runtime="command" if command else runtime, command=command,
                     delta=delta)  # fmt: skip
     click.echo(f"task {tid} queued; the supervisor pulls it when a WIP slot is free")

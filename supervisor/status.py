@@ -55,11 +55,16 @@ def render(data: dict[str, Any]) -> str:
 
     state = "up" if data["session_running"] else "down"
     q = data["queue"]
-    main = (data.get("main_sha") or "")[:10]
+    main = (data.get("main_sha") or "(missing)")[:10]
     lines = [
         f"factory {data['root']}  session {data['session']} ({state})  {data['main']} {main}  "
         f"queue: {q['queued']} queued, {q['testing']} testing"
     ]
+    if not data.get("main_sha"):
+        lines.append(
+            f"warning: branch {data['main']} does not exist: set [factory] main in factory.toml to the branch "
+            "the queue guards"
+        )
     ln = data["line"]
     if ln["state"] == "stopped":
         lines.append(

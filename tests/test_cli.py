@@ -325,3 +325,29 @@ def test_click_usage_errors_follow_the_one_line_contract(factory: Path, args: li
 def test_fac_alone_still_prints_its_help(tmp_path: Path) -> None:
     proc = run_fac(cwd=tmp_path)
     assert "Usage: fac" in proc.stdout + proc.stderr and "Commands:" in proc.stdout + proc.stderr
+
+
+def test_small_usage_errors_name_the_workers_and_the_runtime_clash(factory: Path) -> None:
+    from helpers import assert_usage_error, fac_ok, run_fac
+
+    fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", cwd=factory)
+    assert_usage_error(
+        run_fac("log", "--worker", "nosuch", cwd=factory), "no worker named 'nosuch'", "workers: w1"
+    )
+    assert_usage_error(
+        run_fac("inbox", "--worker", "nosuch", cwd=factory), "no worker named 'nosuch'", "workers: w1"
+    )
+    assert_usage_error(
+        run_fac("task", "add", "x", "--runtime", "claude", "--cmd", "true", cwd=factory),
+        "--cmd runs the command",
+    )
+
+
+def test_status_warns_when_the_main_branch_does_not_exist(factory: Path) -> None:
+    from helpers import git, run_fac
+
+    text = (factory / "factory.toml").read_text().replace('main = "main"', 'main = "trunk"')
+    (factory / "factory.toml").write_text(text)
+    git(factory, "commit", "-qam", "point at a branch that is not there")
+    out = run_fac("status", cwd=factory).stdout
+    assert "warning: branch trunk does not exist" in out
