@@ -137,6 +137,7 @@ def config_cmd(as_json: bool) -> None:
     [supervisor] max_workers  the WIP limit for pulling tasks (default 4)
     [supervisor] auto_fix  spawn a fixer when main goes red (default false)
     [supervisor] fixer_command  the fixer's command when its role runs commands
+    [supervisor] worker_command  what a worker pulled for an approved delta runs (command runtime)
     [supervisor] restart_delays  backoff of restarts in seconds (default [0, 5, 15, 60])
     [supervisor] crash_loop, crash_window  crashes within seconds that pull the andon cord (4, 900)
     [supervisor] red_limit red verdicts in a row before a human is asked (default 5)

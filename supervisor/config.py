@@ -51,6 +51,7 @@ class SupervisorConfig:
     max_workers: int = 4  # the WIP limit for pulling tasks
     auto_fix: bool = False  # spawn a fixer when main goes red
     fixer_command: str | None = None  # the fixer's command when its role uses the command runtime
+    worker_command: str | None = None  # what a worker pulled for an approved delta runs (command runtime)
     restart_delays: tuple[float, ...] = (0.0, 5.0, 15.0, 60.0)
     crash_loop: int = 4  # this many crashes ...
     crash_window: float = 900.0  # ... within this many seconds: needs-human
@@ -201,6 +202,7 @@ SCHEMA["supervisor"] = {
     "max_workers": _int_min(1),
     "auto_fix": _bool,
     "fixer_command": _str,
+    "worker_command": _str,
     "restart_delays": _delays,
     "crash_loop": _int_min(1),
     "crash_window": _positive_number,

@@ -28,6 +28,8 @@ def snapshot(fac: Factory) -> dict[str, Any]:
     data["last_verdict"] = last
     data["line"] = line.get(fac).as_dict()
     data["tasks"] = [t.__dict__ for t in tasks.all_tasks(fac) if t.state == "todo"]
+    data["deltas_waiting"] = [v.id for v in tasks.waiting_deltas(fac)]
+    data["worker_command"] = fac.config.supervisor.worker_command
     data["wip_limit"] = fac.config.supervisor.max_workers
     return data
 
@@ -65,6 +67,11 @@ def render(data: dict[str, Any]) -> Any:
         parts.append(
             Text("tasks waiting: " + "; ".join(f"#{t['id']} {t['text'][:40]}" for t in data["tasks"]))
         )
+    if data["deltas_waiting"]:
+        how = (
+            "" if data["worker_command"] else " (a command-runtime worker needs [supervisor] worker_command)"
+        )
+        parts.append(Text("approved deltas waiting for a worker: " + ", ".join(data["deltas_waiting"]) + how))
     if data["checkout"]["note"]:
         parts.append(Text("note: " + data["checkout"]["note"], style="yellow"))
     return Panel(Group(*parts), title=f"fac {data['session']}  {time.strftime('%H:%M:%S')}")

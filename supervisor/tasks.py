@@ -97,4 +97,57 @@ def pull(fac: Factory) -> list[dict[str, Any]]:
                        (res["name"], time.time(), t.id))  # fmt: skip
             fac.store.event("task-pulled", res["name"], correlation=f"t{t.id}", db=db, task=t.id)
         started.append(res)
+    if wip(fac) < limit:
+        started += pull_deltas(fac, limit)
+    return started
+
+
+PULL_RETRY = 300.0  # seconds before a delta whose spawn failed is tried again
+_PULL_FAILED: dict[str, float] = {}
+
+
+def waiting_deltas(fac: Factory) -> list[Any]:
+    """Approved deltas that no worker and no queued task has taken yet, oldest id first."""
+    from supervisor import deltas
+
+    try:
+        views = deltas.views(fac)
+    except FacError:
+        return []
+    taken = {t.delta for t in all_tasks(fac) if t.delta and t.state in ("todo", "assigned")}
+    return [
+        v for v in views if v.status == "approved" and not (v.store or {}).get("worker") and v.id not in taken
+    ]
+
+
+def pull_deltas(fac: Factory, limit: int) -> list[dict[str, Any]]:
+    """Kanban pull of approved deltas: a new worker per delta while under the WIP limit.
+
+    A worker role that runs commands needs `[supervisor] worker_command` to know what to run;
+    without it approved deltas wait (the dashboard says so) rather than failing.
+    """
+    from supervisor import workers
+
+    started: list[dict[str, Any]] = []
+    waiting = waiting_deltas(fac)
+    if not waiting:
+        return started
+    role = roles.get(fac.root, "worker")
+    command = fac.config.supervisor.worker_command if role.runtime == "command" else None
+    if role.runtime == "command" and not command:
+        return started
+    for v in waiting:
+        if wip(fac) >= limit or _role_is_full(fac, "worker"):
+            break
+        if time.time() - _PULL_FAILED.get(v.id, 0.0) < PULL_RETRY:
+            continue  # it failed a moment ago; the event log has why
+        try:
+            res = workers.spawn(fac, "worker", task=f"Implement delta {v.id}: {v.delta.title}", command=command,
+                                delta=v.id)  # fmt: skip
+        except FacError as e:
+            _PULL_FAILED[v.id] = time.time()
+            fac.store.event("delta-pull-failed", None, correlation=v.id, error=str(e))
+            continue
+        fac.store.event("delta-pulled", res["name"], correlation=v.id)
+        started.append(res)
     return started

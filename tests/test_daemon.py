@@ -283,3 +283,21 @@ def test_auto_fix_spawns_a_fixer_whose_fix_restarts_the_line(factory: Path) -> N
     assert fac.store.queue()[0].state == "merged"
     kinds = [e.kind for e in fac.store.events()]
     assert kinds.index("line-stopped") < kinds.index("merged") < kinds.index("line-resumed")
+
+
+def test_approved_deltas_are_pulled_by_new_workers_under_the_wip_limit(factory: Path) -> None:
+    configure(factory, '[supervisor]\nmax_workers = 1\nworker_command = "sleep 600"\n')
+    statement = "`char_count` MUST count characters. [check: tests]"
+    for title in ("Count characters", "Count vowels"):
+        fac_ok("delta", "new", title, "--statement", statement, "--check", "tests", cwd=factory)
+    fac_ok("delta", "approve", "1", cwd=factory)
+    fac_ok("delta", "approve", "2", cwd=factory)
+    fac = Factory(factory)
+    Supervisor(fac).reconcile()
+    (w,) = fac.store.workers()
+    assert w.delta == "0001" and "Implement delta 0001: Count characters" in w.task
+    assert fac_json("delta", "show", "1", cwd=factory)["status"] == "in-progress"
+    assert [v.id for v in tasks.waiting_deltas(fac)] == ["0002"]  # the WIP limit holds it back
+    fac_ok("kill", w.name, cwd=factory)
+    Supervisor(fac).reconcile()
+    assert sorted(x.delta for x in fac.store.workers() if x.state != "stopped") == ["0002"]
