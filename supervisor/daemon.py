@@ -29,6 +29,7 @@ from supervisor.tmux import PaneInfo
 # States in which the supervisor leaves a worker's process alone.
 PARKED = ("stopped", "done", "needs-human")
 STARTING_GRACE = 60.0
+UNSETTLED_GRACE = 5.0  # seconds to wait for tmux to learn a dead pane's exit status
 
 
 class Supervisor:
@@ -44,6 +45,7 @@ class Supervisor:
         self._line_notified = -1.0
         self._main_seen: str | None = None
         self._verifying = False
+        self._unsettled: dict[str, float] = {}
         self.passes = 0
 
     # --- lifecycle ---
@@ -135,12 +137,19 @@ class Supervisor:
         alive = p is not None and not p.dead
         if alive:
             return None
+        if p is not None and not p.settled:
+            # Its end of file came before tmux reaped it: ask again in a moment, do not guess 0.
+            first = self._unsettled.setdefault(p.pane_id, now)
+            if now - first < UNSETTLED_GRACE:
+                return now + 0.1
+        if p is not None:
+            self._unsettled.pop(p.pane_id, None)
         if p is not None and p.dead and p.dead_status == 0 and not p.dead_signal:
             workers_state(self.fac, w.name, "done", "finished", exit_status=0)
             self.say(f"{w.name}: finished (exit 0)")
             return None
         status = "no window" if p is None else (
-            f"killed by signal {p.dead_signal}" if p.dead_signal else f"exit {p.dead_status}")  # fmt: skip
+            f"killed by signal {p.dead_signal}" if p.dead_signal else f"exit {p.dead_status if p.dead_status is not None else '?'}")  # fmt: skip
         if w.state == "crashed" and w.next_restart is not None:
             if now >= w.next_restart:
                 return self.restart(w, status)

@@ -265,7 +265,7 @@ def _follow(fac: Any, timeout: float, say: Callable[[str], None]) -> list[str]:
             if line:
                 say(f"  {time.strftime('%H:%M:%S', time.localtime(ev.ts))} {line}")
         panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
-        finished = [n for n in names if n in panes and panes[n].dead]
+        finished = [n for n in names if n in panes and panes[n].settled]
         if len(finished) == len(names):
             break
         if time.monotonic() > deadline:

@@ -92,9 +92,14 @@ class PaneInfo:
     pane_id: str
     pane_pid: int
     dead: bool
-    dead_status: int | None  # exit code of a dead pane; None when a signal killed it
+    dead_status: int | None  # exit code of a dead pane; None when a signal killed it or not known yet
     dead_signal: int | None
     current_command: str
+
+    @property
+    def settled(self) -> bool:
+        """Dead with a known end: an exit status or a signal (tmux learns them a moment after death)."""
+        return self.dead and (self.dead_status is not None or self.dead_signal is not None)
 
 
 _PANE_FORMAT = "\t".join(
@@ -222,8 +227,9 @@ class Tmux:
                 continue
             s, wid, wname, pid_, ppid, dead, status, signal, cmd = parts
             is_dead = dead == "1"
-            # tmux leaves pane_dead_status empty for exit code 0
-            code = int(status) if status else (0 if is_dead and not signal else None)
+            # tmux marks a pane dead at the pty's end of file and learns the exit status only when it
+            # reaps the process: an empty status with no signal means "not known yet", never 0.
+            code = int(status) if status else None
             infos.append(
                 PaneInfo(
                     session=s,

@@ -277,7 +277,7 @@ def views(fac: Factory) -> list[WorkerView]:
         elif p.dead and p.dead_signal:
             process = f"killed by signal {p.dead_signal}"
         elif p.dead:
-            process = f"exited {p.dead_status}"
+            process = f"exited {p.dead_status}" if p.settled else "exiting"
         else:
             process = "running"
         out.append(

@@ -145,7 +145,7 @@ def test_spawned_anthropic_worker_loops_to_merged_and_shows_its_transcript(
     # tmux may see the pane's end of file a moment before it reaps the process and knows its status.
     status = wait_for(
         lambda: tmux(tmux_socket, "display-message", "-p", "-t", pane, "#{pane_dead_status}").stdout.strip(),
-        timeout=30,
+        timeout=120,
         message="the agent's exit status",
     )
     screen = capture_pane(tmux_socket, pane)
