@@ -172,10 +172,16 @@ def config_cmd(as_json: bool) -> None:
         _json(data)
         return
     click.echo(f"factory {cfg.name} at {fac.root}: main={cfg.main} session={cfg.session}")
-    click.echo("queue: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.queue).items()))
-    click.echo("supervisor: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.supervisor).items()))
-    click.echo(f"context: max_chars={cfg.context_max_chars}")
-    click.echo("agents: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg.agents).items()))
+
+    def toml_like(section: dict[str, Any]) -> str:
+        # As the keys are written in factory.toml: true/false, lists, quoted strings; unset keys are "-".
+        return ", ".join(f"{k}={'-' if v is None else json.dumps(list(v) if isinstance(v, tuple) else v)}"
+                         for k, v in section.items())  # fmt: skip
+
+    click.echo("[queue] " + toml_like(asdict(cfg.queue)))
+    click.echo("[supervisor] " + toml_like(asdict(cfg.supervisor)))
+    click.echo(f"[context] max_chars={cfg.context_max_chars}")
+    click.echo("[agents] " + toml_like(asdict(cfg.agents)))
     for c in cfg.checks:
         run = c.run if isinstance(c.run, str) else " ".join(c.run)
         click.echo(f"check {c.name}: {run} (cwd {c.cwd}, stage {'+'.join(c.stage)}, timeout {c.timeout:g}s)")
