@@ -387,11 +387,13 @@ def _lint_one(fac: Any, d: Delta) -> list[LintError]:
     return errors
 
 
-def _raise_lint(errors: list[LintError], what: str) -> None:
+def _raise_lint(errors: list[LintError], what: str, *, draft: bool = False) -> None:
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more: `fac spec lint`)" if len(errors) > 1 else ""
-        raise FacError(f"{what}: {first.path}:{first.line}: {first.message}{more}", hint=first.hint)
+        # A draft has no file yet: its path and line would point at nothing.
+        where = "" if draft else f"{first.path}:{first.line}: "
+        raise FacError(f"{what}: {where}{first.message}{more}", hint=first.hint)
 
 
 def new(fac: Any, title: str, statements: list[str], checks: list[str], *, owner: str | None = None,
@@ -404,7 +406,7 @@ def new(fac: Any, title: str, statements: list[str], checks: list[str], *, owner
     draft = parse(
         f"{DELTAS}/0000-{slugify(title)}.md", scaffold("0000", title, owner, statements, checks, spec)
     )
-    _raise_lint(_lint_one(fac, draft), "the delta does not lint")
+    _raise_lint(_lint_one(fac, draft), "the delta does not lint", draft=True)
     existing = {d.id for d in views(fac)}
     disk = fac.root / DELTAS
     if disk.is_dir():

@@ -448,11 +448,12 @@ def check_links(
 ) -> list[LintError]:
     """Links to checks that exist; test links to pytest checks (and, with `require_tests`, to real tests)."""
     errors = []
-    known = ", ".join(catalog.checks) or "none"
+    known = ", ".join(catalog.checks)
     for link in links:
         if link.check not in catalog.checks:
-            errors.append(LintError(path, line, f"links to check '{link.check}', which does not exist",
-                                    f"use one of: {known}; or define [checks.{link.check}] in factory.toml",
+            hint = f"define [checks.{link.check}] in factory.toml" + (f", or use one of: {known}" if known else
+                                                                      " (main has no checks yet)")  # fmt: skip
+            errors.append(LintError(path, line, f"links to check '{link.check}', which does not exist", hint,
                                     "link"))  # fmt: skip
         elif link.test and not catalog.is_pytest(link.check):
             errors.append(LintError(path, line, f"'{link}' names a test, but check '{link.check}' does not run pytest",

@@ -254,3 +254,14 @@ def test_two_deltas_merged_together_are_folded_one_after_the_other(factory: Path
     spec = on_main(factory, SPEC)
     assert "- Alpha MUST exist. [check: ok] {#alpha-exist}" in spec
     assert "- Beta MUST exist. [check: ok] {#beta-exist}" in spec
+
+
+def test_a_new_delta_that_does_not_lint_names_the_problem_not_a_draft_file(factory: Path) -> None:
+    from helpers import assert_usage_error, run_fac
+
+    proc = run_fac("delta", "new", "Add multiply", "--statement", "`multiply` MUST multiply. [check: nosuch]",
+                   cwd=factory)  # fmt: skip
+    assert_usage_error(
+        proc, "links to check 'nosuch', which does not exist", "define [checks.nosuch]", "tests"
+    )
+    assert "0000" not in proc.stderr
