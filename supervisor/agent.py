@@ -669,8 +669,12 @@ class Agent:
         env.update(TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
         sb = sandbox.detect(self.fac.root)
         if sb.kind != "none":
-            # The agent's own run directory (its saved credentials) is hidden from the model's commands.
-            argv = sb.wrap(argv, self.root, [self.root, tmp], hide=[self.run_dir])
+            # Hidden from the model's commands: the agent's run directory (its saved key) and the home
+            # directory (ssh keys, cloud credentials), which a command could otherwise copy into a
+            # commit; the Pythons and the factory come back read-only when they live under home.
+            hide = [self.run_dir, Path.home()]
+            reveal = [Path(sys.prefix), Path(sys.base_prefix), self.fac.root]
+            argv = sb.wrap(argv, self.root, [self.root, tmp], hide=hide, reveal=reveal)
         log = self.run_dir / "run-output.log"
         start = time.monotonic()
         timeout = self.settings.run_timeout

@@ -32,13 +32,28 @@ class Sandbox:
     image: str | None = None
 
     def wrap(
-        self, argv: list[str], cwd: Path, writable: list[Path], hide: list[Path] | None = None
+        self,
+        argv: list[str],
+        cwd: Path,
+        writable: list[Path],
+        hide: list[Path] | None = None,
+        reveal: list[Path] | None = None,
     ) -> list[str]:
-        """The command line that runs `argv` in `cwd` inside this sandbox; `hide` become empty dirs."""
+        """The command line that runs `argv` in `cwd` inside this sandbox; `hide` become empty dirs,
+        and `reveal` (read-only) come back from under them (an interpreter installed in a hidden home)."""
         if self.kind == "bwrap":
             binds: list[str] = []
             for h in dict.fromkeys(str(Path(x).resolve()) for x in hide or []):
                 if Path(h).is_dir():
+                    binds += ["--tmpfs", h]
+            revealed = [
+                r for r in dict.fromkeys(str(Path(x).resolve()) for x in reveal or []) if Path(r).exists()
+            ]
+            for r in revealed:
+                binds += ["--ro-bind", r, r]
+            # A hidden path inside a revealed one stays hidden (bwrap applies mounts in order).
+            for h in dict.fromkeys(str(Path(x).resolve()) for x in hide or []):
+                if Path(h).is_dir() and any(Path(h).is_relative_to(r) and h != r for r in revealed):
                     binds += ["--tmpfs", h]
             for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
                 binds += ["--bind", p, p]

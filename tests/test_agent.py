@@ -430,3 +430,37 @@ def test_the_run_tool_cannot_read_the_agents_saved_credentials(factory: Path, fa
     first, second = fake.tool_results(1)
     assert "sk-secret" not in first["content"] and "No such file" in first["content"]
     assert "sk-secret" not in second["content"]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed on this machine")
+def test_the_run_tool_cannot_read_the_home_directory(factory: Path, fake: FakeAnthropic) -> None:
+    home = Path.home()  # the tests' own empty HOME
+    (home / ".ssh").mkdir(exist_ok=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY", encoding="utf-8")
+    start_worker(factory, "a7")
+    fake.add(
+        turn(
+            tool("run", command=f"cat {home / '.ssh' / 'id_ed25519'}"),
+            tool("run", command="python -c \"print('the interpreter still runs')\""),
+        ),
+        turn(text("done")),
+    )
+    run_agent(factory, "a7", wait_limit=0)
+    key, python = fake.tool_results(1)
+    assert "PRIVATE KEY" not in key["content"] and "No such file" in key["content"]
+    assert "the interpreter still runs" in python["content"]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed on this machine")
+def test_a_python_installed_under_the_hidden_home_still_runs(
+    factory: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    # As with pyenv: the interpreter lives under the home directory that the sandbox hides.
+    monkeypatch.setenv("HOME", str(Path(sys.base_prefix).parent))
+    start_worker(factory, "a6")
+    fake.add(turn(tool("run", command=f"{sys.executable} -c \"print('still runs')\"")), turn(text("done")))
+    run_agent(factory, "a6", wait_limit=0)
+    (result,) = fake.tool_results(1)
+    assert "still runs" in result["content"], result["content"]
