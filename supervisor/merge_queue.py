@@ -43,6 +43,29 @@ def candidate_message(e: QueueEntry) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _watch_store(fac_dir: Path) -> tuple[Any, Any]:
+    """An Event set whenever a file directly in `.fac/` changes (the store's WAL on every commit)."""
+    import threading
+
+    wake = threading.Event()
+    try:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        class Poke(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                if not str(getattr(event, "src_path", "")).endswith(("-shm", ".lock")):
+                    wake.set()
+
+        observer = Observer()
+        observer.schedule(Poke(), str(fac_dir), recursive=False)
+        observer.daemon = True
+        observer.start()
+    except Exception:  # no inotify here (limits, odd file systems): poll instead
+        return None, None
+    return wake, observer
+
+
 def role_writable(fac: Factory, worker: str, main_sha: str) -> tuple[str, ...]:
     """The role's writable globs as main has them (a branch cannot widen its own scope)."""
     w = fac.store.worker(worker)
@@ -124,20 +147,22 @@ class MergeQueue:
         try:
             self.recover()
             self.say(f"merge queue on {self.fac.main}: max batch {self.max_batch}, retries {self.retries}")
-            last_version = -1
-            while not (should_stop and should_stop()):
-                if self.step():
-                    continue
-                if once:
-                    break
-                # Idle: wake when another process commits to the store (a submit), or every 2 s.
-                deadline = time.monotonic() + 2.0
-                while time.monotonic() < deadline:
-                    v = self.fac.store.data_version()
-                    if v != last_version:
-                        last_version = v
+            wake, observer = (None, None) if once else _watch_store(self.fac.fac_dir)
+            try:
+                while not (should_stop and should_stop()):
+                    if self.step():
+                        continue
+                    if once:
                         break
-                    time.sleep(0.1)
+                    # Idle: a submit writes the store, inotify wakes us; the 2 s tick is a safety net.
+                    if wake is not None:
+                        wake.wait(2.0)
+                        wake.clear()
+                    else:
+                        time.sleep(0.2)
+            finally:
+                if observer is not None:
+                    observer.stop()
         finally:
             self.unlock()
         return self.stats
