@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor.errors import FacError
@@ -53,6 +54,23 @@ def require_tmux() -> None:
             f"tmux {'.'.join(map(str, tmux_version()))} is too old: fac needs tmux >= 3.0",
             hint="upgrade tmux: apt-get install -y tmux",
         )
+
+
+def _proc_end(pid: int) -> tuple[bool, int | None, int | None]:
+    """(dead, exit status, signal) of a pane's process from /proc; (True, None, None) when unknowable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True, None, None  # gone (reaped): tmux will say how it ended
+    if fields[0] != "Z":
+        return False, None, None
+    try:
+        wait_status = int(fields[49])  # exit_code (field 52 of stat): the wait(2) status
+    except (IndexError, ValueError):
+        return True, None, None
+    if wait_status & 0x7F:
+        return True, None, wait_status & 0x7F
+    return True, (wait_status >> 8) & 0xFF, None
 
 
 class TmuxError(FacError):
@@ -230,6 +248,11 @@ class Tmux:
             # tmux marks a pane dead at the pty's end of file and learns the exit status only when it
             # reaps the process: an empty status with no signal means "not known yet", never 0.
             code = int(status) if status else None
+            sig = int(signal) if signal else None
+            if is_dead and code is None and sig is None and ppid:
+                # Ask the kernel: a zombie tmux has not reaped yet still holds its exit status, and a
+                # process that closed its terminal but runs on is not dead at all.
+                is_dead, code, sig = _proc_end(int(ppid))
             infos.append(
                 PaneInfo(
                     session=s,
@@ -239,7 +262,7 @@ class Tmux:
                     pane_pid=int(ppid or 0),
                     dead=is_dead,
                     dead_status=code,
-                    dead_signal=int(signal) if signal else None,
+                    dead_signal=sig,
                     current_command=cmd,
                 )
             )
