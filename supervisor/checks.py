@@ -15,13 +15,12 @@ import os
 import re
 import shlex
 import signal
-import stat
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -314,11 +313,3 @@ def run_suite(
 
 def suite_ok(results: list[CheckResult]) -> bool:
     return all(r.ok for r in results if r.required)
-
-
-def with_log(result: CheckResult, log: str | None) -> CheckResult:
-    return replace(result, log=log)
-
-
-def is_executable(path: Path) -> bool:
-    return path.is_file() and bool(path.stat().st_mode & stat.S_IXUSR)

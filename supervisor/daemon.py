@@ -17,7 +17,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from supervisor import andon, line, locks, messages, repo, tasks, workers
@@ -46,7 +45,6 @@ class Supervisor:
         self._main_seen: str | None = None
         self._verifying = False
         self._unsettled: dict[str, float] = {}
-        self.passes = 0
 
     # --- lifecycle ---
 
@@ -111,7 +109,6 @@ class Supervisor:
 
     def reconcile(self) -> float:
         """Bring the world in line with the store; returns how long it may sleep."""
-        self.passes += 1
         now = time.time()
         fac = self.fac
         panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
@@ -378,7 +375,3 @@ def read_hook_input() -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def wake_path(fac: Factory) -> Path:
-    return fac.fac_dir / "wake"

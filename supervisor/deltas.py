@@ -336,8 +336,7 @@ def build_commit(root: Path, parent: str, changes: dict[str, str], message: str,
             blob = repo.git(root, "hash-object", "-w", "--stdin", input=text)
             repo.git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=ienv)
         tree = repo.git(root, "write-tree", env=ienv)
-    return repo.git(root, "commit-tree", tree, "-p", parent, input=message,
-                    env={**repo.identity_env(root), **(env or {})}).strip()  # fmt: skip
+    return repo.commit_tree(root, tree, [parent], message, env={**repo.identity_env(root), **(env or {})})
 
 
 def commit_on_main(fac: Any, changes: dict[str, str], message: str) -> str:

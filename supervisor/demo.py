@@ -250,9 +250,6 @@ def _start_fake_api(scripts: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-INTERESTING = {"submitted", "candidate", "merged", "red", "conflict", "flaky", "message"}
-
-
 def _follow(fac: Any, timeout: float, say: Callable[[str], None]) -> list[str]:
     """Print the story from the event log until every agent has finished (or time runs out)."""
     deadline = time.monotonic() + timeout

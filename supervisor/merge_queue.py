@@ -311,8 +311,7 @@ class MergeQueue:
             if merged.tree is None:
                 deferred.append(e)
                 continue
-            cur = repo.git(self.root, "commit-tree", merged.tree, "-p", cur, "-p", e.sha,
-                           input=candidate_message(e), env=ident)  # fmt: skip
+            cur = repo.commit_tree(self.root, merged.tree, [cur, e.sha], candidate_message(e), env=ident)
             taken.append(e)
         return Candidate(base, cur, repo.tree_of(self.root, cur), tuple(taken)), deferred
 

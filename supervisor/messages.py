@@ -128,7 +128,3 @@ def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
     except FacError as e:
         return False, str(e)
     return True, ""
-
-
-def format_time(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts))

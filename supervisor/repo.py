@@ -115,11 +115,14 @@ def merge_tree(root: Path, ours: str, theirs: str) -> MergeResult:
     raise GitError(f"git merge-tree {ours} {theirs} failed: {proc.stderr.strip()}")
 
 
-def commit_tree(root: Path, tree: str, parents: list[str], message: str) -> str:
+def commit_tree(
+    root: Path, tree: str, parents: list[str], message: str, env: dict[str, str] | None = None
+) -> str:
+    """A commit of `tree` on `parents`; `env` defaults to `identity_env` (callers making many pass it once)."""
     args = ["commit-tree", tree]
     for p in parents:
         args += ["-p", p]
-    return git(root, *args, input=message, env=identity_env(root)).strip()
+    return git(root, *args, input=message, env=identity_env(root) if env is None else env).strip()
 
 
 def update_ref_cas(root: Path, ref: str, new: str, old: str) -> bool:
@@ -161,7 +164,3 @@ def ls_tree(root: Path, rev: str, path: str = "") -> list[tuple[str, str, str]]:
 def current_branch(root: Path) -> str | None:
     out = git(root, "symbolic-ref", "--quiet", "HEAD", check=False)
     return out.removeprefix("refs/heads/") if out else None
-
-
-def is_clean(root: Path) -> bool:
-    return git(root, "status", "--porcelain", "--untracked-files=no") == ""

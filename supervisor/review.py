@@ -27,7 +27,6 @@ SYSTEM = (
 class Review:
     ok: bool
     text: str
-    skipped: bool = False
 
 
 def _git(cwd: Path, *args: str) -> str:

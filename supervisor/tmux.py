@@ -32,11 +32,6 @@ def socket_name() -> str | None:
     return os.environ.get("FAC_TMUX_SOCKET") or None
 
 
-def base_args() -> list[str]:
-    sock = socket_name()
-    return ["tmux", "-L", sock] if sock else ["tmux"]
-
-
 @functools.cache
 def tmux_version() -> tuple[int, int]:
     if shutil.which("tmux") is None:
@@ -273,10 +268,6 @@ class Tmux:
 
     def kill_session(self, name: str) -> None:
         self.run(["kill-session", "-t", f"={name}"])
-
-    def capture(self, pane_id: str, lines: int = 2000) -> str:
-        out = self.cmd("capture-pane", "-p", "-J", "-t", pane_id, "-S", f"-{lines}")
-        return "\n".join(out)
 
     def paste(self, pane_id: str, text: str, *, enter: bool = True) -> None:
         """Deliver `text` literally into a pane as if typed, through a private named buffer."""
