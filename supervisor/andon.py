@@ -15,17 +15,14 @@ from supervisor.factory import Factory
 def ask(fac: Factory, worker: str, question: str, *, by: str = "agent") -> None:
     if not question.strip():
         raise FacError("the question is empty", hint='fac ask "what should I decide?"')
-    if fac.store.worker(worker) is None:
-        raise FacError(f"no worker named {worker!r}")
+    fac.worker(worker)
     with fac.store.tx() as db:
         fac.store.update_worker(worker, db=db, state="needs-human", question=question)
         fac.store.event("andon", worker, db=db, question=question, by=by)
 
 
 def answer(fac: Factory, worker: str, text: str) -> messages.Delivery:
-    w = fac.store.worker(worker)
-    if w is None:
-        raise FacError(f"no worker named {worker!r}")
+    w = fac.worker(worker)
     if not w.question:
         raise FacError(f"{worker} has no open question", hint=f'to just talk to it: fac send {worker} "..."')
     body = f"[fac] ANSWER to your question ({w.question.strip()[:200]}):\n{text}"

@@ -288,10 +288,8 @@ def status(as_json: bool, watch: bool, interval: float) -> None:
 def attach(worker: str) -> NoReturn:
     """Put your terminal on WORKER's window (switch-client when already inside tmux)."""
     fac = _factory()
-    w = fac.store.worker(worker)
-    if w is None and worker not in ("supervisor", "merge-queue"):
-        known = ", ".join(x.name for x in fac.store.workers()) or "none"
-        raise FacError(f"no worker named {worker!r}", hint=f"workers: {known}")
+    if worker not in ("supervisor", "merge-queue"):
+        fac.worker(worker)
     panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
     if worker not in panes:
         raise FacError(f"{worker} has no window in session {fac.session}", hint="is the factory up? `fac up`")
@@ -335,8 +333,9 @@ def log(follow: bool, worker: str | None, lines: int, as_json: bool) -> None:
     store = fac.store
     events = store.events(worker=worker, limit=lines)
     if worker and not events and store.worker(worker) is None:
-        known = ", ".join(w.name for w in store.workers()) or "none"
-        raise FacError(f"no worker named {worker!r} and no events of one", hint=f"workers: {known}")
+        raise FacError(
+            f"no worker named {worker!r} and no events of one", hint=f"workers: {fac.worker_names()}"
+        )
     last = events[-1].id if events else 0
     while True:
         for ev in events:
@@ -571,9 +570,8 @@ def inbox(worker: str | None, show_all: bool, mid: int | None, wait_s: float | N
     fac = _factory()
     name = _worker_arg(worker)
     assert name is not None
-    if fac.store.worker(name) is None and not fac.store.messages(name):
-        known = ", ".join(w.name for w in fac.store.workers()) or "none"
-        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
+    if not fac.store.messages(name):
+        fac.worker(name)  # a removed worker's messages stay readable
     if ack_ids:
         acked = messages.ack(fac, name, list(ack_ids))
         if as_json:

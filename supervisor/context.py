@@ -219,9 +219,6 @@ def for_worker(fac: Any, name: str) -> Context:
     """What `name`'s agent is given, built from its stored record."""
     from supervisor import roles
 
-    w = fac.store.worker(name)
-    if w is None:
-        known = ", ".join(x.name for x in fac.store.workers()) or "none"
-        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
+    w = fac.worker(name)
     role = roles.get(fac.root, w.role)
     return build(fac, worker=name, role=role, task=w.task, delta=w.delta, worktree=Path(w.worktree))

@@ -303,9 +303,7 @@ def hook(
     messages (Claude adds hook output to its context), for `stop --check` a block decision while the
     inner checks are red.
     """
-    w = fac.store.worker(worker)
-    if w is None:
-        raise FacError(f"no worker named {worker!r}")
+    w = fac.worker(worker)
     if event not in HOOK_STATES and event != "ack":
         raise FacError(f"unknown hook event {event!r}", hint=f"one of: {', '.join([*HOOK_STATES, 'ack'])}")
     out: dict[str, Any] = {"worker": worker, "event": event}

@@ -192,6 +192,16 @@ class Factory:
             self._store = Store.open(self.root)
         return self._store
 
+    def worker(self, name: str):  # -> supervisor.store.Worker
+        """The stored worker `name`, or the one error every command gives for a name it does not know."""
+        w = self.store.worker(name)
+        if w is None:
+            raise FacError(f"no worker named {name!r}", hint=f"workers: {self.worker_names()}")
+        return w
+
+    def worker_names(self) -> str:
+        return ", ".join(x.name for x in self.store.workers()) or "none"
+
     @property
     def tmux(self):  # -> supervisor.tmux.Tmux
         if self._tmux is None:

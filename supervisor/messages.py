@@ -55,9 +55,7 @@ class Delivery:
 def send(fac: Factory, worker: str, body: str, *, sender: str = "human", kind: str = "note",
          correlation: str | None = None, full_log: str | None = None) -> Delivery:  # fmt: skip
     """Store a message for `worker` and paste it into its pane when the pane is alive."""
-    if fac.store.worker(worker) is None:
-        known = ", ".join(x.name for x in fac.store.workers()) or "none"
-        raise FacError(f"no worker named {worker!r}", hint=f"workers: {known}")
+    fac.worker(worker)
     with fac.store.tx() as db:
         mid = store(
             fac, db, worker, body, sender=sender, kind=kind, correlation=correlation, full_log=full_log

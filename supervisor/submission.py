@@ -27,10 +27,7 @@ class Submission:
 
 def submit(fac: Factory, name: str) -> Submission:
     """Queue the worker's branch at its current head; only committed work is submitted."""
-    w = fac.store.worker(name)
-    if w is None:
-        known = ", ".join(x.name for x in fac.store.workers()) or "none"
-        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
+    w = fac.worker(name)
     head = repo.rev_parse(fac.root, w.branch)
     if head is None:
         raise FacError(

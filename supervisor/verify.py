@@ -43,10 +43,7 @@ def check(
         report = _check_ref(fac, ref, stage, parallel, use_cache)
         report.sandbox = f"{sb.kind}: {sb.detail}"
         return report
-    w = fac.store.worker(worker) if worker else None
-    if worker and w is None:
-        known = ", ".join(x.name for x in fac.store.workers()) or "none"
-        raise FacError(f"no worker named {worker!r}", hint=f"workers: {known}")
+    w = fac.worker(worker) if worker else None
     workdir = Path(w.worktree) if w else Path(repo.git(cwd or Path.cwd(), "rev-parse", "--show-toplevel"))
     report = _check_dir(fac, workdir, stage, parallel, w.name if w else None, w.branch if w else None)
     report.sandbox = f"{sb.kind}: {sb.detail}"

@@ -205,9 +205,7 @@ def launch_for(fac: Factory, w: Any) -> tuple[list[str], dict[str, str]]:
 
 def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
     """Start a stored worker's agent again in its own worktree, window and branch."""
-    w = fac.store.worker(name)
-    if w is None:
-        raise FacError(f"no worker named {name!r}")
+    w = fac.worker(name)
     if not Path(w.worktree).is_dir():
         raise FacError(
             f"{name}'s worktree {w.worktree} is gone", hint=f"remove the worker: fac kill {name} --rm"
@@ -305,10 +303,7 @@ def views(fac: Factory) -> list[WorkerView]:
 
 def kill(fac: Factory, name: str, *, rm: bool = False, force: bool = False) -> dict[str, Any]:
     """Stop a worker's window; with `rm` also remove its worktree, branch and row."""
-    w = fac.store.worker(name)
-    if w is None:
-        known = ", ".join(x.name for x in fac.store.workers()) or "none"
-        raise FacError(f"no worker named {name!r}", hint=f"workers: {known}")
+    w = fac.worker(name)
     worktree = Path(w.worktree)
     if rm and not force and worktrees.is_dirty(worktree):
         raise FacError(
