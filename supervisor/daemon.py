@@ -45,6 +45,7 @@ class Supervisor:
         self._main_seen: str | None = None
         self._verifying = False
         self._unsettled: dict[str, float] = {}
+        self._restarted = False
 
     # --- lifecycle ---
 
@@ -113,11 +114,13 @@ class Supervisor:
         fac = self.fac
         panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
         wake_at = now + self.cfg.tick
+        self._restarted = False
         for w in fac.store.workers():
             nxt = self.check_worker(w, panes.get(w.name), now)
             if nxt:
                 wake_at = min(wake_at, nxt)
-        panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+        if self._restarted:  # new processes in some panes: deliver against what tmux shows now
+            panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
         nxt = self.deliver(panes, now)
         if nxt:
             wake_at = min(wake_at, nxt)
@@ -182,6 +185,7 @@ class Supervisor:
         except FacError as e:
             andon.ask(self.fac, w.name, f"cannot restart: {e.message}", by="supervisor")
             return None
+        self._restarted = True
         self.say(f"{w.name}: restarted (restart #{w.restarts + 1})")
         # Whatever it had not acknowledged is pasted again into the new process.
         for m in self.fac.store.unacked():

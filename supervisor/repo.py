@@ -138,6 +138,13 @@ def changed_paths(root: Path, base: str, head: str) -> list[tuple[str, str]]:
     return [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
 
 
+def branch_heads(root: Path, prefix: str = "refs/heads/") -> dict[str, str]:
+    """Every branch under `prefix` and its sha, in one git call (not one per branch)."""
+    out = git(root, "for-each-ref", "--format=%(refname) %(objectname)", prefix, check=False)
+    pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return {ref.removeprefix("refs/heads/"): sha for ref, sha in pairs}
+
+
 def show_file(root: Path, rev: str, path: str) -> str | None:
     proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True)
     if proc.returncode != 0:

@@ -262,6 +262,7 @@ def views(fac: Factory) -> list[WorkerView]:
     """Stored workers joined with what tmux and git say right now."""
     workers = fac.store.workers()
     panes = {}
+    heads = repo.branch_heads(fac.root, "refs/heads/fac/") if workers else {}
     if workers:
         try:
             panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
@@ -290,7 +291,7 @@ def views(fac: Factory) -> list[WorkerView]:
                 pane=p.pane_id if p else None,
                 worktree=w.worktree,
                 task=w.task,
-                head=repo.rev_parse(fac.root, w.branch),
+                head=heads.get(w.branch),
                 updated_at=w.updated_at,
                 restarts=w.restarts,
                 question=w.question,
