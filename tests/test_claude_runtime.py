@@ -68,7 +68,6 @@ def test_spawn_without_claude_installed_says_how_to_install_it(factory: Path, tm
 def test_spawned_claude_gets_context_permissions_hooks_and_reports_its_session(
     factory: Path, fake_claude: Path
 ) -> None:
-    fac_json("send", "w", "x", cwd=factory) if False else None
     res = fac_json("spawn", "worker", "--runtime", "claude", "--name", "c1", "--task", "Add char_count",
                    cwd=factory)  # fmt: skip
     wt = Path(res["worktree"])

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,7 +75,9 @@ def test_a_crash_loop_pulls_the_andon_cord(factory: Path) -> None:
     spawn(factory, "loopy", "echo broken; exit 7")
     with running_supervisor(factory):
         wait_for(lambda: worker(factory, "loopy").state == "needs-human", 60, "the crash loop to escalate")
-        time.sleep(0.5)  # a few more passes: it must stay parked, not restart again
+    sup = Supervisor(Factory(factory))
+    sup.reconcile()
+    sup.reconcile()  # more passes: a parked worker is not restarted again
     w = worker(factory, "loopy")
     assert w.restarts == 2
     assert "crash loop: 3 crashes" in w.question
