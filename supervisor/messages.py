@@ -34,9 +34,8 @@ def clip(text: str, limit: int, pointer: str) -> str:
 
 
 def pane_text(mid: int, worker: str, body: str, *, comment: bool = True) -> str:
-    """The form a message takes in a pane: visible, short, and (for command panes) every line a
-    shell comment. Claude Code reads a leading `#` as "remember this", so its text stays plain and
-    arrives as one bracketed paste."""
+    """The form a message takes in a pane: visible, short, and (unless `comment` is off, for a
+    runtime that pastes plain prompts) every line a shell comment."""
     text = clip(visible(body), PANE_MAX, f"full text: fac inbox --worker {worker} --id {mid}")
     text += f"\n(message {mid}: `fac inbox` shows it and counts as the receipt; or `fac inbox --ack {mid}`)"
     if not comment:
@@ -116,10 +115,11 @@ def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
         return False, "no window"
     if p.dead:
         return False, "pane process has exited"
+    from supervisor.runtimes import pastes_plain
+
     w = fac.store.worker(worker)
-    runtime = w.runtime if w else "command"
     try:
-        if runtime == "claude":
+        if w is not None and pastes_plain(w.runtime):
             fac.tmux.paste(p.pane_id, pane_text(mid, worker, body, comment=False), enter=True)
         else:
             fac.tmux.paste(p.pane_id, pane_text(mid, worker, body) + "\n", enter=False)

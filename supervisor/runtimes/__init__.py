@@ -26,6 +26,9 @@ class Launch:
 
 class Runtime(Protocol):
     name: str
+    # How a message reaches the pane: False pastes `# ` comment lines (safe even at a shell prompt);
+    # True pastes plain text and presses Enter (an agent's prompt box, where `#` means something).
+    paste_plain: bool
 
     def check_available(self, launch: Launch) -> None: ...
 
@@ -37,6 +40,14 @@ def prepare(rt: Runtime, launch: Launch) -> None:
     hook = getattr(rt, "prepare", None)
     if hook is not None:
         hook(launch)
+
+
+def pastes_plain(name: str) -> bool:
+    """Whether runtime `name` takes messages as plain prompts (unknown or unavailable: comments)."""
+    try:
+        return bool(getattr(get(name), "paste_plain", False))
+    except FacError:
+        return False
 
 
 def get(name: str) -> Runtime:

@@ -36,6 +36,7 @@ def is_local(url: str | None) -> bool:
 
 class AnthropicRuntime:
     name = "anthropic"
+    paste_plain = False
 
     def check_available(self, launch: Launch) -> None:
         if importlib.util.find_spec("anthropic") is None:
