@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import checks, guards, line, locks, messages, repo, roles, sandbox
+from supervisor import checks, guards, line, locks, messages, repo, roles, sandbox, worktrees
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -610,10 +610,7 @@ def run_gate(
     """Run the gate stage of `suite` on commit `sha` in a throw-away detached worktree."""
     root = fac.root
     label = label or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    wt = fac.fac_dir / "tmp" / f"cand-{sha[:10]}-{label}"
-    wt.parent.mkdir(parents=True, exist_ok=True)
-    repo.git(root, "worktree", "add", "--quiet", "--detach", str(wt), sha)
-    try:
+    with worktrees.detached(root, fac.fac_dir / "tmp" / f"cand-{sha[:10]}-{label}", sha) as wt:
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}"
         from supervisor import state
 
@@ -625,9 +622,6 @@ def run_gate(
         results = checks.run_suite(gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra,
                                    sandbox=sandbox.detect(root))  # fmt: skip
         state.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=root, capture_output=True)
-        shutil.rmtree(wt, ignore_errors=True)
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(root, sha))
 
 
@@ -693,15 +687,10 @@ def main_count(fac: Factory, check: Any, base: str) -> int | None:
     ).fetchone()
     if row:
         return int(json.loads(row[0])["count"])
-    wt = fac.fac_dir / "tmp" / f"count-{base[:10]}-{os.getpid()}-{time.monotonic_ns()}"
-    wt.parent.mkdir(parents=True, exist_ok=True)
-    repo.git(fac.root, "worktree", "add", "--quiet", "--detach", str(wt), base)
-    try:
+    wt_path = fac.fac_dir / "tmp" / f"count-{base[:10]}-{os.getpid()}-{time.monotonic_ns()}"
+    with worktrees.detached(fac.root, wt_path, base) as wt:
         argv = guards.collect_argv(checks.argv_of(check)) or []
         n = guards.collected_count(argv, wt / check.cwd, checks.check_env(wt, "gate", check), check.timeout)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=fac.root, capture_output=True)
-        shutil.rmtree(wt, ignore_errors=True)
     if n is not None:
         _remember_count(fac, tree, check.name, n)
     return n

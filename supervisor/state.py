@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -26,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from supervisor import checks, guards, repo, specs
+from supervisor import checks, guards, repo, specs, worktrees
 from supervisor.errors import FacError
 from supervisor.specs import Link, Statement
 
@@ -148,18 +146,12 @@ def _run(fac: Any, sha: str, tree: str, suite_hash: str, todo: list[Any]) -> lis
     from supervisor import sandbox
 
     label = f"{os.getpid()}-{time.monotonic_ns()}"
-    wt = fac.fac_dir / "tmp" / f"state-{sha[:10]}-{label}"
-    wt.parent.mkdir(parents=True, exist_ok=True)
-    repo.git(fac.root, "worktree", "add", "--quiet", "--detach", str(wt), sha)
-    try:
+    with worktrees.detached(fac.root, fac.fac_dir / "tmp" / f"state-{sha[:10]}-{label}", sha) as wt:
         defs, reports = instrument(tuple(todo), wt)
         log_dir = fac.fac_dir / "logs" / "checks" / f"state-{sha[:12]}-{label}"
         results = checks.run_suite(defs, wt, "gate", parallel=fac.config.queue.parallel, log_dir=log_dir,
                                    sandbox=sandbox.detect(fac.root))  # fmt: skip
         return record(fac, tree, suite_hash, results, reports)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=fac.root, capture_output=True)
-        shutil.rmtree(wt, ignore_errors=True)
 
 
 def junit_matches(spec: str, key: str) -> bool:

@@ -75,20 +75,16 @@ def _check_ref(fac: Factory, ref: str, stage: str, parallel: int, use_cache: boo
 
 
 def _run_in_worktree(fac: Factory, sha: str, suite: checks.Suite, stage: str, parallel: int) -> Verdict:
-    import shutil
-    import subprocess
     import time
 
-    wt = fac.fac_dir / "tmp" / f"check-{sha[:10]}-{time.monotonic_ns()}"
-    wt.parent.mkdir(parents=True, exist_ok=True)
-    repo.git(fac.root, "worktree", "add", "--quiet", "--detach", str(wt), sha)
-    try:
+    from supervisor import worktrees
+
+    with worktrees.detached(
+        fac.root, fac.fac_dir / "tmp" / f"check-{sha[:10]}-{time.monotonic_ns()}", sha
+    ) as wt:
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
         results = checks.run_suite(suite.for_stage(stage), wt, stage, parallel=parallel, log_dir=log_dir,
                                    sandbox=sandbox.detect(fac.root))  # fmt: skip
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=fac.root, capture_output=True)
-        shutil.rmtree(wt, ignore_errors=True)
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(fac.root, sha))
 
 

@@ -8,12 +8,26 @@ the questions that are not hot, such as whether a worktree is dirty.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from supervisor import repo
 from supervisor.errors import FacError
 
 BRANCH_PREFIX = "fac/"
+
+
+@contextmanager
+def detached(root: Path, path: Path, rev: str) -> Iterator[Path]:
+    """A throw-away worktree of `rev` at `path` (no branch), removed however the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repo.git(root, "worktree", "add", "--quiet", "--detach", str(path), rev)
+    try:
+        yield path
+    finally:
+        repo.git(root, "worktree", "remove", "--force", str(path), check=False)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def branch_for(worker: str) -> str:
