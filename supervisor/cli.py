@@ -13,6 +13,7 @@ import click
 
 from supervisor import __version__
 from supervisor.errors import EXIT_FAILED, FacError
+from supervisor.model import RUNTIME_NAMES
 from supervisor.text import table
 
 
@@ -235,7 +236,7 @@ def down(rm: bool, force: bool, as_json: bool) -> None:
 @click.argument("role")
 @click.option("--name", help="Worker name (default: ROLE-N).")
 @click.option("--task", help="The task, given to the agent in its context (and $FAC_TASK).")
-@click.option("--runtime", type=click.Choice(["command", "claude", "anthropic"]), help="Default: the role's.")
+@click.option("--runtime", type=click.Choice(RUNTIME_NAMES), help="Default: the role's.")
 @click.option("--cmd", "command", help="Command line to run in the pane; implies --runtime command.")
 @click.option("--base", help="Branch point (default: main).")
 @click.option("--delta", help="Assign an approved delta (`fac delta ls`): it goes in-progress.")
@@ -386,7 +387,7 @@ def roles(ctx: click.Context, as_json: bool) -> None:
 @roles.command("new")
 @click.argument("name")
 @click.option("--description", default="", help="One line saying what the role does.")
-@click.option("--runtime", type=click.Choice(["command", "claude", "anthropic"]), default="command",
+@click.option("--runtime", type=click.Choice(RUNTIME_NAMES), default="command",
               show_default=True)  # fmt: skip
 def roles_new(name: str, description: str, runtime: str) -> None:
     """Scaffold roles/NAME.md: front matter plus a prompt to edit. No code needed."""
@@ -709,14 +710,14 @@ def hook(event: str, ids: tuple[int, ...], worker: str | None, check: bool, as_j
     Claude Code's hooks call this with their JSON on stdin (session_id is kept so a restart can
     resume). `fac hook ack ID...` is a message receipt.
     """
-    from supervisor import daemon
+    from supervisor import hooks
 
     name = _worker_arg(worker)
     assert name is not None
-    data = daemon.read_hook_input()
+    data = hooks.read_hook_input()
     if ids:
         data["ids"] = list(ids)
-    res = daemon.hook(_factory(), name, event, data, check=check)
+    res = hooks.hook(_factory(), name, event, data, check=check)
     if as_json:
         _json(res)
     elif res.get("stdout"):
@@ -827,7 +828,7 @@ def task(ctx: click.Context, as_json: bool) -> None:
 @task.command("add")
 @click.argument("text")
 @click.option("--role", default="worker", show_default=True)
-@click.option("--runtime", type=click.Choice(["command", "claude", "anthropic"]))
+@click.option("--runtime", type=click.Choice(RUNTIME_NAMES))
 @click.option("--cmd", "command", help="For the command runtime: the command the worker runs.")
 @click.option("--delta", help="The delta this task implements.")
 def task_add(text: str, role: str, runtime: str | None, command: str | None, delta: str | None) -> None:

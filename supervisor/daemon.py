@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 from supervisor import andon, line, locks, messages, repo, tasks, workers
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.hooks import workers_state
 from supervisor.store import Worker
 from supervisor.tmux import PaneInfo
 
@@ -31,9 +31,22 @@ STARTING_GRACE = 60.0
 UNSETTLED_GRACE = 5.0  # seconds to wait for tmux to learn a dead pane's exit status
 
 
+def _how_it_ended(p: PaneInfo | None) -> str:
+    if p is None:
+        return "no window"
+    if p.dead_signal:
+        return f"killed by signal {p.dead_signal}"
+    return f"exit {p.dead_status if p.dead_status is not None else '?'}"
+
+
 class Supervisor:
-    def __init__(self, fac: Factory, *, say: Callable[[str], None] | None = None,
-                 on_reconcile: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        fac: Factory,
+        *,
+        say: Callable[[str], None] | None = None,
+        on_reconcile: Callable[[], None] | None = None,
+    ) -> None:
         self.fac = fac
         self.cfg = fac.config.supervisor
         self.say = say or (lambda _m: None)
@@ -148,8 +161,7 @@ class Supervisor:
             workers_state(self.fac, w.name, "done", "finished", exit_status=0)
             self.say(f"{w.name}: finished (exit 0)")
             return None
-        status = "no window" if p is None else (
-            f"killed by signal {p.dead_signal}" if p.dead_signal else f"exit {p.dead_status if p.dead_status is not None else '?'}")  # fmt: skip
+        status = _how_it_ended(p)
         if w.state == "crashed" and w.next_restart is not None:
             if now >= w.next_restart:
                 return self.restart(w, status)
@@ -160,16 +172,21 @@ class Supervisor:
                 self.fac.store.update_worker(w.name, db=db, crashes=json.dumps(crashes), next_restart=None)
                 self.fac.store.event("crashed", w.name, db=db, status=status, crashes=len(crashes), loop=True)
             minutes = self.cfg.crash_window / 60
-            andon.ask(self.fac, w.name, f"crash loop: {len(crashes)} crashes within {minutes:g} min (last: {status}); "
-                      f"read its pane (fac attach {w.name}), then `fac answer {w.name} ...` to restart it",
-                      by="supervisor")  # fmt: skip
+            andon.ask(
+                self.fac,
+                w.name,
+                f"crash loop: {len(crashes)} crashes within {minutes:g} min (last: {status}); "
+                f"read its pane (fac attach {w.name}), then `fac answer {w.name} ...` to restart it",
+                by="supervisor",
+            )
             self.say(f"{w.name}: crash loop ({len(crashes)} crashes): andon cord pulled")
             return None
         delays = self.cfg.restart_delays
         delay = delays[min(len(crashes) - 1, len(delays) - 1)]
         with self.fac.store.tx() as db:
-            self.fac.store.update_worker(w.name, db=db, state="crashed", crashes=json.dumps(crashes),
-                                         next_restart=now + delay)  # fmt: skip
+            self.fac.store.update_worker(
+                w.name, db=db, state="crashed", crashes=json.dumps(crashes), next_restart=now + delay
+            )
             self.fac.store.event(
                 "crashed", w.name, db=db, status=status, crashes=len(crashes), restart_in=delay
             )
@@ -224,9 +241,14 @@ class Supervisor:
             self.say(f"LINE STOPPED: {state.reason}")
             for w in fac.store.workers():
                 if w.state not in ("stopped", "done"):
-                    messages.send(fac, w.name, f"[fac] LINE STOPPED: {state.reason}\nDo not submit until "
-                                  f"{fac.main} is green again; a fixer is on it. `fac status` shows the line.",
-                                  sender="supervisor", kind="line")  # fmt: skip
+                    messages.send(
+                        fac,
+                        w.name,
+                        f"[fac] LINE STOPPED: {state.reason}\nDo not submit until "
+                        f"{fac.main} is green again; a fixer is on it. `fac status` shows the line.",
+                        sender="supervisor",
+                        kind="line",
+                    )
             if self.cfg.auto_fix:
                 self.spawn_fixer(state.reason or "main is red")
         elif not state.stopped and self._line_notified > 0:
@@ -277,103 +299,3 @@ class Supervisor:
                 self.wake.set()
 
         threading.Thread(target=job, daemon=True).start()
-
-
-def workers_state(fac: Factory, name: str, state: str, event: str, **payload: Any) -> None:
-    with fac.store.tx() as db:
-        fac.store.update_worker(name, db=db, state=state)
-        fac.store.event(event, name, db=db, **payload)
-
-
-HOOK_STATES = {
-    "session-start": "working",
-    "prompt": "working",
-    "working": "working",
-    "stop": "idle",
-    "idle": "idle",
-    "notification": "waiting-for-permission",
-}
-
-
-MESSAGE_REF = re.compile(r"\(message (\d+):")
-
-
-def hook(
-    fac: Factory, worker: str, event: str, data: dict[str, Any], *, check: bool = False
-) -> dict[str, Any]:
-    """A runtime reports its own state (Claude Code hooks call this); fac does not guess from the screen.
-
-    What the runtime should read back is in the result's "stdout": for session-start the unread
-    messages (Claude adds hook output to its context), for `stop --check` a block decision while the
-    inner checks are red.
-    """
-    w = fac.worker(worker)
-    if event not in HOOK_STATES and event != "ack":
-        raise FacError(f"unknown hook event {event!r}", hint=f"one of: {', '.join([*HOOK_STATES, 'ack'])}")
-    out: dict[str, Any] = {"worker": worker, "event": event}
-    if event == "ack":
-        ids = [int(i) for i in data.get("ids", [])]
-        out["acked"] = messages.ack(fac, worker, ids)
-        return out
-    new_state = HOOK_STATES[event]
-    fields: dict[str, Any] = {}
-    if data.get("session_id"):
-        fields["session_id"] = str(data["session_id"])
-    keep = (
-        w.state in ("needs-human", "red", "conflict", "queued")
-        and new_state == "working"
-        and event != "prompt"
-    )
-    with fac.store.tx() as db:
-        if not keep:
-            fields["state"] = new_state
-        if fields:
-            fac.store.update_worker(worker, db=db, **fields)
-        fac.store.event(f"hook:{event}", worker, db=db, state=fields.get("state", w.state))
-    out["state"] = fields.get("state", w.state)
-    if event == "session-start":
-        unread = [m for m in fac.store.unacked() if m.worker == worker]
-        if unread:
-            out["stdout"] = "\n\n".join(
-                f"Message {m.id} from {m.sender} ({m.kind}):\n{m.body}" for m in unread
-            )
-            messages.ack(fac, worker, [m.id for m in unread])
-    elif event == "prompt":
-        ids = [int(i) for i in MESSAGE_REF.findall(str(data.get("prompt", "")))]
-        known = [i for i in ids if (m := fac.store.message(i)) is not None and m.worker == worker]
-        if known:
-            out["acked"] = messages.ack(fac, worker, known)
-    elif event == "stop" and check and not data.get("stop_hook_active"):
-        out.update(_stop_check(fac, worker))
-    return out
-
-
-def _stop_check(fac: Factory, worker: str) -> dict[str, Any]:
-    """The agent wants to stop: if its inner checks are red, say why and keep it working."""
-    from supervisor import verify
-
-    report = verify.check(fac, ref=None, worker=worker, stage="inner")
-    if report.verdict.ok:
-        return {"checks": "green"}
-    lines = ["fac check (inner) is red; fix this before you stop:"]
-    for r in report.verdict.failed():
-        lines.append(f"- {r.name}: " + (r.feedback or f"exit {r.exit_code}"))
-    lines.append("Then commit and run `fac submit`.")
-    workers_state(fac, worker, "working", "stop-blocked", failed=[r.name for r in report.verdict.failed()])
-    return {"checks": "red", "stdout": json.dumps({"decision": "block", "reason": "\n".join(lines)})}
-
-
-def read_hook_input() -> dict[str, Any]:
-    """Claude Code hooks send one JSON object on stdin; other callers may send nothing."""
-    import sys
-
-    if sys.stdin is None or sys.stdin.isatty():
-        return {}
-    raw = sys.stdin.read()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor import model
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 
@@ -51,8 +52,16 @@ class Delivery:
     reason: str = ""
 
 
-def send(fac: Factory, worker: str, body: str, *, sender: str = "human", kind: str = "note",
-         correlation: str | None = None, full_log: str | None = None) -> Delivery:  # fmt: skip
+def send(
+    fac: Factory,
+    worker: str,
+    body: str,
+    *,
+    sender: str = "human",
+    kind: str = "note",
+    correlation: str | None = None,
+    full_log: str | None = None,
+) -> Delivery:
     """Store a message for `worker` and paste it into its pane when the pane is alive."""
     fac.worker(worker)
     with fac.store.tx() as db:
@@ -62,8 +71,17 @@ def send(fac: Factory, worker: str, body: str, *, sender: str = "human", kind: s
     return deliver(fac, worker, mid)
 
 
-def store(fac: Factory, db: Any, worker: str, body: str, *, sender: str, kind: str,
-          correlation: str | None = None, full_log: str | None = None) -> int:  # fmt: skip
+def store(
+    fac: Factory,
+    db: Any,
+    worker: str,
+    body: str,
+    *,
+    sender: str,
+    kind: str,
+    correlation: str | None = None,
+    full_log: str | None = None,
+) -> int:
     """Write a message inside the caller's transaction (so it commits with the state it reports)."""
     if len(body) > INBOX_MAX and not full_log:
         # Nothing is lost: the whole text goes to a file the stored message points at.
@@ -72,9 +90,17 @@ def store(fac: Factory, db: Any, worker: str, body: str, *, sender: str, kind: s
         full.write_bytes(body.encode("utf-8", errors="replace"))  # bytes: keep \r as it came
         full_log = str(full)
     pointer = f"full text: {full_log}" if full_log else "truncated"
-    mid = fac.store.add_message(worker, sender, kind, clip(body, INBOX_MAX, pointer), db)
-    fac.store.event("message", worker, correlation=correlation, db=db, id=mid, message_kind=kind, sender=sender,
-                    chars=len(body))  # fmt: skip
+    mid: int = fac.store.add_message(worker, sender, kind, clip(body, INBOX_MAX, pointer), db)
+    fac.store.event(
+        "message",
+        worker,
+        correlation=correlation,
+        db=db,
+        id=mid,
+        message_kind=kind,
+        sender=sender,
+        chars=len(body),
+    )
     return mid
 
 
@@ -115,11 +141,9 @@ def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
         return False, "no window"
     if p.dead:
         return False, "pane process has exited"
-    from supervisor.runtimes import pastes_plain
-
     w = fac.store.worker(worker)
     try:
-        if w is not None and pastes_plain(w.runtime):
+        if w is not None and model.paste_plain(w.runtime):
             fac.tmux.paste(p.pane_id, pane_text(mid, worker, body, comment=False), enter=True)
         else:
             fac.tmux.paste(p.pane_id, pane_text(mid, worker, body) + "\n", enter=False)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import FacError
+from supervisor.model import RUNTIME_NAMES
 
-RUNTIMES = ("command", "claude", "anthropic")
+RUNTIMES = RUNTIME_NAMES
 DEFAULT_WRITABLE = ("system-under-construction/**",)
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 KEYS = {"name", "description", "runtime", "writable", "max_instances", "permission_mode"}

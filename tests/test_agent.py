@@ -32,10 +32,11 @@ from helpers import (
 from queue_helpers import human_commit
 
 from supervisor import andon, messages
-from supervisor.agent import Agent, ToolError, confine
 from supervisor.factory import Factory
 from supervisor.fake_anthropic import DEFAULT_KEY, FakeAnthropic, text, tool, turn
 from supervisor.merge_queue import MergeQueue
+from supervisor.runtimes.anthropic.loop import Agent
+from supervisor.runtimes.anthropic.tools import ToolError, confine
 
 SUT = "system-under-construction"
 UNIQUE = f"{SUT}/textstats/unique.py"

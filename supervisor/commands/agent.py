@@ -22,9 +22,9 @@ def agent_run(worker: str | None) -> None:
     name = worker or os.environ.get("FAC_WORKER")
     if not name:
         raise FacError("which worker? pass --worker or run inside a worker's pane ($FAC_WORKER)")
-    from supervisor import agent as agentmod
+    from supervisor.runtimes.anthropic import loop
 
-    sys.exit(agentmod.main(name))
+    sys.exit(loop.main(name))
 
 
 COMMANDS = [agent]

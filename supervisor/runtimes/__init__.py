@@ -1,12 +1,18 @@
-"""Agent runtimes: what runs in a worker's pane. One module per runtime, one small interface."""
+"""Agent runtimes: what runs in a worker's pane. One module per runtime, one small interface.
+
+Which runtimes exist, and their static traits, is `supervisor.model.RUNTIMES`; `get(name)` loads
+the module the registry names.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from supervisor.errors import FacError
+from supervisor.model import RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,6 @@ class Launch:
 
 class Runtime(Protocol):
     name: str
-    # How a message reaches the pane: False pastes `# ` comment lines (safe even at a shell prompt);
-    # True pastes plain text and presses Enter (an agent's prompt box, where `#` means something).
-    paste_plain: bool
 
     def check_available(self, launch: Launch) -> None: ...
 
@@ -42,30 +45,17 @@ def prepare(rt: Runtime, launch: Launch) -> None:
         hook(launch)
 
 
-def pastes_plain(name: str) -> bool:
-    """Whether runtime `name` takes messages as plain prompts (unknown or unavailable: comments)."""
-    try:
-        return bool(getattr(get(name), "paste_plain", False))
-    except FacError:
-        return False
-
-
 def get(name: str) -> Runtime:
-    if name == "command":
-        from supervisor.runtimes.command import CommandRuntime
-
-        return CommandRuntime()
-    if name == "claude":
-        from supervisor.runtimes.claude import ClaudeRuntime
-
-        return ClaudeRuntime()
-    if name == "anthropic":
-        try:
-            from supervisor.runtimes.anthropic import AnthropicRuntime
-        except ImportError:
-            raise FacError(
-                "the anthropic runtime is not available in this build of fac",
-                hint='use --runtime claude, or the command runtime: fac spawn ROLE --cmd "..."',
-            ) from None
-        return AnthropicRuntime()
-    raise FacError(f"unknown runtime {name!r}", hint="use one of: command, claude, anthropic")
+    """The runtime called `name`, loaded from the module the registry names."""
+    spec = RUNTIMES.get(name)
+    if spec is None:
+        raise FacError(f"unknown runtime {name!r}", hint=f"use one of: {', '.join(RUNTIMES)}")
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError:
+        others = [n for n in RUNTIMES if n not in (name, "command")]
+        raise FacError(
+            f"the {name} runtime is not available in this build of fac",
+            hint=f'use --runtime {" or ".join(others)}, or the command runtime: fac spawn ROLE --cmd "..."',
+        ) from None
+    return cast(Runtime, getattr(module, spec.cls)())

@@ -62,7 +62,6 @@ def settings(worker: str) -> dict[str, Any]:
 
 class ClaudeRuntime:
     name = "claude"
-    paste_plain = True  # Claude Code reads a leading # as "remember this"
 
     def check_available(self, launch: Launch) -> None:
         if shutil.which("claude") is None:

@@ -8,7 +8,6 @@ from supervisor.runtimes import Launch
 
 class CommandRuntime:
     name = "command"
-    paste_plain = False
 
     def check_available(self, launch: Launch) -> None:
         if not launch.command or not launch.command.strip():

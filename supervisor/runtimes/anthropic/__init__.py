@@ -1,4 +1,7 @@
-"""The `anthropic` runtime: fac's built-in coding agent (supervisor/agent.py) in the pane.
+"""The `anthropic` runtime: fac's built-in coding agent in the pane.
+
+The agent is this package: loop (the tool-use loop), tools, transcript (what the pane shows),
+conversation (kept so a restart resumes it) and client (settings, credentials, the API's shapes).
 
 It needs the `anthropic` SDK and a key: ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN. A base URL on
 this machine (127.0.0.1, localhost: a local proxy, or the fake server of the tests and `fac demo`)
@@ -36,7 +39,6 @@ def is_local(url: str | None) -> bool:
 
 class AnthropicRuntime:
     name = "anthropic"
-    paste_plain = False
 
     def check_available(self, launch: Launch) -> None:
         if importlib.util.find_spec("anthropic") is None:
@@ -50,12 +52,13 @@ class AnthropicRuntime:
         if is_local(url):
             return
         raise FacError(
-            "the anthropic runtime needs an API key: neither ANTHROPIC_API_KEY nor ANTHROPIC_AUTH_TOKEN is set",
+            "the anthropic runtime needs an API key: "
+            "neither ANTHROPIC_API_KEY nor ANTHROPIC_AUTH_TOKEN is set",
             hint="export ANTHROPIC_API_KEY=... (console.anthropic.com), or use --runtime claude or --cmd",
         )
 
     def prepare(self, launch: Launch) -> None:
-        from supervisor.agent import save_env
+        from supervisor.runtimes.anthropic.client import save_env
 
         save_env(launch.context_file.parent)
 

@@ -1,0 +1,115 @@
+"""What a runtime reports about itself: `fac hook EVENT` (Claude Code's hooks) and the built-in agent.
+
+fac does not guess an agent's state from its screen; the runtime says it, and these functions record
+it, hand back unread messages, take receipts, and hold a stop while the inner checks are red.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+from supervisor import messages
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+
+
+def workers_state(fac: Factory, name: str, state: str, event: str, **payload: Any) -> None:
+    """Set a worker's state and log why, in one transaction."""
+    with fac.store.tx() as db:
+        fac.store.update_worker(name, db=db, state=state)
+        fac.store.event(event, name, db=db, **payload)
+
+
+HOOK_STATES = {
+    "session-start": "working",
+    "prompt": "working",
+    "working": "working",
+    "stop": "idle",
+    "idle": "idle",
+    "notification": "waiting-for-permission",
+}
+
+
+MESSAGE_REF = re.compile(r"\(message (\d+):")
+
+
+def hook(
+    fac: Factory, worker: str, event: str, data: dict[str, Any], *, check: bool = False
+) -> dict[str, Any]:
+    """A runtime reports its own state (Claude Code hooks call this); fac does not guess from the screen.
+
+    What the runtime should read back is in the result's "stdout": for session-start the unread
+    messages (Claude adds hook output to its context), for `stop --check` a block decision while the
+    inner checks are red.
+    """
+    w = fac.worker(worker)
+    if event not in HOOK_STATES and event != "ack":
+        raise FacError(f"unknown hook event {event!r}", hint=f"one of: {', '.join([*HOOK_STATES, 'ack'])}")
+    out: dict[str, Any] = {"worker": worker, "event": event}
+    if event == "ack":
+        ids = [int(i) for i in data.get("ids", [])]
+        out["acked"] = messages.ack(fac, worker, ids)
+        return out
+    new_state = HOOK_STATES[event]
+    fields: dict[str, Any] = {}
+    if data.get("session_id"):
+        fields["session_id"] = str(data["session_id"])
+    keep = (
+        w.state in ("needs-human", "red", "conflict", "queued")
+        and new_state == "working"
+        and event != "prompt"
+    )
+    with fac.store.tx() as db:
+        if not keep:
+            fields["state"] = new_state
+        if fields:
+            fac.store.update_worker(worker, db=db, **fields)
+        fac.store.event(f"hook:{event}", worker, db=db, state=fields.get("state", w.state))
+    out["state"] = fields.get("state", w.state)
+    if event == "session-start":
+        unread = [m for m in fac.store.unacked() if m.worker == worker]
+        if unread:
+            out["stdout"] = "\n\n".join(
+                f"Message {m.id} from {m.sender} ({m.kind}):\n{m.body}" for m in unread
+            )
+            messages.ack(fac, worker, [m.id for m in unread])
+    elif event == "prompt":
+        ids = [int(i) for i in MESSAGE_REF.findall(str(data.get("prompt", "")))]
+        known = [i for i in ids if (m := fac.store.message(i)) is not None and m.worker == worker]
+        if known:
+            out["acked"] = messages.ack(fac, worker, known)
+    elif event == "stop" and check and not data.get("stop_hook_active"):
+        out.update(_stop_check(fac, worker))
+    return out
+
+
+def _stop_check(fac: Factory, worker: str) -> dict[str, Any]:
+    """The agent wants to stop: if its inner checks are red, say why and keep it working."""
+    from supervisor import verify
+
+    report = verify.check(fac, ref=None, worker=worker, stage="inner")
+    if report.verdict.ok:
+        return {"checks": "green"}
+    lines = ["fac check (inner) is red; fix this before you stop:"]
+    for r in report.verdict.failed():
+        lines.append(f"- {r.name}: " + (r.feedback or f"exit {r.exit_code}"))
+    lines.append("Then commit and run `fac submit`.")
+    workers_state(fac, worker, "working", "stop-blocked", failed=[r.name for r in report.verdict.failed()])
+    return {"checks": "red", "stdout": json.dumps({"decision": "block", "reason": "\n".join(lines)})}
+
+
+def read_hook_input() -> dict[str, Any]:
+    """Claude Code hooks send one JSON object on stdin; other callers may send nothing."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return {}
+    raw = sys.stdin.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
