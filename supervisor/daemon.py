@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from supervisor import andon, line, locks, messages, repo, tasks, workers
+from supervisor import andon, line, locks, messages, repo, restart_policy, tasks, workers
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.hooks import workers_state
+from supervisor.restart_policy import Action
 from supervisor.store import Worker
 from supervisor.tmux import PaneInfo
 
@@ -166,12 +167,20 @@ class Supervisor:
             if now >= w.next_restart:
                 return self.restart(w, status)
             return w.next_restart
-        crashes = [t for t in json.loads(w.crashes or "[]") if now - t < self.cfg.crash_window] + [now]
-        if len(crashes) >= self.cfg.crash_loop:
+        cfg = self.cfg
+        decision = restart_policy.decide(
+            json.loads(w.crashes or "[]"),
+            now,
+            restart_delays=cfg.restart_delays,
+            crash_loop=cfg.crash_loop,
+            crash_window=cfg.crash_window,
+        )
+        crashes = list(decision.crashes)
+        if decision.action is Action.GIVE_UP:
             with self.fac.store.tx() as db:
                 self.fac.store.update_worker(w.name, db=db, crashes=json.dumps(crashes), next_restart=None)
                 self.fac.store.event("crashed", w.name, db=db, status=status, crashes=len(crashes), loop=True)
-            minutes = self.cfg.crash_window / 60
+            minutes = cfg.crash_window / 60
             andon.ask(
                 self.fac,
                 w.name,
@@ -181,8 +190,7 @@ class Supervisor:
             )
             self.say(f"{w.name}: crash loop ({len(crashes)} crashes): andon cord pulled")
             return None
-        delays = self.cfg.restart_delays
-        delay = delays[min(len(crashes) - 1, len(delays) - 1)]
+        delay = decision.delay
         with self.fac.store.tx() as db:
             self.fac.store.update_worker(
                 w.name, db=db, state="crashed", crashes=json.dumps(crashes), next_restart=now + delay
@@ -191,7 +199,7 @@ class Supervisor:
                 "crashed", w.name, db=db, status=status, crashes=len(crashes), restart_in=delay
             )
         self.say(f"{w.name}: crashed ({status}); restart in {delay:g}s")
-        if delay <= 0:
+        if decision.action is Action.RESTART_NOW:
             fresh = self.fac.store.worker(w.name)
             return self.restart(fresh, status) if fresh else None
         return now + delay
