@@ -5,7 +5,7 @@ worktree with backoff (a crash loop pulls the andon cord), unacknowledged messag
 until a receipt arrives, a red main stops the line and every worker hears of it, and waiting tasks
 are pulled by new workers while the factory is under its WIP limit.
 
-It is event-driven: inotify (watchdog) on `.fac/` and on the branch refs, and a tmux `pane-died`
+It is event-driven: inotify (wake.py) on `.fac/` and on the branch refs, and a tmux `pane-died`
 hook that touches `.fac/wake`, wake it at once; a slow tick (`[supervisor] tick`) is the safety net.
 """
 
@@ -16,9 +16,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-from supervisor import andon, line, locks, messages, repo, restart_policy, tasks, workers
+from supervisor import andon, line, locks, messages, repo, restart_policy, tasks, wake, workers
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.hooks import workers_state
@@ -54,7 +53,7 @@ class Supervisor:
         self.on_reconcile = on_reconcile
         self.wake = threading.Event()
         self._lock_fd: int | None = None
-        self._observer: Any = None
+        self._watch: wake.Watch | None = None
         self._line_notified = -1.0
         self._main_seen: str | None = None
         self._verifying = False
@@ -73,24 +72,10 @@ class Supervisor:
 
     def watch(self) -> None:
         """Wake on writes to the store, moves of branch refs, and dead panes."""
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        wake = self.wake
-
-        class Poke(FileSystemEventHandler):
-            def on_any_event(self, event: Any) -> None:
-                if not str(getattr(event, "src_path", "")).endswith((".lock", "-shm")):
-                    wake.set()
-
-        obs = Observer()
-        obs.schedule(Poke(), str(self.fac.fac_dir), recursive=False)
         refs = self.fac.root / ".git" / "refs" / "heads"
-        if refs.is_dir():
-            obs.schedule(Poke(), str(refs), recursive=False)
-        obs.daemon = True
-        obs.start()
-        self._observer = obs
+        self._watch = wake.watch([self.fac.fac_dir, refs], event=self.wake)
+        if not self._watch.active:
+            self.say(f"no inotify ({self._watch.reason}): polling every {self.cfg.tick:g}s instead")
         wake_file = self.fac.fac_dir / "wake"
         try:
             self.fac.tmux.set_hook(self.fac.session, "pane-died", f"run-shell -b 'touch \"{wake_file}\"'")
@@ -116,8 +101,8 @@ class Supervisor:
                 # Coalesce a burst of file events into one pass.
                 time.sleep(0.05)
         finally:
-            if self._observer is not None:
-                self._observer.stop()
+            if self._watch is not None:
+                self._watch.stop()
             self.unlock()
 
     # --- one pass ---

@@ -1,0 +1,71 @@
+"""Wake on file changes: the one inotify watcher (watchdog) fac's processes use.
+
+`watch(dirs)` sets an Event whenever something changes directly in one of `dirs` (not below them).
+When inotify cannot start (its limits are spent, an odd file system), `Watch.active` is False and
+`Watch.reason` says why: nothing sets the Event then, and the caller polls at its own tick.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# SQLite's shared-memory index and fac's lock files change on every read: no reason to wake.
+NOISE = ("-shm", ".lock")
+
+
+def not_noise(path: str) -> bool:
+    """The default filter: every change except those to NOISE files."""
+    return not path.endswith(NOISE)
+
+
+@dataclass
+class Watch:
+    """A running watcher (or the reason there is none). `stop()` is safe either way."""
+
+    event: threading.Event
+    active: bool
+    reason: str = ""
+    _observer: Any = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
+
+
+def watch(
+    dirs: Iterable[Path],
+    *,
+    accept: Callable[[str], bool] = not_noise,
+    event: threading.Event | None = None,
+) -> Watch:
+    """Set `event` (a new one by default) on each change in `dirs` whose path `accept`s.
+
+    `accept` gets each event's source path, the watched directory's own too (it changes when a file
+    in it is created, written or renamed into place: git's `main.lock` -> `main`). Directories that
+    do not exist are skipped (nothing to watch there).
+    """
+    wake = event if event is not None else threading.Event()
+    try:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        class Poke(FileSystemEventHandler):
+            def on_any_event(self, ev: FileSystemEvent) -> None:
+                path = ev.src_path
+                if accept(path.decode() if isinstance(path, bytes) else str(path)):
+                    wake.set()
+
+        observer = Observer()
+        for d in dirs:
+            if d.is_dir():
+                observer.schedule(Poke(), str(d), recursive=False)
+        observer.daemon = True
+        observer.start()
+    except Exception as e:  # no inotify here (limits, odd file systems): the caller polls
+        return Watch(wake, active=False, reason=f"{type(e).__name__}: {e}")
+    return Watch(wake, active=True, _observer=observer)

@@ -1,0 +1,116 @@
+"""wake.watch: one inotify watcher, on a real temp directory; and what happens when inotify cannot start."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from supervisor import wake
+
+
+def set_within(event: threading.Event, seconds: float = 5.0) -> bool:
+    return event.wait(seconds)
+
+
+def test_a_change_in_a_watched_directory_sets_the_event(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    w = wake.watch([a, b, tmp_path / "missing"])  # a directory that does not exist is skipped
+    try:
+        assert w.active and w.reason == ""
+        assert not w.event.is_set()
+        (a / "state.db-wal").write_text("x")
+        assert set_within(w.event)
+        w.event.clear()
+        (b / "main").write_text("sha")
+        assert set_within(w.event)
+    finally:
+        w.stop()
+    w.stop()  # twice is harmless
+
+
+def test_the_filter_sees_each_path_and_a_given_event_is_the_one_set(tmp_path: Path) -> None:
+    (tmp_path / "other").write_text("")
+    (tmp_path / "wanted").write_text("")
+    mine = threading.Event()
+    seen: list[str] = []
+
+    def accept(path: str) -> bool:
+        seen.append(path)
+        return path.endswith("wanted")
+
+    w = wake.watch([tmp_path], event=mine, accept=accept)
+    try:
+        assert w.event is mine
+        (tmp_path / "other").write_text("changed")
+        time.sleep(0.3)
+        assert not mine.is_set()
+        assert str(tmp_path / "other") in seen
+        (tmp_path / "wanted").write_text("changed")
+        assert set_within(mine)
+    finally:
+        w.stop()
+
+
+def test_the_default_filter_drops_lock_and_shm_files_only() -> None:
+    assert not wake.not_noise("/f/.fac/supervisor.lock")
+    assert not wake.not_noise("/f/.fac/state.db-shm")
+    assert not wake.not_noise("/f/.git/refs/heads/main.lock")
+    assert wake.not_noise("/f/.fac/state.db-wal")
+    assert wake.not_noise("/f/.git/refs/heads")  # the directory itself: a ref renamed into place
+
+
+def test_without_inotify_it_says_why_and_the_caller_polls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watchdog.observers
+
+    class NoInotify:
+        def __init__(self) -> None:
+            raise OSError(24, "inotify instance limit reached")
+
+    monkeypatch.setattr(watchdog.observers, "Observer", NoInotify)
+    w = wake.watch([tmp_path])
+    assert not w.active
+    assert "inotify instance limit reached" in w.reason
+    (tmp_path / "state.db-wal").write_text("x")
+    assert not w.event.wait(0.2)  # nothing watches: the caller's tick is all there is
+    w.stop()
+
+
+def test_the_supervisor_keeps_running_without_inotify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before wake.py a failed inotify took the supervisor down; now it says so and polls at its tick."""
+    import watchdog.observers
+
+    from supervisor.daemon import Supervisor
+
+    class NoInotify:
+        def __init__(self) -> None:
+            raise OSError(28, "no space left on device")
+
+    monkeypatch.setattr(watchdog.observers, "Observer", NoInotify)
+    said: list[str] = []
+
+    class Fac:  # just what Supervisor.watch touches
+        fac_dir = tmp_path
+        root = tmp_path
+        session = "none"
+
+        class config:  # noqa: N801
+            class supervisor:  # noqa: N801
+                tick = 3.0
+
+        class tmux:  # noqa: N801
+            @staticmethod
+            def set_hook(*_a: object) -> None:
+                pass
+
+    sup = Supervisor(Fac(), say=said.append)  # type: ignore[arg-type]
+    sup.watch()
+    assert said == ["no inotify (OSError: [Errno 28] no space left on device): polling every 3s instead"]
