@@ -35,7 +35,7 @@ from supervisor import andon, messages
 from supervisor.agent import Agent, ToolError, confine
 from supervisor.factory import Factory
 from supervisor.fake_anthropic import DEFAULT_KEY, FakeAnthropic, text, tool, turn
-from supervisor.merge_queue import MergeQueue
+from supervisor.queue import MergeQueue
 
 SUT = "system-under-construction"
 UNIQUE = f"{SUT}/textstats/unique.py"
