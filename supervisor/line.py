@@ -44,10 +44,8 @@ def stop(fac: Factory, reason: str, main_sha: str | None) -> bool:
         row = db.execute("SELECT state FROM line WHERE id = 1").fetchone()
         if row["state"] == "stopped":
             return False
-        db.execute(
-            "UPDATE line SET state = 'stopped', reason = ?, since = ?, main_sha = ? WHERE id = 1",
-            (reason, time.time(), main_sha),
-        )
+        db.execute("UPDATE line SET state = 'stopped', reason = ?, since = ?, main_sha = ? WHERE id = 1",
+                   (reason, time.time(), main_sha))  # fmt: skip
         fac.store.event("line-stopped", None, db=db, reason=reason, main=main_sha)
     return True
 
