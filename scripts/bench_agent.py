@@ -28,7 +28,7 @@ from supervisor import factory as factorymod  # noqa: E402
 from supervisor import workers  # noqa: E402
 from supervisor.factory import Factory  # noqa: E402
 from supervisor.fake_anthropic import DEFAULT_KEY, FakeAnthropic, text, tool, turn  # noqa: E402
-from supervisor.merge_queue import MergeQueue  # noqa: E402
+from supervisor.queue import MergeQueue  # noqa: E402
 
 SUT = "system-under-construction"
 CODE = (

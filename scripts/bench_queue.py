@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from supervisor import checks, repo  # noqa: E402
 from supervisor.factory import Factory, init  # noqa: E402
-from supervisor.merge_queue import MergeQueue, run_gate  # noqa: E402
+from supervisor.gate import run_gate  # noqa: E402
+from supervisor.queue import MergeQueue  # noqa: E402
 
 SUT = "system-under-construction"
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from supervisor import factory as factorymod  # noqa: E402
 from supervisor import workers  # noqa: E402
 from supervisor.factory import Factory  # noqa: E402
-from supervisor.merge_queue import MergeQueue  # noqa: E402
+from supervisor.queue import MergeQueue  # noqa: E402
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -499,7 +499,7 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
     """The merge queue: list entries (default), `run` the bot, `wait` for it to drain."""
     if ctx.invoked_subcommand:
         return
-    from supervisor.merge_queue import queue_rows
+    from supervisor.queue import queue_rows
 
     rows = queue_rows(_factory(), all_entries=show_all)
     if as_json:
@@ -519,7 +519,7 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
 @click.option("--no-cache", is_flag=True, help="Never reuse stored check results.")
 def queue_run(once: bool, max_batch: int | None, no_cache: bool) -> None:
     """Run the merge queue (`fac up` starts it in the window `merge-queue`)."""
-    from supervisor.merge_queue import MergeQueue
+    from supervisor.queue import MergeQueue
 
     def say(msg: str) -> None:
         click.echo(f"{time.strftime('%H:%M:%S')} {msg}")
@@ -874,7 +874,7 @@ def approve(branch: str) -> None:
     Approves the exact commit waiting in the queue; a later push needs a new approval.
     Agents cannot approve.
     """
-    from supervisor.merge_queue import approve as approve_entries
+    from supervisor.queue import approve as approve_entries
 
     if os.environ.get("FAC_WORKER"):
         raise FacError("agents cannot approve", hint="a human runs `fac approve` outside the worker panes")

@@ -17,7 +17,7 @@ STATE_STYLE = {
 
 def snapshot(fac: Factory) -> dict[str, Any]:
     from supervisor import status
-    from supervisor.merge_queue import queue_rows
+    from supervisor.queue import queue_rows
 
     data = status.collect(fac)
     last: dict[str, str] = {}

@@ -341,7 +341,7 @@ def build_commit(root: Path, parent: str, changes: dict[str, str], message: str,
 
 def commit_on_main(fac: Any, changes: dict[str, str], message: str) -> str:
     """A human's change to specs/, committed on main by fac (compare-and-swap; the checkout follows)."""
-    from supervisor.merge_queue import move_main
+    from supervisor.mainline import move_main
 
     for _ in range(5):
         old = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")

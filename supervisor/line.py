@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor import checks, repo
+from supervisor import checks, gate, repo
 from supervisor.checks import Verdict
 from supervisor.factory import Factory
 
@@ -64,20 +64,10 @@ def resume(fac: Factory, by: str) -> bool:
 
 def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
     """Run the gate on main itself; red stops the line, green restarts it."""
-    from supervisor.merge_queue import run_gate
-
     sha = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
     assert sha is not None
     suite = checks.suite_from_rev(fac.root, sha, fac.fac_dir / "suites")
-    tree = repo.tree_of(fac.root, sha)
-    hit = fac.store.cached_result(tree, suite.hash) if use_cache else None
-    if hit is not None:
-        verdict = Verdict(hit[0], [checks.CheckResult.from_dict(r) for r in hit[1]], True, sha, tree)
-        fac.store.record_run(sha, tree, "gate", None, verdict.ok, hit[1], cached=True)
-    else:
-        verdict = run_gate(fac, sha, suite, fac.config.queue.parallel)
-        fac.store.record_run(sha, tree, "gate", suite.hash, verdict.ok, [r.as_dict() for r in verdict.results],
-                             cached=False)  # fmt: skip
+    verdict = gate.judge(fac, sha, suite, cache="use" if use_cache else "refresh")
     fac.store.event("verified", None, main=sha, ok=verdict.ok, failed=[r.name for r in verdict.failed()])
     if verdict.ok:
         resume(fac, by="green verify")

@@ -131,6 +131,13 @@ def update_ref_cas(root: Path, ref: str, new: str, old: str) -> bool:
     return proc.returncode == 0
 
 
+def read_tree(root: Path, old: str, new: str, *, dry_run: bool = False) -> bool:
+    """Two-tree merge of the index and checkout from `old` to `new` (`read-tree -m -u`); False when it
+    would overwrite local edits. With `dry_run`, only tell whether it would succeed."""
+    args = ["git", "read-tree", *(["-n"] if dry_run else []), "-m", "-u", old, new]
+    return subprocess.run(args, cwd=root, capture_output=True).returncode == 0
+
+
 def changed_paths(root: Path, base: str, head: str) -> list[tuple[str, str]]:
     """(status, path) for each path `head` changes relative to `base`; renames count as both paths."""
     out = git(root, "diff", "--name-status", "--no-renames", "-z", base, head)

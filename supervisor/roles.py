@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor import repo
 from supervisor.errors import FacError
 from supervisor.model import RUNTIME_NAMES
 
@@ -104,6 +105,17 @@ def get(root: Path, name: str) -> Role:
             f"unknown role {name!r}", hint=f"known roles: {known}; create one with `fac roles new {name}`"
         )
     return roles[name]
+
+
+def writable_at(root: Path, rev: str, role_name: str) -> tuple[str, ...]:
+    """The role's writable globs as commit `rev` (main) has them, so a branch cannot widen its own scope."""
+    text = repo.show_file(root, rev, f"roles/{role_name}.md")
+    if text is None:
+        return DEFAULT_WRITABLE
+    try:
+        return parse(Path(f"roles/{role_name}.md"), text).writable
+    except FacError:
+        return DEFAULT_WRITABLE
 
 
 def scaffold(root: Path, name: str, description: str = "", runtime: str = "command") -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import checks, guards, repo, sandbox
+from supervisor import checks, gate, guards, repo, roles, sandbox
 from supervisor.checks import CheckResult, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -22,8 +22,15 @@ class CheckReport:
     sandbox: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {"stage": self.stage, "target": self.target, "suite": self.suite, "worker": self.worker,
-                "notes": self.notes, "sandbox": self.sandbox, **self.verdict.as_dict()}  # fmt: skip
+        return {
+            "stage": self.stage,
+            "target": self.target,
+            "suite": self.suite,
+            "worker": self.worker,
+            "notes": self.notes,
+            "sandbox": self.sandbox,
+            **self.verdict.as_dict(),
+        }
 
 
 def check(
@@ -51,26 +58,34 @@ def check(
 
 
 def _check_ref(fac: Factory, ref: str, stage: str, parallel: int, use_cache: bool) -> CheckReport:
-    from supervisor.merge_queue import run_gate
-
     sha = repo.rev_parse(fac.root, ref)
     if sha is None:
         raise FacError(f"{ref!r} is not a commit in {fac.root}", hint="pass a branch, tag or sha")
     main = repo.rev_parse(fac.root, fac.main)
     suite_rev = fac.main if stage == "gate" else sha
     suite = checks.suite_from_rev(fac.root, suite_rev, fac.fac_dir / "suites")
-    tree = repo.tree_of(fac.root, sha)
-    if use_cache:
-        hit = fac.store.cached_result(tree, suite.hash) if stage == "gate" else None
-        if hit is not None:
-            v = Verdict(hit[0], [CheckResult.from_dict(r) for r in hit[1]], True, sha, tree)
-            return CheckReport(v, stage, sha, suite.origin, notes=["cached result for this tree"])
     if stage == "gate":
-        verdict = run_gate(fac, sha, suite, parallel, base=main if main != sha else None)
-    else:
-        verdict = _run_in_worktree(fac, sha, suite, stage, parallel)
-    fac.store.record_run(sha, tree, stage, suite.hash if stage == "gate" else None, verdict.ok,
-                         [r.as_dict() for r in verdict.results], cached=False)  # fmt: skip
+        verdict = gate.judge(
+            fac,
+            sha,
+            suite,
+            cache="use" if use_cache else "refresh",
+            parallel=parallel,
+            base=main if main != sha else None,
+            record_hit=False,
+        )
+        notes = ["cached result for this tree"] if verdict.cached else []
+        return CheckReport(verdict, stage, sha, suite.origin, notes=notes)
+    verdict = _run_in_worktree(fac, sha, suite, stage, parallel)
+    fac.store.record_run(
+        sha,
+        repo.tree_of(fac.root, sha),
+        stage,
+        None,
+        verdict.ok,
+        [r.as_dict() for r in verdict.results],
+        cached=False,
+    )
     return CheckReport(verdict, stage, sha, suite.origin)
 
 
@@ -83,8 +98,14 @@ def _run_in_worktree(fac: Factory, sha: str, suite: checks.Suite, stage: str, pa
         fac.root, fac.fac_dir / "tmp" / f"check-{sha[:10]}-{time.monotonic_ns()}", sha
     ) as wt:
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
-        results = checks.run_suite(suite.for_stage(stage), wt, stage, parallel=parallel, log_dir=log_dir,
-                                   sandbox=sandbox.detect(fac.root))  # fmt: skip
+        results = checks.run_suite(
+            suite.for_stage(stage),
+            wt,
+            stage,
+            parallel=parallel,
+            log_dir=log_dir,
+            sandbox=sandbox.detect(fac.root),
+        )
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(fac.root, sha))
 
 
@@ -92,8 +113,6 @@ def _check_dir(
     fac: Factory, workdir: Path, stage: str, parallel: int, worker: str | None, branch: str | None
 ) -> CheckReport:
     import time
-
-    from supervisor.merge_queue import role_writable
 
     notes = []
     if stage == "gate":
@@ -108,11 +127,18 @@ def _check_dir(
         head = repo.rev_parse(fac.root, branch)
         main = repo.rev_parse(fac.root, fac.main)
         if head and main:
-            writable = role_writable(fac, worker, main)
+            record = fac.store.worker(worker)
+            writable = roles.writable_at(fac.root, main, record.role if record else "worker")
             results += guards.branch_guards(fac.root, main, head, writable).results
             notes.append("guards judge committed changes only")
-    results += checks.run_suite(suite.for_stage(stage), workdir, stage, parallel=parallel, log_dir=log_dir,
-                                sandbox=sandbox.detect(fac.root))  # fmt: skip
+    results += checks.run_suite(
+        suite.for_stage(stage),
+        workdir,
+        stage,
+        parallel=parallel,
+        log_dir=log_dir,
+        sandbox=sandbox.detect(fac.root),
+    )
     verdict = Verdict(checks.suite_ok(results), results, False, None, None)
     if not results:
         notes.append(

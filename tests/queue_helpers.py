@@ -17,7 +17,7 @@ from helpers import git
 from supervisor import workers
 from supervisor.cli import cli
 from supervisor.factory import Factory
-from supervisor.merge_queue import MergeQueue
+from supervisor.queue import MergeQueue
 
 SUT = "system-under-construction"
 SESSION = "fac-fac"  # the factory fixture's directory is named "fac"

@@ -34,7 +34,7 @@ from queue_helpers import human_commit
 from supervisor import andon, messages
 from supervisor.factory import Factory
 from supervisor.fake_anthropic import DEFAULT_KEY, FakeAnthropic, text, tool, turn
-from supervisor.merge_queue import MergeQueue
+from supervisor.queue import MergeQueue
 from supervisor.runtimes.anthropic.loop import Agent
 from supervisor.runtimes.anthropic.tools import ToolError, confine
 

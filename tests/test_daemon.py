@@ -17,7 +17,7 @@ from queue_helpers import commit, passing_test
 from supervisor import line, tasks
 from supervisor.daemon import Supervisor
 from supervisor.factory import Factory
-from supervisor.merge_queue import MergeQueue
+from supervisor.queue import MergeQueue
 
 
 def configure(root: Path, text: str) -> None:

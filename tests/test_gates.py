@@ -12,7 +12,7 @@ from queue_helpers import commit, passing_test
 
 from supervisor import sandbox
 from supervisor.factory import Factory
-from supervisor.merge_queue import MergeQueue
+from supervisor.queue import MergeQueue
 
 
 def configure(root: Path, text: str, section_text: str = "") -> None:

@@ -317,7 +317,7 @@ def test_a_second_queue_is_refused_while_one_holds_the_lock(factory: Path) -> No
     import os
 
     from supervisor.factory import Factory
-    from supervisor.merge_queue import MergeQueue
+    from supervisor.queue import MergeQueue
 
     holder = MergeQueue(Factory(factory))
     holder.lock()
@@ -344,7 +344,7 @@ def _ahead_of_main(root: Path, changes: dict[str, str]) -> tuple[str, str]:
 
 def test_a_clean_checkout_of_main_moves_with_main(factory: Path) -> None:
     from supervisor.factory import Factory
-    from supervisor.merge_queue import move_main
+    from supervisor.mainline import move_main
 
     old, new = _ahead_of_main(factory, {f"{SUT}/NEW.md": "new\n"})
 
@@ -358,7 +358,7 @@ def test_a_clean_checkout_of_main_moves_with_main(factory: Path) -> None:
 
 def test_local_edits_to_files_main_does_not_change_are_kept_and_main_moves(factory: Path) -> None:
     from supervisor.factory import Factory
-    from supervisor.merge_queue import move_main
+    from supervisor.mainline import move_main
 
     old, new = _ahead_of_main(factory, {f"{SUT}/NEW.md": "new\n"})
     readme = factory / SUT / "README.md"
@@ -379,7 +379,7 @@ def test_local_edits_to_files_main_does_not_change_are_kept_and_main_moves(facto
 
 def test_local_edits_to_files_main_changes_are_never_touched(factory: Path) -> None:
     from supervisor.factory import Factory
-    from supervisor.merge_queue import move_main
+    from supervisor.mainline import move_main
 
     readme = factory / SUT / "README.md"
     old, new = _ahead_of_main(
@@ -434,7 +434,7 @@ if [ -e "$FAC_CANDIDATE/{SUT}/BROKEN" ]; then echo "BROKEN is present"; exit 1; 
 
 
 def test_candidate_merge_commits_carry_worker_entry_and_delta_trailers() -> None:
-    from supervisor.merge_queue import candidate_message
+    from supervisor.queue import candidate_message
     from supervisor.store import QueueEntry
 
     def entry(i: int, delta: str | None = None) -> QueueEntry:

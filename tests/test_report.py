@@ -9,7 +9,7 @@ from queue_helpers import commit, failing_test, passing_test
 
 from supervisor import report
 from supervisor.factory import Factory
-from supervisor.merge_queue import MergeQueue
+from supervisor.queue import MergeQueue
 from supervisor.store import Event
 
 

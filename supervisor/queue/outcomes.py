@@ -1,0 +1,229 @@
+"""Where each result of the queue goes: main moves (land), and the owner of every entry hears of it
+(merged, red with the evidence, held for a human, conflicting paths), in the store, its inbox and
+its pane. A branch that keeps coming back red pulls the andon cord."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from supervisor import andon, line, messages, repo
+from supervisor.checks import Verdict
+from supervisor.factory import Factory
+from supervisor.mainline import move_main
+from supervisor.queue.candidates import Candidate
+from supervisor.store import QueueEntry
+
+
+class Outcomes:
+    """The queue's effects for one factory; `stats` counts merged, red and conflict."""
+
+    def __init__(
+        self, fac: Factory, say: Callable[[str], None], stats: Counter[str], use_cache: bool
+    ) -> None:
+        self.fac = fac
+        self.root = fac.root
+        self.say = say
+        self.stats = stats
+        self.use_cache = use_cache
+
+    def land(self, cand: Candidate) -> bool:
+        """Move main to the tested candidate; False (its entries back in line) when main moved under us."""
+        if not move_main(self.fac, cand.base, cand.sha):
+            for e in cand.entries:
+                self.fac.store.set_entry(e.id, state="queued")
+            return False
+        self.merged(list(cand.entries), cand.sha, note=f"batch of {len(cand.entries)}")
+        if self.fac.config.queue.verify_main or line.get(self.fac).stopped:
+            # The tested tree is main's tree now, so this is answered by the cache unless it was a fix.
+            v = line.verify(self.fac, use_cache=self.use_cache)
+            self.say(f"  verify {self.fac.main}: {'green' if v.ok else 'RED: the line stops'}")
+        self.say(f"  {self.fac.main} -> {cand.sha[:10]}: merged {', '.join(e.worker for e in cand.entries)}")
+        return True
+
+    def merged(self, entries: list[QueueEntry], main_sha: str, note: str) -> None:
+        store = self.fac.store
+        sent: list[tuple[str, int]] = []
+        with store.tx() as db:
+            for e in entries:
+                store.set_entry(
+                    e.id, db=db, state="merged", merged_as=main_sha, verdict={"ok": True, "note": note}
+                )
+                store.update_worker(e.worker, db=db, state="merged", red_streak=0)
+                store.event(
+                    "merged", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, main=main_sha, note=note
+                )
+                if store.worker(e.worker):
+                    body = (
+                        f"[fac] MERGED: {e.branch} at {e.sha[:10]} is on {self.fac.main} ({main_sha[:10]})."
+                    )
+                    mid = messages.store(
+                        self.fac,
+                        db,
+                        e.worker,
+                        body,
+                        sender="merge-queue",
+                        kind="merged",
+                        correlation=f"q{e.id}",
+                    )
+                    sent.append((e.worker, mid))
+        self.stats["merged"] += len(entries)
+        for worker, mid in sent:
+            messages.deliver(self.fac, worker, mid)
+
+    def blame(self, e: QueueEntry, cand: Candidate | None, verdict: Verdict, base: str, reason: str) -> None:
+        """Red: the owner gets the failed checks, the tested commit and how to reproduce it."""
+        store = self.fac.store
+        tested = cand.sha if cand else e.sha
+        if cand:
+            # Keep the red candidate reachable so `fac check --ref` can reproduce it later.
+            repo.git(self.root, "update-ref", f"refs/fac/candidates/q{e.id}", cand.sha, check=False)
+        failed = verdict.failed()
+        what = "a guard" if reason == "guard" else "the gate"
+        on = f" on candidate {cand.sha[:10]} ({self.fac.main} {base[:10]} + your branch)." if cand else "."
+        lines = [f"[fac] RED: {e.branch} at {e.sha[:10]} failed {what}" + on]
+        logs = [r.log for r in failed if r.log]
+        # How to reproduce comes before the feedback, so it survives when the pane shows only the
+        # head of a long message.
+        if cand:
+            lines.append(f"reproduce: fac check --ref {cand.sha} --stage gate")
+        if logs:
+            lines.append("full output: " + ", ".join(logs))
+        for r in failed:
+            how = (
+                "timed out"
+                if r.timed_out
+                else f"exit {r.exit_code}"
+                if r.exit_code is not None
+                else "did not run"
+            )
+            lines.append(f"check {r.name} failed ({how}):")
+            lines.extend(f"  {line}" for line in r.feedback.splitlines())
+        lines.append("Fix it, commit, then `fac submit` again.")
+        body = "\n".join(lines)
+        compact = {
+            "ok": False,
+            "reason": reason,
+            "tested": tested,
+            "failed": [
+                {"name": r.name, "exit_code": r.exit_code, "feedback": r.feedback, "log": r.log}
+                for r in failed
+            ],
+        }
+        with store.tx() as db:
+            store.set_entry(e.id, db=db, state="red", verdict=compact)
+            store.update_worker(e.worker, db=db, state="red")
+            store.event(
+                "red",
+                e.worker,
+                correlation=f"q{e.id}",
+                db=db,
+                sha=e.sha,
+                tested=tested,
+                reason=reason,
+                failed=[r.name for r in failed],
+            )
+            mid = None
+            if store.worker(e.worker):
+                mid = messages.store(
+                    self.fac,
+                    db,
+                    e.worker,
+                    body,
+                    sender="merge-queue",
+                    kind="red",
+                    correlation=f"q{e.id}",
+                    full_log=logs[0] if logs else None,
+                )
+        self.stats["red"] += 1
+        self.say(f"  {e.worker}: RED ({', '.join(r.name for r in failed)}); routed to its inbox and pane")
+        if mid is not None:
+            messages.deliver(self.fac, e.worker, mid)
+        self._count_red(e.worker)
+
+    def _count_red(self, worker: str) -> None:
+        """Andon: a branch that keeps coming back red is escalated to a human."""
+        w = self.fac.store.worker(worker)
+        if w is None:
+            return
+        streak = w.red_streak + 1
+        self.fac.store.update_worker(worker, red_streak=streak)
+        limit = self.fac.config.supervisor.red_limit
+        if streak >= limit and not w.question:
+            andon.ask(
+                self.fac,
+                worker,
+                f"{w.branch} came back red or conflicting {streak} times in a row; it needs a human's look",
+                by="merge-queue",
+            )
+            self.say(f"  {worker}: red {streak} times in a row: andon cord pulled (needs-human)")
+
+    def hold(self, e: QueueEntry, paths: list[str]) -> None:
+        """A human gate: the entry waits, untested, until `fac approve` names its commit."""
+        store = self.fac.store
+        body = (
+            f"[fac] HELD: {e.branch} at {e.sha[:10]} changes paths that need a human's approval:\n"
+            + "\n".join(f"  {p}" for p in paths[:20])
+            + f"\nIt waits in the queue until a human runs `fac approve {e.branch}`."
+        )
+        with store.tx() as db:
+            store.set_entry(
+                e.id, db=db, state="held", verdict={"ok": False, "reason": "approval", "paths": paths}
+            )
+            store.event("held", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, paths=paths)
+            mid = (
+                messages.store(
+                    self.fac, db, e.worker, body, sender="merge-queue", kind="held", correlation=f"q{e.id}"
+                )
+                if store.worker(e.worker)
+                else None
+            )
+        self.say(f"  {e.worker}: HELD for approval ({', '.join(paths[:3])})")
+        if mid is not None:
+            messages.deliver(self.fac, e.worker, mid)
+
+    def conflict(self, e: QueueEntry, main_sha: str, paths: tuple[str, ...]) -> None:
+        store = self.fac.store
+        main = self.fac.main
+        body = "\n".join(
+            [
+                f"[fac] CONFLICT: {e.branch} at {e.sha[:10]} does not merge cleanly with {main} "
+                f"{main_sha[:10]}.",
+                "conflicting paths:",
+                *[f"  {p}" for p in paths],
+                f"Merge {main} into your branch (git merge {main}), resolve, commit, then `fac submit`.",
+            ]
+        )
+        with store.tx() as db:
+            store.set_entry(
+                e.id,
+                db=db,
+                state="conflict",
+                verdict={"ok": False, "reason": "conflict", "paths": list(paths)},
+            )
+            store.update_worker(e.worker, db=db, state="conflict")
+            store.event(
+                "conflict",
+                e.worker,
+                correlation=f"q{e.id}",
+                db=db,
+                sha=e.sha,
+                main=main_sha,
+                paths=list(paths),
+            )
+            mid = None
+            if store.worker(e.worker):
+                mid = messages.store(
+                    self.fac,
+                    db,
+                    e.worker,
+                    body,
+                    sender="merge-queue",
+                    kind="conflict",
+                    correlation=f"q{e.id}",
+                )
+        self.stats["conflict"] += 1
+        self.say(f"  {e.worker}: CONFLICT in {', '.join(paths)}; routed to its inbox and pane")
+        if mid is not None:
+            messages.deliver(self.fac, e.worker, mid)
+        self._count_red(e.worker)

@@ -1,0 +1,342 @@
+"""The merge queue's process loop: it wires the planner's decisions to their effects.
+
+Oldest first, a batch of submitted heads is screened, merged onto main without a worktree
+(`candidates`), judged by the gate (`supervisor.gate`), and on green main moves to exactly the
+tested commit (`outcomes`, through `supervisor.mainline`). A red batch is searched for its first
+culprit (`planner.Search`; the gate's cache makes re-testing a known tree free); the others merge.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor import checks, deltas, gate, line, locks, repo
+from supervisor.checks import Suite, Verdict
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+from supervisor.queue import candidates, planner, screening
+from supervisor.queue.candidates import Candidate
+from supervisor.queue.outcomes import Outcomes
+from supervisor.store import QueueEntry
+
+
+def _watch_store(fac_dir: Path) -> tuple[Any, Any]:
+    """An Event set whenever a file directly in `.fac/` changes (the store's WAL on every commit)."""
+    import threading
+
+    wake = threading.Event()
+    try:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        class Poke(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                if not str(getattr(event, "src_path", "")).endswith(("-shm", ".lock")):
+                    wake.set()
+
+        observer = Observer()
+        observer.schedule(Poke(), str(fac_dir), recursive=False)
+        observer.daemon = True
+        observer.start()
+    except Exception:  # no inotify here (limits, odd file systems): poll instead
+        return None, None
+    return wake, observer
+
+
+class QueueLocked(FacError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How settling a batch ended: `main` is where the queue last put main (or the base it started
+    from); `moved` says main changed under the queue, and what was not decided goes back in line."""
+
+    main: str
+    moved: bool = False
+
+
+class MergeQueue:
+    def __init__(
+        self,
+        fac: Factory,
+        *,
+        max_batch: int | None = None,
+        retries: int | None = None,
+        use_cache: bool = True,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.fac = fac
+        self.root = fac.root
+        cfg = fac.config.queue
+        self.max_batch = max_batch or cfg.max_batch
+        self.batch_size = self.max_batch
+        self.retries = cfg.retries if retries is None else retries
+        self.parallel = cfg.parallel
+        self.use_cache = use_cache
+        self.say = say or (lambda _msg: None)
+        self.stats: Counter[str] = Counter()
+        self.main_ref = f"refs/heads/{fac.main}"
+        self.outcomes = Outcomes(fac, self.say, self.stats, use_cache)
+        self.screener = screening.Screener(fac)
+        self._lock_fd: int | None = None
+        self._seq = 0
+        self._said_stopped = False
+        self._prefetched: dict[tuple[int, str], Future[screening.Look]] = {}
+
+    # --- lifecycle ---
+
+    def lock(self) -> None:
+        hint = "one queue per factory: watch it with `fac attach merge-queue` or `fac queue`"
+        self._lock_fd = locks.acquire(self.fac.fac_dir / "queue.lock", "the merge queue", hint, QueueLocked)
+
+    def unlock(self) -> None:
+        locks.release(self._lock_fd)
+        self._lock_fd = None
+
+    def recover(self) -> None:
+        """After a crash: entries caught mid-test go back in line; stale candidate worktrees go."""
+        store = self.fac.store
+        for e in store.queue(("testing",)):
+            store.set_entry(e.id, state="queued")
+            store.event("requeued", e.worker, correlation=f"q{e.id}", reason="queue restarted mid-test")
+        tmp = self.fac.fac_dir / "tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        repo.git(self.root, "worktree", "prune", check=False)
+
+    def run(self, *, once: bool = False, should_stop: Callable[[], bool] | None = None) -> Counter[str]:
+        """Process the queue; with `once`, return when nothing is pending."""
+        self.lock()
+        try:
+            self.recover()
+            self.say(f"merge queue on {self.fac.main}: max batch {self.max_batch}, retries {self.retries}")
+            wake, observer = (None, None) if once else _watch_store(self.fac.fac_dir)
+            try:
+                while not (should_stop and should_stop()):
+                    if self.step():
+                        continue
+                    if once:
+                        break
+                    # Idle: a submit writes the store, inotify wakes us; the 2 s tick is a safety net.
+                    if wake is not None:
+                        wake.wait(2.0)
+                        wake.clear()
+                    else:
+                        time.sleep(0.2)
+            finally:
+                if observer is not None:
+                    observer.stop()
+        finally:
+            self.unlock()
+        return self.stats
+
+    # --- one round ---
+
+    def step(self) -> bool:
+        """Take the next batch and settle it. False when nothing was pending."""
+        store = self.fac.store
+        pending = store.queue(("queued",))
+        # Jidoka: while main is red only fixes merge; everyone else waits instead of being blamed.
+        stopped = bool(pending) and line.get(self.fac).stopped
+        pending = planner.eligible(pending, line_stopped=stopped, is_fix=self._is_fix)
+        if stopped and not pending and not self._said_stopped:
+            self.say("line STOPPED (main is red): only fixes merge; `fac line` says why")
+        self._said_stopped = stopped
+        if not pending:
+            return False
+        base = repo.rev_parse(self.root, self.main_ref)
+        if base is None:
+            raise FacError(
+                f"branch {self.fac.main} does not exist", hint="check [factory] main in factory.toml"
+            )
+        suite = checks.suite_from_rev(self.root, base, self.fac.fac_dir / "suites")
+        batch: list[QueueEntry] = []
+        # Screening is read-only git work (about 20 processes per branch): start it for the entries
+        # this round will probably take, in parallel; screen() still decides one by one, in order.
+        ahead = planner.prefetch(pending, self.batch_size)
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(ahead)))) as pool:
+            self._prefetched = {(e.id, base): pool.submit(self.screener.look_job(e, base)) for e in ahead}
+            try:
+                for e in pending:
+                    if planner.batch_full(len(batch), self.batch_size):
+                        break
+                    if self.screen(e, base):
+                        batch.append(e)
+            finally:
+                self._prefetched = {}
+        if batch:
+            self.say(
+                f"batch of {len(batch)}: {', '.join(e.worker for e in batch)} on {self.fac.main} {base[:10]}"
+            )
+            if self.settle(base, batch, suite).moved:
+                self.say(f"{self.fac.main} moved under the queue; rebuilding the batch")
+            # What a settle left undecided (main moved mid-search, or it waited behind another
+            # branch) goes back in line instead of staying "testing" until the queue restarts.
+            for e in batch:
+                now = store.queue_entry(e.id)
+                if now is not None and now.state == "testing":
+                    store.set_entry(e.id, state="queued")
+        self._after_round()
+        return True
+
+    def _after_round(self) -> None:
+        """Deltas move on: a merged branch's delta is merged; green acceptance on main starts its fold."""
+        try:
+            deltas.after_round(self.fac, say=self.say)
+        except FacError as e:  # a broken delta file must not stop the line for everyone
+            self.say(f"  deltas: {e.message}")
+            self.fac.store.event("delta-error", None, error=e.message)
+
+    def _is_fix(self, e: QueueEntry) -> bool:
+        w = self.fac.store.worker(e.worker)
+        return w is not None and w.role in line.FIX_ROLES
+
+    def screen(self, e: QueueEntry, main_sha: str) -> bool:
+        """Per-branch gates that need no check run: already merged, guards, conflicts with main."""
+        store = self.fac.store
+        started = self._prefetched.pop((e.id, main_sha), None)
+        look = started.result() if started is not None else self.screener.look_job(e, main_sha)()
+        if not look.exists:
+            store.set_entry(e.id, state="cancelled", verdict={"reason": f"commit {e.sha} no longer exists"})
+            store.event("cancelled", e.worker, correlation=f"q{e.id}", reason="commit missing")
+            return False
+        if look.on_main:
+            self.outcomes.merged([e], main_sha, note="already on main")
+            return False
+        report = look.report
+        assert report is not None
+        if not report.ok:
+            self.outcomes.blame(e, None, Verdict(ok=False, results=report.results), main_sha, reason="guard")
+            return False
+        needs = screening.approval_needed(self.fac, main_sha, e)
+        if needs:
+            self.outcomes.hold(e, needs)
+            return False
+        merged = look.merged
+        assert merged is not None
+        if merged.tree is None:
+            self.outcomes.conflict(e, main_sha, merged.conflicts)
+            return False
+        return True
+
+    def settle(self, base: str, entries: list[QueueEntry], suite: Suite) -> Settled:
+        """Test base+entries; merge what is green, search what is red."""
+        cand, deferred = candidates.build(self.root, base, entries)
+        for e in deferred:
+            self.say(f"  {e.worker}: conflicts with another branch in the batch; waits for the next round")
+        if not cand.entries:
+            return Settled(base)
+        verdict = self.test(cand, suite)
+        after = planner.after_batch(len(cand.entries), verdict.ok)
+        if after is planner.After.LAND:
+            if not self.outcomes.land(cand):
+                return Settled(base, moved=True)
+            self.batch_size = planner.resize(self.batch_size, self.max_batch, after)
+            return Settled(cand.sha)
+        if after is planner.After.RETRY:
+            return self.single(base, cand, verdict, suite)
+        self.batch_size = planner.resize(self.batch_size, self.max_batch, after)
+        return self.search(base, list(cand.entries), suite)
+
+    def single(self, base: str, cand: Candidate, verdict: Verdict, suite: Suite) -> Settled:
+        """A red single-branch candidate: run it again (a flaky check passes), else blame its owner."""
+        e = cand.entries[0]
+        reruns: list[bool] = []
+        while isinstance(step := planner.retry_or_blame(self.retries, reruns), planner.Retry):
+            self.say(f"  {e.worker}: red alone; retry {step.attempt}/{step.of} to rule out a flaky check")
+            reruns.append(self.test(cand, suite, fresh=True).ok)
+        if step is planner.Alone.FLAKY:
+            self.stats["flaky"] += 1
+            self.fac.store.event(
+                "flaky",
+                e.worker,
+                correlation=f"q{e.id}",
+                sha=cand.sha,
+                failed=[r.name for r in verdict.failed()],
+            )
+            return self._landed(cand)
+        self.outcomes.blame(e, cand, verdict, base, reason="red")
+        return Settled(base)
+
+    def search(self, base: str, entries: list[QueueEntry], suite: Suite) -> Settled:
+        """A red batch: binary search for its shortest red prefix, oldest first (`planner.Search`).
+
+        Each green prefix merges as soon as it is known; the first culprit is blamed (after its
+        retries); the entries after it stay queued and are tested together in the next round.
+        """
+        self.say(f"  red batch of {len(entries)}: searching for the first culprit")
+        search = planner.Search.over(len(entries))
+        while not (probe := search.probe()).last:
+            cand, deferred = candidates.build(self.root, base, entries[probe.lo : probe.hi])
+            if deferred or not cand.entries:  # cannot happen for a prefix of a built batch; stay safe
+                return Settled(base)
+            verdict = self.test(cand, suite)
+            if verdict.ok:
+                if not self.outcomes.land(cand):
+                    return Settled(base, moved=True)
+                base = cand.sha
+            search = search.after(verdict.ok)
+        cand, _ = candidates.build(self.root, base, entries[probe.lo : probe.hi])
+        verdict = self.test(cand, suite)  # the cache answers when this is the prefix that failed
+        if verdict.ok:
+            return self._landed(cand)
+        return self.single(base, cand, verdict, suite)
+
+    def _landed(self, cand: Candidate) -> Settled:
+        return Settled(cand.sha) if self.outcomes.land(cand) else Settled(cand.base, moved=True)
+
+    # --- running the gate ---
+
+    def test(self, cand: Candidate, suite: Suite, *, fresh: bool = False) -> Verdict:
+        """The gate's verdict on a candidate (a `fresh` one ignores the cache), counted and told."""
+        store = self.fac.store
+        ids = [e.id for e in cand.entries]
+        with store.tx() as db:
+            for qid in ids:
+                db.execute(
+                    "UPDATE queue SET state = 'testing', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                    (time.time(), qid),
+                )
+        cache: gate.CachePolicy = "off" if not self.use_cache else "refresh" if fresh else "use"
+        verdict = gate.judge(
+            self.fac,
+            cand.sha,
+            suite,
+            cache=cache,
+            parallel=self.parallel,
+            base=cand.base,
+            label=self._label,
+            tree=cand.tree,
+        )
+        if verdict.cached:
+            self.stats["cache_hits"] += 1
+            color = "green" if verdict.ok else "red"
+            self.say(f"  candidate {cand.sha[:10]}: {color} (cached result for this tree)")
+            return verdict
+        self.stats["check_runs"] += 1
+        store.event(
+            "candidate",
+            None,
+            sha=cand.sha,
+            base=cand.base,
+            entries=ids,
+            ok=verdict.ok,
+            failed=[r.name for r in verdict.failed()],
+        )
+        took = max((r.duration for r in verdict.results), default=0.0)
+        color = "green" if verdict.ok else "RED"
+        self.say(f"  candidate {cand.sha[:10]} ({len(ids)} branch(es)): {color} in {took:.1f}s")
+        return verdict
+
+    def _label(self) -> str:
+        self._seq += 1
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self._seq}"

@@ -1,0 +1,114 @@
+"""Screening: the per-branch gates that need no check run (already on main, guards, the human's
+approval, conflicts with main), and `fac approve`, the human gate."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor import config as configmod
+from supervisor import deltas, guards, repo, roles, specs
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+from supervisor.store import QueueEntry
+
+
+@dataclass(frozen=True)
+class Look:
+    """What screening reads from git about one entry, in screening's order, stopping where it would."""
+
+    exists: bool
+    on_main: bool = False
+    report: guards.GuardReport | None = None
+    merged: repo.MergeResult | None = None
+
+
+class Screener:
+    """Screening's git reads as jobs that touch no store (safe to run in a thread), with the roles'
+    writable globs read from git once per (role, main) rather than once per branch screened."""
+
+    def __init__(self, fac: Factory) -> None:
+        self.fac = fac
+        self.root = fac.root
+        self._writable: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def role_writable(self, worker: str, main_sha: str) -> tuple[str, ...]:
+        w = self.fac.store.worker(worker)
+        key = (w.role if w else "worker", main_sha)
+        if key not in self._writable:
+            if len(self._writable) > 64:
+                self._writable.clear()
+            self._writable[key] = roles.writable_at(self.root, main_sha, key[0])
+        return self._writable[key]
+
+    def guard_job(self, e: QueueEntry, main_sha: str) -> Callable[[], guards.GuardReport]:
+        """The guards of `e` as a job that only reads git (the store is read here, in the caller's thread).
+
+        A worker's branch: the built-in guards. The factory's fold of a delta: specs/ and nothing
+        else. Both: the spec lint, for problems the branch would bring to main.
+        """
+        if deltas.is_factory_entry(self.fac, e):
+            first = functools.partial(guards.factory_guards, self.root, main_sha, e.sha)
+        else:
+            writable = self.role_writable(e.worker, main_sha)
+            first = functools.partial(guards.branch_guards, self.root, main_sha, e.sha, writable)
+        return lambda: guards.GuardReport([*first().results, specs.lint_guard(self.fac, main_sha, e.sha)])
+
+    def look_job(self, e: QueueEntry, main_sha: str) -> Callable[[], Look]:
+        """Screening's git reads for `e` as a job that touches no store (safe to run in a thread)."""
+        guard = self.guard_job(e, main_sha)
+        root = self.root
+
+        def look() -> Look:
+            if repo.rev_parse(root, e.sha) is None:
+                return Look(exists=False)
+            if repo.is_ancestor(root, e.sha, main_sha):
+                return Look(exists=True, on_main=True)
+            report = guard()
+            merged = repo.merge_tree(root, main_sha, e.sha) if report.ok else None
+            return Look(exists=True, report=report, merged=merged)
+
+        return look
+
+
+@functools.lru_cache(maxsize=64)
+def _approval_globs(root: Path, main_sha: str) -> tuple[str, ...]:
+    """`[queue] approval_paths` as main's config has it (a commit's content never changes: cacheable)."""
+    text = repo.show_file(root, main_sha, configmod.CONFIG_NAME) or ""
+    try:
+        return tuple(configmod.parse(text, default_name=root.name).queue.approval_paths)
+    except FacError:
+        return ()
+
+
+def approval_needed(fac: Factory, main_sha: str, e: QueueEntry) -> list[str]:
+    """Paths of the entry that match `[queue] approval_paths` (main's config), unless its commit is
+    approved."""
+    globs = _approval_globs(fac.root, main_sha)
+    if not globs:
+        return []
+    base = repo.merge_base(fac.root, main_sha, e.sha) or main_sha
+    changed = [p for _s, p in repo.changed_paths(fac.root, base, e.sha)]
+    hits = [p for p in changed if p not in guards.scope_violations([p], globs)]
+    if not hits:
+        return []
+    approved = any(
+        ev.kind == "approved" and ev.payload.get("sha") == e.sha for ev in fac.store.events(worker=e.worker)
+    )
+    return [] if approved else hits
+
+
+def approve(fac: Factory, branch_or_worker: str, by: str = "human") -> list[int]:
+    """`fac approve`: the human gate. Approves the held (or queued) head of a branch and requeues it."""
+    branch = branch_or_worker if branch_or_worker.startswith("fac/") else f"fac/{branch_or_worker}"
+    entries = [e for e in fac.store.queue(("held", "queued")) if e.branch == branch]
+    if not entries:
+        raise FacError(f"nothing of {branch} waits for approval", hint="`fac queue` lists held entries")
+    with fac.store.tx() as db:
+        for e in entries:
+            fac.store.event("approved", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, by=by)
+            if e.state == "held":
+                fac.store.set_entry(e.id, db=db, state="queued")
+    return [e.id for e in entries]
