@@ -429,14 +429,12 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
         worker = _worker_arg(worker, required=False)
     w = fac.store.worker(worker) if worker and not ref else None
     if w is not None:
-        fac.store.update_worker(w.name, state="waiting-for-check")
+        fac.store.update_worker(w.name, state="waiting-for-check", by="check")
     try:
         report = verify.check(fac, ref=ref, worker=worker, stage=stage, use_cache=cached)
     finally:
         if w is not None:
-            now = fac.store.worker(w.name)
-            if now is not None and now.state == "waiting-for-check":
-                fac.store.update_worker(w.name, state=w.state)
+            fac.store.update_worker(w.name, state=w.state, by="check-done")  # unless set meanwhile
     if as_json:
         _json(report.as_dict())
     else:

@@ -274,7 +274,7 @@ def effective(file_status: str | None, store_status: str | None) -> str:
 
 
 def _rows(fac: Any) -> dict[str, dict[str, Any]]:
-    return {r["id"]: dict(r) for r in fac.store.db.execute("SELECT * FROM deltas ORDER BY id")}
+    return {r["id"]: r for r in fac.store.delta_rows()}
 
 
 def views(fac: Any, source: Source | None = None) -> list[DeltaView]:
@@ -304,23 +304,6 @@ def get(fac: Any, ident: str) -> DeltaView:
         if v.id == did:
             return v
     raise FacError(f"no delta {did}", hint="list them with `fac delta ls`")
-
-
-def mark(fac: Any, did: str, db: Any = None, **fields: Any) -> None:
-    """Update the store's row of a delta (made on first use for a delta written by hand)."""
-    fields["updated_at"] = time.time()
-    sets = ", ".join(f"{k} = ?" for k in fields)
-
-    def run(conn: Any) -> None:
-        conn.execute("INSERT OR IGNORE INTO deltas (id, title, status, created_at, updated_at) "
-                     "VALUES (?, '', 'proposed', ?, ?)", (did, time.time(), time.time()))  # fmt: skip
-        conn.execute(f"UPDATE deltas SET {sets} WHERE id = ?", [*fields.values(), did])
-
-    if db is not None:
-        run(db)
-    else:
-        with fac.store.tx() as conn:
-            run(conn)
 
 
 # --- commits fac makes on main (humans' actions) and for the factory (through the queue) ---
@@ -410,22 +393,18 @@ def new(fac: Any, title: str, statements: list[str], checks: list[str], *, owner
     disk = fac.root / DELTAS
     if disk.is_dir():
         existing |= {m.group(1) for p in disk.iterdir() if (m := FILE_RE.match(p.name))}
-    now = time.time()
     with fac.store.tx() as db:
-        taken = existing | {r[0] for r in db.execute("SELECT id FROM deltas")}
+        taken = existing | fac.store.delta_ids()
         did = f"{max((int(x) for x in taken), default=0) + 1:04d}"
         path = f"{DELTAS}/{did}-{slugify(title)}.md"
         text = scaffold(did, title, owner, statements, checks, spec)
-        db.execute("INSERT INTO deltas (id, title, status, owner, path, text, created_at, updated_at) "
-                   "VALUES (?, ?, 'proposed', ?, ?, ?, ?, ?)",
-                   (did, title, owner, path, text if agent else None, now, now))  # fmt: skip
+        fac.store.add_delta(did, title, owner, path, text if agent else None, db)
         fac.store.event("delta-proposed", agent, correlation=did, db=db, title=title, owner=owner, path=path)
     if not agent:
         try:
             commit_on_main(fac, {path: text}, f"Delta {did}: {title} (proposed)\n\nFac-Delta: {did}\n")
         except BaseException:
-            with fac.store.tx() as db:
-                db.execute("DELETE FROM deltas WHERE id = ?", (did,))
+            fac.store.delete_delta(did)
             raise
     return get(fac, did)
 
@@ -441,7 +420,7 @@ def approve(fac: Any, ident: str) -> DeltaView:
     _raise_lint(_lint_one(fac, d), f"delta {v.id} does not lint")
     commit_on_main(fac, {d.path: text}, f"Delta {v.id}: {d.title} (approved)\n\nFac-Delta: {v.id}\n")
     with fac.store.tx() as db:
-        mark(fac, v.id, db=db, status="approved", title=d.title, path=d.path, text=None)
+        fac.store.update_delta(v.id, db=db, status="approved", title=d.title, path=d.path, text=None)
         fac.store.event("delta-approved", None, correlation=v.id, db=db, title=d.title)
     return get(fac, v.id)
 
@@ -458,7 +437,7 @@ def reject(fac: Any, ident: str, reason: str | None) -> DeltaView:
             fac, {v.delta.path: text}, f"Delta {v.id}: {v.delta.title} (rejected)\n\nFac-Delta: {v.id}\n"
         )
     with fac.store.tx() as db:
-        mark(fac, v.id, db=db, status="rejected", title=v.delta.title, note=reason)
+        fac.store.update_delta(v.id, db=db, status="rejected", title=v.delta.title, note=reason)
         fac.store.event("delta-rejected", None, correlation=v.id, db=db, reason=reason)
     return get(fac, v.id)
 
@@ -474,11 +453,11 @@ def assignable(fac: Any, ident: str) -> str:
 
 def start(fac: Any, did: str, worker: str, db: Any) -> None:
     """Spawn assigned `worker` to delta `did`: it is in progress (inside spawn's transaction)."""
-    row = db.execute("SELECT status FROM deltas WHERE id = ?", (did,)).fetchone()
-    fields: dict[str, Any] = {"worker": worker}
-    if row is None or ORDER.get(row[0], -1) < ORDER["in-progress"]:
-        fields["status"] = "in-progress"
-    mark(fac, did, db=db, **fields)
+    row = fac.store.delta_row(did)
+    if row is None or ORDER.get(row["status"], -1) < ORDER["in-progress"]:
+        fac.store.update_delta(did, db=db, worker=worker, status="in-progress")
+    else:
+        fac.store.update_delta(did, db=db, worker=worker)
     fac.store.event("delta-in-progress", worker, correlation=did, db=db)
 
 
@@ -489,8 +468,8 @@ def is_factory_entry(fac: Any, e: Any) -> bool:
     """The factory's own fold commit for a delta, exactly as fac made it (never a worker's branch)."""
     if e.worker != FACTORY or not e.delta or e.branch != fold_branch(e.delta):
         return False
-    row = fac.store.db.execute("SELECT fold_sha FROM deltas WHERE id = ?", (e.delta,)).fetchone()
-    return row is not None and row[0] == e.sha
+    row = fac.store.delta_row(e.delta)
+    return row is not None and row["fold_sha"] == e.sha
 
 
 def fold_branch(did: str) -> str:
@@ -502,24 +481,18 @@ def after_round(fac: Any, say: Callable[[str], None] | None = None) -> None:
     """After each queue round: merged branches move their deltas on; green acceptance starts the fold."""
     say = say or (lambda _m: None)
     store = fac.store
-    if (
-        store.db.execute("SELECT 1 FROM deltas WHERE status IN ('in-progress', 'merged') LIMIT 1").fetchone()
-        is None
-    ):
+    if not store.deltas_under_way():
         return  # nothing under way: the common case costs one query
-    done = store.db.execute(
-        "SELECT q.worker, q.delta, q.merged_as, d.status FROM queue q JOIN deltas d ON d.id = q.delta "
-        "WHERE q.state = 'merged' AND d.status NOT IN ('done', 'rejected') ORDER BY q.id"
-    ).fetchall()
+    done = store.merged_deltas()
     for worker, did, merged_as, status in done:
         if worker == FACTORY:
             with store.tx() as db:
-                mark(fac, did, db=db, status="done", main_sha=merged_as, note=None)
+                store.update_delta(did, db=db, status="done", main_sha=merged_as, note=None)
                 store.event("delta-done", None, correlation=did, db=db, main=merged_as)
             say(f"  delta {did}: done (folded into specs/current at {(merged_as or '')[:10]})")
         elif ORDER.get(status, 0) < ORDER["merged"]:
             with store.tx() as db:
-                mark(fac, did, db=db, status="merged", main_sha=merged_as)
+                store.update_delta(did, db=db, status="merged", main_sha=merged_as)
                 store.event("delta-merged", worker, correlation=did, db=db, main=merged_as)
             say(f"  delta {did}: merged ({worker})")
     pending = [v for v in views(fac) if v.status == "merged"]
@@ -535,7 +508,7 @@ def after_round(fac: Any, say: Callable[[str], None] | None = None) -> None:
         if attempts >= MAX_FOLDS:
             note = f"its fold was red or conflicting {attempts} times (fac queue --all); it needs a human"
             if row.get("note") != note:
-                mark(fac, v.id, note=note)
+                store.update_delta(v.id, note=note)
                 store.event("delta-fold-stuck", None, correlation=v.id, attempts=attempts)
                 say(f"  delta {v.id}: {note}")
             continue
@@ -543,16 +516,16 @@ def after_round(fac: Any, say: Callable[[str], None] | None = None) -> None:
         if not ok:
             note = f"acceptance on {fac.main} {main[:10]}: {why}"
             if row.get("note") != note:
-                mark(fac, v.id, note=note)
+                store.update_delta(v.id, note=note)
                 store.event("delta-acceptance", None, correlation=v.id, ok=False, main=main, detail=why)
                 say(f"  delta {v.id}: merged, acceptance not green yet ({why})")
             continue
         sha = fold_commit(fac, v.delta, main)
         ref = fold_branch(v.id)
         repo.git(fac.root, "update-ref", f"refs/heads/{ref}", sha)
-        mark(fac, v.id, fold_sha=sha, fold_attempts=attempts + 1, note=None)
+        store.update_delta(v.id, fold_sha=sha, fold_attempts=attempts + 1, note=None)
         qid, _ = store.enqueue(FACTORY, ref, sha, v.id)
-        mark(fac, v.id, fold_entry=qid)
+        store.update_delta(v.id, fold_entry=qid)
         store.event("delta-fold", None, correlation=v.id, sha=sha, entry=qid, main=main)
         say(f"  delta {v.id}: acceptance green on {fac.main}; folding it into specs/current (entry {qid})")
         return

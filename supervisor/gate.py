@@ -8,7 +8,6 @@ The merge queue judges candidates with it, `fac line`'s verify judges main, and
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from collections.abc import Callable
@@ -104,7 +103,7 @@ def count_guard(fac: Factory, check: Any, workdir: Path, base: str) -> CheckResu
         want = wanted.result()
     dur = round(time.monotonic() - start, 3)
     if have is not None:
-        _remember_count(fac, _tree_at(workdir), check.name, have)
+        fac.store.remember_count(_tree_at(workdir), check.name, have)
     if have is None or want is None or have >= want:
         return CheckResult(name, True, 0, dur, "", f"collected {have} (main: {want})")
     return CheckResult(
@@ -123,30 +122,16 @@ def _tree_at(workdir: Path) -> str:
     return repo.git(workdir, "rev-parse", "HEAD^{tree}")
 
 
-def _count_key(check_name: str) -> str:
-    return f"collect:{check_name}"
-
-
-def _remember_count(fac: Factory, tree: str, check_name: str, n: int) -> None:
-    with fac.store.tx() as db:
-        db.execute(
-            "INSERT OR REPLACE INTO check_cache (tree, suite, ok, results, ts) VALUES (?, ?, 1, ?, ?)",
-            (tree, _count_key(check_name), json.dumps({"count": n}), time.time()),
-        )
-
-
 def main_count(fac: Factory, check: Any, base: str) -> int | None:
     """Collected tests on `base`: remembered from when it was a candidate, else collected once now."""
     tree = repo.tree_of(fac.root, base)
-    row = fac.store.db.execute(
-        "SELECT results FROM check_cache WHERE tree = ? AND suite = ?", (tree, _count_key(check.name))
-    ).fetchone()
-    if row:
-        return int(json.loads(row[0])["count"])
+    known = fac.store.test_count(tree, check.name)
+    if known is not None:
+        return known
     wt_path = fac.fac_dir / "tmp" / f"count-{base[:10]}-{os.getpid()}-{time.monotonic_ns()}"
     with worktrees.detached(fac.root, wt_path, base) as wt:
         argv = guards.collect_argv(checks.argv_of(check)) or []
         n = guards.collected_count(argv, wt / check.cwd, checks.check_env(wt, "gate", check), check.timeout)
     if n is not None:
-        _remember_count(fac, tree, check.name, n)
+        fac.store.remember_count(tree, check.name, n)
     return n

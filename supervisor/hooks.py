@@ -14,16 +14,18 @@ from typing import Any
 from supervisor import messages
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.model import WorkerCause, WorkerState
+from supervisor.store import UNSET
 
 
-def workers_state(fac: Factory, name: str, state: str, event: str, **payload: Any) -> None:
+def workers_state(fac: Factory, name: str, state: WorkerState, event: str, **payload: Any) -> None:
     """Set a worker's state and log why, in one transaction."""
     with fac.store.tx() as db:
         fac.store.update_worker(name, db=db, state=state)
         fac.store.event(event, name, db=db, **payload)
 
 
-HOOK_STATES = {
+HOOK_STATES: dict[str, WorkerState] = {
     "session-start": "working",
     "prompt": "working",
     "working": "working",
@@ -53,22 +55,14 @@ def hook(
         ids = [int(i) for i in data.get("ids", [])]
         out["acked"] = messages.ack(fac, worker, ids)
         return out
-    new_state = HOOK_STATES[event]
-    fields: dict[str, Any] = {}
-    if data.get("session_id"):
-        fields["session_id"] = str(data["session_id"])
-    keep = (
-        w.state in ("needs-human", "red", "conflict", "queued")
-        and new_state == "working"
-        and event != "prompt"
-    )
+    # model.worker_transition keeps what the queue or andon set against a runtime saying "working"
+    session = str(data["session_id"]) if data.get("session_id") else UNSET
+    by: WorkerCause = "prompt" if event == "prompt" else "runtime"
     with fac.store.tx() as db:
-        if not keep:
-            fields["state"] = new_state
-        if fields:
-            fac.store.update_worker(worker, db=db, **fields)
-        fac.store.event(f"hook:{event}", worker, db=db, state=fields.get("state", w.state))
-    out["state"] = fields.get("state", w.state)
+        state = fac.store.update_worker(worker, db=db, state=HOOK_STATES[event], by=by, session_id=session)
+        state = state or w.state
+        fac.store.event(f"hook:{event}", worker, db=db, state=state)
+    out["state"] = state
     if event == "session-start":
         unread = [m for m in fac.store.unacked() if m.worker == worker]
         if unread:

@@ -8,44 +8,24 @@ role), so nobody is blamed for a failure that main already had; every worker get
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from supervisor import checks, gate, repo
 from supervisor.checks import Verdict
 from supervisor.factory import Factory
+from supervisor.model import Line
 
 FIX_ROLES = ("fixer",)
 
 
-@dataclass(frozen=True)
-class Line:
-    state: str  # running | stopped
-    reason: str | None
-    since: float
-    main_sha: str | None
-
-    @property
-    def stopped(self) -> bool:
-        return self.state == "stopped"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "reason": self.reason, "since": self.since, "main_sha": self.main_sha}
-
-
 def get(fac: Factory) -> Line:
-    row = fac.store.db.execute("SELECT state, reason, since, main_sha FROM line WHERE id = 1").fetchone()
-    return Line(row["state"], row["reason"], row["since"], row["main_sha"])
+    return fac.store.line()
 
 
 def stop(fac: Factory, reason: str, main_sha: str | None) -> bool:
     """Stop the line; False when it was already stopped (the first reason stays)."""
     with fac.store.tx() as db:
-        row = db.execute("SELECT state FROM line WHERE id = 1").fetchone()
-        if row["state"] == "stopped":
+        if fac.store.set_line("stopped", db=db, reason=reason, main_sha=main_sha) is None:
             return False
-        db.execute("UPDATE line SET state = 'stopped', reason = ?, since = ?, main_sha = ? WHERE id = 1",
-                   (reason, time.time(), main_sha))  # fmt: skip
         fac.store.event("line-stopped", None, db=db, reason=reason, main=main_sha)
     return True
 
@@ -53,11 +33,10 @@ def stop(fac: Factory, reason: str, main_sha: str | None) -> bool:
 def resume(fac: Factory, by: str) -> bool:
     """Restart the line; False when it was running."""
     with fac.store.tx() as db:
-        row = db.execute("SELECT state, since FROM line WHERE id = 1").fetchone()
-        if row["state"] != "stopped":
+        old = fac.store.set_line("running", db=db)
+        if old is None:
             return False
-        stopped_for = time.time() - row["since"]
-        db.execute("UPDATE line SET state = 'running', reason = NULL, since = ? WHERE id = 1", (time.time(),))
+        stopped_for = time.time() - old.since
         fac.store.event("line-resumed", None, db=db, by=by, stopped_seconds=round(stopped_for, 3))
     return True
 

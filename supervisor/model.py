@@ -1,8 +1,220 @@
-"""fac's vocabulary: typed records and states that every layer may use (no I/O, no fac imports)."""
+"""fac's vocabulary: the states of its records, the one rule per record for changing them, and plain records.
+
+Nothing here runs git, tmux or SQL, and it imports nothing of fac but `errors`: every layer may use it.
+The store applies these rules on every state write, so a state changes in one place only.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from supervisor.errors import FacError
+
+# --- states and transitions -------------------------------------------------------------------
+
+WorkerState = Literal[
+    "starting",  # spawn is creating it
+    "working",
+    "idle",  # its runtime says it stopped and waits for input
+    "waiting-for-permission",
+    "waiting-for-check",  # `fac check` runs for it
+    "needs-human",  # andon: an open question
+    "queued",  # its branch waits in the merge queue
+    "red",
+    "conflict",
+    "merged",
+    "done",  # its process exited 0
+    "crashed",
+    "stopped",
+]
+WORKER_STATES: tuple[WorkerState, ...] = get_args(WorkerState)
+
+# Who asks for a worker's state change; the rule depends on it.
+WorkerCause = Literal[
+    "fac",  # the trusted side decides (spawn, the queue, the supervisor, andon, kill): always applies
+    "runtime",  # a runtime's hook reports what the agent does
+    "prompt",  # a runtime's hook reports a new prompt: the agent works on a new instruction
+    "check",  # `fac check` starts for the worker
+    "check-done",  # `fac check` ended: the state it had before comes back
+]
+
+# States set by the queue or andon that a runtime reporting "working" must not paper over: the
+# agent keeps running after it submits or asks, but the worker still waits for that answer.
+HELD_AGAINST_RUNTIME: frozenset[WorkerState] = frozenset({"needs-human", "red", "conflict", "queued"})
+
+
+def worker_transition(old: WorkerState, new: WorkerState, by: WorkerCause) -> bool:
+    """May a worker in state `old` change to `new` at the request of `by`?"""
+    if by == "runtime":
+        return not (new == "working" and old in HELD_AGAINST_RUNTIME)
+    if by == "check-done":
+        # Only undo what `fac check` did: a state set meanwhile (merged, red, ...) stays.
+        return old == "waiting-for-check"
+    return True
+
+
+EntryState = Literal["queued", "testing", "held", "merged", "red", "conflict", "cancelled", "superseded"]
+ENTRY_STATES: tuple[EntryState, ...] = get_args(EntryState)
+ENTRY_OPEN: tuple[EntryState, ...] = ("queued", "testing")
+ENTRY_FINAL: frozenset[EntryState] = frozenset({"merged", "red", "conflict", "cancelled", "superseded"})
+
+_ENTRY_NEXT: dict[EntryState, frozenset[EntryState]] = {
+    "queued": frozenset({"testing", "held", "merged", "red", "conflict", "cancelled", "superseded"}),
+    # testing -> testing: a batch's entries are tested again while it is bisected
+    "testing": frozenset({"testing", "queued", "merged", "red", "conflict", "cancelled"}),
+    "held": frozenset({"queued", "cancelled"}),
+}
+
+
+def entry_transition(old: EntryState, new: EntryState) -> bool:
+    """May a queue entry in state `old` change to `new`? A decided entry (merged, red, ...) never changes."""
+    return new in _ENTRY_NEXT.get(old, frozenset())
+
+
+DeltaState = Literal["proposed", "approved", "in-progress", "merged", "done", "rejected"]
+DELTA_STATES: tuple[DeltaState, ...] = get_args(DeltaState)
+DELTA_ORDER: dict[DeltaState, int] = {s: i for i, s in enumerate(DELTA_STATES[:5])}
+
+
+def delta_transition(old: DeltaState, new: DeltaState) -> bool:
+    """May a delta's stored status go from `old` to `new`? Forward only, and done is final.
+
+    Any delta not done may be rejected, and a rejected row comes back when its file on main says the
+    delta is open again (a human re-opened it: the file's status wins over the store's).
+    """
+    if old == "done":
+        return new == "done"
+    if new == "rejected" or old == "rejected":
+        return True
+    return DELTA_ORDER[new] >= DELTA_ORDER[old]
+
+
+LineState = Literal["running", "stopped"]
+LINE_STATES: tuple[LineState, ...] = get_args(LineState)
+
+
+def line_transition(old: LineState, new: LineState) -> bool:
+    """May the line go from `old` to `new`? Only a real change: stopping a stopped line keeps its reason."""
+    return old != new
+
+
+TaskState = Literal["todo", "assigned", "failed"]  # failed: its spawn failed (event task-pull-failed)
+TASK_STATES: tuple[TaskState, ...] = get_args(TaskState)
+
+
+def task_transition(old: TaskState, new: TaskState) -> bool:
+    """May a task go from `old` to `new`? A task is pulled once: todo becomes assigned or failed."""
+    return old == "todo" and new in ("assigned", "failed")
+
+
+class TransitionError(FacError):
+    """A state change that the record's transition function refuses."""
+
+    def __init__(self, record: str, old: str, new: str) -> None:
+        super().__init__(
+            f"{record} cannot go from {old} to {new}",
+            hint="this is a bug in fac: please report it with `fac log`",
+        )
+        self.record, self.old, self.new = record, old, new
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    role: str
+    runtime: str
+    branch: str
+    worktree: str
+    state: WorkerState
+    task: str | None
+    delta: str | None
+    command: str | None
+    window_id: str | None
+    pane_id: str | None
+    created_at: float
+    updated_at: float
+    restarts: int = 0
+    crashes: str = "[]"  # JSON list of crash times, newest last
+    next_restart: float | None = None
+    question: str | None = None  # an open andon question
+    red_streak: int = 0
+    session_id: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    id: int
+    worker: str
+    branch: str
+    sha: str
+    delta: str | None
+    state: EntryState
+    attempts: int
+    submitted_at: float
+    updated_at: float
+    verdict: dict[str, Any] | None
+    merged_as: str | None
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    worker: str
+    ts: float
+    sender: str
+    kind: str
+    body: str
+    delivered_at: float | None
+    read_at: float | None
+    acked_at: float | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    ts: float
+    kind: str
+    worker: str | None
+    correlation: str | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Line:
+    state: LineState
+    reason: str | None
+    since: float
+    main_sha: str | None
+
+    @property
+    def stopped(self) -> bool:
+        return self.state == "stopped"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, "since": self.since, "main_sha": self.main_sha}
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    text: str
+    role: str
+    delta: str | None
+    runtime: str | None
+    command: str | None
+    state: TaskState
+    worker: str | None
+    created_at: float
+    updated_at: float
+
 
 # --- the runtime registry ---
 # Runtimes are found by name here, so lower layers (messages, roles, the CLI's choices) learn what

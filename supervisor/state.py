@@ -14,7 +14,6 @@ main runs nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -42,10 +41,6 @@ class Observation:
     def as_dict(self) -> dict[str, Any]:
         return {"check": self.check, "ok": self.ok, "feedback": self.feedback, "cached": self.cached,
                 "tests": self.tests}  # fmt: skip
-
-
-def _key(suite_hash: str, name: str) -> str:
-    return f"state:{suite_hash}:{name}"
 
 
 def with_junit(argv: list[str], path: Path) -> list[str] | None:
@@ -85,9 +80,7 @@ def record(fac: Any, tree: str, suite_hash: str, results: list[Any], reports: di
                 continue
             tests = junit_outcomes(reports[r.name]) if r.name in reports else None
             o = Observation(r.name, r.ok, r.feedback, tests, False)
-            payload = json.dumps({"ok": o.ok, "feedback": o.feedback, "tests": o.tests})
-            db.execute("INSERT OR REPLACE INTO check_cache (tree, suite, ok, results, ts) VALUES (?, ?, ?, ?, ?)",
-                       (tree, _key(suite_hash, r.name), int(bool(o.ok)), payload, time.time()))  # fmt: skip
+            fac.store.record_observation(tree, suite_hash, r.name, bool(o.ok), o.feedback, o.tests, db)
             out.append(o)
     return out
 
@@ -125,12 +118,9 @@ def observe(fac: Any, sha: str, links: Iterable[Link]) -> dict[str, Observation]
         if name not in by_name:
             out[name] = Observation(name, None, f"no check named {name!r} at {sha[:10]}", None, False)
             continue
-        row = store.db.execute(
-            "SELECT results FROM check_cache WHERE tree = ? AND suite = ?", (tree, _key(suite.hash, name))
-        ).fetchone()
-        if row:
-            d = json.loads(row[0])
-            out[name] = Observation(name, d["ok"], d["feedback"], d["tests"], True)
+        seen = store.observation(tree, suite.hash, name)
+        if seen:
+            out[name] = Observation(name, seen[0], seen[1], seen[2], True)
         elif name not in need_tests and name in gate_results:
             r = gate_results[name]
             out[name] = Observation(name, bool(r["ok"]), r.get("feedback", ""), None, True)

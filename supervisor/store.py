@@ -7,14 +7,37 @@ and migrated forward on open. `events` is append-only: nothing updates or delete
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
+
+from supervisor.model import (
+    ENTRY_OPEN,
+    DeltaState,
+    EntryState,
+    Event,
+    Line,
+    LineState,
+    Message,
+    QueueEntry,
+    Task,
+    TaskState,
+    Worker,
+    WorkerCause,
+    WorkerState,
+    delta_transition,
+    entry_transition,
+    line_transition,
+    task_transition,
+    worker_transition,
+)
+
+__all__ = ["QUEUE_OPEN", "SCHEMA_VERSION", "UNSET", "Event", "Message", "QueueEntry", "Store", "Worker"]
 
 MIGRATIONS: list[str] = [
     # 1: workers, events, queue, messages, check cache and runs
@@ -146,75 +169,56 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 4: the check cache's three meanings in three tables: check_cache keeps the gate's verdicts by
+    # (tree, suite hash); the test counts of the no-weakening guard ('collect:<check>' rows) and
+    # `fac state`'s per-check observations with junit outcomes ('state:<suite>:<check>' rows) move out.
+    """
+    CREATE TABLE test_counts (
+        tree TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        PRIMARY KEY (tree, check_name)
+    );
+    CREATE TABLE check_observations (
+        tree TEXT NOT NULL,
+        suite TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        feedback TEXT NOT NULL,
+        tests TEXT,
+        ts REAL NOT NULL,
+        PRIMARY KEY (tree, suite, check_name)
+    );
+    INSERT OR REPLACE INTO test_counts (tree, check_name, count, ts)
+        SELECT tree, substr(suite, 9), CAST(json_extract(results, '$.count') AS INTEGER), ts
+        FROM check_cache WHERE substr(suite, 1, 8) = 'collect:';
+    INSERT OR REPLACE INTO check_observations (tree, suite, check_name, ok, feedback, tests, ts)
+        SELECT tree, substr(suite, 7, instr(substr(suite, 7), ':') - 1), substr(suite, 7 + instr(substr(suite, 7), ':')),
+               ok, COALESCE(json_extract(results, '$.feedback'), ''), json_extract(results, '$.tests'), ts
+        FROM check_cache WHERE substr(suite, 1, 6) = 'state:' AND instr(substr(suite, 7), ':') > 0;
+    DELETE FROM check_cache WHERE substr(suite, 1, 8) = 'collect:' OR substr(suite, 1, 6) = 'state:';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-QUEUE_OPEN = ("queued", "testing")
+QUEUE_OPEN = ENTRY_OPEN
 
 
-@dataclass(frozen=True)
-class Worker:
-    name: str
-    role: str
-    runtime: str
-    branch: str
-    worktree: str
-    state: str
-    task: str | None
-    delta: str | None
-    command: str | None
-    window_id: str | None
-    pane_id: str | None
-    created_at: float
-    updated_at: float
-    restarts: int = 0
-    crashes: str = "[]"  # JSON list of crash times, newest last
-    next_restart: float | None = None
-    question: str | None = None  # an open andon question
-    red_streak: int = 0
-    session_id: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: float = 0.0
+class _Unset(enum.Enum):
+    UNSET = 0
 
 
-@dataclass(frozen=True)
-class QueueEntry:
-    id: int
+UNSET = _Unset.UNSET  # "leave this column as it is" (None is a value: it writes NULL)
+
+
+class MergedDelta(NamedTuple):
+    """A merged queue entry that carries a delta not yet done or rejected."""
+
     worker: str
-    branch: str
-    sha: str
-    delta: str | None
-    state: str
-    attempts: int
-    submitted_at: float
-    updated_at: float
-    verdict: dict[str, Any] | None
+    delta: str
     merged_as: str | None
-
-
-@dataclass(frozen=True)
-class Message:
-    id: int
-    worker: str
-    ts: float
-    sender: str
-    kind: str
-    body: str
-    delivered_at: float | None
-    read_at: float | None
-    acked_at: float | None = None
-    attempts: int = 0
-
-
-@dataclass(frozen=True)
-class Event:
-    id: int
-    ts: float
-    kind: str
-    worker: str | None
-    correlation: str | None
-    payload: dict[str, Any]
+    status: DeltaState
 
 
 class Store:
@@ -313,25 +317,97 @@ class Store:
             for r in self.db.execute(sql, args)
         ]
 
-    # --- workers ---
-
-    def add_worker(self, db: sqlite3.Connection, **fields: Any) -> None:
-        now = time.time()
-        fields.setdefault("created_at", now)
-        fields.setdefault("updated_at", now)
-        cols = ", ".join(fields)
-        marks = ", ".join("?" for _ in fields)
-        db.execute(f"INSERT INTO workers ({cols}) VALUES ({marks})", list(fields.values()))
-
-    def update_worker(self, name: str, db: sqlite3.Connection | None = None, **fields: Any) -> None:
-        fields["updated_at"] = time.time()
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        stmt, args = f"UPDATE workers SET {sets} WHERE name = ?", [*fields.values(), name]
+    @contextmanager
+    def _within(self, db: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
+        """The caller's transaction when it passes one, else a short one of its own."""
         if db is not None:
-            db.execute(stmt, args)
+            yield db
         else:
             with self.tx() as conn:
-                conn.execute(stmt, args)
+                yield conn
+
+    def _update(self, db: sqlite3.Connection, table: str, key: str, value: object, fields: dict[str, Any]) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        db.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?", [*fields.values(), value])
+
+    # --- workers ---
+
+    def add_worker(
+        self,
+        db: sqlite3.Connection,
+        *,
+        name: str,
+        role: str,
+        runtime: str,
+        branch: str,
+        worktree: str,
+        state: WorkerState,
+        task: str | None = None,
+        delta: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        now = time.time()
+        db.execute(
+            "INSERT INTO workers (name, role, runtime, branch, worktree, state, task, delta, command,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, role, runtime, branch, worktree, state, task, delta, command, now, now),
+        )
+
+    def update_worker(
+        self,
+        name: str,
+        *,
+        db: sqlite3.Connection | None = None,
+        state: WorkerState | _Unset = UNSET,
+        by: WorkerCause = "fac",
+        window_id: str | None | _Unset = UNSET,
+        pane_id: str | None | _Unset = UNSET,
+        restarts: int | _Unset = UNSET,
+        crashes: str | _Unset = UNSET,
+        next_restart: float | None | _Unset = UNSET,
+        question: str | None | _Unset = UNSET,
+        red_streak: int | _Unset = UNSET,
+        session_id: str | None | _Unset = UNSET,
+    ) -> WorkerState | None:
+        """Change a worker's row; a new `state` applies only where `model.worker_transition` allows it.
+
+        Returns the state the worker is in afterwards (None: no such worker). When nothing is left to
+        write (a refused state and no other field) the row, `updated_at` included, stays as it was.
+        """
+        fields = _given(
+            window_id=window_id, pane_id=pane_id, restarts=restarts, crashes=crashes,
+            next_restart=next_restart, question=question, red_streak=red_streak, session_id=session_id,
+        )  # fmt: skip
+        with self._within(db) as conn:
+            return self._set_worker(conn, name, state, by, fields)
+
+    def _set_worker(
+        self, db: sqlite3.Connection, name: str, state: WorkerState | _Unset, by: WorkerCause, fields: dict[str, Any]
+    ) -> WorkerState | None:
+        row = db.execute("SELECT state FROM workers WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        now: WorkerState = row[0]
+        if state is not UNSET and worker_transition(now, state, by):
+            fields["state"] = now = state
+        if fields:
+            fields["updated_at"] = time.time()
+            self._update(db, "workers", "name", name, fields)
+        return now
+
+    def add_usage(
+        self, name: str, tokens_in: int, tokens_out: int, cost: float, db: sqlite3.Connection
+    ) -> tuple[int, int, float] | None:
+        """Add one model call's tokens and cost to a worker; its new totals (None: no such worker)."""
+        row = db.execute("SELECT tokens_in, tokens_out, cost FROM workers WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        totals = (row["tokens_in"] + tokens_in, row["tokens_out"] + tokens_out, row["cost"] + cost)
+        db.execute(
+            "UPDATE workers SET tokens_in = ?, tokens_out = ?, cost = ?, updated_at = ? WHERE name = ?",
+            (*totals, time.time(), name),
+        )
+        return totals
 
     def delete_worker(self, name: str, db: sqlite3.Connection) -> None:
         db.execute("DELETE FROM workers WHERE name = ?", (name,))
@@ -354,20 +430,20 @@ class Store:
                 for r in db.execute("SELECT id FROM queue WHERE worker = ? AND state = 'queued'", (worker,))
             ]
             for qid in old:
-                db.execute("UPDATE queue SET state = 'superseded', updated_at = ? WHERE id = ?", (now, qid))
+                self._set_entry(db, qid, "superseded", {})
             cur = db.execute(
                 "INSERT INTO queue (worker, branch, sha, delta, state, submitted_at, updated_at)"
                 " VALUES (?, ?, ?, ?, 'queued', ?, ?)",
                 (worker, branch, sha, delta, now, now),
             )
             qid = int(cur.lastrowid or 0)
-            db.execute("UPDATE workers SET state = 'queued', updated_at = ? WHERE name = ?", (now, worker))
+            self._set_worker(db, worker, "queued", "fac", {})
             self.event(
                 "submitted", worker, correlation=f"q{qid}", db=db, sha=sha, branch=branch, superseded=old
             )
         return qid, old
 
-    def queue(self, states: tuple[str, ...] | None = None) -> list[QueueEntry]:
+    def queue(self, states: tuple[EntryState, ...] | None = None) -> list[QueueEntry]:
         sql, args = "SELECT * FROM queue", []
         if states:
             sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
@@ -378,17 +454,45 @@ class Store:
         row = self.db.execute("SELECT * FROM queue WHERE id = ?", (qid,)).fetchone()
         return _entry(row) if row else None
 
-    def set_entry(self, qid: int, db: sqlite3.Connection | None = None, **fields: Any) -> None:
+    def set_entry(
+        self,
+        qid: int,
+        *,
+        db: sqlite3.Connection | None = None,
+        state: EntryState | _Unset = UNSET,
+        attempts: int | _Unset = UNSET,
+        verdict: dict[str, Any] | None | _Unset = UNSET,
+        merged_as: str | None | _Unset = UNSET,
+    ) -> bool:
+        """Change a queue entry; False when `model.entry_transition` refuses its new state (nothing is written)."""
+        fields = _given(attempts=attempts, merged_as=merged_as)
+        if not isinstance(verdict, _Unset):
+            fields["verdict"] = json.dumps(verdict, default=str) if verdict is not None else None
+        with self._within(db) as conn:
+            return self._set_entry(conn, qid, state, fields)
+
+    def _set_entry(self, db: sqlite3.Connection, qid: int, state: EntryState | _Unset, fields: dict[str, Any]) -> bool:
+        if state is not UNSET:
+            row = db.execute("SELECT state FROM queue WHERE id = ?", (qid,)).fetchone()
+            if row is None or not entry_transition(row[0], state):
+                return False
+            fields["state"] = state
         fields["updated_at"] = time.time()
-        if "verdict" in fields and not isinstance(fields["verdict"], str | None):
-            fields["verdict"] = json.dumps(fields["verdict"], default=str)
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        stmt, args = f"UPDATE queue SET {sets} WHERE id = ?", [*fields.values(), qid]
-        if db is not None:
-            db.execute(stmt, args)
-        else:
-            with self.tx() as conn:
-                conn.execute(stmt, args)
+        self._update(db, "queue", "id", qid, fields)
+        return True
+
+    def start_testing(self, ids: list[int]) -> None:
+        """The entries of a candidate go under test: testing, one attempt more."""
+        with self.tx() as db:
+            for qid in ids:
+                row = db.execute("SELECT attempts FROM queue WHERE id = ?", (qid,)).fetchone()
+                if row is not None:
+                    self._set_entry(db, qid, "testing", {"attempts": row[0] + 1})
+
+    def cancel_queued(self, worker: str, db: sqlite3.Connection) -> None:
+        """A removed worker's waiting entries are cancelled."""
+        for (qid,) in db.execute("SELECT id FROM queue WHERE worker = ? AND state = 'queued'", (worker,)).fetchall():
+            self._set_entry(db, qid, "cancelled", {})
 
     # --- messages ---
 
@@ -424,7 +528,7 @@ class Store:
             for r in self.db.execute("SELECT * FROM messages WHERE acked_at IS NULL ORDER BY id")
         ]
 
-    def mark_messages(self, ids: list[int], column: str) -> None:
+    def mark_messages(self, ids: list[int], column: Literal["read_at", "delivered_at", "acked_at"]) -> None:
         assert column in ("read_at", "delivered_at", "acked_at")
         if not ids:
             return
@@ -434,7 +538,138 @@ class Store:
                 [(time.time(), i) for i in ids],
             )
 
-    # --- checks ---
+    # --- the line ---
+
+    def line(self) -> Line:
+        row = self.db.execute("SELECT state, reason, since, main_sha FROM line WHERE id = 1").fetchone()
+        return Line(row["state"], row["reason"], row["since"], row["main_sha"])
+
+    def set_line(
+        self,
+        state: LineState,
+        *,
+        db: sqlite3.Connection | None = None,
+        reason: str | None = None,
+        main_sha: str | None | _Unset = UNSET,
+    ) -> Line | None:
+        """Stop or restart the line; the line as it was, or None when `model.line_transition` refuses."""
+        with self._within(db) as conn:
+            old = self.line()
+            if not line_transition(old.state, state):
+                return None
+            fields = {"state": state, "reason": reason, "since": time.time(), **_given(main_sha=main_sha)}
+            self._update(conn, "line", "id", 1, fields)
+            return old
+
+    # --- tasks ---
+
+    def add_task(
+        self, text: str, role: str, delta: str | None, runtime: str | None, command: str | None, db: sqlite3.Connection
+    ) -> int:
+        now = time.time()
+        cur = db.execute(
+            "INSERT INTO tasks (text, role, delta, runtime, command, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, 'todo', ?, ?)",
+            (text, role, delta, runtime, command, now, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def tasks(self) -> list[Task]:
+        return [Task(**dict(r)) for r in self.db.execute("SELECT * FROM tasks ORDER BY id")]
+
+    def set_task(
+        self, tid: int, state: TaskState, *, db: sqlite3.Connection, worker: str | None | _Unset = UNSET
+    ) -> bool:
+        """Move a task on; False when `model.task_transition` refuses (nothing is written)."""
+        row = db.execute("SELECT state FROM tasks WHERE id = ?", (tid,)).fetchone()
+        if row is None or not task_transition(row[0], state):
+            return False
+        self._update(db, "tasks", "id", tid, {"state": state, **_given(worker=worker), "updated_at": time.time()})
+        return True
+
+    # --- deltas (the runtime half of their lifecycle; specs/deltas/ on main holds the rest) ---
+
+    def delta_rows(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM deltas ORDER BY id")]
+
+    def delta_row(self, did: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM deltas WHERE id = ?", (did,)).fetchone()
+        return dict(row) if row else None
+
+    def delta_ids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT id FROM deltas")}
+
+    def add_delta(
+        self, did: str, title: str, owner: str, path: str, text: str | None, db: sqlite3.Connection
+    ) -> None:
+        """A proposed delta's row (its text kept here while it exists nowhere else: an agent's proposal)."""
+        now = time.time()
+        db.execute(
+            "INSERT INTO deltas (id, title, status, owner, path, text, created_at, updated_at)"
+            " VALUES (?, ?, 'proposed', ?, ?, ?, ?, ?)",
+            (did, title, owner, path, text, now, now),
+        )
+
+    def delete_delta(self, did: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM deltas WHERE id = ?", (did,))
+
+    def update_delta(
+        self,
+        did: str,
+        *,
+        db: sqlite3.Connection | None = None,
+        status: DeltaState | _Unset = UNSET,
+        title: str | _Unset = UNSET,
+        path: str | None | _Unset = UNSET,
+        text: str | None | _Unset = UNSET,
+        worker: str | None | _Unset = UNSET,
+        main_sha: str | None | _Unset = UNSET,
+        fold_sha: str | None | _Unset = UNSET,
+        fold_entry: int | None | _Unset = UNSET,
+        fold_attempts: int | _Unset = UNSET,
+        note: str | None | _Unset = UNSET,
+    ) -> bool:
+        """Update a delta's row, made on first use for a delta written by hand.
+
+        A new `status` applies only where `model.delta_transition` allows it; False when refused (the
+        other fields are written all the same).
+        """
+        fields = _given(
+            title=title, path=path, text=text, worker=worker, main_sha=main_sha, fold_sha=fold_sha,
+            fold_entry=fold_entry, fold_attempts=fold_attempts, note=note,
+        )  # fmt: skip
+        applied = True
+        with self._within(db) as conn:
+            now = time.time()
+            conn.execute(
+                "INSERT OR IGNORE INTO deltas (id, title, status, created_at, updated_at)"
+                " VALUES (?, '', 'proposed', ?, ?)",
+                (did, now, now),
+            )
+            if status is not UNSET:
+                old = conn.execute("SELECT status FROM deltas WHERE id = ?", (did,)).fetchone()[0]
+                applied = delta_transition(old, status)
+                if applied:
+                    fields["status"] = status
+            fields["updated_at"] = now
+            self._update(conn, "deltas", "id", did, fields)
+        return applied
+
+    def deltas_under_way(self) -> bool:
+        """Is any delta in progress or merged (and so not done yet)?"""
+        sql = "SELECT 1 FROM deltas WHERE status IN ('in-progress', 'merged') LIMIT 1"
+        return self.db.execute(sql).fetchone() is not None
+
+    def merged_deltas(self) -> list[MergedDelta]:
+        """Merged queue entries whose delta is not done or rejected yet, oldest first."""
+        rows = self.db.execute(
+            "SELECT q.worker, q.delta, q.merged_as, d.status FROM queue q JOIN deltas d ON d.id = q.delta "
+            "WHERE q.state = 'merged' AND d.status NOT IN ('done', 'rejected') ORDER BY q.id"
+        ).fetchall()
+        return [MergedDelta(*r) for r in rows]
+
+    # --- checks: the gate's verdicts (check_cache), test counts, per-check observations ---
 
     def cached_result(self, tree: str, suite: str) -> tuple[bool, list[dict[str, Any]]] | None:
         row = self.db.execute(
@@ -470,6 +705,47 @@ class Store:
             sql += f" WHERE cached = {int(cached)}"
         return int(self.db.execute(sql).fetchone()[0])
 
+    def remember_count(self, tree: str, check: str, count: int) -> None:
+        """How many tests `check` collects on `tree` (the no-weakening guard compares with main's)."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO test_counts (tree, check_name, count, ts) VALUES (?, ?, ?, ?)",
+                (tree, check, count, time.time()),
+            )
+
+    def test_count(self, tree: str, check: str) -> int | None:
+        row = self.db.execute(
+            "SELECT count FROM test_counts WHERE tree = ? AND check_name = ?", (tree, check)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def record_observation(
+        self,
+        tree: str,
+        suite: str,
+        check: str,
+        ok: bool,
+        feedback: str,
+        tests: dict[str, str] | None,
+        db: sqlite3.Connection,
+    ) -> None:
+        """What one check observed on `tree` with suite `suite`, per test (`tests`) where junit said."""
+        db.execute(
+            "INSERT OR REPLACE INTO check_observations (tree, suite, check_name, ok, feedback, tests, ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (tree, suite, check, int(ok), feedback, json.dumps(tests) if tests is not None else None, time.time()),
+        )
+
+    def observation(self, tree: str, suite: str, check: str) -> tuple[bool, str, dict[str, str] | None] | None:
+        """A recorded observation: (ok, feedback, per-test outcomes or None)."""
+        row = self.db.execute(
+            "SELECT ok, feedback, tests FROM check_observations WHERE tree = ? AND suite = ? AND check_name = ?",
+            (tree, suite, check),
+        ).fetchone()
+        if row is None:
+            return None
+        return bool(row["ok"]), row["feedback"], json.loads(row["tests"]) if row["tests"] is not None else None
+
 
 def _entry(r: sqlite3.Row) -> QueueEntry:
     d = dict(r)
@@ -488,3 +764,8 @@ def _statements(script: str) -> Iterator[str]:
             buf = ""
     if buf.strip():
         yield buf.strip()
+
+
+def _given(**fields: object) -> dict[str, Any]:
+    """The keyword arguments a caller passed (not UNSET): the columns to write."""
+    return {k: v for k, v in fields.items() if v is not UNSET}

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from supervisor import roles
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.model import Task
 
 # Workers that occupy a WIP slot: everything that is not finished or parked.
 FINISHED = ("done", "merged", "stopped")
-
-
-@dataclass(frozen=True)
-class Task:
-    id: int
-    text: str
-    role: str
-    delta: str | None
-    runtime: str | None
-    command: str | None
-    state: str  # todo | assigned | failed (its spawn failed: the event task-pull-failed says why)
-    worker: str | None
-    created_at: float
-    updated_at: float
 
 
 def add(fac: Factory, text: str, *, role: str = "worker", runtime: str | None = None,
@@ -39,20 +25,14 @@ def add(fac: Factory, text: str, *, role: str = "worker", runtime: str | None = 
             f"a task for role {role!r} runs the command runtime and needs a command",
             hint='pass --cmd "bash ./agent.sh" (run in the worker\'s worktree), or --runtime claude|anthropic',
         )
-    now = time.time()
     with fac.store.tx() as db:
-        cur = db.execute(
-            "INSERT INTO tasks (text, role, delta, runtime, command, state, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, 'todo', ?, ?)",
-            (text, role, delta, runtime, command, now, now),
-        )
-        tid = int(cur.lastrowid or 0)
+        tid = fac.store.add_task(text, role, delta, runtime, command, db)
         fac.store.event("task-added", None, correlation=f"t{tid}", db=db, text=text, role=role)
     return tid
 
 
 def all_tasks(fac: Factory) -> list[Task]:
-    return [Task(**dict(r)) for r in fac.store.db.execute("SELECT * FROM tasks ORDER BY id")]
+    return fac.store.tasks()
 
 
 def wip(fac: Factory) -> int:
@@ -87,14 +67,11 @@ def pull(fac: Factory) -> list[dict[str, Any]]:
             # Parked, not retried: a spawn that failed fails again on every pass (a log flood), and
             # one bad task must not hold back the tasks behind it.
             with fac.store.tx() as db:
-                db.execute(
-                    "UPDATE tasks SET state = 'failed', updated_at = ? WHERE id = ?", (time.time(), t.id)
-                )
+                fac.store.set_task(t.id, "failed", db=db)
                 fac.store.event("task-pull-failed", None, correlation=f"t{t.id}", db=db, error=str(e))
             continue
         with fac.store.tx() as db:
-            db.execute("UPDATE tasks SET state = 'assigned', worker = ?, updated_at = ? WHERE id = ?",
-                       (res["name"], time.time(), t.id))  # fmt: skip
+            fac.store.set_task(t.id, "assigned", db=db, worker=res["name"])
             fac.store.event("task-pulled", res["name"], correlation=f"t{t.id}", db=db, task=t.id)
         started.append(res)
     if wip(fac) < limit:

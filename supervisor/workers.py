@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -318,10 +317,7 @@ def kill(fac: Factory, name: str, *, rm: bool = False, force: bool = False) -> d
         shutil.rmtree(fac.run_dir(name), ignore_errors=True)
         with fac.store.tx() as db:
             fac.store.delete_worker(name, db)
-            db.execute(
-                "UPDATE queue SET state = 'cancelled', updated_at = ? WHERE worker = ? AND state = 'queued'",
-                (time.time(), name),
-            )
+            fac.store.cancel_queued(name, db)
             fac.store.event("removed", name, db=db, branch=w.branch, last_sha=sha)
         result.update(removed=True, branch=w.branch, last_sha=sha)
     else:

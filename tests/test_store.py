@@ -10,6 +10,7 @@ import pytest
 
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.model import WorkerState
 from supervisor.store import SCHEMA_VERSION, Store
 
 WRITERS = 16
@@ -132,3 +133,130 @@ def test_many_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path
         _run_writers(root, 2)
         assert len(Store.open(root).events()) == WRITERS * 2
         assert (root / ".fac" / ".gitignore").read_text() == "*\n"
+
+
+def test_an_old_store_upgrades_in_place_and_keeps_the_check_caches_three_kinds_of_record(tmp_path: Path) -> None:
+    # A state.db as fac wrote it at schema version 3: one check_cache for gate verdicts, test
+    # counts ('collect:<check>') and per-check observations ('state:<suite>:<check>').
+    from supervisor.store import MIGRATIONS, _statements
+
+    path = tmp_path / ".fac" / "state.db"
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:3]:
+        for stmt in _statements(script):
+            db.execute(stmt)
+    db.execute("PRAGMA user_version = 3")
+    rows = [
+        ("t1", "suitehash", 0, '[{"name": "tests", "ok": false}]'),
+        ("t1", "collect:tests", 1, '{"count": 42}'),
+        ("t2", "collect:unit:fast", 1, '{"count": 7}'),
+        ("t1", "state:suitehash:tests", 1, '{"ok": true, "feedback": "fine", "tests": {"t::a": "passed"}}'),
+        ("t1", "state:suitehash:lint:strict", 0, '{"ok": false, "feedback": "bad", "tests": null}'),
+    ]
+    db.executemany("INSERT INTO check_cache (tree, suite, ok, results, ts) VALUES (?, ?, ?, ?, 1.0)", rows)
+    db.execute("INSERT INTO workers (name, role, runtime, branch, worktree, state, created_at, updated_at) "
+               "VALUES ('w1', 'worker', 'command', 'fac/w1', '/x', 'queued', 1, 1)")  # fmt: skip
+    db.commit()
+    db.close()
+
+    store = Store.open(tmp_path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.cached_result("t1", "suitehash") == (False, [{"name": "tests", "ok": False}])
+    assert store.test_count("t1", "tests") == 42
+    assert store.test_count("t2", "unit:fast") == 7
+    assert store.observation("t1", "suitehash", "tests") == (True, "fine", {"t::a": "passed"})
+    assert store.observation("t1", "suitehash", "lint:strict") == (False, "bad", None)
+    # check_cache keeps only the gate's verdicts now
+    assert [tuple(r) for r in store.db.execute("SELECT tree, suite FROM check_cache")] == [("t1", "suitehash")]
+    w = store.worker("w1")
+    assert w is not None and w.state == "queued"
+
+
+def test_counts_and_observations_have_their_own_tables(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    store.remember_count("t1", "tests", 3)
+    store.remember_count("t1", "tests", 4)  # the newest count wins
+    with store.tx() as db:
+        store.record_observation("t1", "s1", "tests", True, "", {"a::b": "failed"}, db)
+    store.record_run("sha", "t1", "gate", "s1", True, [], cached=False)
+    assert store.test_count("t1", "tests") == 4
+    assert store.test_count("t1", "other") is None
+    assert store.observation("t1", "s1", "tests") == (True, "", {"a::b": "failed"})
+    assert store.observation("t1", "s2", "tests") is None
+    assert store.cached_result("t1", "s1") == (True, [])
+    assert store.cached_result("t1", "tests") is None
+
+
+def _worker(store: Store, state: WorkerState = "working") -> None:
+    with store.tx() as db:
+        store.add_worker(db, name="w1", role="worker", runtime="command", branch="fac/w1", worktree="/x",
+                         state=state)  # fmt: skip
+
+
+def test_a_runtime_saying_working_keeps_what_the_queue_set_and_touches_nothing(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _worker(store)
+    store.enqueue("w1", "fac/w1", "abc", None)
+    before = store.worker("w1")
+    assert before is not None and before.state == "queued"
+    assert store.update_worker("w1", state="working", by="runtime") == "queued"
+    assert store.worker("w1") == before  # not even updated_at moved
+    assert store.update_worker("w1", state="working", by="runtime", session_id="s1") == "queued"
+    w = store.worker("w1")
+    assert w is not None and (w.state, w.session_id) == ("queued", "s1")
+    assert store.update_worker("w1", state="working", by="prompt") == "working"
+    assert store.update_worker("nobody", state="working") is None
+
+
+def test_the_end_of_fac_check_restores_only_its_own_state(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _worker(store, "idle")
+    store.update_worker("w1", state="waiting-for-check", by="check")
+    assert store.update_worker("w1", state="idle", by="check-done") == "idle"
+    store.update_worker("w1", state="waiting-for-check", by="check")
+    store.update_worker("w1", state="merged")  # the queue merged it meanwhile
+    assert store.update_worker("w1", state="idle", by="check-done") == "merged"
+
+
+def test_a_decided_queue_entry_never_changes_state(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _worker(store)
+    first, _ = store.enqueue("w1", "fac/w1", "abc", None)
+    second, superseded = store.enqueue("w1", "fac/w1", "def", None)
+    assert superseded == [first]
+    assert store.set_entry(first, state="testing") is False
+    store.start_testing([second])
+    e = store.queue_entry(second)
+    assert e is not None and (e.state, e.attempts) == ("testing", 1)
+    assert store.set_entry(second, state="merged", merged_as="m1") is True
+    assert store.set_entry(second, state="queued") is False
+    e = store.queue_entry(second)
+    assert e is not None and (e.state, e.merged_as) == ("merged", "m1")
+
+
+def test_the_line_stops_once_and_resumes_once(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    assert store.line().state == "running"
+    assert store.set_line("running") is None
+    assert store.set_line("stopped", reason="main is red", main_sha="abc") is not None
+    assert store.set_line("stopped", reason="another reason") is None
+    line = store.line()
+    assert (line.state, line.reason, line.main_sha) == ("stopped", "main is red", "abc")
+    old = store.set_line("running")
+    assert old is not None and old.reason == "main is red"
+    line = store.line()
+    assert (line.state, line.reason, line.main_sha) == ("running", None, "abc")
+
+
+def test_a_delta_row_only_moves_forward(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    assert store.update_delta("0001", status="in-progress", worker="w1") is True
+    assert store.update_delta("0001", status="approved", note="n") is False  # backwards: refused
+    row = store.delta_row("0001")
+    assert row is not None and (row["status"], row["worker"], row["note"]) == ("in-progress", "w1", "n")
+    assert store.deltas_under_way()
+    assert store.update_delta("0001", status="done") is True
+    assert store.update_delta("0001", status="rejected") is False
+    assert not store.deltas_under_way()
+    assert store.delta_ids() == {"0001"}

@@ -300,12 +300,7 @@ class MergeQueue:
         """The gate's verdict on a candidate (a `fresh` one ignores the cache), counted and told."""
         store = self.fac.store
         ids = [e.id for e in cand.entries]
-        with store.tx() as db:
-            for qid in ids:
-                db.execute(
-                    "UPDATE queue SET state = 'testing', attempts = attempts + 1, updated_at = ? WHERE id = ?",
-                    (time.time(), qid),
-                )
+        store.start_testing(ids)
         cache: gate.CachePolicy = "off" if not self.use_cache else "refresh" if fresh else "use"
         verdict = gate.judge(
             self.fac,

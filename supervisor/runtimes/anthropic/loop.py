@@ -262,14 +262,10 @@ class Agent:
         tokens_in = fresh + written + read
         store = self.fac.store
         with store.tx() as db:
-            row = db.execute(
-                "SELECT tokens_in, tokens_out, cost FROM workers WHERE name = ?", (self.worker,)
-            ).fetchone()
-            if row is None:
+            totals = store.add_usage(self.worker, tokens_in, out, cost, db)
+            if totals is None:
                 raise Stop(1, f"worker {self.worker} was removed; stopping")
-            total_in, total_out = row["tokens_in"] + tokens_in, row["tokens_out"] + out
-            total_cost = row["cost"] + cost
-            store.update_worker(self.worker, db=db, tokens_in=total_in, tokens_out=total_out, cost=total_cost)
+            total_in, total_out, total_cost = totals
             store.event(
                 "agent-turn",
                 self.worker,
