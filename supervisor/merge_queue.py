@@ -743,3 +743,9 @@ def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
                      "attempts": e.attempts, "submitted_at": e.submitted_at, "updated_at": e.updated_at,
                      "last_verdict": last, "merged_as": e.merged_as, "verdict": e.verdict})  # fmt: skip
     return rows
+
+
+def refuse_agent_approval() -> None:
+    """Approval is the human gate: an agent (FAC_WORKER is set in every worker's pane) cannot approve."""
+    if os.environ.get("FAC_WORKER"):
+        raise FacError("agents cannot approve", hint="a human runs `fac approve` outside the worker panes")

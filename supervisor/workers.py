@@ -7,7 +7,8 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -341,3 +342,19 @@ def _kill_window(fac: Factory, name: str, window_id: str | None) -> bool:
             fac.tmux.kill_window(p.window_id)
             return True
     return False
+
+
+@contextmanager
+def waiting_for_check(fac: Factory, name: str | None) -> Iterator[None]:
+    """While `fac check` runs on a worker's tree the worker shows waiting-for-check; afterwards it
+    gets its state back, unless something else (a hook, the queue) changed it in the meantime."""
+    w = fac.store.worker(name) if name else None
+    if w is not None:
+        fac.store.update_worker(w.name, state="waiting-for-check")
+    try:
+        yield
+    finally:
+        if w is not None:
+            now = fac.store.worker(w.name)
+            if now is not None and now.state == "waiting-for-check":
+                fac.store.update_worker(w.name, state=w.state)

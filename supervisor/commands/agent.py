@@ -25,6 +25,3 @@ def agent_run(worker: str | None) -> None:
     from supervisor import agent as agentmod
 
     sys.exit(agentmod.main(name))
-
-
-COMMANDS = [agent]

@@ -30,15 +30,31 @@ def delta(ctx: click.Context, as_json: bool) -> None:
 
 @delta.command("new")
 @click.argument("title")
-@click.option("--statement", "statements", multiple=True, metavar="TEXT",
-              help='A statement, e.g. "`char_count(text)` MUST return ... [check: tests::test_char_count]".')  # fmt: skip
-@click.option("--check", "checks", multiple=True, metavar="NAME",
-              help="An acceptance check: a check name, or CHECK::TEST for one pytest test (may not exist yet).")  # fmt: skip
+@click.option(
+    "--statement",
+    "statements",
+    multiple=True,
+    metavar="TEXT",
+    help='A statement, e.g. "`char_count(text)` MUST return ... [check: tests::test_char_count]".',
+)
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    metavar="NAME",
+    help="An acceptance check: a check name, or CHECK::TEST for one pytest test (may not exist yet).",
+)
 @click.option("--owner", help="Who asked for it (default: $FAC_WORKER for an agent, else $USER).")
 @click.option("--spec", help="The specs/current file its statements join when done, e.g. textstats.md.")
 @click.option("--json", "as_json", is_flag=True)
-def delta_new(title: str, statements: tuple[str, ...], checks: tuple[str, ...], owner: str | None,
-              spec: str | None, as_json: bool) -> None:  # fmt: skip
+def delta_new(
+    title: str,
+    statements: tuple[str, ...],
+    checks: tuple[str, ...],
+    owner: str | None,
+    spec: str | None,
+    as_json: bool,
+) -> None:
     """Propose a delta. A human's is committed on main; an agent's waits in the store for a human."""
     from supervisor import deltas
 
@@ -65,9 +81,19 @@ def delta_ls(as_json: bool) -> None:
     if not vs:
         click.echo('no deltas: propose one with `fac delta new "TITLE" --statement "... MUST ..."`')
         return
-    rows = [[v.id, v.status, v.delta.title, v.delta.owner or "-", (v.store or {}).get("worker") or "-",
-             str(len(v.delta.statements)), ", ".join(str(a) for a in v.delta.acceptance) or "-",
-             "" if v.file_status else "(not on main yet)"] for v in vs]  # fmt: skip
+    rows = [
+        [
+            v.id,
+            v.status,
+            v.delta.title,
+            v.delta.owner or "-",
+            (v.store or {}).get("worker") or "-",
+            str(len(v.delta.statements)),
+            ", ".join(str(a) for a in v.delta.acceptance) or "-",
+            "" if v.file_status else "(not on main yet)",
+        ]
+        for v in vs
+    ]
     click.echo(table(rows, ["ID", "STATUS", "TITLE", "OWNER", "WORKER", "STATEMENTS", "ACCEPTANCE", ""]))
 
 
@@ -201,6 +227,3 @@ def context(worker: str | None, as_json: bool) -> None:
         echo_json(ctx.as_dict())
     else:
         click.echo(ctx.text, nl=False)
-
-
-COMMANDS = (delta, state, spec, context)
