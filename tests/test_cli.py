@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -401,3 +402,16 @@ def test_help_lists_every_visible_command_with_its_summary(tmp_path: Path) -> No
     for name, shown in listed.items():  # cut to the terminal's width with "..."
         assert shown == COMMANDS[name].summary or COMMANDS[name].summary.startswith(shown.removesuffix("..."))
     assert "agent" in COMMANDS and "agent" not in listed
+
+
+def test_no_command_module_shadows_a_shared_helper() -> None:
+    # importing supervisor.commands.X rebinds the package's attribute X to the module
+    import importlib
+
+    import supervisor.commands as pkg
+
+    tree = ast.parse(Path(pkg.__file__ or "").read_text())
+    helpers = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    for entry in COMMANDS.values():
+        importlib.import_module(entry.target.split(":")[0])
+    assert helpers and all(callable(getattr(pkg, n)) for n in helpers)

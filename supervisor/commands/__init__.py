@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from supervisor.factory import Factory
 
 
-def factory() -> Factory:
+def find_factory() -> Factory:
     """The factory this command runs in ($FAC_ROOT, else the nearest factory.toml upwards)."""
     from supervisor.factory import Factory
 

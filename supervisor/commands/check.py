@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from supervisor.commands import echo_json, factory
+from supervisor.commands import echo_json, find_factory
 from supervisor.errors import EXIT_FAILED
 
 
@@ -31,7 +31,7 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
     """
     from supervisor import verify, workers
 
-    fac = factory()
+    fac = find_factory()
     if not ref:
         worker = worker or os.environ.get("FAC_WORKER")
     with workers.waiting_for_check(fac, None if ref else worker):
@@ -73,7 +73,7 @@ def verify(no_cache: bool, as_json: bool) -> None:
     """Run the gate on main itself: red stops the line (jidoka), green restarts it. Exit 1 when red."""
     from supervisor import line
 
-    fac = factory()
+    fac = find_factory()
     v = line.verify(fac, use_cache=not no_cache)
     if as_json:
         echo_json({**v.as_dict(), "line": line.get(fac).as_dict()})

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from supervisor.commands import echo_json, factory
+from supervisor.commands import echo_json, find_factory
 
 
 @click.command()
@@ -92,7 +92,7 @@ def config_cmd(as_json: bool) -> None:
     """
     from dataclasses import asdict
 
-    fac = factory()
+    fac = find_factory()
     cfg = fac.config
     data = {
         "root": str(fac.root),
@@ -132,7 +132,7 @@ def up(as_json: bool) -> None:
     """Start the factory's tmux session with fac's own windows (idempotent)."""
     from supervisor import session
 
-    fac = factory()
+    fac = find_factory()
     res = session.up(fac)
     if as_json:
         echo_json(res)
@@ -155,7 +155,7 @@ def down(rm: bool, force: bool, as_json: bool) -> None:
     """Stop the factory's tmux session. Worktrees and branches stay unless --rm."""
     from supervisor import session
 
-    res = session.down(factory(), rm=rm, force=force)
+    res = session.down(find_factory(), rm=rm, force=force)
     if as_json:
         echo_json(res)
         return

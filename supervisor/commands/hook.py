@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from supervisor.commands import echo_json, factory, worker_arg
+from supervisor.commands import echo_json, find_factory, worker_arg
 
 EVENTS = ("session-start", "prompt", "working", "stop", "idle", "notification", "ack")
 
@@ -27,7 +27,7 @@ def hook(event: str, ids: tuple[int, ...], worker: str | None, check: bool, as_j
     data = daemon.read_hook_input()
     if ids:
         data["ids"] = list(ids)
-    res = daemon.hook(factory(), name, event, data, check=check)
+    res = daemon.hook(find_factory(), name, event, data, check=check)
     if as_json:
         echo_json(res)
     elif res.get("stdout"):

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from supervisor.commands import echo_json, factory
+from supervisor.commands import echo_json, find_factory
 
 
 @click.group("line", invoke_without_command=True)
@@ -18,7 +18,7 @@ def line_cmd(ctx: click.Context, as_json: bool) -> None:
         return
     from supervisor import line
 
-    st = line.get(factory())
+    st = line.get(find_factory())
     if as_json:
         echo_json(st.as_dict())
         return
@@ -34,7 +34,7 @@ def line_resume() -> None:
     """Restart a stopped line by hand (a green `fac verify` does it by itself)."""
     from supervisor import line
 
-    if line.resume(factory(), by="human"):
+    if line.resume(find_factory(), by="human"):
         click.echo("line resumed")
     else:
         click.echo("the line was running")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from supervisor.commands import factory
+from supervisor.commands import find_factory
 from supervisor.errors import FacError
 
 
@@ -20,7 +20,7 @@ from supervisor.errors import FacError
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def log(follow: bool, worker: str | None, lines: int, as_json: bool) -> None:
     """The factory's event log (append-only): spawns, submissions, verdicts, merges, messages."""
-    fac = factory()
+    fac = find_factory()
     store = fac.store
     events = store.events(worker=worker, limit=lines)
     if worker and not events and store.worker(worker) is None:

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from supervisor.commands import echo_json, factory, worker_arg
+from supervisor.commands import echo_json, find_factory, worker_arg
 from supervisor.errors import EXIT_FAILED, FacError
 
 
@@ -40,7 +40,7 @@ def inbox(
     """
     from supervisor import messages
 
-    fac = factory()
+    fac = find_factory()
     name = worker_arg(worker)
     messages.require_inbox(fac, name)
     if ack_ids:
@@ -93,7 +93,7 @@ def send(worker: str, text: str, as_json: bool) -> None:
         raise FacError(
             "the message is empty", hint=f'fac send {worker} "text", or pipe it in: ... | fac send {worker} -'
         )
-    d = messages.send(factory(), worker, text, sender="human", kind="note")
+    d = messages.send(find_factory(), worker, text, sender="human", kind="note")
     if as_json:
         echo_json({"id": d.id, "pasted": d.pasted, "reason": d.reason})
         return
@@ -109,7 +109,7 @@ def ask(question: str, worker: str | None) -> None:
     from supervisor import andon
 
     name = worker_arg(worker)
-    andon.ask(factory(), name, question)
+    andon.ask(find_factory(), name, question)
     click.echo(f"asked: a human will answer with `fac answer {name} ...`; the answer arrives in your inbox")
 
 
@@ -120,5 +120,5 @@ def answer(worker: str, text: str) -> None:
     """Answer WORKER's open question: delivered to its inbox and pane; it goes back to work."""
     from supervisor import andon
 
-    d = andon.answer(factory(), worker, text)
+    d = andon.answer(find_factory(), worker, text)
     click.echo(f"answered {worker} (message {d.id}{'' if d.pasted else ', not pasted: ' + d.reason})")

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from supervisor.commands import ago, echo_json, factory, timestamped, worker_arg
+from supervisor.commands import ago, echo_json, find_factory, timestamped, worker_arg
 from supervisor.errors import EXIT_FAILED
 from supervisor.text import table
 
@@ -23,7 +23,7 @@ def submit(worker: str | None, as_json: bool) -> None:
     from supervisor import submission
 
     name = worker_arg(worker)
-    sub = submission.submit(factory(), name)
+    sub = submission.submit(find_factory(), name)
     if sub.dirty:
         click.echo(
             f"fac: warning: {name}'s worktree has uncommitted changes; they are not part of this submission",
@@ -56,7 +56,7 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
         return
     from supervisor.merge_queue import queue_rows
 
-    rows = queue_rows(factory(), all_entries=show_all)
+    rows = queue_rows(find_factory(), all_entries=show_all)
     if as_json:
         echo_json(rows)
         return
@@ -87,7 +87,7 @@ def queue_run(once: bool, max_batch: int | None, no_cache: bool) -> None:
     """Run the merge queue (`fac up` starts it in the window `merge-queue`)."""
     from supervisor.merge_queue import MergeQueue
 
-    mq = MergeQueue(factory(), max_batch=max_batch, use_cache=not no_cache, say=timestamped)
+    mq = MergeQueue(find_factory(), max_batch=max_batch, use_cache=not no_cache, say=timestamped)
     stats = mq.run(once=once)
     timestamped(
         "done: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) if stats else "done: nothing to do"
@@ -98,7 +98,7 @@ def queue_run(once: bool, max_batch: int | None, no_cache: bool) -> None:
 @click.option("--timeout", type=click.FloatRange(0), default=600, show_default=True, help="Seconds.")
 def queue_wait(timeout: float) -> None:
     """Block until nothing is queued or testing; exit 1 on timeout."""
-    fac = factory()
+    fac = find_factory()
     deadline = time.monotonic() + timeout
     while True:
         pending = fac.store.queue(("queued", "testing"))
@@ -124,7 +124,7 @@ def approve(branch: str) -> None:
     from supervisor import merge_queue
 
     merge_queue.refuse_agent_approval()
-    ids = merge_queue.approve(factory(), branch)
+    ids = merge_queue.approve(find_factory(), branch)
     click.echo(
         f"approved queue entr{'y' if len(ids) == 1 else 'ies'} {', '.join(map(str, ids))}; back in line"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from supervisor.commands import echo_json, factory
+from supervisor.commands import echo_json, find_factory
 
 
 @click.command()
@@ -13,7 +13,7 @@ def report(as_json: bool) -> None:
     """Flow metrics from the event log: lead time, flow efficiency, first-pass yield, queue wait, MTTR."""
     from supervisor import report as reportmod
 
-    data = reportmod.build(factory())
+    data = reportmod.build(find_factory())
     if as_json:
         echo_json(data)
     else:

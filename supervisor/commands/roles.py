@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from supervisor.commands import echo_json, factory
+from supervisor.commands import echo_json, find_factory
 from supervisor.roles import RUNTIMES
 from supervisor.text import table
 
@@ -18,7 +18,7 @@ def roles(ctx: click.Context, as_json: bool) -> None:
         return
     from supervisor import roles as rolesmod
 
-    found = rolesmod.load_all(factory().root)
+    found = rolesmod.load_all(find_factory().root)
     if as_json:
         echo_json(
             [
@@ -49,5 +49,5 @@ def roles_new(name: str, description: str, runtime: str) -> None:
     """Scaffold roles/NAME.md: front matter plus a prompt to edit. No code needed."""
     from supervisor import roles as rolesmod
 
-    path = rolesmod.scaffold(factory().root, name, description, runtime)
+    path = rolesmod.scaffold(find_factory().root, name, description, runtime)
     click.echo(f"created {path}; edit its prompt, then `fac spawn {name} ...`")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
-from supervisor.commands import echo_json, factory
-from supervisor.errors import EXIT_FAILED
+from supervisor.commands import echo_json, find_factory
+from supervisor.errors import EXIT_FAILED, FacError
 
 
 @click.group(invoke_without_command=True)
@@ -58,7 +59,7 @@ def delta_new(
     """Propose a delta. A human's is committed on main; an agent's waits in the store for a human."""
     from supervisor import deltas
 
-    v = deltas.new(factory(), title, list(statements), list(checks), owner=owner, spec=spec)
+    v = deltas.new(find_factory(), title, list(statements), list(checks), owner=owner, spec=spec)
     if as_json:
         echo_json(v.as_dict())
         return
@@ -74,7 +75,7 @@ def delta_ls(as_json: bool) -> None:
     from supervisor import deltas
     from supervisor.text import table
 
-    vs = deltas.views(factory())
+    vs = deltas.views(find_factory())
     if as_json:
         echo_json([v.as_dict() for v in vs])
         return
@@ -104,7 +105,7 @@ def delta_show(ident: str, as_json: bool) -> None:
     """One delta: its status (file and store) and its text."""
     from supervisor import deltas
 
-    v = deltas.get(factory(), ident)
+    v = deltas.get(find_factory(), ident)
     if as_json:
         echo_json({**v.as_dict(), "text": v.delta.text})
         return
@@ -128,7 +129,7 @@ def delta_approve(ident: str, as_json: bool) -> None:
     """Approve a proposed delta (humans only): committed on main as approved."""
     from supervisor import deltas
 
-    v = deltas.approve(factory(), ident)
+    v = deltas.approve(find_factory(), ident)
     if as_json:
         echo_json(v.as_dict())
         return
@@ -144,7 +145,7 @@ def delta_reject(ident: str, reason: str | None, as_json: bool) -> None:
     """Reject a delta (humans only)."""
     from supervisor import deltas
 
-    v = deltas.reject(factory(), ident, reason)
+    v = deltas.reject(find_factory(), ident, reason)
     if as_json:
         echo_json(v.as_dict())
         return
@@ -163,7 +164,7 @@ def state(ref: str | None, as_json: bool) -> None:
     """
     from supervisor import state as statemod
 
-    data = statemod.build(factory(), ref)
+    data = statemod.build(find_factory(), ref)
     if as_json:
         echo_json(data)
     else:
@@ -188,7 +189,7 @@ def spec_lint(ref: str | None, as_json: bool) -> None:
     """
     from supervisor import specs
 
-    fac = factory()
+    fac = find_factory()
     source, errors = specs.lint_source(fac.root, ref, fac.fac_dir)
     if as_json:
         echo_json({"source": source.label, "ok": not errors, "errors": [e.as_dict() for e in errors]})
@@ -212,17 +213,14 @@ def context(worker: str | None, as_json: bool) -> None:
     system's README and the specs, within [context] max_chars: the least relevant parts are cut
     first, and the text ends by saying what was cut.
     """
-    import os
-
     from supervisor import context as contextmod
-    from supervisor.errors import FacError
 
     name = worker or os.environ.get("FAC_WORKER")
     if not name:
         raise FacError(
             "which worker?", hint="fac context NAME (inside a worker's pane it defaults to $FAC_WORKER)"
         )
-    ctx = contextmod.for_worker(factory(), name)
+    ctx = contextmod.for_worker(find_factory(), name)
     if as_json:
         echo_json(ctx.as_dict())
     else:

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from supervisor.commands import factory, timestamped
+from supervisor.commands import find_factory, timestamped
 
 
 @click.command()
@@ -20,7 +20,7 @@ def supervise(no_dashboard: bool) -> None:
     """
     from supervisor.daemon import Supervisor
 
-    fac = factory()
+    fac = find_factory()
     if no_dashboard or not sys.stdout.isatty():
         Supervisor(fac, say=timestamped).run()
         return

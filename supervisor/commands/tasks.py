@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from supervisor.commands import echo_json, factory
+from supervisor.commands import echo_json, find_factory
 from supervisor.roles import RUNTIMES
 from supervisor.text import table
 
@@ -20,7 +20,7 @@ def task(ctx: click.Context, as_json: bool) -> None:
 
     from supervisor import tasks
 
-    fac = factory()
+    fac = find_factory()
     ts = tasks.all_tasks(fac)
     if as_json:
         echo_json([asdict(t) for t in ts])
@@ -44,5 +44,5 @@ def task_add(text: str, role: str, runtime: str | None, command: str | None, del
     from supervisor import roles, tasks
 
     runtime = roles.runtime_for(runtime, command)
-    tid = tasks.add(factory(), text, role=role, runtime=runtime, command=command, delta=delta)
+    tid = tasks.add(find_factory(), text, role=role, runtime=runtime, command=command, delta=delta)
     click.echo(f"task {tid} queued; the supervisor pulls it when a WIP slot is free")

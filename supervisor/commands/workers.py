@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import click
 
-from supervisor.commands import echo_json, factory
+from supervisor.commands import echo_json, find_factory
 from supervisor.errors import FacError
 from supervisor.roles import RUNTIMES
 
@@ -42,7 +42,7 @@ def spawn(
 
     runtime = roles.runtime_for(runtime, command)
     res = workers.spawn(
-        factory(), role, name=name, task=task, runtime=runtime, command=command, base=base, delta=delta
+        find_factory(), role, name=name, task=task, runtime=runtime, command=command, base=base, delta=delta
     )
     if as_json:
         echo_json(res)
@@ -61,7 +61,7 @@ def status(as_json: bool, watch: bool, interval: float) -> None:
     """Workers with role, branch, state, process and window; the session and the queue."""
     from supervisor import status as statusmod
 
-    fac = factory()
+    fac = find_factory()
     if as_json:
         echo_json(statusmod.collect(fac))
         return
@@ -80,7 +80,7 @@ def attach(worker: str) -> NoReturn:
     """Put your terminal on WORKER's window (switch-client when already inside tmux)."""
     from supervisor.session import QUEUE_WINDOW, SUPERVISOR_WINDOW
 
-    fac = factory()
+    fac = find_factory()
     if worker not in (SUPERVISOR_WINDOW, QUEUE_WINDOW):
         fac.worker(worker)
     panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
@@ -104,7 +104,7 @@ def kill(worker: str, rm: bool, force: bool, as_json: bool) -> None:
     """Stop WORKER's window. Its worktree and branch stay unless --rm."""
     from supervisor import workers
 
-    res = workers.kill(factory(), worker, rm=rm, force=force)
+    res = workers.kill(find_factory(), worker, rm=rm, force=force)
     if as_json:
         echo_json(res)
         return
