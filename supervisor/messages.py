@@ -150,3 +150,16 @@ def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
     except FacError as e:
         return False, str(e)
     return True, ""
+
+
+def require_inbox(fac: Factory, worker: str) -> None:
+    """A worker has an inbox while it exists, and after it was removed for as long as it holds messages."""
+    if not fac.store.messages(worker):
+        fac.worker(worker)  # raises "no worker named ..." with the known workers
+
+
+def mark_read(fac: Factory, worker: str, ids: list[int]) -> None:
+    """Messages shown to their worker are read, and reading one is its receipt: it is not pasted again."""
+    fac.store.mark_messages(ids, "read_at")
+    if ids:
+        ack(fac, worker, ids)

@@ -150,3 +150,10 @@ def _toml_str(s: str) -> str:
     import tomli_w
 
     return tomli_w.dumps({"x": s}).split("=", 1)[1].strip()
+
+
+def runtime_for(runtime: str | None, command: str | None) -> str | None:
+    """The runtime `--runtime` and `--cmd` ask for together: a command implies the command runtime."""
+    if command is not None and runtime not in (None, "command"):
+        raise FacError(f"--cmd runs the command runtime; it cannot be combined with --runtime {runtime}")
+    return "command" if command else runtime

@@ -6,7 +6,8 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -337,3 +338,17 @@ def _kill_window(fac: Factory, name: str, window_id: str | None) -> bool:
             fac.tmux.kill_window(p.window_id)
             return True
     return False
+
+
+@contextmanager
+def waiting_for_check(fac: Factory, name: str | None) -> Iterator[None]:
+    """While `fac check` runs on a worker's tree the worker shows waiting-for-check; afterwards it
+    gets its state back, unless something else (a hook, the queue) changed it in the meantime."""
+    w = fac.store.worker(name) if name else None
+    if w is not None:
+        fac.store.update_worker(w.name, state="waiting-for-check", by="check")
+    try:
+        yield
+    finally:
+        if w is not None:
+            fac.store.update_worker(w.name, state=w.state, by="check-done")  # unless set meanwhile

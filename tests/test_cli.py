@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pexpect
 import pytest
 from helpers import (
@@ -25,6 +27,7 @@ from helpers import (
 )
 
 from supervisor import __version__
+from supervisor.cli import COMMANDS, cli
 
 HEAVY = {"click", "libtmux", "git", "sqlite3", "anthropic", "watchdog", "rich", "tomli_w", "pexpect"}
 
@@ -351,3 +354,64 @@ def test_status_warns_when_the_main_branch_does_not_exist(factory: Path) -> None
     git(factory, "commit", "-qam", "point at a branch that is not there")
     out = run_fac("status", cwd=factory).stdout
     assert "warning: branch trunk does not exist" in out
+
+
+def loaded_modules(*args: str) -> set[str]:
+    """Every module in sys.modules when `fac ARGS` exits (-X importtime misses importlib.import_module)."""
+    code = (
+        "import atexit, sys; atexit.register(lambda: print(*sys.modules, file=sys.stderr));"
+        f" sys.argv = ['fac', *{list(args)!r}]; from supervisor.__main__ import main; main()"
+    )
+    proc = subprocess.run([FAC[0], "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stderr.split())
+
+
+def test_help_lists_commands_without_importing_any_of_them(tmp_path: Path) -> None:
+    names = loaded_modules("--help")
+    assert "supervisor.cli" in names
+    assert not {m for m in names if m.startswith("supervisor.commands")}
+    assert not {m.split(".")[0] for m in names} & (HEAVY - {"click"})
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_a_commands_help_imports_only_its_own_module_and_nothing_heavy(name: str) -> None:
+    names = loaded_modules(name, "--help")
+    own = COMMANDS[name].target.split(":")[0]
+    assert {m for m in names if m.startswith("supervisor.commands.")} == {own}
+    assert not {m.split(".")[0] for m in names} & (HEAVY - {"click"})
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_registry_says_what_the_command_says(name: str) -> None:
+    # `fac --help` shows the registry's summary; `fac NAME --help` the command's own docstring
+    entry = COMMANDS[name]
+    cmd = cli.get_command(click.Context(cli), name)
+    assert cmd is not None and cmd.name == name and cmd.hidden == entry.hidden
+    stand_in = click.Command(name, help=entry.summary)
+    for limit in (10, 30, 45, 60, 80, 120, 200):
+        assert stand_in.get_short_help_str(limit) == cmd.get_short_help_str(limit)
+
+
+def test_help_lists_every_visible_command_with_its_summary(tmp_path: Path) -> None:
+    out = fac_ok("--help", cwd=tmp_path).stdout
+    listed = dict(
+        line.strip().split(None, 1) for line in out.split("Commands:\n", 1)[1].splitlines() if line.strip()
+    )
+    assert sorted(listed) == sorted(n for n, e in COMMANDS.items() if not e.hidden)
+    for name, shown in listed.items():  # cut to the terminal's width with "..."
+        assert shown == COMMANDS[name].summary or COMMANDS[name].summary.startswith(shown.removesuffix("..."))
+    assert "agent" in COMMANDS and "agent" not in listed
+
+
+def test_no_command_module_shadows_a_shared_helper() -> None:
+    # importing supervisor.commands.X rebinds the package's attribute X to the module
+    import importlib
+
+    import supervisor.commands as pkg
+
+    tree = ast.parse(Path(pkg.__file__ or "").read_text())
+    helpers = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    for entry in COMMANDS.values():
+        importlib.import_module(entry.target.split(":")[0])
+    assert helpers and all(callable(getattr(pkg, n)) for n in helpers)

@@ -90,3 +90,26 @@ def test_spawning_an_unknown_role_lists_the_known_roles(factory: Path) -> None:
     proc = run_fac("spawn", "wizard", "--cmd", "true", cwd=factory)
     assert_usage_error(proc, "unknown role 'wizard'", "known roles: fixer, planner, reviewer, worker")
     assert "fac roles new wizard" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("runtime", "command", "expected"),
+    [
+        (None, None, None),  # the role's runtime
+        ("claude", None, "claude"),
+        (None, "bash ./agent.sh", "command"),
+        ("command", "bash ./agent.sh", "command"),
+    ],
+)
+def test_a_command_implies_the_command_runtime(
+    runtime: str | None, command: str | None, expected: str | None
+) -> None:
+    assert roles.runtime_for(runtime, command) == expected
+
+
+@pytest.mark.parametrize("runtime", ["claude", "anthropic"])
+def test_a_command_cannot_run_in_another_runtime(runtime: str) -> None:
+    with pytest.raises(
+        FacError, match=f"--cmd runs the command runtime; it cannot be combined with --runtime {runtime}"
+    ):
+        roles.runtime_for(runtime, "true")

@@ -305,3 +305,28 @@ def test_kill_rm_works_after_a_plain_kill(factory: Path, tmux_socket: str) -> No
 def test_killing_an_unknown_worker_lists_the_workers(factory: Path) -> None:
     start_worker(factory, "w1", "sleep 600")
     assert_usage_error(run_fac("kill", "nobody", cwd=factory), "no worker named 'nobody'", "workers: w1")
+
+
+def test_a_check_shows_as_waiting_for_check_and_gives_the_state_back(factory: Path) -> None:
+    from supervisor import workers
+    from supervisor.factory import Factory
+
+    start_worker(factory, "w1")
+    fac = Factory(factory)
+    before = fac.worker("w1").state
+    with workers.waiting_for_check(fac, "w1"):
+        assert fac.worker("w1").state == "waiting-for-check"
+    assert fac.worker("w1").state == before
+
+
+def test_a_state_set_during_the_check_is_kept(factory: Path) -> None:
+    from supervisor import workers
+    from supervisor.factory import Factory
+
+    start_worker(factory, "w1")
+    fac = Factory(factory)
+    with workers.waiting_for_check(fac, "w1"):
+        fac.store.update_worker("w1", state="needs-human")  # e.g. `fac ask` from a hook meanwhile
+    assert fac.worker("w1").state == "needs-human"
+    with workers.waiting_for_check(fac, None):  # no worker (`fac check` outside a pane): nothing to do
+        pass

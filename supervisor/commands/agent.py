@@ -25,6 +25,3 @@ def agent_run(worker: str | None) -> None:
     from supervisor.runtimes.anthropic import loop
 
     sys.exit(loop.main(name))
-
-
-COMMANDS = [agent]

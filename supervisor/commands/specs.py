@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
-from supervisor.commands import echo_json, factory
-from supervisor.errors import EXIT_FAILED
+from supervisor.commands import echo_json, find_factory
+from supervisor.errors import EXIT_FAILED, FacError
 
 
 @click.group(invoke_without_command=True)
@@ -30,19 +31,35 @@ def delta(ctx: click.Context, as_json: bool) -> None:
 
 @delta.command("new")
 @click.argument("title")
-@click.option("--statement", "statements", multiple=True, metavar="TEXT",
-              help='A statement, e.g. "`char_count(text)` MUST return ... [check: tests::test_char_count]".')  # fmt: skip
-@click.option("--check", "checks", multiple=True, metavar="NAME",
-              help="An acceptance check: a check name, or CHECK::TEST for one pytest test (may not exist yet).")  # fmt: skip
+@click.option(
+    "--statement",
+    "statements",
+    multiple=True,
+    metavar="TEXT",
+    help='A statement, e.g. "`char_count(text)` MUST return ... [check: tests::test_char_count]".',
+)
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    metavar="NAME",
+    help="An acceptance check: a check name, or CHECK::TEST for one pytest test (may not exist yet).",
+)
 @click.option("--owner", help="Who asked for it (default: $FAC_WORKER for an agent, else $USER).")
 @click.option("--spec", help="The specs/current file its statements join when done, e.g. textstats.md.")
 @click.option("--json", "as_json", is_flag=True)
-def delta_new(title: str, statements: tuple[str, ...], checks: tuple[str, ...], owner: str | None,
-              spec: str | None, as_json: bool) -> None:  # fmt: skip
+def delta_new(
+    title: str,
+    statements: tuple[str, ...],
+    checks: tuple[str, ...],
+    owner: str | None,
+    spec: str | None,
+    as_json: bool,
+) -> None:
     """Propose a delta. A human's is committed on main; an agent's waits in the store for a human."""
     from supervisor import deltas
 
-    v = deltas.new(factory(), title, list(statements), list(checks), owner=owner, spec=spec)
+    v = deltas.new(find_factory(), title, list(statements), list(checks), owner=owner, spec=spec)
     if as_json:
         echo_json(v.as_dict())
         return
@@ -58,16 +75,26 @@ def delta_ls(as_json: bool) -> None:
     from supervisor import deltas
     from supervisor.text import table
 
-    vs = deltas.views(factory())
+    vs = deltas.views(find_factory())
     if as_json:
         echo_json([v.as_dict() for v in vs])
         return
     if not vs:
         click.echo('no deltas: propose one with `fac delta new "TITLE" --statement "... MUST ..."`')
         return
-    rows = [[v.id, v.status, v.delta.title, v.delta.owner or "-", (v.store or {}).get("worker") or "-",
-             str(len(v.delta.statements)), ", ".join(str(a) for a in v.delta.acceptance) or "-",
-             "" if v.file_status else "(not on main yet)"] for v in vs]  # fmt: skip
+    rows = [
+        [
+            v.id,
+            v.status,
+            v.delta.title,
+            v.delta.owner or "-",
+            (v.store or {}).get("worker") or "-",
+            str(len(v.delta.statements)),
+            ", ".join(str(a) for a in v.delta.acceptance) or "-",
+            "" if v.file_status else "(not on main yet)",
+        ]
+        for v in vs
+    ]
     click.echo(table(rows, ["ID", "STATUS", "TITLE", "OWNER", "WORKER", "STATEMENTS", "ACCEPTANCE", ""]))
 
 
@@ -78,7 +105,7 @@ def delta_show(ident: str, as_json: bool) -> None:
     """One delta: its status (file and store) and its text."""
     from supervisor import deltas
 
-    v = deltas.get(factory(), ident)
+    v = deltas.get(find_factory(), ident)
     if as_json:
         echo_json({**v.as_dict(), "text": v.delta.text})
         return
@@ -102,7 +129,7 @@ def delta_approve(ident: str, as_json: bool) -> None:
     """Approve a proposed delta (humans only): committed on main as approved."""
     from supervisor import deltas
 
-    v = deltas.approve(factory(), ident)
+    v = deltas.approve(find_factory(), ident)
     if as_json:
         echo_json(v.as_dict())
         return
@@ -118,7 +145,7 @@ def delta_reject(ident: str, reason: str | None, as_json: bool) -> None:
     """Reject a delta (humans only)."""
     from supervisor import deltas
 
-    v = deltas.reject(factory(), ident, reason)
+    v = deltas.reject(find_factory(), ident, reason)
     if as_json:
         echo_json(v.as_dict())
         return
@@ -137,7 +164,7 @@ def state(ref: str | None, as_json: bool) -> None:
     """
     from supervisor import state as statemod
 
-    data = statemod.build(factory(), ref)
+    data = statemod.build(find_factory(), ref)
     if as_json:
         echo_json(data)
     else:
@@ -162,7 +189,7 @@ def spec_lint(ref: str | None, as_json: bool) -> None:
     """
     from supervisor import specs
 
-    fac = factory()
+    fac = find_factory()
     source, errors = specs.lint_source(fac.root, ref, fac.fac_dir)
     if as_json:
         echo_json({"source": source.label, "ok": not errors, "errors": [e.as_dict() for e in errors]})
@@ -186,21 +213,15 @@ def context(worker: str | None, as_json: bool) -> None:
     system's README and the specs, within [context] max_chars: the least relevant parts are cut
     first, and the text ends by saying what was cut.
     """
-    import os
-
     from supervisor import context as contextmod
-    from supervisor.errors import FacError
 
     name = worker or os.environ.get("FAC_WORKER")
     if not name:
         raise FacError(
             "which worker?", hint="fac context NAME (inside a worker's pane it defaults to $FAC_WORKER)"
         )
-    ctx = contextmod.for_worker(factory(), name)
+    ctx = contextmod.for_worker(find_factory(), name)
     if as_json:
         echo_json(ctx.as_dict())
     else:
         click.echo(ctx.text, nl=False)
-
-
-COMMANDS = (delta, state, spec, context)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from supervisor.queue.candidates import Candidate, candidate_message
 from supervisor.queue.runner import MergeQueue, QueueLocked, Settled
-from supervisor.queue.screening import approval_needed, approve
+from supervisor.queue.screening import approval_needed, approve, refuse_agent_approval
 from supervisor.queue.views import queue_rows
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "approve",
     "candidate_message",
     "queue_rows",
+    "refuse_agent_approval",
 ]

@@ -4,6 +4,7 @@ approval, conflicts with main), and `fac approve`, the human gate."""
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,3 +113,9 @@ def approve(fac: Factory, branch_or_worker: str, by: str = "human") -> list[int]
             if e.state == "held":
                 fac.store.set_entry(e.id, db=db, state="queued")
     return [e.id for e in entries]
+
+
+def refuse_agent_approval() -> None:
+    """Approval is the human gate: an agent (FAC_WORKER is set in every worker's pane) cannot approve."""
+    if os.environ.get("FAC_WORKER"):
+        raise FacError("agents cannot approve", hint="a human runs `fac approve` outside the worker panes")

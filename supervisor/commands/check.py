@@ -1,0 +1,88 @@
+"""`fac check` (the inner loop, or the gate on a commit) and `fac verify` (the gate on main)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from supervisor.commands import echo_json, find_factory
+from supervisor.errors import EXIT_FAILED
+
+
+@click.command("check")
+@click.option("--ref", help="Check this commit in a throw-away worktree (e.g. a red candidate's sha).")
+@click.option("--worker", help="Check this worker's worktree in place (default in a pane: $FAC_WORKER).")
+@click.option(
+    "--stage",
+    type=click.Choice(["inner", "gate"]),
+    default="inner",
+    show_default=True,
+    help="inner: the fast loop, the tree's own checks; gate: main's checks plus the guards.",
+)
+@click.option("--cached", is_flag=True, help="With --ref: reuse a stored result for the same tree and suite.")
+@click.option("--json", "as_json", is_flag=True)
+def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_json: bool) -> None:
+    """Run the checks; exit 0 when green, 1 when red.
+
+    Without --ref or --worker it checks the working tree you are in (in a worker's pane: that
+    worker's worktree, uncommitted changes included).
+    """
+    from supervisor import verify, workers
+
+    fac = find_factory()
+    if not ref:
+        worker = worker or os.environ.get("FAC_WORKER")
+    with workers.waiting_for_check(fac, None if ref else worker):
+        report = verify.check(fac, ref=ref, worker=worker, stage=stage, use_cache=cached)
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        v = report.verdict
+        target = report.target[:10] if ref else report.target
+        n = len(v.results)
+        click.echo(
+            f"fac check: {stage} stage on {target} (suite {report.suite}, {n} check{'' if n == 1 else 's'})"
+        )
+        for r in v.results:
+            mark = "PASS" if r.ok else ("FAIL" if r.required else "warn")
+            click.echo(f"  {mark}  {r.name:<28} {r.duration:6.1f}s")
+            if not r.ok:
+                for line in r.feedback.splitlines():
+                    click.echo(f"        {line}")
+                if r.log:
+                    click.echo(f"        log: {r.log}")
+        for note in report.notes:
+            click.echo(f"  note: {note}")
+        click.echo(f"  sandbox: {report.sandbox}")
+        failed = v.failed()
+        click.echo(
+            "green"
+            if v.ok
+            else f"red: {len(failed)} required check(s) failed: {', '.join(r.name for r in failed)}"
+        )
+    if not report.verdict.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@click.command()
+@click.option("--no-cache", is_flag=True, help="Run the checks even if this tree was verified before.")
+@click.option("--json", "as_json", is_flag=True)
+def verify(no_cache: bool, as_json: bool) -> None:
+    """Run the gate on main itself: red stops the line (jidoka), green restarts it. Exit 1 when red."""
+    from supervisor import line
+
+    fac = find_factory()
+    v = line.verify(fac, use_cache=not no_cache)
+    if as_json:
+        echo_json({**v.as_dict(), "line": line.get(fac).as_dict()})
+    else:
+        click.echo(
+            f"{fac.main} {str(v.sha)[:10]}: {'green' if v.ok else 'RED'}" + (" (cached)" if v.cached else "")
+        )
+        for r in v.failed():
+            click.echo(f"  FAIL {r.name}: " + (r.feedback.splitlines()[0] if r.feedback else ""))
+        click.echo(f"line: {line.get(fac).state}")
+    if not v.ok:
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,124 @@
+"""`fac inbox`, `fac send`, `fac ask` and `fac answer`: messages between workers and humans."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from supervisor.commands import echo_json, find_factory, worker_arg
+from supervisor.errors import EXIT_FAILED, FacError
+
+
+@click.command()
+@click.option("--worker", help="Whose inbox (default in a pane: $FAC_WORKER).")
+@click.option("--all", "show_all", is_flag=True, help="Also messages already read.")
+@click.option("--id", "mid", type=int, help="Show one message in full.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(0),
+    help="Block up to this many seconds for an unread message (exit 1 if none came).",
+)
+@click.option(
+    "--ack", "ack_ids", type=int, multiple=True, help="Acknowledge message ID (a receipt); repeatable."
+)
+@click.option("--json", "as_json", is_flag=True)
+def inbox(
+    worker: str | None,
+    show_all: bool,
+    mid: int | None,
+    wait_s: float | None,
+    ack_ids: tuple[int, ...],
+    as_json: bool,
+) -> None:
+    """Messages for a worker: red verdicts, conflicts, merges, notes from humans.
+
+    Shown messages are marked read; without --all only unread ones are shown. Agents can block
+    on their next verdict with `fac inbox --wait 600`.
+    """
+    from supervisor import messages
+
+    fac = find_factory()
+    name = worker_arg(worker)
+    messages.require_inbox(fac, name)
+    if ack_ids:
+        acked = messages.ack(fac, name, list(ack_ids))
+        if as_json:
+            echo_json({"acked": acked})
+        else:
+            click.echo(f"acknowledged {', '.join(map(str, acked))}")
+        return
+    if mid is not None:
+        m = fac.store.message(mid)
+        msgs = [m] if m and m.worker == name else []
+        if not msgs:
+            raise FacError(f"{name} has no message {mid}")
+    else:
+        msgs = fac.store.messages(name, unread_only=not show_all)
+        if wait_s is not None and not msgs:
+            deadline = time.monotonic() + wait_s
+            while not msgs and time.monotonic() < deadline:
+                time.sleep(0.2)
+                msgs = fac.store.messages(name, unread_only=True)
+            if not msgs:
+                click.echo(f"no message for {name} within {wait_s:g}s", err=True)
+                sys.exit(EXIT_FAILED)
+    messages.mark_read(fac, name, [m.id for m in msgs])
+    if as_json:
+        keys = ("id", "ts", "sender", "kind", "body", "delivered_at", "read_at")
+        echo_json([{k: getattr(m, k) for k in keys} for m in msgs])
+        return
+    if not msgs:
+        click.echo(f"no {'' if show_all else 'unread '}messages for {name}")
+        return
+    for m in msgs:
+        when = time.strftime("%H:%M:%S", time.localtime(m.ts))
+        click.echo(f"--- message {m.id} from {m.sender} ({m.kind}) at {when}")
+        click.echo(m.body)
+
+
+@click.command()
+@click.argument("worker")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True)
+def send(worker: str, text: str, as_json: bool) -> None:
+    """Send TEXT to WORKER: stored in its inbox and pasted into its pane. TEXT "-" reads stdin."""
+    from supervisor import messages
+
+    if text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise FacError(
+            "the message is empty", hint=f'fac send {worker} "text", or pipe it in: ... | fac send {worker} -'
+        )
+    d = messages.send(find_factory(), worker, text, sender="human", kind="note")
+    if as_json:
+        echo_json({"id": d.id, "pasted": d.pasted, "reason": d.reason})
+        return
+    where = "inbox and pane" if d.pasted else f"inbox (not pasted: {d.reason})"
+    click.echo(f"sent message {d.id} to {worker}: {where}")
+
+
+@click.command()
+@click.argument("question")
+@click.option("--worker", help="Default in a pane: $FAC_WORKER.")
+def ask(question: str, worker: str | None) -> None:
+    """Pull the andon cord: ask a human. The worker shows as needs-human until answered."""
+    from supervisor import andon
+
+    name = worker_arg(worker)
+    andon.ask(find_factory(), name, question)
+    click.echo(f"asked: a human will answer with `fac answer {name} ...`; the answer arrives in your inbox")
+
+
+@click.command()
+@click.argument("worker")
+@click.argument("text")
+def answer(worker: str, text: str) -> None:
+    """Answer WORKER's open question: delivered to its inbox and pane; it goes back to work."""
+    from supervisor import andon
+
+    d = andon.answer(find_factory(), worker, text)
+    click.echo(f"answered {worker} (message {d.id}{'' if d.pasted else ', not pasted: ' + d.reason})")

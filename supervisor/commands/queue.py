@@ -1,0 +1,130 @@
+"""`fac submit`, `fac queue` (list, run, wait) and `fac approve`: the merge queue."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from supervisor.commands import ago, echo_json, find_factory, timestamped, worker_arg
+from supervisor.errors import EXIT_FAILED
+from supervisor.text import table
+
+
+@click.command()
+@click.option("--worker", help="Whose branch to queue (default in a pane: $FAC_WORKER).")
+@click.option("--json", "as_json", is_flag=True)
+def submit(worker: str | None, as_json: bool) -> None:
+    """Queue the worker's branch at its current head for the merge queue.
+
+    Only committed work is submitted. A newer submit replaces an older one still waiting.
+    """
+    from supervisor import submission
+
+    name = worker_arg(worker)
+    sub = submission.submit(find_factory(), name)
+    if sub.dirty:
+        click.echo(
+            f"fac: warning: {name}'s worktree has uncommitted changes; they are not part of this submission",
+            err=True,
+        )
+    if as_json:
+        echo_json(
+            {
+                "id": sub.id,
+                "worker": name,
+                "branch": sub.branch,
+                "sha": sub.sha,
+                "position": sub.position,
+                "superseded": sub.superseded,
+            }
+        )
+        return
+    extra = f"; replaces entry {', '.join(map(str, sub.superseded))}" if sub.superseded else ""
+    click.echo(f"queued {sub.branch} at {sub.sha[:10]} as entry {sub.id} (position {sub.position}){extra}")
+    click.echo("the verdict arrives in your inbox (fac inbox) and in this pane")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "show_all", is_flag=True, help="Include superseded and cancelled entries.")
+@click.pass_context
+def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
+    """The merge queue: list entries (default), `run` the bot, `wait` for it to drain."""
+    if ctx.invoked_subcommand:
+        return
+    from supervisor.queue import queue_rows
+
+    rows = queue_rows(find_factory(), all_entries=show_all)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("the queue is empty")
+        return
+    cells = [
+        [
+            str(r["id"]),
+            r["worker"],
+            r["branch"],
+            r["sha"][:10],
+            r["state"],
+            str(r["attempts"]),
+            r["last_verdict"],
+            ago(r["updated_at"]),
+        ]
+        for r in rows
+    ]
+    click.echo(table(cells, ["ID", "WORKER", "BRANCH", "SHA", "STATE", "ATTEMPTS", "LAST VERDICT", "AGE"]))
+
+
+@queue.command("run")
+@click.option("--once", is_flag=True, help="Exit when nothing is pending instead of waiting for submissions.")
+@click.option("--max-batch", type=click.IntRange(1), help="Override [queue] max_batch (1 = serial).")
+@click.option("--no-cache", is_flag=True, help="Never reuse stored check results.")
+def queue_run(once: bool, max_batch: int | None, no_cache: bool) -> None:
+    """Run the merge queue (`fac up` starts it in the window `merge-queue`)."""
+    from supervisor.queue import MergeQueue
+
+    mq = MergeQueue(find_factory(), max_batch=max_batch, use_cache=not no_cache, say=timestamped)
+    stats = mq.run(once=once)
+    timestamped(
+        "done: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) if stats else "done: nothing to do"
+    )
+
+
+@queue.command("wait")
+@click.option("--timeout", type=click.FloatRange(0), default=600, show_default=True, help="Seconds.")
+def queue_wait(timeout: float) -> None:
+    """Block until nothing is queued or testing; exit 1 on timeout."""
+    fac = find_factory()
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = fac.store.queue(("queued", "testing"))
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            n = len(pending)
+            click.echo(
+                f"fac: timed out after {timeout:g}s with {n} entr{'y' if n == 1 else 'ies'} pending", err=True
+            )
+            sys.exit(EXIT_FAILED)
+        time.sleep(0.2)
+
+
+@click.command()
+@click.argument("branch")
+def approve(branch: str) -> None:
+    """The human gate: let BRANCH (or a worker's name) through `[queue] approval_paths`.
+
+    Approves the exact commit waiting in the queue; a later push needs a new approval.
+    Agents cannot approve.
+    """
+    from supervisor import queue
+
+    queue.refuse_agent_approval()
+    ids = queue.approve(find_factory(), branch)
+    click.echo(
+        f"approved queue entr{'y' if len(ids) == 1 else 'ies'} {', '.join(map(str, ids))}; back in line"
+    )

@@ -1,0 +1,47 @@
+"""`fac supervise`: the supervisor in the foreground, with its dashboard."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from supervisor.commands import find_factory, timestamped
+
+
+@click.command()
+@click.option("--no-dashboard", is_flag=True, help="Print events as lines instead of the live table.")
+def supervise(no_dashboard: bool) -> None:
+    """Run the supervisor in the foreground (`fac up` runs it in the window `supervisor`).
+
+    Restarts crashed agents with backoff, pastes unacknowledged messages again, stops the line
+    when main is red, pulls waiting tasks under the WIP limit, and shows the dashboard.
+    """
+    from supervisor.daemon import Supervisor
+
+    fac = find_factory()
+    if no_dashboard or not sys.stdout.isatty():
+        Supervisor(fac, say=timestamped).run()
+        return
+    from rich.console import Console
+    from rich.live import Live
+
+    from supervisor import dashboard
+
+    recent: list[str] = []
+
+    def note(msg: str) -> None:
+        recent.append(f"{time.strftime('%H:%M:%S')} {msg}")
+        del recent[:-8]
+
+    with Live(console=Console(), auto_refresh=False, screen=False) as live:
+
+        def redraw() -> None:
+            from rich.console import Group
+            from rich.text import Text
+
+            table = dashboard.render(dashboard.snapshot(fac))
+            live.update(Group(table, Text("\n".join(recent), style="dim")), refresh=True)
+
+        Supervisor(fac, say=note, on_reconcile=redraw).run()

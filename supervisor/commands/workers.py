@@ -1,0 +1,115 @@
+"""`fac spawn`, `fac status`, `fac attach` and `fac kill`: a worker's window, branch and worktree."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import NoReturn
+
+import click
+
+from supervisor.commands import echo_json, find_factory
+from supervisor.errors import FacError
+from supervisor.model import RUNTIME_NAMES
+
+
+@click.command()
+@click.argument("role")
+@click.option("--name", help="Worker name (default: ROLE-N).")
+@click.option("--task", help="The task, given to the agent in its context (and $FAC_TASK).")
+@click.option("--runtime", type=click.Choice(RUNTIME_NAMES), help="Default: the role's.")
+@click.option("--cmd", "command", help="Command line to run in the pane; implies --runtime command.")
+@click.option("--base", help="Branch point (default: main).")
+@click.option("--delta", help="Assign an approved delta (`fac delta ls`): it goes in-progress.")
+@click.option("--json", "as_json", is_flag=True)
+def spawn(
+    role: str,
+    name: str | None,
+    task: str | None,
+    runtime: str | None,
+    command: str | None,
+    base: str | None,
+    delta: str | None,
+    as_json: bool,
+) -> None:
+    """Start a worker: branch fac/NAME, worktree .fac/worktrees/NAME, tmux window NAME.
+
+    All or nothing: if any step fails, whatever was created is removed again. The pane runs in
+    the worktree with FAC_ROOT, FAC_WORKER, FAC_ROLE and FAC_BRANCH set.
+    """
+    from supervisor import roles, workers
+
+    runtime = roles.runtime_for(runtime, command)
+    res = workers.spawn(
+        find_factory(), role, name=name, task=task, runtime=runtime, command=command, base=base, delta=delta
+    )
+    if as_json:
+        echo_json(res)
+        return
+    click.echo(
+        f"spawned {res['name']} ({res['role']}, {res['runtime']}) on {res['branch']} in {res['worktree']}"
+    )
+    click.echo(f"watch it: fac attach {res['name']}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until interrupted.")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.2, 3600))
+def status(as_json: bool, watch: bool, interval: float) -> None:
+    """Workers with role, branch, state, process and window; the session and the queue."""
+    from supervisor import status as statusmod
+
+    fac = find_factory()
+    if as_json:
+        echo_json(statusmod.collect(fac))
+        return
+    while True:
+        text = statusmod.render(statusmod.collect(fac))
+        if not watch:
+            click.echo(text)
+            return
+        click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + text, nl=True)
+        time.sleep(interval)
+
+
+@click.command()
+@click.argument("worker")
+def attach(worker: str) -> NoReturn:
+    """Put your terminal on WORKER's window (switch-client when already inside tmux)."""
+    from supervisor.session import QUEUE_WINDOW, SUPERVISOR_WINDOW
+
+    fac = find_factory()
+    if worker not in (SUPERVISOR_WINDOW, QUEUE_WINDOW):
+        fac.worker(worker)
+    panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+    if worker not in panes:
+        raise FacError(f"{worker} has no window in session {fac.session}", hint="is the factory up? `fac up`")
+    argv = fac.tmux.attach_argv(fac.session, panes[worker].window_id)
+    env = dict(os.environ)
+    if "switch-client" not in argv:
+        env.pop("TMUX", None)  # attaching from inside another tmux server
+    if not sys.stdin.isatty():
+        raise FacError("fac attach needs a terminal", hint=f"run it in a terminal, or: {' '.join(argv)}")
+    os.execvpe(argv[0], argv, env)
+
+
+@click.command()
+@click.argument("worker")
+@click.option("--rm", is_flag=True, help="Also remove the worktree and the branch (prints the last sha).")
+@click.option("--force", is_flag=True, help="With --rm: discard uncommitted changes in the worktree.")
+@click.option("--json", "as_json", is_flag=True)
+def kill(worker: str, rm: bool, force: bool, as_json: bool) -> None:
+    """Stop WORKER's window. Its worktree and branch stay unless --rm."""
+    from supervisor import workers
+
+    res = workers.kill(find_factory(), worker, rm=rm, force=force)
+    if as_json:
+        echo_json(res)
+        return
+    click.echo(f"stopped {worker}" + ("" if res["window_killed"] else " (it had no window)"))
+    if res["removed"]:
+        sha = res["last_sha"]
+        last = f" (was {sha[:10]}; recover with `git branch {res['branch']} {sha}`)" if sha else ""
+        click.echo(f"removed worktree and branch {res['branch']}{last}")
