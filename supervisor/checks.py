@@ -112,9 +112,7 @@ def suite_from_rev(root: Path, rev: str, cache_dir: Path) -> Suite:
         tmp = files_dir.with_name(files_dir.name + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         for path, blob in blobs:
-            data = subprocess.run(
-                ["git", "cat-file", "blob", blob], cwd=root, capture_output=True, check=True
-            ).stdout
+            data = repo.blob(root, blob)
             dst = tmp / Path(path).name
             dst.write_bytes(data)
             dst.chmod(0o755)

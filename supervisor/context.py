@@ -13,7 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supervisor import checks, deltas, guards, repo, roles, specs
+from supervisor.config import CheckDef
 from supervisor.errors import FacError
+from supervisor.factory import Factory
+from supervisor.roles import Role
 
 DEFAULT_MAX_CHARS = 24_000
 MIN_KEEP = 240  # a shortened part keeps at least this much, else it is left out
@@ -41,15 +45,13 @@ class Context:
         return {**asdict(self), "chars": len(self.text)}
 
 
-def max_chars(fac: Any) -> int:
+def max_chars(fac: Factory) -> int:
     return int(getattr(fac.config, "context_max_chars", DEFAULT_MAX_CHARS))
 
 
 def gather(
-    fac: Any, *, worker: str, role: Any, task: str | None, delta: str | None, worktree: Path
+    fac: Factory, *, worker: str, role: Role, task: str | None, delta: str | None, worktree: Path
 ) -> list[Part]:
-    from supervisor import checks, deltas, repo, specs
-
     main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
     source = specs.GitSource(fac.root, main or fac.main, fac.main)
     parts = [Part("role", f"role {role.name}", f"# Role: {role.name}\n\n{role.prompt.strip()}\n", 100,
@@ -135,9 +137,7 @@ def gather(
     return parts
 
 
-def _cmd(c: Any, test: str | None = None) -> str:
-    from supervisor import checks, guards
-
+def _cmd(c: CheckDef, test: str | None = None) -> str:
     argv = checks.argv_of(c)
     if test and guards.collect_argv(argv) is not None:
         argv = [*argv, "-k", test.split("::")[-1]]
@@ -207,7 +207,7 @@ def _note(cut: list[dict[str, Any]], budget: int) -> str:
 
 
 def build(
-    fac: Any, *, worker: str, role: Any, task: str | None, delta: str | None, worktree: Path
+    fac: Factory, *, worker: str, role: Role, task: str | None, delta: str | None, worktree: Path
 ) -> Context:
     budget = max_chars(fac)
     parts = gather(fac, worker=worker, role=role, task=task, delta=delta, worktree=worktree)
@@ -215,10 +215,8 @@ def build(
     return Context(worker, budget, text, info, cut)
 
 
-def for_worker(fac: Any, name: str) -> Context:
+def for_worker(fac: Factory, name: str) -> Context:
     """What `name`'s agent is given, built from its stored record."""
-    from supervisor import roles
-
     w = fac.worker(name)
     role = roles.get(fac.root, w.role)
     return build(fac, worker=name, role=role, task=w.task, delta=w.delta, worktree=Path(w.worktree))

@@ -612,16 +612,16 @@ def run_gate(
     label = label or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     with worktrees.detached(root, fac.fac_dir / "tmp" / f"cand-{sha[:10]}-{label}", sha) as wt:
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}"
-        from supervisor import state
+        from supervisor import junit, observations
 
         # Pytest checks also report per test (junit): `fac state` and delta acceptance read that.
-        gate, reports = state.instrument(suite.for_stage("gate"), wt)
+        gate, reports = junit.instrument(suite.for_stage("gate"), wt)
         extra: list[Callable[[], CheckResult]] = [
             functools.partial(count_guard, fac, c, wt, base) for c in gate if base and _is_pytest(c)
         ]
         results = checks.run_suite(gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra,
                                    sandbox=sandbox.detect(root))  # fmt: skip
-        state.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
+        observations.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(root, sha))
 
 

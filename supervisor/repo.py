@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +151,59 @@ def show_file(root: Path, rev: str, path: str) -> str | None:
     if proc.returncode != 0:
         return None
     return proc.stdout.decode("utf-8", errors="replace")
+
+
+def blob(root: Path, sha: str) -> bytes:
+    """The bytes of blob `sha`."""
+    proc = subprocess.run(["git", "cat-file", "blob", sha], cwd=root, capture_output=True)
+    if proc.returncode != 0:
+        raise GitError(f"`git cat-file blob {sha}` failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def read_blobs(root: Path, rev: str, paths: list[str]) -> dict[str, str]:
+    """The text of each of `paths` at `rev` that is a blob there, through one `git cat-file --batch`."""
+    if not paths:
+        return {}
+    query = "".join(f"{rev}:{p}\n" for p in paths).encode()
+    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=root, input=query, capture_output=True)
+    if proc.returncode != 0:
+        raise GitError(f"`git cat-file --batch` at {rev} failed: {proc.stderr.decode(errors='replace').strip()}")
+    data = proc.stdout
+    out, pos = {}, 0
+    for p in paths:
+        nl = data.index(b"\n", pos)
+        header = data[pos:nl].split()
+        pos = nl + 1
+        if len(header) < 3 or header[1] != b"blob":
+            continue  # "<rev>:<path> missing", or a tree
+        size = int(header[2])
+        out[p] = data[pos : pos + size].decode("utf-8", errors="replace")
+        pos += size + 1
+    return out
+
+
+def build_commit(
+    root: Path, parent: str, changes: dict[str, str], message: str, env: dict[str, str] | None = None
+) -> str:
+    """A commit on `parent` with `changes` (path -> text), made without touching any checkout or index."""
+    with tempfile.TemporaryDirectory(prefix="fac-index-") as tmp:
+        ienv = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(root, "read-tree", parent, env=ienv)
+        for path, text in changes.items():
+            sha = git(root, "hash-object", "-w", "--stdin", input=text)
+            git(root, "update-index", "--add", "--cacheinfo", f"100644,{sha},{path}", env=ienv)
+        tree = git(root, "write-tree", env=ienv)
+    return commit_tree(root, tree, [parent], message, env={**identity_env(root), **(env or {})})
+
+
+def git_path(worktree: Path, name: str) -> Path | None:
+    """Where `$GIT_DIR/<name>` is for `worktree` (absolute); None when it is not a git worktree."""
+    proc = subprocess.run(["git", "rev-parse", "--git-path", name], cwd=worktree, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    path = Path(proc.stdout.strip())
+    return path if path.is_absolute() else worktree / path
 
 
 def ls_tree(root: Path, rev: str, path: str = "") -> list[tuple[str, str, str]]:

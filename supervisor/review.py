@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from supervisor import repo
 
 DIFF_MAX = 60_000
 SYSTEM = (
@@ -29,17 +30,14 @@ class Review:
     text: str
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True).stdout
-
-
 def gather(workdir: Path, root: Path, main: str) -> dict[str, str]:
     """The diff under review, the deltas it names and the rules of the roles that made it."""
-    base = _git(workdir, "merge-base", main, "HEAD").strip() or main
-    diff = _git(workdir, "diff", base)
+    base = repo.merge_base(workdir, main, "HEAD") or main
+    # A diff or log git cannot make is an error, not an empty change that passes unreviewed.
+    diff = repo.git(workdir, "diff", base)
     if len(diff) > DIFF_MAX:
         diff = diff[:DIFF_MAX] + f"\n... (diff cut at {DIFF_MAX} characters)"
-    log = _git(workdir, "log", f"{base}..HEAD", "--format=%B")
+    log = repo.git(workdir, "log", f"{base}..HEAD", "--format=%B")
     workers = sorted(set(re.findall(r"^Fac-Worker: (\S+)", log, re.M)))
     deltas = sorted(set(re.findall(r"^Fac-Delta: (\S+)", log, re.M)))
     if not workers and os.environ.get("FAC_WORKER"):
@@ -59,7 +57,7 @@ def gather(workdir: Path, root: Path, main: str) -> dict[str, str]:
     except Exception:  # a review without the store still reviews the diff
         pass
     for role in sorted(role_names or {"worker"}):
-        text = _git(root, "show", f"{main}:roles/{role}.md")
+        text = repo.show_file(root, main, f"roles/{role}.md")
         if text:
             rules.append(f"## role {role}\n{text}")
     delta_texts = []
