@@ -175,11 +175,12 @@ def read_blobs(root: Path, rev: str, paths: list[str]) -> dict[str, str]:
         nl = data.index(b"\n", pos)
         header = data[pos:nl].split()
         pos = nl + 1
-        if len(header) < 3 or header[1] != b"blob":
-            continue  # "<rev>:<path> missing", or a tree
+        if len(header) < 3:
+            continue  # "<rev>:<path> missing": no contents follow
         size = int(header[2])
-        out[p] = data[pos : pos + size].decode("utf-8", errors="replace")
-        pos += size + 1
+        if header[1] == b"blob":
+            out[p] = data[pos : pos + size].decode("utf-8", errors="replace")
+        pos += size + 1  # a tree's contents follow too: skip them
     return out
 
 
@@ -220,6 +221,11 @@ def ls_tree(root: Path, rev: str, path: str = "") -> list[tuple[str, str, str]]:
         mode, _type, sha = meta.split()
         rows.append((mode, sha, name))
     return rows
+
+
+def is_dirty(worktree: Path) -> bool:
+    """Uncommitted changes in `worktree`: staged, unstaged, or untracked files that are not ignored."""
+    return bool(git(worktree, "status", "--porcelain", "-z", "--untracked-files=normal"))
 
 
 def current_branch(root: Path) -> str | None:

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import server_running, tmux, wait_for
+from helpers import wait_for
+
+from supervisor.tmux import LiveTmux
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "fac tests",
@@ -53,14 +55,23 @@ def tmux_socket_path(socket: str) -> Path:
 
 
 @pytest.fixture
-def tmux_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private tmux server name, exported as FAC_TMUX_SOCKET; the server is gone after the test."""
+def tmux_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveTmux]:
+    """A private tmux server (libtmux's `Server` on a unique socket, exported as FAC_TMUX_SOCKET),
+    killed in teardown."""
     socket = f"fac-test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("FAC_TMUX_SOCKET", socket)
-    yield socket
-    tmux(socket, "kill-server")
-    wait_for(lambda: not server_running(socket), timeout=5, message=f"tmux server {socket} to exit")
+    server = LiveTmux(socket)
+    yield server
+    server.kill_server()
+    wait_for(lambda: not server.running(), timeout=5, message=f"tmux server {socket} to exit")
     tmux_socket_path(socket).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def tmux_socket(tmux_server: LiveTmux) -> str:
+    """The private tmux server's socket name (`tmux -L NAME`)."""
+    assert tmux_server.socket
+    return tmux_server.socket
 
 
 @pytest.fixture(scope="session")
