@@ -38,6 +38,7 @@ from supervisor.specs.deltafiles import (
     slugify,
     with_meta,
 )
+from supervisor.store import QueueEntry
 
 FACTORY = "factory"  # the queue's name for the factory's own entries (a reserved worker name)
 MAX_FOLDS = 3  # fold attempts before a delta waits for a human
@@ -59,9 +60,15 @@ class DeltaView:
 
     def as_dict(self) -> dict[str, Any]:
         s = self.store or {}
-        return {**self.delta.as_dict(), "status": self.status, "file_status": self.file_status,
-                "on_main": self.file_status is not None, "worker": s.get("worker"), "note": s.get("note"),
-                "fold_entry": s.get("fold_entry")}  # fmt: skip
+        return {
+            **self.delta.as_dict(),
+            "status": self.status,
+            "file_status": self.file_status,
+            "on_main": self.file_status is not None,
+            "worker": s.get("worker"),
+            "note": s.get("note"),
+            "fold_entry": s.get("fold_entry"),
+        }
 
 
 def effective(file_status: str | None, store_status: str | None) -> str:
@@ -143,7 +150,8 @@ def _no_local_edits(fac: Factory, v: DeltaView) -> None:
     if v.file_status and local.is_file() and local.read_text(encoding="utf-8") != v.delta.text:
         raise FacError(
             f"{v.delta.path} has edits that are not on {fac.main}",
-            hint=f"commit them first (git commit {v.delta.path}), or discard them (git checkout {v.delta.path})",
+            hint=f"commit them first (git commit {v.delta.path}), "
+            f"or discard them (git checkout {v.delta.path})",
         )
 
 
@@ -177,8 +185,15 @@ def _raise_lint(errors: list[LintError], what: str, *, draft: bool = False) -> N
         raise FacError(f"{what}: {where}{first.message}{more}", hint=first.hint)
 
 
-def new(fac: Factory, title: str, statements: list[str], checks: list[str], *, owner: str | None = None,
-        spec: str | None = None) -> DeltaView:  # fmt: skip
+def new(
+    fac: Factory,
+    title: str,
+    statements: list[str],
+    checks: list[str],
+    *,
+    owner: str | None = None,
+    spec: str | None = None,
+) -> DeltaView:
     """Write a proposed delta: on main for a human, in the store for an agent (FAC_WORKER set)."""
     agent = os.environ.get("FAC_WORKER")
     if not title.strip():
@@ -267,7 +282,7 @@ def start(fac: Factory, did: str, worker: str, db: Any) -> None:
 # --- the queue's hook: merged, acceptance on main, the fold, done ---
 
 
-def is_factory_entry(fac: Factory, e: Any) -> bool:
+def is_factory_entry(fac: Factory, e: QueueEntry) -> bool:
     """The factory's own fold commit for a delta, exactly as fac made it (never a worker's branch)."""
     if e.worker != FACTORY or not e.delta or e.branch != fold_branch(e.delta):
         return False
@@ -356,9 +371,15 @@ def acceptance(fac: Factory, d: Delta, sha: str) -> tuple[bool, str]:
 
 def fold_commit(fac: Factory, d: Delta, main: str) -> str:
     changes = fold_changes(GitSource(fac.root, main), d)
-    message = (f"Fold delta {d.id} into specs/current: {d.title}\n\n"
-               f"Its acceptance checks passed on {fac.main} {main[:10]}.\n\n"
-               f"Fac-Worker: {FACTORY}\nFac-Delta: {d.id}\n")  # fmt: skip
-    ident = {"GIT_AUTHOR_NAME": "fac factory", "GIT_AUTHOR_EMAIL": "factory@fac.invalid",
-             "GIT_COMMITTER_NAME": "fac factory", "GIT_COMMITTER_EMAIL": "factory@fac.invalid"}  # fmt: skip
+    message = (
+        f"Fold delta {d.id} into specs/current: {d.title}\n\n"
+        f"Its acceptance checks passed on {fac.main} {main[:10]}.\n\n"
+        f"Fac-Worker: {FACTORY}\nFac-Delta: {d.id}\n"
+    )
+    ident = {
+        "GIT_AUTHOR_NAME": "fac factory",
+        "GIT_AUTHOR_EMAIL": "factory@fac.invalid",
+        "GIT_COMMITTER_NAME": "fac factory",
+        "GIT_COMMITTER_EMAIL": "factory@fac.invalid",
+    }
     return repo.build_commit(fac.root, main, changes, message, env=ident)

@@ -21,6 +21,7 @@ from supervisor.factory import Factory
 from supervisor.observations import Observation, link_status, observe
 from supervisor.specs import Statement
 from supervisor.specs.deltafiles import OPEN
+from supervisor.text import table
 
 
 def statement_status(st: Statement, obs: dict[str, Observation]) -> tuple[str, list[dict[str, str]]]:
@@ -40,10 +41,16 @@ def desired(
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Current statements with the wanted deltas applied, in order; and what they remove."""
     rows: dict[str, dict[str, Any]] = {
-        st.id: {"id": st.id, "keyword": st.keyword, "text": st.text, "links": [str(x) for x in st.links],
-                "origin": "current", "change": "unchanged"}
+        st.id: {
+            "id": st.id,
+            "keyword": st.keyword,
+            "text": st.text,
+            "links": [str(x) for x in st.links],
+            "origin": "current",
+            "change": "unchanged",
+        }
         for st in current
-    }  # fmt: skip
+    }
     removed = []
     for v in open_deltas:
         for rid in v.delta.removes:
@@ -51,8 +58,14 @@ def desired(
                 removed.append({"id": rid, "delta": v.id})
         for st in v.delta.statements:
             change = "changed" if st.id in rows else "added"
-            rows[st.id] = {"id": st.id, "keyword": st.keyword, "text": st.text,
-                           "links": [str(x) for x in st.links], "origin": v.id, "change": change}  # fmt: skip
+            rows[st.id] = {
+                "id": st.id,
+                "keyword": st.keyword,
+                "text": st.text,
+                "links": [str(x) for x in st.links],
+                "origin": v.id,
+                "change": change,
+            }
     return list(rows.values()), removed
 
 
@@ -93,32 +106,65 @@ def build(fac: Factory, ref: str | None = None) -> dict[str, Any]:
     drift = [r for r in rows if r["status"] == "fail"]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("pass", "fail", "unverified")}
     return {
-        "ref": ref, "sha": sha, "tree": repo.tree_of(fac.root, sha), "counts": counts,
-        "current": rows, "deltas": delta_rows, "desired": want, "removed": removed,
-        "drift": [{"id": r["id"], "path": r["path"], "line": r["line"], "text": r["text"],
-                   "failed": [e for e in r["evidence"] if e["status"] == "fail"]} for r in drift],
+        "ref": ref,
+        "sha": sha,
+        "tree": repo.tree_of(fac.root, sha),
+        "counts": counts,
+        "current": rows,
+        "deltas": delta_rows,
+        "desired": want,
+        "removed": removed,
+        "drift": [
+            {
+                "id": r["id"],
+                "path": r["path"],
+                "line": r["line"],
+                "text": r["text"],
+                "failed": [e for e in r["evidence"] if e["status"] == "fail"],
+            }
+            for r in drift
+        ],
         "lint": [e.as_dict() for e in lint],
         "ran": sorted(o.check for o in obs.values() if not o.cached and o.ok is not None),
         "ok": not drift,
-    }  # fmt: skip
+    }
 
 
 def render(data: dict[str, Any]) -> str:
-    from supervisor.text import table
-
     c = data["counts"]
-    out = [f"current state on {data['ref']} {data['sha'][:10]}: {len(data['current'])} statement(s): "
-           f"{c['pass']} pass, {c['fail']} fail, {c['unverified']} unverified"]  # fmt: skip
+    out = [
+        f"current state on {data['ref']} {data['sha'][:10]}: {len(data['current'])} statement(s): "
+        f"{c['pass']} pass, {c['fail']} fail, {c['unverified']} unverified"
+    ]
     if data["current"]:
-        out.append(table([[r["status"].upper(), r["id"], f"{r['path']}:{r['line']}", _clip(r["text"])]
-                          for r in data["current"]], ["STATUS", "ID", "WHERE", "STATEMENT"]))  # fmt: skip
+        out.append(
+            table(
+                [
+                    [r["status"].upper(), r["id"], f"{r['path']}:{r['line']}", _clip(r["text"])]
+                    for r in data["current"]
+                ],
+                ["STATUS", "ID", "WHERE", "STATEMENT"],
+            )
+        )
     else:
         out.append("  no statements yet: write specs/current/*.md (see specs/README.md)")
     if data["deltas"]:
         out.append(f"open deltas: {len(data['deltas'])}")
-        out.append(table([[d["id"], d["status"], d["title"], str(len(d["statements"])),
-                           ", ".join(d["acceptance"]) or "-"] for d in data["deltas"]],
-                         ["DELTA", "STATUS", "TITLE", "STATEMENTS", "ACCEPTANCE"]))  # fmt: skip
+        out.append(
+            table(
+                [
+                    [
+                        d["id"],
+                        d["status"],
+                        d["title"],
+                        str(len(d["statements"])),
+                        ", ".join(d["acceptance"]) or "-",
+                    ]
+                    for d in data["deltas"]
+                ],
+                ["DELTA", "STATUS", "TITLE", "STATEMENTS", "ACCEPTANCE"],
+            )
+        )
         for d in data["deltas"]:
             for a in d.get("acceptance_status", []):
                 if a["status"] != "pass":
@@ -127,8 +173,10 @@ def render(data: dict[str, Any]) -> str:
         out.append("open deltas: none")
     added = sum(1 for r in data["desired"] if r["change"] == "added")
     changed = sum(1 for r in data["desired"] if r["change"] == "changed")
-    out.append(f"desired state: {len(data['desired'])} statement(s) ({added} added, {changed} changed, "
-               f"{len(data['removed'])} removed by approved or running deltas)")  # fmt: skip
+    out.append(
+        f"desired state: {len(data['desired'])} statement(s) ({added} added, {changed} changed, "
+        f"{len(data['removed'])} removed by approved or running deltas)"
+    )
     if data["lint"]:
         out.append(f"spec lint: {len(data['lint'])} problem(s); see `fac spec lint --ref {data['ref']}`")
     if data["drift"]:

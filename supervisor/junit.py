@@ -25,9 +25,7 @@ def with_junit(argv: list[str], path: Path) -> list[str] | None:
     return None
 
 
-def instrument(
-    defs: tuple[CheckDef, ...], workdir: Path
-) -> tuple[tuple[CheckDef, ...], dict[str, Path]]:
+def instrument(defs: tuple[CheckDef, ...], workdir: Path) -> tuple[tuple[CheckDef, ...], dict[str, Path]]:
     """Pytest checks also write a junit report, inside the tree under test (writable in every sandbox)."""
     out, reports = [], {}
     for c in defs:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import checks, repo, worktrees
+from supervisor import checks, repo, sandbox, worktrees
 from supervisor.checks import CheckResult
 from supervisor.config import CheckDef
 from supervisor.factory import Factory
@@ -35,16 +35,28 @@ class Observation:
     cached: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "ok": self.ok, "feedback": self.feedback, "cached": self.cached,
-                "tests": self.tests}  # fmt: skip
+        return {
+            "check": self.check,
+            "ok": self.ok,
+            "feedback": self.feedback,
+            "cached": self.cached,
+            "tests": self.tests,
+        }
 
 
 def _key(suite_hash: str, name: str) -> str:
     return f"state:{suite_hash}:{name}"
 
 
-def record(fac: Factory, tree: str, suite_hash: str, results: list[CheckResult], reports: dict[str, Path],
-           *, only_reports: bool = False) -> list[Observation]:  # fmt: skip
+def record(
+    fac: Factory,
+    tree: str,
+    suite_hash: str,
+    results: list[CheckResult],
+    reports: dict[str, Path],
+    *,
+    only_reports: bool = False,
+) -> list[Observation]:
     """Store what a run of checks on `tree` observed, per test where a junit report exists.
 
     The merge queue's gate calls this for every candidate, so the main it lands already knows its
@@ -100,14 +112,18 @@ def observe(fac: Factory, sha: str, links: Iterable[Link]) -> dict[str, Observat
 
 
 def _run(fac: Factory, sha: str, tree: str, suite_hash: str, todo: list[CheckDef]) -> list[Observation]:
-    from supervisor import sandbox
-
     label = f"{os.getpid()}-{time.monotonic_ns()}"
     with worktrees.detached(fac.root, fac.fac_dir / "tmp" / f"state-{sha[:10]}-{label}", sha) as wt:
         defs, reports = instrument(tuple(todo), wt)
         log_dir = fac.fac_dir / "logs" / "checks" / f"state-{sha[:12]}-{label}"
-        results = checks.run_suite(defs, wt, "gate", parallel=fac.config.queue.parallel, log_dir=log_dir,
-                                   sandbox=sandbox.detect(fac.root))  # fmt: skip
+        results = checks.run_suite(
+            defs,
+            wt,
+            "gate",
+            parallel=fac.config.queue.parallel,
+            log_dir=log_dir,
+            sandbox=sandbox.detect(fac.root),
+        )
         return record(fac, tree, suite_hash, results, reports)
 
 

@@ -119,7 +119,7 @@ def merge_tree(root: Path, ours: str, theirs: str) -> MergeResult:
 def commit_tree(
     root: Path, tree: str, parents: list[str], message: str, env: dict[str, str] | None = None
 ) -> str:
-    """A commit of `tree` on `parents`; `env` defaults to `identity_env` (callers making many pass it once)."""
+    """A commit of `tree` on `parents`; `env` defaults to `identity_env` (pass it once when making many)."""
     args = ["commit-tree", tree]
     for p in parents:
         args += ["-p", p]
@@ -168,7 +168,9 @@ def read_blobs(root: Path, rev: str, paths: list[str]) -> dict[str, str]:
     query = "".join(f"{rev}:{p}\n" for p in paths).encode()
     proc = subprocess.run(["git", "cat-file", "--batch"], cwd=root, input=query, capture_output=True)
     if proc.returncode != 0:
-        raise GitError(f"`git cat-file --batch` at {rev} failed: {proc.stderr.decode(errors='replace').strip()}")
+        raise GitError(
+            f"`git cat-file --batch` at {rev} failed: {proc.stderr.decode(errors='replace').strip()}"
+        )
     data = proc.stdout
     out, pos = {}, 0
     for p in paths:
@@ -200,7 +202,9 @@ def build_commit(
 
 def git_path(worktree: Path, name: str) -> Path | None:
     """Where `$GIT_DIR/<name>` is for `worktree` (absolute); None when it is not a git worktree."""
-    proc = subprocess.run(["git", "rev-parse", "--git-path", name], cwd=worktree, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "rev-parse", "--git-path", name], cwd=worktree, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return None
     path = Path(proc.stdout.strip())

@@ -13,7 +13,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor import config as configmod
 from supervisor import repo
+from supervisor.factory import find_root
+from supervisor.store import Store
 
 DIFF_MAX = 60_000
 SYSTEM = (
@@ -45,8 +48,6 @@ def gather(workdir: Path, root: Path, main: str) -> dict[str, str]:
     rules = []
     role_names = set()
     try:
-        from supervisor.store import Store
-
         store = Store.open(root)
         for w in workers:
             row = store.worker(w)
@@ -81,10 +82,13 @@ def review(material: dict[str, str], *, model: str, base_url: str | None) -> Rev
         client = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=3)
     else:
         client = anthropic.Anthropic(auth_token=key, base_url=base_url, max_retries=3)
-    prompt = (f"# Delta\n{material['deltas'] or '(no delta: judge against the role rules)'}\n\n"
-              f"# Role rules\n{material['rules']}\n\n# Diff\n```diff\n{material['diff']}\n```")  # fmt: skip
-    msg = client.messages.create(model=model, max_tokens=1500, system=SYSTEM,
-                                 messages=[{"role": "user", "content": prompt}])  # fmt: skip
+    prompt = (
+        f"# Delta\n{material['deltas'] or '(no delta: judge against the role rules)'}\n\n"
+        f"# Role rules\n{material['rules']}\n\n# Diff\n```diff\n{material['diff']}\n```"
+    )
+    msg = client.messages.create(
+        model=model, max_tokens=1500, system=SYSTEM, messages=[{"role": "user", "content": prompt}]
+    )
     text = "".join(getattr(b, "text", "") for b in msg.content)
     m = re.search(r"\{.*\}", text, re.S)
     try:
@@ -99,9 +103,6 @@ def review(material: dict[str, str], *, model: str, base_url: str | None) -> Rev
 
 def main(workdir: Path) -> int:
     """Run as a check: print the review, exit 0 on pass (or an allowed skip), 1 on fail."""
-    from supervisor import config as configmod
-    from supervisor.factory import find_root
-
     required = os.environ.get("FAC_CHECK_REQUIRED") == "1"
     if not api_key():
         print(

@@ -133,9 +133,16 @@ _PANE_FORMAT = "\t".join(
 
 
 def _pane_info(
-    session: str, window_id: str, window_name: str, pane_id: str, pid: str, dead: str, status: str,
-    signal: str, command: str,
-) -> PaneInfo:  # fmt: skip
+    session: str,
+    window_id: str,
+    window_name: str,
+    pane_id: str,
+    pid: str,
+    dead: str,
+    status: str,
+    signal: str,
+    command: str,
+) -> PaneInfo:
     """A pane as tmux formats it (every field a string, empty when unset)."""
     is_dead = dead == "1"
     # tmux marks a pane dead at the pty's end of file and learns the exit status only when it
@@ -146,9 +153,17 @@ def _pane_info(
         # Ask the kernel: a zombie tmux has not reaped yet still holds its exit status, and a
         # process that closed its terminal but runs on is not dead at all.
         is_dead, code, sig = _proc_end(int(pid))
-    return PaneInfo(session=session, window_id=window_id, window_name=window_name, pane_id=pane_id,
-                    pane_pid=int(pid or 0), dead=is_dead, dead_status=code, dead_signal=sig,
-                    current_command=command)  # fmt: skip
+    return PaneInfo(
+        session=session,
+        window_id=window_id,
+        window_name=window_name,
+        pane_id=pane_id,
+        pane_pid=int(pid or 0),
+        dead=is_dead,
+        dead_status=code,
+        dead_signal=sig,
+        current_command=command,
+    )
 
 
 class Tmux:
@@ -191,11 +206,30 @@ class Tmux:
         fmt = "#{window_id}\t#{pane_id}"
         placeholder = ["sleep", "86400"]
         # Try the common case (the session exists) first: one tmux call instead of two.
-        res = self.run(["new-window", "-d", "-P", "-F", fmt, "-t", f"={session}:", "-n", name, "-c", cwd,
-                        *placeholder])  # fmt: skip
+        res = self.run(
+            ["new-window", "-d", "-P", "-F", fmt, "-t", f"={session}:", "-n", name, "-c", cwd, *placeholder]
+        )
         if res.returncode != 0 and not self.has_session(session):
-            res = self.run(["new-session", "-d", "-P", "-F", fmt, "-s", session, "-n", name, "-c", cwd,
-                            "-x", "220", "-y", "50", *placeholder])  # fmt: skip
+            res = self.run(
+                [
+                    "new-session",
+                    "-d",
+                    "-P",
+                    "-F",
+                    fmt,
+                    "-s",
+                    session,
+                    "-n",
+                    name,
+                    "-c",
+                    cwd,
+                    "-x",
+                    "220",
+                    "-y",
+                    "50",
+                    *placeholder,
+                ]
+            )
         if res.returncode != 0 or not res.stdout:
             raise TmuxError(f"tmux new-window failed: {' '.join(res.stderr).strip()}")
         window_id, pane_id = res.stdout[0].split("\t")
@@ -300,12 +334,18 @@ class LiveTmux(Tmux):
             return []
         return [
             _pane_info(
-                p.session_name or session, p.window_id or "", p.window_name or "", p.pane_id or "",
-                p.pane_pid or "", p.pane_dead or "", p.pane_dead_status or "", p.pane_dead_signal or "",
+                p.session_name or session,
+                p.window_id or "",
+                p.window_name or "",
+                p.pane_id or "",
+                p.pane_pid or "",
+                p.pane_dead or "",
+                p.pane_dead_status or "",
+                p.pane_dead_signal or "",
                 p.pane_current_command or "",
             )
             for p in found[0].panes
-        ]  # fmt: skip
+        ]
 
     def capture(self, target: str, start: int = -2000) -> list[str] | None:
         """The lines on a pane (a pane id, a window id or session:window) and up to `-start` lines of its

@@ -46,8 +46,10 @@ def test_build_commit_touches_neither_the_checkout_nor_the_index(repo_root: Path
     sha = repo.build_commit(repo_root, main, {"a.txt": "changed\n", "new/c.txt": "charlie\n"}, "side\n")
     assert git(repo_root, "rev-parse", f"{sha}^") == main
     assert repo.read_blobs(repo_root, sha, ["a.txt", "new/c.txt", "d/b.md"]) == {
-        "a.txt": "changed\n", "new/c.txt": "charlie\n", "d/b.md": "bravo ü\n"
-    }  # fmt: skip
+        "a.txt": "changed\n",
+        "new/c.txt": "charlie\n",
+        "d/b.md": "bravo ü\n",
+    }
     assert git(repo_root, "rev-parse", "main") == main
     assert (repo_root / "a.txt").read_text() == "alpha\n" and not repo.is_dirty(repo_root)
 

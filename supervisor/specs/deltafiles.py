@@ -72,10 +72,18 @@ class Delta:
         return tuple(dict.fromkeys(link for st in self.statements for link in st.links))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "file_status": self.status, "owner": self.owner,
-                "acceptance": [str(a) for a in self.acceptance], "removes": list(self.removes), "spec": self.spec,
-                "reason": self.reason, "path": self.path,
-                "statements": [st.as_dict() for st in self.statements]}  # fmt: skip
+        return {
+            "id": self.id,
+            "title": self.title,
+            "file_status": self.status,
+            "owner": self.owner,
+            "acceptance": [str(a) for a in self.acceptance],
+            "removes": list(self.removes),
+            "spec": self.spec,
+            "reason": self.reason,
+            "path": self.path,
+            "statements": [st.as_dict() for st in self.statements],
+        }
 
 
 def slugify(title: str) -> str:
@@ -104,14 +112,20 @@ def parse(path: str, text: str) -> Delta:
     lines = text.splitlines()
     m = FILE_RE.match(Path(path).name)
     if not m:
-        problem(1, f"delta file name {Path(path).name!r} is not NNNN-slug.md",
-                "rename it like 0007-count-characters.md (four digits, a dash, lower-case words)")  # fmt: skip
+        problem(
+            1,
+            f"delta file name {Path(path).name!r} is not NNNN-slug.md",
+            "rename it like 0007-count-characters.md (four digits, a dash, lower-case words)",
+        )
     meta: dict[str, Any] | None = None
     end = -1
     meta_lines: dict[str, int] = {}
     if not lines or lines[0].strip() != "+++":
-        problem(1, "a delta starts with a `+++` line, then TOML front matter, then `+++`",
-                "add the front matter: id, title, status, owner, acceptance (see specs/README.md)")  # fmt: skip
+        problem(
+            1,
+            "a delta starts with a `+++` line, then TOML front matter, then `+++`",
+            "add the front matter: id, title, status, owner, acceptance (see specs/README.md)",
+        )
     else:
         end = next((i for i in range(1, len(lines)) if lines[i].strip() == "+++"), -1)
         if end < 0:
@@ -125,8 +139,11 @@ def parse(path: str, text: str) -> Delta:
                 meta = tomllib.loads("\n".join(lines[1:end]))
             except tomllib.TOMLDecodeError as e:
                 ln = re.search(r"line (\d+)", str(e))
-                problem(1 + int(ln.group(1)) if ln else 2, f"front matter is not valid TOML: {e}",
-                        'fix the syntax, e.g. title = "Count characters"')  # fmt: skip
+                problem(
+                    1 + int(ln.group(1)) if ln else 2,
+                    f"front matter is not valid TOML: {e}",
+                    'fix the syntax, e.g. title = "Count characters"',
+                )
     meta_ok = meta is not None
     meta = meta or {}
     at = meta_lines.get
@@ -143,8 +160,11 @@ def parse(path: str, text: str) -> Delta:
         else:
             did = f"{int(raw_id):04d}"
             if m and did != m.group(1):
-                problem(at("id", 2), f"id {did} differs from the file name's {m.group(1)}",
-                        f'make them agree: id = "{m.group(1)}", or rename the file')  # fmt: skip
+                problem(
+                    at("id", 2),
+                    f"id {did} differs from the file name's {m.group(1)}",
+                    f'make them agree: id = "{m.group(1)}", or rename the file',
+                )
     title = meta.get("title")
     if meta_ok and (not isinstance(title, str) or not title.strip()):
         problem(
@@ -152,8 +172,11 @@ def parse(path: str, text: str) -> Delta:
         )
     status = meta.get("status", "proposed")
     if status not in STATUSES:
-        problem(at("status", 2), f"status {status!r} is not one of {', '.join(STATUSES)}",
-                'write e.g. status = "proposed"')  # fmt: skip
+        problem(
+            at("status", 2),
+            f"status {status!r} is not one of {', '.join(STATUSES)}",
+            'write e.g. status = "proposed"',
+        )
         status = "proposed"
     owner = meta.get("owner", "")
     if not isinstance(owner, str):
@@ -162,8 +185,11 @@ def parse(path: str, text: str) -> Delta:
     acceptance: list[Link] = []
     raw_acc = meta.get("acceptance", [])
     if not isinstance(raw_acc, list) or not all(isinstance(x, str) for x in raw_acc):
-        problem(at("acceptance", 2), "acceptance must be a list of check links",
-                'e.g. acceptance = ["tests::test_char_count", "lint"]')  # fmt: skip
+        problem(
+            at("acceptance", 2),
+            "acceptance must be a list of check links",
+            'e.g. acceptance = ["tests::test_char_count", "lint"]',
+        )
     else:
         for x in raw_acc:
             try:
@@ -185,14 +211,27 @@ def parse(path: str, text: str) -> Delta:
     body = parse_statements(path, "\n".join(lines[body_start:]), first_line=body_start + 1)
     problems += body.problems
     if meta_ok and not body.statements and not acceptance:
-        problem(2, "the delta states nothing and names no acceptance check",
-                "add statements (list items with MUST/SHOULD/MAY) or acceptance checks")  # fmt: skip
+        problem(
+            2,
+            "the delta states nothing and names no acceptance check",
+            "add statements (list items with MUST/SHOULD/MAY) or acceptance checks",
+        )
     return Delta(
-        id=did, title=title if isinstance(title, str) else "", status=status, owner=owner,
-        acceptance=tuple(acceptance), removes=tuple(removes), spec=spec,
-        reason=reason if isinstance(reason, str) else None, statements=body.statements, path=path, text=text,
-        meta=meta if meta_ok else None, problems=problems, meta_lines=meta_lines,
-    )  # fmt: skip
+        id=did,
+        title=title if isinstance(title, str) else "",
+        status=status,
+        owner=owner,
+        acceptance=tuple(acceptance),
+        removes=tuple(removes),
+        spec=spec,
+        reason=reason if isinstance(reason, str) else None,
+        statements=body.statements,
+        path=path,
+        text=text,
+        meta=meta if meta_ok else None,
+        problems=problems,
+        meta_lines=meta_lines,
+    )
 
 
 def load(source: Source) -> list[Delta]:
@@ -221,8 +260,15 @@ def with_meta(d: Delta, **changes: Any) -> str:
 def scaffold(
     did: str, title: str, owner: str, statements: list[str], checks: list[str], spec: str | None
 ) -> str:
-    meta: dict[str, Any] = {"id": did, "title": title, "status": "proposed", "owner": owner,
-                            "acceptance": checks, "spec": spec, "created": time.strftime("%Y-%m-%d")}  # fmt: skip
+    meta: dict[str, Any] = {
+        "id": did,
+        "title": title,
+        "status": "proposed",
+        "owner": owner,
+        "acceptance": checks,
+        "spec": spec,
+        "created": time.strftime("%Y-%m-%d"),
+    }
     body = [f"# {did}: {title}", "", "## Statements", ""]
     body += [f"- {s.strip().removeprefix('- ')}" for s in statements] or [
         "(none: the acceptance checks say it all)"

@@ -101,9 +101,15 @@ def lint(source: Source, suite: Suite) -> list[LintError]:
         errors += check_links(d.acceptance, catalog, d.path, d.meta_line("acceptance"), require_tests=False)
         for rid in d.removes:
             if rid not in seen:
-                errors.append(LintError(d.path, d.meta_line("removes"), f"removes '{rid}', which is not a "
-                                        "statement id in specs/current", "remove it from `removes`, or fix the id",
-                                        "removes"))  # fmt: skip
+                errors.append(
+                    LintError(
+                        d.path,
+                        d.meta_line("removes"),
+                        f"removes '{rid}', which is not a statement id in specs/current",
+                        "remove it from `removes`, or fix the id",
+                        "removes",
+                    )
+                )
     return sorted(errors, key=lambda e: (e.path, e.line, e.message))
 
 
@@ -126,20 +132,36 @@ def check_links(
     known = ", ".join(catalog.checks)
     for link in links:
         if link.check not in catalog.checks:
-            hint = f"define [checks.{link.check}] in factory.toml" + (f", or use one of: {known}" if known else
-                                                                      " (main has no checks yet)")  # fmt: skip
-            errors.append(LintError(path, line, f"links to check '{link.check}', which does not exist", hint,
-                                    "link"))  # fmt: skip
+            hint = f"define [checks.{link.check}] in factory.toml" + (
+                f", or use one of: {known}" if known else " (main has no checks yet)"
+            )
+            errors.append(
+                LintError(path, line, f"links to check '{link.check}', which does not exist", hint, "link")
+            )
         elif link.test and not catalog.is_pytest(link.check):
-            errors.append(LintError(path, line, f"'{link}' names a test, but check '{link.check}' does not run pytest",
-                                    f"link the whole check instead: [check: {link.check}]", "link"))  # fmt: skip
+            errors.append(
+                LintError(
+                    path,
+                    line,
+                    f"'{link}' names a test, but check '{link.check}' does not run pytest",
+                    f"link the whole check instead: [check: {link.check}]",
+                    "link",
+                )
+            )
         elif link.test and require_tests and not catalog.has_test(link):
             cwd = catalog.checks[link.check].cwd
             n = len(catalog.tests(link.check))
-            errors.append(LintError(path, line, f"links to test '{link.test}', which is not in check "
-                                    f"'{link.check}' ({n} test files under {cwd})",
-                                    "fix the test name, or write the test first (only a delta may link tests "
-                                    "that do not exist yet)", "link"))  # fmt: skip
+            errors.append(
+                LintError(
+                    path,
+                    line,
+                    f"links to test '{link.test}', which is not in check "
+                    f"'{link.check}' ({n} test files under {cwd})",
+                    "fix the test name, or write the test first (only a delta may link tests "
+                    "that do not exist yet)",
+                    "link",
+                )
+            )
     return errors
 
 

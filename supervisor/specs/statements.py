@@ -103,8 +103,34 @@ class SpecFile:
 # --- parsing ---
 
 
-_STOP = {"a", "an", "the", "of", "in", "to", "and", "or", "is", "are", "be", "it", "its", "that", "this", "for",
-         "on", "with", "as", "by", "at", "from", "must", "should", "may", "not"}  # fmt: skip
+_STOP = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "to",
+    "and",
+    "or",
+    "is",
+    "are",
+    "be",
+    "it",
+    "its",
+    "that",
+    "this",
+    "for",
+    "on",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "must",
+    "should",
+    "may",
+    "not",
+}
 
 
 def derive_id(text: str) -> str:
