@@ -59,6 +59,7 @@ def is_dirty(path: Path) -> bool:
     """Uncommitted changes (tracked or untracked) in a worktree."""
     if not path.exists():
         return False
+    repo.require_git()  # a missing git is a FacError with the fix, not a traceback
     return repo.is_dirty(path)
 
 
