@@ -1,6 +1,7 @@
 """Deltas: the lifecycle of a requested change to the specs (`specs/deltas/NNNN-slug.md`).
 
-The file format (parse, render, scaffold, fold) is `supervisor/specs/deltafiles.py`:
+The file format (parse, render, scaffold, what the fold writes) is `supervisor/specs/deltafiles.py`;
+this module moves a delta along, writing main only through the queue's compare-and-swap.
 
 Lifecycle: a human (or an agent: status proposed) runs `fac delta new`; a human approves or rejects
 it; `fac spawn --delta` puts it in progress; the queue merging a branch that carries it makes it

@@ -1,6 +1,7 @@
 """Fixtures for fac's tests: a private tmux server per test, a hermetic environment, a real factory.
 
-Every test gets its own tmux socket (FAC_TMUX_SOCKET), so nothing ever reaches the user's default
+Every test gets its own tmux server (libtmux, through `supervisor.tmux.LiveTmux`, on a unique
+socket exported as FAC_TMUX_SOCKET, killed in teardown), so nothing ever reaches the user's default
 tmux server, and an environment with no FAC_* variables, no TMUX, an empty HOME and a fixed git
 identity, so the suite behaves the same inside a worker's pane, inside tmux and on a fresh machine.
 Helpers (run_fac, wait_for, capture_pane, ...) live in helpers.py.

@@ -98,7 +98,7 @@ def tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
 
 
-def tmux_server(socket: str) -> LiveTmux:
+def tmux_live(socket: str) -> LiveTmux:
     """The private server `socket` through libtmux (never the default one)."""
     assert socket, "refusing to talk to the default tmux server"
     return LiveTmux(socket)
@@ -106,13 +106,13 @@ def tmux_server(socket: str) -> LiveTmux:
 
 def capture_pane(socket: str, target: str) -> str:
     """The text of a pane (a pane id like %3, a window id like @1, or session:window)."""
-    lines = tmux_server(socket).capture(target)
+    lines = tmux_live(socket).capture(target)
     return "\n".join(lines) + "\n" if lines else ""
 
 
 def window_names(socket: str, session: str | None = None) -> list[str]:
     """Names of the windows of `session` (all sessions when None); [] when there is no server."""
-    server = tmux_server(socket).server
+    server = tmux_live(socket).server
     sessions = server.sessions.filter(session_name=session) if session else server.sessions
     return [w.window_name or "" for s in sessions for w in s.windows]
 
