@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,17 +113,13 @@ def suite_from_rev(root: Path, rev: str, cache_dir: Path) -> Suite:
         tmp = files_dir.with_name(files_dir.name + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         for path, blob in blobs:
-            data = subprocess.run(
-                ["git", "cat-file", "blob", blob], cwd=root, capture_output=True, check=True
-            ).stdout
+            data = repo.blob(root, blob)
             dst = tmp / Path(path).name
             dst.write_bytes(data)
             dst.chmod(0o755)
         try:
             tmp.rename(files_dir)
         except OSError:  # another process materialized it first
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     file_checks = tuple(
         CheckDef(name=name, run=(str(files_dir / name),), source=f"checks/{name}") for name, _ in files
@@ -193,10 +190,17 @@ def run_one(
         ok: bool, code: int | None, feedback: str, tail: str = "", timed_out: bool = False
     ) -> CheckResult:
         return CheckResult(
-            name=check.name, ok=ok, exit_code=code, duration=round(time.monotonic() - start, 3),
-            feedback=feedback, tail=tail, kind=check.kind, required=check.required, timed_out=timed_out,
+            name=check.name,
+            ok=ok,
+            exit_code=code,
+            duration=round(time.monotonic() - start, 3),
+            feedback=feedback,
+            tail=tail,
+            kind=check.kind,
+            required=check.required,
+            timed_out=timed_out,
             log=str(log_path),
-        )  # fmt: skip
+        )
 
     if not cwd.is_dir():
         return result(False, None, f"cwd {check.cwd!r} does not exist in the tree under test")
@@ -212,9 +216,14 @@ def run_one(
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         except (FileNotFoundError, PermissionError) as e:
             return result(False, None, f"cannot start {argv[0]!r}: {e.strerror}")
         try:
@@ -225,8 +234,13 @@ def run_one(
             code = proc.wait()
     tail = _tail(log_path)
     if timed_out:
-        return result(False, None, f"timed out after {check.timeout:g}s (process group killed)\n{_last_lines(tail, 10)}",
-                      tail, timed_out=True)  # fmt: skip
+        return result(
+            False,
+            None,
+            f"timed out after {check.timeout:g}s (process group killed)\n{_last_lines(tail, 10)}",
+            tail,
+            timed_out=True,
+        )
     ok = code == 0
     return result(ok, code, "" if ok else feedback_from(tail, code), tail)
 

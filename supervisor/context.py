@@ -13,7 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supervisor import checks, deltas, guards, repo, roles, specs
+from supervisor.config import CheckDef
 from supervisor.errors import FacError
+from supervisor.factory import Factory
+from supervisor.roles import Role
 
 DEFAULT_MAX_CHARS = 24_000
 MIN_KEEP = 240  # a shortened part keeps at least this much, else it is left out
@@ -41,19 +45,25 @@ class Context:
         return {**asdict(self), "chars": len(self.text)}
 
 
-def max_chars(fac: Any) -> int:
+def max_chars(fac: Factory) -> int:
     return int(getattr(fac.config, "context_max_chars", DEFAULT_MAX_CHARS))
 
 
 def gather(
-    fac: Any, *, worker: str, role: Any, task: str | None, delta: str | None, worktree: Path
+    fac: Factory, *, worker: str, role: Role, task: str | None, delta: str | None, worktree: Path
 ) -> list[Part]:
-    from supervisor import checks, deltas, repo, specs
-
     main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
     source = specs.GitSource(fac.root, main or fac.main, fac.main)
-    parts = [Part("role", f"role {role.name}", f"# Role: {role.name}\n\n{role.prompt.strip()}\n", 100,
-                  f"roles/{role.name}.md", essential=True)]  # fmt: skip
+    parts = [
+        Part(
+            "role",
+            f"role {role.name}",
+            f"# Role: {role.name}\n\n{role.prompt.strip()}\n",
+            100,
+            f"roles/{role.name}.md",
+            essential=True,
+        )
+    ]
     if task:
         parts.append(Part("task", "task", f"# Task\n\n{task.strip()}\n", 95, "$FAC_TASK", essential=True))
     d = None
@@ -67,10 +77,17 @@ def gather(
         if body.startswith("# "):  # its own title: the heading below says it
             body = body.partition("\n")[2].strip()
         acc = ", ".join(str(a) for a in d.delta.checks()) or "none"
-        parts.append(Part("delta", f"delta {d.id}",
-                          f"# Your delta: {d.id} {d.delta.title}\n\n{body}\n\n"
-                          f"It is done when these pass on {fac.main}: {acc}\n", 90, d.delta.path,
-                          essential=True))  # fmt: skip
+        parts.append(
+            Part(
+                "delta",
+                f"delta {d.id}",
+                f"# Your delta: {d.id} {d.delta.title}\n\n{body}\n\n"
+                f"It is done when these pass on {fac.main}: {acc}\n",
+                90,
+                d.delta.path,
+                essential=True,
+            )
+        )
     current = specs.load_current(source)
     touched = set()
     if d is not None:
@@ -78,9 +95,15 @@ def gather(
     related = [st for f in current for st in f.statements if st.id in touched]
     if related:
         lines = [f"- {st.raw.strip().removeprefix('- ')}  ({st.path}:{st.line})" for st in related]
-        parts.append(Part("related-specs", "statements your delta changes",
-                          "# Current statements your delta changes\n\n" + "\n".join(lines) + "\n", 70,
-                          "specs/current/"))  # fmt: skip
+        parts.append(
+            Part(
+                "related-specs",
+                "statements your delta changes",
+                "# Current statements your delta changes\n\n" + "\n".join(lines) + "\n",
+                70,
+                "specs/current/",
+            )
+        )
     wt_ok = worktree.is_dir()
     suite = (
         checks.suite_from_dir(worktree)
@@ -111,12 +134,22 @@ def gather(
     msgs = fac.store.messages(worker, unread_only=True) if fac.store.worker(worker) else []
     if msgs:
         text = "\n\n".join(f"## message {m.id} from {m.sender} ({m.kind})\n\n{m.body.strip()}" for m in msgs)
-        parts.append(Part("messages", f"{len(msgs)} open message(s)", f"# Open messages\n\n{text}\n", 80,
-                          "fac inbox --all"))  # fmt: skip
+        parts.append(
+            Part(
+                "messages",
+                f"{len(msgs)} open message(s)",
+                f"# Open messages\n\n{text}\n",
+                80,
+                "fac inbox --all",
+            )
+        )
     readme_rel = "system-under-construction/README.md"
     readme = worktree / readme_rel
-    readme_text = (readme.read_text(encoding="utf-8", errors="replace") if readme.is_file()
-                   else (specs.read(source, readme_rel) if not wt_ok else None))  # fmt: skip
+    readme_text = (
+        readme.read_text(encoding="utf-8", errors="replace")
+        if readme.is_file()
+        else (specs.read(source, readme_rel) if not wt_ok else None)
+    )
     if readme_text:
         parts.append(
             Part(
@@ -135,9 +168,7 @@ def gather(
     return parts
 
 
-def _cmd(c: Any, test: str | None = None) -> str:
-    from supervisor import checks, guards
-
+def _cmd(c: CheckDef, test: str | None = None) -> str:
     argv = checks.argv_of(c)
     if test and guards.collect_argv(argv) is not None:
         argv = [*argv, "-k", test.split("::")[-1]]
@@ -168,12 +199,28 @@ def fit(parts: list[Part], budget: int) -> tuple[str, list[dict[str, Any]], list
             keep = size - over - len(marker)
             if keep >= MIN_KEEP:
                 kept[p.key] = p.text[:keep].rstrip() + _marker(size - len(p.text[:keep].rstrip()), p.source)
-                cut.append({"key": p.key, "title": p.title, "chars": size, "cut_chars": size - keep, "how": "shortened",
-                            "source": p.source})  # fmt: skip
+                cut.append(
+                    {
+                        "key": p.key,
+                        "title": p.title,
+                        "chars": size,
+                        "cut_chars": size - keep,
+                        "how": "shortened",
+                        "source": p.source,
+                    }
+                )
             else:
                 kept[p.key] = ""
-                cut.append({"key": p.key, "title": p.title, "chars": size, "cut_chars": size, "how": "left out",
-                            "source": p.source})  # fmt: skip
+                cut.append(
+                    {
+                        "key": p.key,
+                        "title": p.title,
+                        "chars": size,
+                        "cut_chars": size,
+                        "how": "left out",
+                        "source": p.source,
+                    }
+                )
         note = _note(cut, budget)
         body = sep.join(t for t in kept.values() if t)
         text = body + (sep + note if note else "")
@@ -182,8 +229,16 @@ def fit(parts: list[Part], budget: int) -> tuple[str, list[dict[str, Any]], list
         reserve = len(note) + len(sep) + (len(text) - budget if not note else 0) + 16
     else:  # pathological budgets: never exceed it
         text = text[: max(0, budget - 1)] + "\n"
-    info = [{"key": p.key, "title": p.title, "relevance": p.relevance, "chars": len(p.text),
-             "kept_chars": len(kept[p.key])} for p in parts]  # fmt: skip
+    info = [
+        {
+            "key": p.key,
+            "title": p.title,
+            "relevance": p.relevance,
+            "chars": len(p.text),
+            "kept_chars": len(kept[p.key]),
+        }
+        for p in parts
+    ]
     return text, info, cut
 
 
@@ -207,7 +262,7 @@ def _note(cut: list[dict[str, Any]], budget: int) -> str:
 
 
 def build(
-    fac: Any, *, worker: str, role: Any, task: str | None, delta: str | None, worktree: Path
+    fac: Factory, *, worker: str, role: Role, task: str | None, delta: str | None, worktree: Path
 ) -> Context:
     budget = max_chars(fac)
     parts = gather(fac, worker=worker, role=role, task=task, delta=delta, worktree=worktree)
@@ -215,10 +270,8 @@ def build(
     return Context(worker, budget, text, info, cut)
 
 
-def for_worker(fac: Any, name: str) -> Context:
+def for_worker(fac: Factory, name: str) -> Context:
     """What `name`'s agent is given, built from its stored record."""
-    from supervisor import roles
-
     w = fac.worker(name)
     role = roles.get(fac.root, w.role)
     return build(fac, worker=name, role=role, task=w.task, delta=w.delta, worktree=Path(w.worktree))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from supervisor import config as configmod
 from supervisor.errors import FacError
+from supervisor.tmux import Tmux
 
 WORKTREES = Path(".fac") / "worktrees"
 GITIGNORE_LINE = ".fac/"
@@ -171,7 +172,7 @@ class Factory:
         self.root = root
         self._config: configmod.Config | None = None
         self._store = None
-        self._tmux = None
+        self._tmux: Tmux | None = None
 
     @classmethod
     def find(cls, start: Path | None = None) -> Factory:
@@ -203,12 +204,15 @@ class Factory:
         return ", ".join(x.name for x in self.store.workers()) or "none"
 
     @property
-    def tmux(self):  # -> supervisor.tmux.Tmux
+    def tmux(self) -> Tmux:
         if self._tmux is None:
-            from supervisor.tmux import Tmux
-
             self._tmux = Tmux()
         return self._tmux
+
+    @tmux.setter
+    def tmux(self, tmux: Tmux) -> None:
+        """A long-lived process (the supervisor) sets a `tmux.LiveTmux`, which pays for libtmux once."""
+        self._tmux = tmux
 
     @property
     def session(self) -> str:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from supervisor import checks, guards, repo, sandbox, state, worktrees
+from supervisor import checks, guards, junit, observations, repo, sandbox, worktrees
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -70,14 +70,14 @@ def run_gate(
     with worktrees.detached(root, fac.fac_dir / "tmp" / f"cand-{sha[:10]}-{label}", sha) as wt:
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}"
         # Pytest checks also report per test (junit): `fac state` and delta acceptance read that.
-        gate, reports = state.instrument(suite.for_stage("gate"), wt)
+        gate, reports = junit.instrument(suite.for_stage("gate"), wt)
         extra: list[Callable[[], CheckResult]] = [
             functools.partial(count_guard, fac, c, wt, base) for c in gate if base and _is_pytest(c)
         ]
         results = checks.run_suite(
             gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra, sandbox=sandbox.detect(root)
         )
-        state.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
+        observations.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(root, sha))
 
 

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def merge_tree(root: Path, ours: str, theirs: str) -> MergeResult:
 def commit_tree(
     root: Path, tree: str, parents: list[str], message: str, env: dict[str, str] | None = None
 ) -> str:
-    """A commit of `tree` on `parents`; `env` defaults to `identity_env` (callers making many pass it once)."""
+    """A commit of `tree` on `parents`; `env` defaults to `identity_env` (pass it once when making many)."""
     args = ["commit-tree", tree]
     for p in parents:
         args += ["-p", p]
@@ -159,6 +160,64 @@ def show_file(root: Path, rev: str, path: str) -> str | None:
     return proc.stdout.decode("utf-8", errors="replace")
 
 
+def blob(root: Path, sha: str) -> bytes:
+    """The bytes of blob `sha`."""
+    proc = subprocess.run(["git", "cat-file", "blob", sha], cwd=root, capture_output=True)
+    if proc.returncode != 0:
+        raise GitError(f"`git cat-file blob {sha}` failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def read_blobs(root: Path, rev: str, paths: list[str]) -> dict[str, str]:
+    """The text of each of `paths` at `rev` that is a blob there, through one `git cat-file --batch`."""
+    if not paths:
+        return {}
+    query = "".join(f"{rev}:{p}\n" for p in paths).encode()
+    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=root, input=query, capture_output=True)
+    if proc.returncode != 0:
+        raise GitError(
+            f"`git cat-file --batch` at {rev} failed: {proc.stderr.decode(errors='replace').strip()}"
+        )
+    data = proc.stdout
+    out, pos = {}, 0
+    for p in paths:
+        nl = data.index(b"\n", pos)
+        header = data[pos:nl].split()
+        pos = nl + 1
+        if len(header) < 3:
+            continue  # "<rev>:<path> missing": no contents follow
+        size = int(header[2])
+        if header[1] == b"blob":
+            out[p] = data[pos : pos + size].decode("utf-8", errors="replace")
+        pos += size + 1  # a tree's contents follow too: skip them
+    return out
+
+
+def build_commit(
+    root: Path, parent: str, changes: dict[str, str], message: str, env: dict[str, str] | None = None
+) -> str:
+    """A commit on `parent` with `changes` (path -> text), made without touching any checkout or index."""
+    with tempfile.TemporaryDirectory(prefix="fac-index-") as tmp:
+        ienv = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(root, "read-tree", parent, env=ienv)
+        for path, text in changes.items():
+            sha = git(root, "hash-object", "-w", "--stdin", input=text)
+            git(root, "update-index", "--add", "--cacheinfo", f"100644,{sha},{path}", env=ienv)
+        tree = git(root, "write-tree", env=ienv)
+    return commit_tree(root, tree, [parent], message, env={**identity_env(root), **(env or {})})
+
+
+def git_path(worktree: Path, name: str) -> Path | None:
+    """Where `$GIT_DIR/<name>` is for `worktree` (absolute); None when it is not a git worktree."""
+    proc = subprocess.run(
+        ["git", "rev-parse", "--git-path", name], cwd=worktree, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        return None
+    path = Path(proc.stdout.strip())
+    return path if path.is_absolute() else worktree / path
+
+
 def ls_tree(root: Path, rev: str, path: str = "") -> list[tuple[str, str, str]]:
     """(mode, sha, path) of the blobs under `path` at `rev`."""
     args = ["ls-tree", "-r", "-z", rev]
@@ -173,6 +232,11 @@ def ls_tree(root: Path, rev: str, path: str = "") -> list[tuple[str, str, str]]:
         mode, _type, sha = meta.split()
         rows.append((mode, sha, name))
     return rows
+
+
+def is_dirty(worktree: Path) -> bool:
+    """Uncommitted changes in `worktree`: staged, unstaged, or untracked files that are not ignored."""
+    return bool(git(worktree, "status", "--porcelain", "-z", "--untracked-files=normal"))
 
 
 def current_branch(root: Path) -> str | None:

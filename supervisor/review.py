@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from supervisor import config as configmod
+from supervisor import repo
+from supervisor.factory import find_root
+from supervisor.store import Store
 
 DIFF_MAX = 60_000
 SYSTEM = (
@@ -29,17 +33,14 @@ class Review:
     text: str
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True).stdout
-
-
 def gather(workdir: Path, root: Path, main: str) -> dict[str, str]:
     """The diff under review, the deltas it names and the rules of the roles that made it."""
-    base = _git(workdir, "merge-base", main, "HEAD").strip() or main
-    diff = _git(workdir, "diff", base)
+    base = repo.merge_base(workdir, main, "HEAD") or main
+    # A diff or log git cannot make is an error, not an empty change that passes unreviewed.
+    diff = repo.git(workdir, "diff", base)
     if len(diff) > DIFF_MAX:
         diff = diff[:DIFF_MAX] + f"\n... (diff cut at {DIFF_MAX} characters)"
-    log = _git(workdir, "log", f"{base}..HEAD", "--format=%B")
+    log = repo.git(workdir, "log", f"{base}..HEAD", "--format=%B")
     workers = sorted(set(re.findall(r"^Fac-Worker: (\S+)", log, re.M)))
     deltas = sorted(set(re.findall(r"^Fac-Delta: (\S+)", log, re.M)))
     if not workers and os.environ.get("FAC_WORKER"):
@@ -47,8 +48,6 @@ def gather(workdir: Path, root: Path, main: str) -> dict[str, str]:
     rules = []
     role_names = set()
     try:
-        from supervisor.store import Store
-
         store = Store.open(root)
         for w in workers:
             row = store.worker(w)
@@ -59,7 +58,7 @@ def gather(workdir: Path, root: Path, main: str) -> dict[str, str]:
     except Exception:  # a review without the store still reviews the diff
         pass
     for role in sorted(role_names or {"worker"}):
-        text = _git(root, "show", f"{main}:roles/{role}.md")
+        text = repo.show_file(root, main, f"roles/{role}.md")
         if text:
             rules.append(f"## role {role}\n{text}")
     delta_texts = []
@@ -83,10 +82,13 @@ def review(material: dict[str, str], *, model: str, base_url: str | None) -> Rev
         client = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=3)
     else:
         client = anthropic.Anthropic(auth_token=key, base_url=base_url, max_retries=3)
-    prompt = (f"# Delta\n{material['deltas'] or '(no delta: judge against the role rules)'}\n\n"
-              f"# Role rules\n{material['rules']}\n\n# Diff\n```diff\n{material['diff']}\n```")  # fmt: skip
-    msg = client.messages.create(model=model, max_tokens=1500, system=SYSTEM,
-                                 messages=[{"role": "user", "content": prompt}])  # fmt: skip
+    prompt = (
+        f"# Delta\n{material['deltas'] or '(no delta: judge against the role rules)'}\n\n"
+        f"# Role rules\n{material['rules']}\n\n# Diff\n```diff\n{material['diff']}\n```"
+    )
+    msg = client.messages.create(
+        model=model, max_tokens=1500, system=SYSTEM, messages=[{"role": "user", "content": prompt}]
+    )
     text = "".join(getattr(b, "text", "") for b in msg.content)
     m = re.search(r"\{.*\}", text, re.S)
     try:
@@ -101,9 +103,6 @@ def review(material: dict[str, str], *, model: str, base_url: str | None) -> Rev
 
 def main(workdir: Path) -> int:
     """Run as a check: print the review, exit 0 on pass (or an allowed skip), 1 on fail."""
-    from supervisor import config as configmod
-    from supervisor.factory import find_root
-
     required = os.environ.get("FAC_CHECK_REQUIRED") == "1"
     if not api_key():
         print(

@@ -1,10 +1,12 @@
 """tmux, wrapped once: sessions, windows, panes and text delivery.
 
 Every call honours `FAC_TMUX_SOCKET` (a `tmux -L` socket name), so tests and several factories
-never touch the user's default server. Commands run as `tmux` subprocesses (what libtmux does
-underneath) because importing libtmux costs more than a whole `fac spawn`'s tmux work; its object
-API stays at hand as `Tmux.server` for code that wants it. Text reaches a pane through a named
-tmux buffer (`load-buffer` from stdin, then `paste-buffer`), never by putting it on a command line.
+never touch the user's default server. `Tmux` runs `tmux` subprocesses (what libtmux does
+underneath): importing libtmux costs more than a whole `fac spawn`'s tmux work, so the CLI's hot
+paths never import it. `LiveTmux` is the same server through libtmux's object model, for processes that
+run for hours and pay that import once (the supervisor and its dashboard, the test suite). Text
+reaches a pane through a named tmux buffer (`load-buffer` from stdin, then `paste-buffer`), never by
+putting it on a command line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 from supervisor.errors import FacError
 
 if TYPE_CHECKING:
-    import libtmux
+    import libtmux  # imported for real only by `LiveTmux`, the long-lived processes' view
 
 MIN_TMUX = (3, 0)  # new-window/respawn-pane -e
 
@@ -130,18 +132,46 @@ _PANE_FORMAT = "\t".join(
 )
 
 
+def _pane_info(
+    session: str,
+    window_id: str,
+    window_name: str,
+    pane_id: str,
+    pid: str,
+    dead: str,
+    status: str,
+    signal: str,
+    command: str,
+) -> PaneInfo:
+    """A pane as tmux formats it (every field a string, empty when unset)."""
+    is_dead = dead == "1"
+    # tmux marks a pane dead at the pty's end of file and learns the exit status only when it
+    # reaps the process: an empty status with no signal means "not known yet", never 0.
+    code = int(status) if status else None
+    sig = int(signal) if signal else None
+    if is_dead and code is None and sig is None and pid:
+        # Ask the kernel: a zombie tmux has not reaped yet still holds its exit status, and a
+        # process that closed its terminal but runs on is not dead at all.
+        is_dead, code, sig = _proc_end(int(pid))
+    return PaneInfo(
+        session=session,
+        window_id=window_id,
+        window_name=window_name,
+        pane_id=pane_id,
+        pane_pid=int(pid or 0),
+        dead=is_dead,
+        dead_status=code,
+        dead_signal=sig,
+        current_command=command,
+    )
+
+
 class Tmux:
     """One tmux server (the one named by FAC_TMUX_SOCKET, or the default)."""
 
     def __init__(self, socket: str | None = None) -> None:
         require_tmux()
         self.socket = socket if socket is not None else socket_name()
-
-    @functools.cached_property
-    def server(self) -> libtmux.Server:
-        import libtmux
-
-        return libtmux.Server(socket_name=self.socket)
 
     def run(self, *commands: list[str]) -> TmuxResult:
         """Run one or more tmux commands in a single invocation (joined with tmux's ";")."""
@@ -176,11 +206,30 @@ class Tmux:
         fmt = "#{window_id}\t#{pane_id}"
         placeholder = ["sleep", "86400"]
         # Try the common case (the session exists) first: one tmux call instead of two.
-        res = self.run(["new-window", "-d", "-P", "-F", fmt, "-t", f"={session}:", "-n", name, "-c", cwd,
-                        *placeholder])  # fmt: skip
+        res = self.run(
+            ["new-window", "-d", "-P", "-F", fmt, "-t", f"={session}:", "-n", name, "-c", cwd, *placeholder]
+        )
         if res.returncode != 0 and not self.has_session(session):
-            res = self.run(["new-session", "-d", "-P", "-F", fmt, "-s", session, "-n", name, "-c", cwd,
-                            "-x", "220", "-y", "50", *placeholder])  # fmt: skip
+            res = self.run(
+                [
+                    "new-session",
+                    "-d",
+                    "-P",
+                    "-F",
+                    fmt,
+                    "-s",
+                    session,
+                    "-n",
+                    name,
+                    "-c",
+                    cwd,
+                    "-x",
+                    "220",
+                    "-y",
+                    "50",
+                    *placeholder,
+                ]
+            )
         if res.returncode != 0 or not res.stdout:
             raise TmuxError(f"tmux new-window failed: {' '.join(res.stderr).strip()}")
         window_id, pane_id = res.stdout[0].split("\t")
@@ -233,35 +282,8 @@ class Tmux:
         if not self.has_session(session):
             return []
         res = self.run(["list-panes", "-s", "-t", f"={session}", "-F", _PANE_FORMAT])
-        infos = []
-        for line in res.stdout:
-            parts = line.split("\t")
-            if len(parts) != 9:
-                continue
-            s, wid, wname, pid_, ppid, dead, status, signal, cmd = parts
-            is_dead = dead == "1"
-            # tmux marks a pane dead at the pty's end of file and learns the exit status only when it
-            # reaps the process: an empty status with no signal means "not known yet", never 0.
-            code = int(status) if status else None
-            sig = int(signal) if signal else None
-            if is_dead and code is None and sig is None and ppid:
-                # Ask the kernel: a zombie tmux has not reaped yet still holds its exit status, and a
-                # process that closed its terminal but runs on is not dead at all.
-                is_dead, code, sig = _proc_end(int(ppid))
-            infos.append(
-                PaneInfo(
-                    session=s,
-                    window_id=wid,
-                    window_name=wname,
-                    pane_id=pid_,
-                    pane_pid=int(ppid or 0),
-                    dead=is_dead,
-                    dead_status=code,
-                    dead_signal=sig,
-                    current_command=cmd,
-                )
-            )
-        return infos
+        rows = (line.split("\t") for line in res.stdout)
+        return [_pane_info(*parts) for parts in rows if len(parts) == 9]
 
     def kill_window(self, target: str) -> None:
         self.run(["kill-window", "-t", target])
@@ -290,3 +312,55 @@ class Tmux:
         if os.environ.get("TMUX"):
             return [*self._argv(), "switch-client", "-t", window_id]
         return [*self._argv(), "attach-session", "-t", f"={session}", ";", "select-window", "-t", window_id]
+
+
+class LiveTmux(Tmux):
+    """The same server through libtmux's objects, for a process that lives long enough to pay the import once.
+
+    It answers what `Tmux` answers (the same `PaneInfo`s) and adds what only a long-lived watcher
+    wants: the text on a pane, whether the server runs, and stopping it.
+    """
+
+    def __init__(self, socket: str | None = None) -> None:
+        super().__init__(socket)
+        import libtmux
+
+        self.server: libtmux.Server = libtmux.Server(socket_name=self.socket)
+
+    def panes(self, session: str) -> list[PaneInfo]:
+        """Every pane of `session` (empty when the session, or the server, does not exist)."""
+        found = self.server.sessions.filter(session_name=session)
+        if not found:
+            return []
+        return [
+            _pane_info(
+                p.session_name or session,
+                p.window_id or "",
+                p.window_name or "",
+                p.pane_id or "",
+                p.pane_pid or "",
+                p.pane_dead or "",
+                p.pane_dead_status or "",
+                p.pane_dead_signal or "",
+                p.pane_current_command or "",
+            )
+            for p in found[0].panes
+        ]
+
+    def capture(self, target: str, start: int = -2000) -> list[str] | None:
+        """The lines on a pane (a pane id, a window id or session:window) and up to `-start` lines of its
+        history, wrapped lines joined; None when tmux has no such target."""
+        res = self.server.cmd("capture-pane", "-p", "-J", "-t", target, "-S", str(start))
+        return list(res.stdout) if res.returncode == 0 else None
+
+    def running(self) -> bool:
+        """Whether the server answers; a server that cannot be asked is taken to be running."""
+        res = self.server.cmd("list-sessions")
+        if res.returncode == 0:
+            return True
+        err = " ".join(res.stderr)
+        return not ("no server running" in err or "error connecting" in err)
+
+    def kill_server(self) -> None:
+        if self.running():
+            self.server.kill()

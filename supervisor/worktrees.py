@@ -1,8 +1,7 @@
-"""Worker worktrees: `.fac/worktrees/<worker>` on branch `fac/<worker>`.
+"""Worker worktrees: `.fac/worktrees/<worker>` on branch `fac/<worker>`, and throw-away detached ones.
 
-Creating and removing them is on `fac spawn`'s hot path, so those run `git` directly (see repo.py);
-importing GitPython alone would cost more than the `git worktree add` it wraps. GitPython serves
-the questions that are not hot, such as whether a worktree is dirty.
+Every question goes to `git` through repo.py: these run in short `fac` commands (spawn, submit,
+kill --rm), where importing GitPython alone would cost more than the `git` call it wraps.
 """
 
 from __future__ import annotations
@@ -34,13 +33,6 @@ def branch_for(worker: str) -> str:
     return f"{BRANCH_PREFIX}{worker}"
 
 
-def _repo(root: Path):
-    repo.require_git()  # GitPython raises ImportError, with a traceback, when git is missing
-    import git
-
-    return git.Repo(root)
-
-
 def add(root: Path, path: Path, branch: str, base: str) -> None:
     """Create `branch` at `base` and check it out in a new worktree at `path`."""
     if repo.rev_parse(root, base) is None:
@@ -67,7 +59,8 @@ def is_dirty(path: Path) -> bool:
     """Uncommitted changes (tracked or untracked) in a worktree."""
     if not path.exists():
         return False
-    return _repo(path).is_dirty(untracked_files=True)
+    repo.require_git()  # a missing git is a FacError with the fix, not a traceback
+    return repo.is_dirty(path)
 
 
 def remove(root: Path, path: Path, branch: str | None) -> str | None:

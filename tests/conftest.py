@@ -1,6 +1,7 @@
 """Fixtures for fac's tests: a private tmux server per test, a hermetic environment, a real factory.
 
-Every test gets its own tmux socket (FAC_TMUX_SOCKET), so nothing ever reaches the user's default
+Every test gets its own tmux server (libtmux, through `supervisor.tmux.LiveTmux`, on a unique
+socket exported as FAC_TMUX_SOCKET, killed in teardown), so nothing ever reaches the user's default
 tmux server, and an environment with no FAC_* variables, no TMUX, an empty HOME and a fixed git
 identity, so the suite behaves the same inside a worker's pane, inside tmux and on a fresh machine.
 Helpers (run_fac, wait_for, capture_pane, ...) live in helpers.py.
@@ -15,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import server_running, tmux, wait_for
+from helpers import wait_for
+
+from supervisor.tmux import LiveTmux
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "fac tests",
@@ -53,14 +56,23 @@ def tmux_socket_path(socket: str) -> Path:
 
 
 @pytest.fixture
-def tmux_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private tmux server name, exported as FAC_TMUX_SOCKET; the server is gone after the test."""
+def tmux_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveTmux]:
+    """A private tmux server (libtmux's `Server` on a unique socket, exported as FAC_TMUX_SOCKET),
+    killed in teardown."""
     socket = f"fac-test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("FAC_TMUX_SOCKET", socket)
-    yield socket
-    tmux(socket, "kill-server")
-    wait_for(lambda: not server_running(socket), timeout=5, message=f"tmux server {socket} to exit")
+    server = LiveTmux(socket)
+    yield server
+    server.kill_server()
+    wait_for(lambda: not server.running(), timeout=5, message=f"tmux server {socket} to exit")
     tmux_socket_path(socket).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def tmux_socket(tmux_server: LiveTmux) -> str:
+    """The private tmux server's socket name (`tmux -L NAME`)."""
+    assert tmux_server.socket
+    return tmux_server.socket
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import git as gitpython
+
+from supervisor.tmux import LiveTmux
+
 T = TypeVar("T")
 
 FAC = [sys.executable, "-m", "supervisor"]
@@ -94,25 +98,23 @@ def tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
 
 
+def tmux_live(socket: str) -> LiveTmux:
+    """The private server `socket` through libtmux (never the default one)."""
+    assert socket, "refusing to talk to the default tmux server"
+    return LiveTmux(socket)
+
+
 def capture_pane(socket: str, target: str) -> str:
     """The text of a pane (a pane id like %3, a window id like @1, or session:window)."""
-    proc = tmux(socket, "capture-pane", "-p", "-J", "-t", target, "-S", "-2000")
-    return proc.stdout if proc.returncode == 0 else ""
+    lines = tmux_live(socket).capture(target)
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def window_names(socket: str, session: str | None = None) -> list[str]:
     """Names of the windows of `session` (all sessions when None); [] when there is no server."""
-    args = ["list-windows", "-F", "#{window_name}"]
-    args += ["-t", f"={session}"] if session else ["-a"]
-    proc = tmux(socket, *args)
-    return proc.stdout.split() if proc.returncode == 0 else []
-
-
-def server_running(socket: str) -> bool:
-    proc = tmux(socket, "list-sessions")
-    if proc.returncode == 0:
-        return True
-    return not ("no server running" in proc.stderr or "error connecting" in proc.stderr)
+    server = tmux_live(socket).server
+    sessions = server.sessions.filter(session_name=session) if session else server.sessions
+    return [w.window_name or "" for s in sessions for w in s.windows]
 
 
 def git(cwd: str | os.PathLike[str], *args: str, check: bool = True) -> str:
@@ -124,7 +126,8 @@ def git(cwd: str | os.PathLike[str], *args: str, check: bool = True) -> str:
 
 
 def branches(root: Path) -> list[str]:
-    return git(root, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+    """The repository's branches, read through GitPython's object model (the suite imports it once)."""
+    return sorted(head.name for head in gitpython.Repo(root).heads)
 
 
 def spawn(root: Path, name: str, cmd: str = "sleep 600", *extra: str, role: str = "worker") -> dict[str, Any]:

@@ -21,8 +21,9 @@ from queue_helpers import (
     submit,
 )
 
-from supervisor import deltas, guards, specs
+from supervisor import deltas, guards, repo, specs
 from supervisor.factory import Factory
+from supervisor.specs import deltafiles
 
 SUT = "system-under-construction"
 SPEC = "specs/current/textstats.md"
@@ -199,8 +200,8 @@ def test_a_branch_that_breaks_a_spec_link_is_red_with_the_spec_line(factory: Pat
 
 def test_the_factory_exemption_is_narrow(factory: Path) -> None:
     main = git(factory, "rev-parse", "main")
-    specs_only = deltas.build_commit(factory, main, {SPEC: "# empty\n"}, "specs only")
-    sneaky = deltas.build_commit(factory, main, {SPEC: "# empty\n", f"{SUT}/x.py": "x = 1\n"}, "sneaky")
+    specs_only = repo.build_commit(factory, main, {SPEC: "# empty\n"}, "specs only")
+    sneaky = repo.build_commit(factory, main, {SPEC: "# empty\n", f"{SUT}/x.py": "x = 1\n"}, "sneaky")
 
     assert guards.factory_guards(factory, main, specs_only).ok
     report = guards.factory_guards(factory, main, sneaky)
@@ -226,9 +227,9 @@ def test_the_fold_replaces_removes_and_adds_statements(tmp_path: Path) -> None:
         "- A MUST hold twice. {#a}\n- D MUST hold. [check: tests]\n"
     )
     (tmp_path / "specs/deltas/0004-change-things.md").write_text(delta)
-    d = deltas.parse("specs/deltas/0004-change-things.md", delta)
+    d = deltafiles.parse("specs/deltas/0004-change-things.md", delta)
 
-    out = deltas.fold_changes(specs.DirSource(tmp_path), d)
+    out = deltafiles.fold_changes(specs.DirSource(tmp_path), d)
 
     assert out[SPEC] == (
         "# T\n\n- A MUST hold twice. {#a}\n- B MUST hold,\n  over two lines. {#b}\n\n"

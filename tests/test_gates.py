@@ -132,3 +132,10 @@ def test_llm_review_asks_the_model_and_turns_its_verdict_into_the_check(
         fake.add(turn(text('{"verdict": "pass", "review": "small and tested"}')))
         report = fac_json("check", "--worker", "w1", "--stage", "gate", cwd=factory, env=env)
         assert next(r for r in report["results"] if r["name"] == "review")["ok"]
+
+
+def test_llm_review_reports_a_diff_git_cannot_make_instead_of_passing_it_as_empty(tmp_path: Path) -> None:
+    from supervisor import repo, review
+
+    with pytest.raises(repo.GitError, match="git diff"):
+        review.gather(tmp_path, tmp_path, "main")  # not a repository: there is no change to judge

@@ -1,4 +1,4 @@
-"""How fac tells how a pane's process ended when tmux does not know yet."""
+"""How fac tells how a pane's process ended when tmux does not know yet, and its libtmux view of a server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 
 from helpers import wait_for
 
-from supervisor.tmux import _proc_end
+from supervisor.tmux import LiveTmux, Tmux, _proc_end
 
 
 def _zombie(argv: list[str]) -> subprocess.Popen[bytes]:
@@ -34,3 +34,23 @@ def test_a_zombie_tells_its_exit_status_and_a_live_process_is_not_dead() -> None
         for p in (exited, clean, killed, alive):
             p.wait()
     assert _proc_end(exited.pid) == (True, None, None)  # reaped: only tmux can say now
+
+
+def test_the_libtmux_view_sees_the_same_panes_as_the_subprocess_one(tmux_server: LiveTmux) -> None:
+    raw = Tmux(tmux_server.socket)
+    _, live_pane = raw.new_window("s1", "alive", "/", ["sleep", "600"], {})
+    _, dead_pane = raw.new_window("s1", "ended", "/", ["sh", "-c", "echo bye from the pane; exit 3"], {})
+    wait_for(lambda: [p for p in raw.panes("s1") if p.pane_id == dead_pane and p.settled], 10, "the exit")
+
+    assert tmux_server.panes("s1") == raw.panes("s1")
+    by_name = {p.window_name: p for p in tmux_server.panes("s1")}
+    assert by_name["alive"].pane_id == live_pane and not by_name["alive"].dead
+    assert by_name["ended"].dead and by_name["ended"].dead_status == 3
+    assert "bye from the pane" in "\n".join(tmux_server.capture(dead_pane) or [])
+    assert tmux_server.panes("no-such-session") == [] and tmux_server.capture("%999") is None
+
+
+def test_the_libtmux_view_of_a_server_that_is_not_running(tmux_server: LiveTmux) -> None:
+    assert not tmux_server.running()
+    assert tmux_server.panes("s1") == []
+    tmux_server.kill_server()  # nothing to stop: no error

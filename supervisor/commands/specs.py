@@ -162,13 +162,13 @@ def state(ref: str | None, as_json: bool) -> None:
     A statement is pass (its linked checks pass on main), fail (one fails: that is drift), or
     unverified (no check). Check results are cached per tree: an unchanged main runs nothing.
     """
-    from supervisor import state as statemod
+    from supervisor import drift
 
-    data = statemod.build(find_factory(), ref)
+    data = drift.build(find_factory(), ref)
     if as_json:
         echo_json(data)
     else:
-        click.echo(statemod.render(data))
+        click.echo(drift.render(data))
     if not data["ok"]:
         sys.exit(EXIT_FAILED)
 

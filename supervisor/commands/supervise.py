@@ -19,8 +19,10 @@ def supervise(no_dashboard: bool) -> None:
     when main is red, pulls waiting tasks under the WIP limit, and shows the dashboard.
     """
     from supervisor.daemon import Supervisor
+    from supervisor.tmux import LiveTmux
 
     fac = find_factory()
+    fac.tmux = LiveTmux()  # it runs for hours: libtmux's objects, imported once
     if no_dashboard or not sys.stdout.isatty():
         Supervisor(fac, say=timestamped).run()
         return

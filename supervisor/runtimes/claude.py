@@ -103,15 +103,11 @@ class ClaudeRuntime:
 
 def _exclude(worktree: Path, pattern: str) -> None:
     """Keep fac's files for Claude out of `git add -A` (the scope guard would reject them)."""
-    import subprocess
+    from supervisor import repo
 
-    out = subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=worktree, capture_output=True,
-                         text=True)  # fmt: skip
-    if out.returncode != 0:
+    path = repo.git_path(worktree, "info/exclude")
+    if path is None:
         return
-    path = Path(out.stdout.strip())
-    if not path.is_absolute():
-        path = worktree / path
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
     if pattern not in existing.splitlines():
