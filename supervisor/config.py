@@ -138,7 +138,7 @@ def _stage(v: Any) -> tuple[str, ...]:
 def _kind(v: Any) -> str:
     if v not in CHECK_KINDS:
         raise ValueError('"deterministic" or "judgment"')
-    return v
+    return str(v)
 
 
 def _env(v: Any) -> tuple[tuple[str, str], ...]:

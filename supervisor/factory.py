@@ -6,10 +6,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor import config as configmod
 from supervisor.errors import FacError
 from supervisor.tmux import Tmux
+
+if TYPE_CHECKING:  # sqlite3 is imported only by commands that open the store
+    from supervisor.store import Store, Worker
 
 WORKTREES = Path(".fac") / "worktrees"
 GITIGNORE_LINE = ".fac/"
@@ -171,7 +175,7 @@ class Factory:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._config: configmod.Config | None = None
-        self._store = None
+        self._store: Store | None = None
         self._tmux: Tmux | None = None
 
     @classmethod
@@ -185,7 +189,7 @@ class Factory:
         return self._config
 
     @property
-    def store(self):  # -> supervisor.store.Store
+    def store(self) -> Store:
         if self._store is None:
             from supervisor.store import Store
 
@@ -193,7 +197,7 @@ class Factory:
             self._store = Store.open(self.root)
         return self._store
 
-    def worker(self, name: str):  # -> supervisor.store.Worker
+    def worker(self, name: str) -> Worker:
         """The stored worker `name`, or the one error every command gives for a name it does not know."""
         w = self.store.worker(name)
         if w is None:

@@ -15,10 +15,8 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from supervisor import checks, deltas, gate, line, locks, repo
+from supervisor import checks, deltas, gate, line, locks, repo, wake
 from supervisor.checks import Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -26,29 +24,6 @@ from supervisor.queue import candidates, planner, screening
 from supervisor.queue.candidates import Candidate
 from supervisor.queue.outcomes import Outcomes
 from supervisor.store import QueueEntry
-
-
-def _watch_store(fac_dir: Path) -> tuple[Any, Any]:
-    """An Event set whenever a file directly in `.fac/` changes (the store's WAL on every commit)."""
-    import threading
-
-    wake = threading.Event()
-    try:
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        class Poke(FileSystemEventHandler):
-            def on_any_event(self, event: Any) -> None:
-                if not str(getattr(event, "src_path", "")).endswith(("-shm", ".lock")):
-                    wake.set()
-
-        observer = Observer()
-        observer.schedule(Poke(), str(fac_dir), recursive=False)
-        observer.daemon = True
-        observer.start()
-    except Exception:  # no inotify here (limits, odd file systems): poll instead
-        return None, None
-    return wake, observer
 
 
 class QueueLocked(FacError):
@@ -119,22 +94,24 @@ class MergeQueue:
         try:
             self.recover()
             self.say(f"merge queue on {self.fac.main}: max batch {self.max_batch}, retries {self.retries}")
-            wake, observer = (None, None) if once else _watch_store(self.fac.fac_dir)
+            # A submit writes the store (its WAL in .fac/): inotify wakes the idle queue at once.
+            watcher = None if once else wake.watch([self.fac.fac_dir])
+            if watcher is not None and not watcher.active:
+                self.say(f"no inotify ({watcher.reason}): polling the store every 0.2 s instead")
             try:
                 while not (should_stop and should_stop()):
                     if self.step():
                         continue
                     if once:
                         break
-                    # Idle: a submit writes the store, inotify wakes us; the 2 s tick is a safety net.
-                    if wake is not None:
-                        wake.wait(2.0)
-                        wake.clear()
+                    if watcher is not None and watcher.active:
+                        watcher.event.wait(2.0)  # the 2 s tick is a safety net
+                        watcher.event.clear()
                     else:
                         time.sleep(0.2)
             finally:
-                if observer is not None:
-                    observer.stop()
+                if watcher is not None:
+                    watcher.stop()
         finally:
             self.unlock()
         return self.stats

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from supervisor.factory import Factory
+from supervisor.model import EntryState
 
 
 def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
-    states = None if all_entries else ("queued", "testing", "held", "red", "conflict", "merged")
+    shown: tuple[EntryState, ...] = ("queued", "testing", "held", "red", "conflict", "merged")
+    states = None if all_entries else shown
     rows = []
     for e in fac.store.queue(states):
         v = e.verdict or {}
