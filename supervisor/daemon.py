@@ -21,8 +21,8 @@ from supervisor import andon, line, locks, messages, repo, restart_policy, tasks
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.hooks import workers_state
+from supervisor.model import Worker
 from supervisor.restart_policy import Action
-from supervisor.store import Worker
 from supervisor.tmux import PaneInfo
 
 # States in which the supervisor leaves a worker's process alone.

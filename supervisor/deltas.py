@@ -24,6 +24,7 @@ from typing import Any
 from supervisor import checks, observations, repo, specs
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.model import QueueEntry
 from supervisor.specs import DELTAS, GitSource, LintError, Source
 from supervisor.specs.deltafiles import (
     ASSIGNABLE,
@@ -38,7 +39,6 @@ from supervisor.specs.deltafiles import (
     slugify,
     with_meta,
 )
-from supervisor.store import QueueEntry
 
 FACTORY = "factory"  # the queue's name for the factory's own entries (a reserved worker name)
 MAX_FOLDS = 3  # fold attempts before a delta waits for a human

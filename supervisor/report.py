@@ -13,7 +13,7 @@ import statistics
 from typing import Any
 
 from supervisor.factory import Factory
-from supervisor.store import Event
+from supervisor.model import Event
 
 VERDICTS = ("merged", "red", "conflict")
 

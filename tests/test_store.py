@@ -135,10 +135,13 @@ def test_many_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path
         assert (root / ".fac" / ".gitignore").read_text() == "*\n"
 
 
-def test_an_old_store_upgrades_in_place_and_keeps_the_check_caches_three_kinds_of_record(tmp_path: Path) -> None:
+def test_an_old_store_upgrades_in_place_and_keeps_the_check_caches_three_kinds_of_record(
+    tmp_path: Path,
+) -> None:
     # A state.db as fac wrote it at schema version 3: one check_cache for gate verdicts, test
     # counts ('collect:<check>') and per-check observations ('state:<suite>:<check>').
-    from supervisor.store import MIGRATIONS, _statements
+    from supervisor.store.schema import MIGRATIONS
+    from supervisor.store.schema import statements as _statements
 
     path = tmp_path / ".fac" / "state.db"
     path.parent.mkdir(parents=True)
@@ -168,7 +171,9 @@ def test_an_old_store_upgrades_in_place_and_keeps_the_check_caches_three_kinds_o
     assert store.observation("t1", "suitehash", "tests") == (True, "fine", {"t::a": "passed"})
     assert store.observation("t1", "suitehash", "lint:strict") == (False, "bad", None)
     # check_cache keeps only the gate's verdicts now
-    assert [tuple(r) for r in store.db.execute("SELECT tree, suite FROM check_cache")] == [("t1", "suitehash")]
+    assert [tuple(r) for r in store.db.execute("SELECT tree, suite FROM check_cache")] == [
+        ("t1", "suitehash")
+    ]
     w = store.worker("w1")
     assert w is not None and w.state == "queued"
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import repo
-from supervisor.store import QueueEntry
+from supervisor.model import QueueEntry
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from supervisor import andon, line, messages, repo
 from supervisor.checks import Verdict
 from supervisor.factory import Factory
 from supervisor.mainline import move_main
+from supervisor.model import QueueEntry
 from supervisor.queue.candidates import Candidate
-from supervisor.store import QueueEntry
 
 
 class Outcomes:

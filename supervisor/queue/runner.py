@@ -20,10 +20,10 @@ from supervisor import checks, deltas, gate, line, locks, repo, wake
 from supervisor.checks import Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.model import QueueEntry
 from supervisor.queue import candidates, planner, screening
 from supervisor.queue.candidates import Candidate
 from supervisor.queue.outcomes import Outcomes
-from supervisor.store import QueueEntry
 
 
 class QueueLocked(FacError):

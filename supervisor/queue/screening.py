@@ -13,7 +13,7 @@ from supervisor import config as configmod
 from supervisor import deltas, guards, repo, roles, specs
 from supervisor.errors import FacError
 from supervisor.factory import Factory
-from supervisor.store import QueueEntry
+from supervisor.model import QueueEntry
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import IO, Any
 from supervisor import andon, hooks, messages
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.model import Message
 from supervisor.runtimes.anthropic.client import (
     BACKOFF_MAX,
     MAX_OUTPUT_TOKENS,
@@ -34,7 +35,6 @@ from supervisor.runtimes.anthropic.client import (
 from supervisor.runtimes.anthropic.conversation import Conversation, text
 from supervisor.runtimes.anthropic.tools import HOW, TOOLS, Tools
 from supervisor.runtimes.anthropic.transcript import Transcript, flush_tty, quiet_tty
-from supervisor.store import Message
 
 
 class Stop(Exception):
@@ -341,7 +341,7 @@ class Agent:
         return self._inbox_blocks(got)
 
     def _submission_open(self) -> bool:
-        from supervisor.store import QUEUE_OPEN
+        from supervisor.model import ENTRY_OPEN as QUEUE_OPEN
 
         return any(e.worker == self.worker for e in self.fac.store.queue(QUEUE_OPEN))
 

@@ -1,0 +1,136 @@
+"""The connection every part of the store shares: WAL, short write transactions, migrations, events."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from supervisor.model import Event
+from supervisor.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
+
+
+class _Unset(enum.Enum):
+    UNSET = 0
+
+
+UNSET = _Unset.UNSET  # "leave this column as it is" (None is a value: it writes NULL)
+
+
+class Connection:
+    """A connection to `.fac/state.db` and the helpers every record's methods share."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout=60000")
+        self._enable_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _enable_wal(self) -> None:
+        # Switching a fresh database to WAL takes an exclusive lock without waiting on the busy
+        # handler, so several `fac` processes opening a new store at once can see "locked": retry.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; the write lock is taken at BEGIN, not at first write."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                from supervisor.errors import FacError
+
+                raise FacError(
+                    f"{self.path} has schema version {version}, newer than this fac ({SCHEMA_VERSION})",
+                    hint="upgrade fac (pip install -U fac)",
+                )
+            for i in range(version, SCHEMA_VERSION):
+                for stmt in statements(MIGRATIONS[i]):
+                    db.execute(stmt)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap way to wait for news."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    # --- events ---
+
+    def event(
+        self,
+        kind: str,
+        worker: str | None = None,
+        correlation: str | None = None,
+        db: sqlite3.Connection | None = None,
+        **payload: Any,
+    ) -> None:
+        stmt = "INSERT INTO events (ts, kind, worker, correlation, payload) VALUES (?, ?, ?, ?, ?)"
+        args = (time.time(), kind, worker, correlation, json.dumps(payload, default=str))
+        if db is not None:
+            db.execute(stmt, args)
+        else:
+            with self.tx() as conn:
+                conn.execute(stmt, args)
+
+    def events(self, *, worker: str | None = None, after: int = 0, limit: int | None = None) -> list[Event]:
+        sql = "SELECT * FROM events WHERE id > ?"
+        args: list[Any] = [after]
+        if worker:
+            sql += " AND worker = ?"
+            args.append(worker)
+        sql += " ORDER BY id"
+        if limit:
+            newest = f"{sql[: -len(' ORDER BY id')]} ORDER BY id DESC LIMIT {int(limit)}"
+            sql = f"SELECT * FROM ({newest}) ORDER BY id"
+        return [
+            Event(r["id"], r["ts"], r["kind"], r["worker"], r["correlation"], json.loads(r["payload"]))
+            for r in self.db.execute(sql, args)
+        ]
+
+    @contextmanager
+    def _within(self, db: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
+        """The caller's transaction when it passes one, else a short one of its own."""
+        if db is not None:
+            yield db
+        else:
+            with self.tx() as conn:
+                yield conn
+
+    def _update(
+        self, db: sqlite3.Connection, table: str, key: str, value: object, fields: dict[str, Any]
+    ) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        db.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?", [*fields.values(), value])
+
+
+def _given(**fields: object) -> dict[str, Any]:
+    """The keyword arguments a caller passed (not UNSET): the columns to write."""
+    return {k: v for k, v in fields.items() if v is not UNSET}
