@@ -61,8 +61,11 @@ def one_run(base: Path, sock: str) -> dict[str, float]:
             time.sleep(0.02)
         MergeQueue(fac).run(once=True)
         while True:
-            dead = subprocess.run(["tmux", "-L", sock, "display-message", "-p", "-t", res["pane"], "#{pane_dead}"],
-                                  capture_output=True, text=True).stdout.strip()  # fmt: skip
+            dead = subprocess.run(
+                ["tmux", "-L", sock, "display-message", "-p", "-t", res["pane"], "#{pane_dead}"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             if dead == "1":
                 break
             time.sleep(0.02)

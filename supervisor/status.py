@@ -80,9 +80,16 @@ def render(data: dict[str, Any]) -> str:
         lines.append('no workers: start one with `fac spawn worker --cmd "..."`')
     else:
         rows = [
-            [w["name"], w["role"], w["branch"], w["state"], w["process"], w["window"] or "-",
-             (w["head"] or "")[:8]]
+            [
+                w["name"],
+                w["role"],
+                w["branch"],
+                w["state"],
+                w["process"],
+                w["window"] or "-",
+                (w["head"] or "")[:8],
+            ]
             for w in ws
-        ]  # fmt: skip
+        ]
         lines.append(table(rows, ["WORKER", "ROLE", "BRANCH", "STATE", "PROCESS", "WINDOW", "HEAD"]))
     return "\n".join(lines)
