@@ -34,7 +34,10 @@ SUT = "system-under-construction"
 CODE = (
     "from textstats import words\n\n\ndef unique_words(text: str) -> int:\n    return len(set(words(text)))\n"
 )
-TEST = 'from textstats.unique import unique_words\n\n\ndef test_unique_words():\n    assert unique_words("a b A") == 2\n'
+TEST = (
+    "from textstats.unique import unique_words\n\n\n"
+    'def test_unique_words():\n    assert unique_words("a b A") == 2\n'
+)
 
 
 def turns() -> list[dict]:

@@ -232,11 +232,13 @@ def main() -> int:
     verdict = "ok" if s["ratio"] <= SPAWN_GOAL else "over the goal"
     print(f"        ratio {s['ratio']:.2f}x (goal <= {SPAWN_GOAL}x: {verdict})")
     print(
-        f"        of which git worktree add: fac {s['fac_worktree_add_ms']:.1f} ms, raw {s['raw_worktree_add_ms']:.1f} ms;"
+        f"        of which git worktree add: fac {s['fac_worktree_add_ms']:.1f} ms,"
+        f" raw {s['raw_worktree_add_ms']:.1f} ms;"
         f" fac's own overhead {s['fac_overhead_ms']:.1f} ms"
     )
     print(
-        f"        CPU time (user+sys, all processes): fac {s['fac_cpu_ms']:.1f} ms, raw {s['raw_cpu_ms']:.1f} ms"
+        f"        CPU time (user+sys, all processes): fac {s['fac_cpu_ms']:.1f} ms,"
+        f" raw {s['raw_cpu_ms']:.1f} ms"
     )
     for name, r in result["start"].items():
         extra = "" if name == "python -c pass" else f"  {r['ratio']:.2f}x (goal <= {START_GOAL}x)"

@@ -95,7 +95,7 @@ fix() {
   say "fixed: no rounding; checking before I resubmit"; fac check && git commit -qam "average_word_length: do not round" && fac submit
 }
 wait_verdict
-'''
+'''  # noqa: E501 (bash source run verbatim by the demo agent; the value stays byte-identical)
 
 CAROL = r'''
 say "task: $FAC_TASK"
@@ -399,7 +399,8 @@ def render(result: DemoResult, keep: bool) -> str:
         lines += [
             "",
             "the factory is still running:",
-            f"  tmux -L {result.socket} attach -t {result.session}     # windows: supervisor, merge-queue, agents",
+            f"  tmux -L {result.socket} attach -t {result.session}"
+            "     # windows: supervisor, merge-queue, agents",
             f"  cd {result.root} && FAC_TMUX_SOCKET={result.socket} fac status",
             f"  stop it: cd {result.root} && FAC_TMUX_SOCKET={result.socket} fac down",
         ]

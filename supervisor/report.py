@@ -119,10 +119,12 @@ def render(data: dict[str, Any]) -> str:
 
     lines = [
         f"merged tasks: {data['merged']}   lead time p50: {s(data['lead_time_p50'])}   "
-        f"flow efficiency: {pct(data['flow_efficiency'])}   first-pass yield: {pct(data['first_pass_yield'])}",
+        f"flow efficiency: {pct(data['flow_efficiency'])}   "
+        f"first-pass yield: {pct(data['first_pass_yield'])}",
         f"rework rounds: {data['rework_rounds']}   queue wait p50/p95: {s(data['queue_wait_p50'])} / "
         f"{s(data['queue_wait_p95'])} over {data['verdicts']} verdicts",
-        f"line stops: {data['line_stops']}   stopped for {s(data['line_stopped_seconds'])}   MTTR: {s(data['mttr'])}",
+        f"line stops: {data['line_stops']}   stopped for {s(data['line_stopped_seconds'])}   "
+        f"MTTR: {s(data['mttr'])}",
     ]
     if data["tasks"]:
         rows = [

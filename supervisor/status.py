@@ -43,9 +43,9 @@ def checkout_state(fac: Factory) -> dict[str, Any]:
         behind = int(repo.git(fac.root, "rev-list", "--count", f"{head}..{main}") or 0)
         state["behind_main"] = behind
         state["note"] = (
-            f"main moved ahead of your checkout by {behind} commit(s) while you had local edits in files it "
-            f"changed; your checkout is detached at {head[:10]} with your edits intact: commit or stash them, "
-            f"then `git checkout {fac.main}`"
+            f"main moved ahead of your checkout by {behind} commit(s) while you had local edits in files "
+            f"it changed; your checkout is detached at {head[:10]} with your edits intact: commit or "
+            f"stash them, then `git checkout {fac.main}`"
         )
     return state
 
@@ -62,8 +62,8 @@ def render(data: dict[str, Any]) -> str:
     ]
     if not data.get("main_sha"):
         lines.append(
-            f"warning: branch {data['main']} does not exist: set [factory] main in factory.toml to the branch "
-            "the queue guards"
+            f"warning: branch {data['main']} does not exist: set [factory] main in factory.toml "
+            "to the branch the queue guards"
         )
     ln = data["line"]
     if ln["state"] == "stopped":

@@ -30,7 +30,8 @@ def add(
         # caught here, not when the supervisor pulls the task and its spawn fails
         raise FacError(
             f"a task for role {role!r} runs the command runtime and needs a command",
-            hint='pass --cmd "bash ./agent.sh" (run in the worker\'s worktree), or --runtime claude|anthropic',
+            hint='pass --cmd "bash ./agent.sh" (run in the worker\'s worktree),'
+            " or --runtime claude|anthropic",
         )
     with fac.store.tx() as db:
         tid = fac.store.add_task(text, role, delta, runtime, command, db)

@@ -145,7 +145,9 @@ def test_a_red_main_stops_the_line_and_a_fix_restarts_it(factory: Path) -> None:
     commit(
         fix_wt,
         {
-            "system-under-construction/tests/test_broken.py": "def test_main_is_broken():\n    assert 'main' != 'green'\n"
+            "system-under-construction/tests/test_broken.py": (
+                "def test_main_is_broken():\n    assert 'main' != 'green'\n"
+            )
         },
         "fix main",
     )
@@ -262,7 +264,8 @@ def test_32_processes_submitting_reading_and_hooking_at_once_lose_no_update(fact
                 "--norc",
                 "--noprofile",
                 "-c",
-                "fac submit --worker $W >/dev/null && fac hook stop --worker $W && fac inbox --worker $W >/dev/null",
+                "fac submit --worker $W >/dev/null && fac hook stop --worker $W"
+                " && fac inbox --worker $W >/dev/null",
             ],
             cwd=factory,
             env={**os.environ, "W": n, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"},
@@ -287,7 +290,8 @@ def test_32_processes_submitting_reading_and_hooking_at_once_lose_no_update(fact
 
 def test_auto_fix_spawns_a_fixer_whose_fix_restarts_the_line(factory: Path) -> None:
     fix = (
-        "printf 'def test_main_is_broken():\\n    assert True\\n' > system-under-construction/tests/test_broken.py"
+        "printf 'def test_main_is_broken():\\n    assert True\\n'"
+        " > system-under-construction/tests/test_broken.py"
         " && git commit -qam 'fix main' && fac submit"
     )
     configure(factory, f'[supervisor]\nauto_fix = true\nfixer_command = "{fix}"\n')
