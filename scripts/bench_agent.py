@@ -34,7 +34,10 @@ SUT = "system-under-construction"
 CODE = (
     "from textstats import words\n\n\ndef unique_words(text: str) -> int:\n    return len(set(words(text)))\n"
 )
-TEST = 'from textstats.unique import unique_words\n\n\ndef test_unique_words():\n    assert unique_words("a b A") == 2\n'
+TEST = (
+    "from textstats.unique import unique_words\n\n\n"
+    'def test_unique_words():\n    assert unique_words("a b A") == 2\n'
+)
 
 
 def turns() -> list[dict]:
@@ -61,8 +64,11 @@ def one_run(base: Path, sock: str) -> dict[str, float]:
             time.sleep(0.02)
         MergeQueue(fac).run(once=True)
         while True:
-            dead = subprocess.run(["tmux", "-L", sock, "display-message", "-p", "-t", res["pane"], "#{pane_dead}"],
-                                  capture_output=True, text=True).stdout.strip()  # fmt: skip
+            dead = subprocess.run(
+                ["tmux", "-L", sock, "display-message", "-p", "-t", res["pane"], "#{pane_dead}"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             if dead == "1":
                 break
             time.sleep(0.02)

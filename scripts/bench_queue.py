@@ -175,9 +175,14 @@ def register_and_submit(fac: Factory, branches: list[tuple[str, str, str]], *, r
             for worker, branch, _sha in branches:
                 wt = fac.worktree_path(worker)
                 fac.store.add_worker(
-                    db, name=worker, role="worker", runtime="command", branch=branch, worktree=str(wt),
+                    db,
+                    name=worker,
+                    role="worker",
+                    runtime="command",
+                    branch=branch,
+                    worktree=str(wt),
                     state="working",
-                )  # fmt: skip
+                )
     for worker, branch, sha in branches:
         fac.store.enqueue(worker, branch, sha, None)
 
@@ -220,9 +225,17 @@ def queue_once(
         elif e.state != "merged":
             other[e.state] = other.get(e.state, 0) + 1
     return Run(
-        round(makespan, 2), stats["check_runs"], stats["cache_hits"], stats["merged"], stats["red"],
-        stats["flaky"], false_rej, culprits_rej, len(t.failing), other,
-    )  # fmt: skip
+        round(makespan, 2),
+        stats["check_runs"],
+        stats["cache_hits"],
+        stats["merged"],
+        stats["red"],
+        stats["flaky"],
+        false_rej,
+        culprits_rej,
+        len(t.failing),
+        other,
+    )
 
 
 def last_entry_id(fac: Factory) -> int:
@@ -320,18 +333,37 @@ def goal_for(name: str, row: dict) -> str:
 
 
 def table(rows: list[dict], t: float, samples: list[float]) -> str:
-    head = ("scen", "serial s", "default s", "ser runs", "def runs", "false rej s/d", "culprits s/d",
-            "ser/def", "floor s", "def/floor", "goal")  # fmt: skip
+    head = (
+        "scen",
+        "serial s",
+        "default s",
+        "ser runs",
+        "def runs",
+        "false rej s/d",
+        "culprits s/d",
+        "ser/def",
+        "floor s",
+        "def/floor",
+        "goal",
+    )
     lines = [head]
     for r in rows:
         s, d = r["serial"], r["default"]
-        lines.append((
-            r["scenario"], f"{s['makespan']:.1f}", f"{d['makespan']:.1f}", str(s["check_runs"]),
-            str(d["check_runs"]), f"{s['false_rejections']}/{d['false_rejections']}",
-            f"{s['culprits_rejected']}/{d['culprits_rejected']} of {d['culprits']}",
-            f"{r['ratio']:.1f}x", "-" if r["floor"] is None else f"{r['floor']:.1f}",
-            "-" if r["default_vs_floor"] is None else f"{r['default_vs_floor']:.2f}x", r["goal"],
-        ))  # fmt: skip
+        lines.append(
+            (
+                r["scenario"],
+                f"{s['makespan']:.1f}",
+                f"{d['makespan']:.1f}",
+                str(s["check_runs"]),
+                str(d["check_runs"]),
+                f"{s['false_rejections']}/{d['false_rejections']}",
+                f"{s['culprits_rejected']}/{d['culprits_rejected']} of {d['culprits']}",
+                f"{r['ratio']:.1f}x",
+                "-" if r["floor"] is None else f"{r['floor']:.1f}",
+                "-" if r["default_vs_floor"] is None else f"{r['default_vs_floor']:.2f}x",
+                r["goal"],
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))

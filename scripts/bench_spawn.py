@@ -63,8 +63,12 @@ def bench_env(tmp: Path, socket: str) -> dict[str, str]:
     # Measure fac as installed: with cached bytecode, even where the environment disables it.
     if env.pop("PYTHONDONTWRITEBYTECODE", None):
         env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    for var, value in (("GIT_AUTHOR_NAME", "bench"), ("GIT_AUTHOR_EMAIL", "bench@fac.invalid"),
-                       ("GIT_COMMITTER_NAME", "bench"), ("GIT_COMMITTER_EMAIL", "bench@fac.invalid")):  # fmt: skip
+    for var, value in (
+        ("GIT_AUTHOR_NAME", "bench"),
+        ("GIT_AUTHOR_EMAIL", "bench@fac.invalid"),
+        ("GIT_COMMITTER_NAME", "bench"),
+        ("GIT_COMMITTER_EMAIL", "bench@fac.invalid"),
+    ):
         env.setdefault(var, value)
     return env
 
@@ -162,10 +166,16 @@ def main() -> int:
                 samples.append(timed(lambda fn=fn, n=n: fn(n), cpu))
                 git_samples.append(worktree_add_seconds(traces / f"{kind}-{n}.json"))
 
-        starts: dict[str, list[float]] = {"python -c pass": [], "python -m supervisor --version": [],
-                                          "fac --version": []}  # fmt: skip
-        argvs = {"python -c pass": [py, "-c", "pass"], "python -m supervisor --version": [py, "-m", "supervisor",
-                 "--version"], "fac --version": [fac_script, "--version"]}  # fmt: skip
+        starts: dict[str, list[float]] = {
+            "python -c pass": [],
+            "python -m supervisor --version": [],
+            "fac --version": [],
+        }
+        argvs = {
+            "python -c pass": [py, "-c", "pass"],
+            "python -m supervisor --version": [py, "-m", "supervisor", "--version"],
+            "fac --version": [fac_script, "--version"],
+        }
         for argv in argvs.values():
             run(argv, env)  # warm up
         for _ in range(max(args.runs, 3) * 3):
@@ -206,7 +216,7 @@ def main() -> int:
         "start": {
             name: {"ms": round(median_ms(s), 1), "ratio": round(median_ms(s) / base, 2)}
             for name, s in starts.items()
-        },  # fmt: skip
+        },
         "start_goal": START_GOAL,
         "bytecode_cached": True,
         "load_average": [round(load_before, 2), round(load_after, 2)],
@@ -221,10 +231,14 @@ def main() -> int:
     print(f"        git worktree add + tmux new-window      {s['raw_ms']:7.1f} ms")
     verdict = "ok" if s["ratio"] <= SPAWN_GOAL else "over the goal"
     print(f"        ratio {s['ratio']:.2f}x (goal <= {SPAWN_GOAL}x: {verdict})")
-    print(f"        of which git worktree add: fac {s['fac_worktree_add_ms']:.1f} ms, raw {s['raw_worktree_add_ms']:.1f} ms;"
-          f" fac's own overhead {s['fac_overhead_ms']:.1f} ms")  # fmt: skip
     print(
-        f"        CPU time (user+sys, all processes): fac {s['fac_cpu_ms']:.1f} ms, raw {s['raw_cpu_ms']:.1f} ms"
+        f"        of which git worktree add: fac {s['fac_worktree_add_ms']:.1f} ms,"
+        f" raw {s['raw_worktree_add_ms']:.1f} ms;"
+        f" fac's own overhead {s['fac_overhead_ms']:.1f} ms"
+    )
+    print(
+        f"        CPU time (user+sys, all processes): fac {s['fac_cpu_ms']:.1f} ms,"
+        f" raw {s['raw_cpu_ms']:.1f} ms"
     )
     for name, r in result["start"].items():
         extra = "" if name == "python -c pass" else f"  {r['ratio']:.2f}x (goal <= {START_GOAL}x)"

@@ -36,8 +36,11 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def capture(sock: str, target: str) -> str:
-    return subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-J", "-t", target, "-S", "-200"],
-                          capture_output=True, text=True).stdout  # fmt: skip
+    return subprocess.run(
+        ["tmux", "-L", sock, "capture-pane", "-p", "-J", "-t", target, "-S", "-200"],
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def routing_latency(root: Path, sock: str, samples: int) -> list[float]:
@@ -137,8 +140,10 @@ def main() -> int:
         finally:
             subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
     print()
-    print(f"routing latency over {len(lat)} red verdicts: median {statistics.median(lat) * 1000:.0f} ms, "
-          f"max {max(lat) * 1000:.0f} ms   (goal < 1000 ms)")  # fmt: skip
+    print(
+        f"routing latency over {len(lat)} red verdicts: median {statistics.median(lat) * 1000:.0f} ms, "
+        f"max {max(lat) * 1000:.0f} ms   (goal < 1000 ms)"
+    )
     for name, pct in cpu.items():
         print(f"idle CPU of the {name} with {args.workers} workers: {pct:.2f}% of a core   (goal < 1%)")
     return 0

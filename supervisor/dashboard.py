@@ -9,10 +9,20 @@ from supervisor import line, tasks
 from supervisor.factory import Factory
 
 STATE_STYLE = {
-    "working": "green", "idle": "cyan", "queued": "blue", "testing": "blue", "merged": "bold green",
-    "done": "dim green", "red": "bold red", "conflict": "bold yellow", "needs-human": "bold magenta",
-    "crashed": "red", "stopped": "dim", "waiting-for-check": "blue", "waiting-for-permission": "magenta",
-}  # fmt: skip
+    "working": "green",
+    "idle": "cyan",
+    "queued": "blue",
+    "testing": "blue",
+    "merged": "bold green",
+    "done": "dim green",
+    "red": "bold red",
+    "conflict": "bold yellow",
+    "needs-human": "bold magenta",
+    "crashed": "red",
+    "stopped": "dim",
+    "waiting-for-check": "blue",
+    "waiting-for-permission": "magenta",
+}
 
 
 def snapshot(fac: Factory) -> dict[str, Any]:
@@ -42,19 +52,30 @@ def render(data: dict[str, Any]) -> Any:
 
     ln = data["line"]
     if ln["state"] == "stopped":
-        head = Text(f"LINE STOPPED since {time.strftime('%H:%M:%S', time.localtime(ln['since']))}: {ln['reason']}",
-                    style="bold white on red")  # fmt: skip
+        head = Text(
+            f"LINE STOPPED since {time.strftime('%H:%M:%S', time.localtime(ln['since']))}: {ln['reason']}",
+            style="bold white on red",
+        )
     else:
         head = Text("line running", style="bold green")
     q = data["queue"]
-    head.append(f"   main {str(data.get('main_sha') or '')[:10]}   queue {q['queued']} queued, {q['testing']} testing"
-                f"   WIP {sum(1 for w in data['workers'] if w['state'] not in tasks.FINISHED)}/{data['wip_limit']}")  # fmt: skip
+    head.append(
+        f"   main {str(data.get('main_sha') or '')[:10]}   queue {q['queued']} queued, {q['testing']} testing"
+        f"   WIP {sum(1 for w in data['workers'] if w['state'] not in tasks.FINISHED)}/{data['wip_limit']}"
+    )
     table = Table(expand=True, show_edge=False)
     for col in ("worker", "role", "state", "process", "branch", "last verdict", "restarts"):
         table.add_column(col)
     for w in data["workers"]:
-        table.add_row(w["name"], w["role"], Text(w["state"], style=STATE_STYLE.get(w["state"], "")), w["process"],
-                      w["branch"], data["last_verdict"].get(w["name"], ""), str(w.get("restarts", 0)))  # fmt: skip
+        table.add_row(
+            w["name"],
+            w["role"],
+            Text(w["state"], style=STATE_STYLE.get(w["state"], "")),
+            w["process"],
+            w["branch"],
+            data["last_verdict"].get(w["name"], ""),
+            str(w.get("restarts", 0)),
+        )
     parts: list[Any] = [head, table]
     questions = [(w["name"], w["question"]) for w in data["workers"] if w.get("question")]
     if questions:

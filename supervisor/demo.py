@@ -95,7 +95,7 @@ fix() {
   say "fixed: no rounding; checking before I resubmit"; fac check && git commit -qam "average_word_length: do not round" && fac submit
 }
 wait_verdict
-'''
+'''  # noqa: E501 (bash source run verbatim by the demo agent; the value stays byte-identical)
 
 CAROL = r'''
 say "task: $FAC_TASK"
@@ -152,7 +152,7 @@ def erin_turns() -> list[dict[str, Any]]:
             text("words() gives lower-cased words; longest_word builds on it. Writing it with a test."),
             tool("write_file", path=f"{SUT}/textstats/longest.py", content=LONGEST),
             tool("write_file", path=f"{SUT}/tests/test_longest.py", content=TEST_LONGEST),
-        ),  # fmt: skip
+        ),
         turn(text("Running the fast checks before I submit."), tool("check")),
         turn(text("Green. Submitting."), tool("submit", message="Add longest_word")),
     ]
@@ -172,15 +172,27 @@ class DemoResult:
     flow: dict[str, Any] = field(default_factory=dict)  # `fac report`: flow metrics and tokens
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "root": str(self.root), "socket": self.socket, "session": self.session,
-                "seconds": round(self.seconds, 1), "workers": self.workers, "main_log": self.main_log,
-                "stats": self.stats, "problems": self.problems, "flow": self.flow}  # fmt: skip
+        return {
+            "ok": self.ok,
+            "root": str(self.root),
+            "socket": self.socket,
+            "session": self.session,
+            "seconds": round(self.seconds, 1),
+            "workers": self.workers,
+            "main_log": self.main_log,
+            "stats": self.stats,
+            "problems": self.problems,
+            "flow": self.flow,
+        }
 
 
 def run(
-    directory: Path | None = None, *, keep: bool = False, timeout: float = 240.0,
+    directory: Path | None = None,
+    *,
+    keep: bool = False,
+    timeout: float = 240.0,
     say: Callable[[str], None] = print,
-) -> DemoResult:  # fmt: skip
+) -> DemoResult:
     from supervisor import session, workers
     from supervisor.factory import Factory
 
@@ -234,8 +246,19 @@ def _start_fake_api(scripts: Path) -> subprocess.Popen[bytes]:
     script, port_file = scripts / "erin-model.json", scripts / "fake-anthropic.port"
     script.write_text(json.dumps({"key": DEFAULT_KEY, "turns": erin_turns()}, indent=1), encoding="utf-8")
     log = open(scripts / "fake-anthropic.log", "wb")  # noqa: SIM115  (the child keeps it)
-    proc = subprocess.Popen([sys.executable, "-m", "supervisor.fake_anthropic", "--script", str(script),
-                             "--port-file", str(port_file)], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "supervisor.fake_anthropic",
+            "--script",
+            str(script),
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     log.close()
     deadline = time.monotonic() + 30
     while not port_file.is_file():
@@ -286,8 +309,10 @@ def _story(ev: Any) -> str | None:
     if ev.kind == "conflict":
         return f"{ev.worker}: CONFLICT in {', '.join(p.get('paths', []))}; routed to {ev.worker}"
     if ev.kind == "agent-turn":
-        return (f"{ev.worker}: model turn {p['turn']} through the anthropic client "
-                f"({p['tokens_in'] + p['tokens_out']:,} tokens, {p['stop_reason']})")  # fmt: skip
+        return (
+            f"{ev.worker}: model turn {p['turn']} through the anthropic client "
+            f"({p['tokens_in'] + p['tokens_out']:,} tokens, {p['stop_reason']})"
+        )
     if ev.kind == "flaky":
         return f"{ev.worker}: a check failed once and passed on retry (flaky)"
     return None
@@ -316,8 +341,10 @@ def _summary(fac: Any, sock: str, seconds: float, problems: list[str]) -> DemoRe
     # process done.
     ended = {v["name"]: (v["submissions"][-1:] or ["nothing submitted"])[0] for v in views}
     if any(s != "merged" for s in ended.values()) or any(v["state"] not in ("merged", "done") for v in views):
-        problems.append("not every agent ended merged: " + ", ".join(
-            f"{v['name']}={v['state']} ({ended[v['name']]})" for v in views))  # fmt: skip
+        problems.append(
+            "not every agent ended merged: "
+            + ", ".join(f"{v['name']}={v['state']} ({ended[v['name']]})" for v in views)
+        )
     if ended.get("erin") != "merged":
         problems.append("erin (the anthropic runtime) should have merged")
     if not any(v["name"] == "erin" and v["tokens"] > 0 for v in views):
@@ -347,15 +374,19 @@ def render(result: DemoResult, keep: bool) -> str:
     from supervisor.text import table
 
     lines = ["", "main after the demo:", *[f"  {line}" for line in result.main_log.splitlines()], ""]
-    rows = [[w["name"], w["runtime"], w["state"], " -> ".join(w["submissions"]), f"{w['tokens']:,}", w["process"]]
-            for w in result.workers]  # fmt: skip
+    rows = [
+        [w["name"], w["runtime"], w["state"], " -> ".join(w["submissions"]), f"{w['tokens']:,}", w["process"]]
+        for w in result.workers
+    ]
     lines.append(
         table(rows, ["AGENT", "RUNTIME", "STATE", "SUBMISSIONS (oldest first)", "TOKENS", "PROCESS"])
     )
     s = result.stats
     lines.append("")
-    lines.append(f"{s['check_runs']} gate runs, {s['cache_hits']} answered from the cache, "
-                 f"{s['tokens']:,} model tokens (erin, against the bundled fake API), {result.seconds:.0f}s in all")  # fmt: skip
+    lines.append(
+        f"{s['check_runs']} gate runs, {s['cache_hits']} answered from the cache, "
+        f"{s['tokens']:,} model tokens (erin, against the bundled fake API), {result.seconds:.0f}s in all"
+    )
     if result.flow:
         from supervisor import report
 
@@ -368,7 +399,8 @@ def render(result: DemoResult, keep: bool) -> str:
         lines += [
             "",
             "the factory is still running:",
-            f"  tmux -L {result.socket} attach -t {result.session}     # windows: supervisor, merge-queue, agents",
+            f"  tmux -L {result.socket} attach -t {result.session}"
+            "     # windows: supervisor, merge-queue, agents",
             f"  cd {result.root} && FAC_TMUX_SOCKET={result.socket} fac status",
             f"  stop it: cd {result.root} && FAC_TMUX_SOCKET={result.socket} fac down",
         ]

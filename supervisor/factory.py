@@ -90,7 +90,8 @@ def init(target: Path, *, sample: bool = False) -> InitReport:
         if inside and Path(inside).resolve() != target:
             raise FacError(
                 f"{target} is inside the git repository {inside}",
-                hint=f"run `fac init {inside}` to make that repository a factory, or pick a directory outside it",
+                hint=f"run `fac init {inside}` to make that repository a factory,"
+                " or pick a directory outside it",
             )
         repo.git(target, "init", "-q", "-b", "main")
         report.new_repo = True

@@ -232,8 +232,10 @@ def _validate(body: Any) -> str | None:
         results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
         missing = [x for x in ids if x not in results]
         if missing:
-            return (f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks immediately "
-                    f"after: {', '.join(map(str, missing))}")  # fmt: skip
+            return (
+                f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks immediately "
+                f"after: {', '.join(map(str, missing))}"
+            )
         kinds = [b.get("type") for b in blocks]
         if kinds[: len(results)] != ["tool_result"] * len(results):
             return f"messages.{i + 1}: tool_result blocks must come first in the user message"

@@ -55,8 +55,12 @@ def scope_violations(paths: list[str], writable: tuple[str, ...]) -> list[str]:
 
 
 def protected_violations(paths: list[str]) -> list[str]:
-    return [p for p in paths if any(p == x.rstrip("/") or p.startswith(x) for x in PROTECTED if x.endswith("/"))
-            or p in [x for x in PROTECTED if not x.endswith("/")]]  # fmt: skip
+    return [
+        p
+        for p in paths
+        if any(p == x.rstrip("/") or p.startswith(x) for x in PROTECTED if x.endswith("/"))
+        or p in [x for x in PROTECTED if not x.endswith("/")]
+    ]
 
 
 def weakening_lines(diff: str) -> list[str]:
@@ -129,9 +133,13 @@ def _result(name: str, problems: list[str], fix: str) -> CheckResult:
         return CheckResult(name=name, ok=True, exit_code=0, duration=0.0, feedback="", tail="")
     shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
     return CheckResult(
-        name=name, ok=False, exit_code=1, duration=0.0,
-        feedback="\n".join([*shown, f"fix: {fix}"]), tail="",
-    )  # fmt: skip
+        name=name,
+        ok=False,
+        exit_code=1,
+        duration=0.0,
+        feedback="\n".join([*shown, f"fix: {fix}"]),
+        tail="",
+    )
 
 
 def branch_guards(root: Path, main: str, head: str, writable: tuple[str, ...]) -> GuardReport:
@@ -169,7 +177,7 @@ def branch_guards(root: Path, main: str, head: str, writable: tuple[str, ...]) -
                 [f"{h}  (adds a skip/xfail/deselect)" for h in weak] + [f"{t}: test removed" for t in gone],
                 "keep every test and fix the code instead; a human can change tests through a delta",
             ),
-        ]  # fmt: skip
+        ]
     )
 
 

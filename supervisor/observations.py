@@ -43,7 +43,6 @@ class Observation:
         }
 
 
-
 def record(
     fac: Factory,
     tree: str,

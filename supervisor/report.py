@@ -62,9 +62,16 @@ def compute(events: list[Event]) -> dict[str, Any]:
             continue
         lead = merged[w] - t0
         waiting = min(lead, waiting_by_worker.get(w, 0.0))
-        tasks.append({"worker": w, "lead_time": round(lead, 3), "active": round(lead - waiting, 3),
-                      "waiting": round(waiting, 3), "flow_efficiency": round((lead - waiting) / lead, 3) if lead else None,
-                      "rework_rounds": rework.get(w, 0)})  # fmt: skip
+        tasks.append(
+            {
+                "worker": w,
+                "lead_time": round(lead, 3),
+                "active": round(lead - waiting, 3),
+                "waiting": round(waiting, 3),
+                "flow_efficiency": round((lead - waiting) / lead, 3) if lead else None,
+                "rework_rounds": rework.get(w, 0),
+            }
+        )
     n = len(tasks)
     return {
         "tasks": tasks,
@@ -93,8 +100,11 @@ def _r(v: float | None) -> float | None:
 
 def build(fac: Factory) -> dict[str, Any]:
     data = compute(fac.store.events())
-    data["tokens"] = {w.name: {"in": w.tokens_in, "out": w.tokens_out, "cost": round(w.cost, 4)}
-                      for w in fac.store.workers() if w.tokens_in or w.tokens_out}  # fmt: skip
+    data["tokens"] = {
+        w.name: {"in": w.tokens_in, "out": w.tokens_out, "cost": round(w.cost, 4)}
+        for w in fac.store.workers()
+        if w.tokens_in or w.tokens_out
+    }
     return data
 
 
@@ -109,14 +119,25 @@ def render(data: dict[str, Any]) -> str:
 
     lines = [
         f"merged tasks: {data['merged']}   lead time p50: {s(data['lead_time_p50'])}   "
-        f"flow efficiency: {pct(data['flow_efficiency'])}   first-pass yield: {pct(data['first_pass_yield'])}",
+        f"flow efficiency: {pct(data['flow_efficiency'])}   "
+        f"first-pass yield: {pct(data['first_pass_yield'])}",
         f"rework rounds: {data['rework_rounds']}   queue wait p50/p95: {s(data['queue_wait_p50'])} / "
         f"{s(data['queue_wait_p95'])} over {data['verdicts']} verdicts",
-        f"line stops: {data['line_stops']}   stopped for {s(data['line_stopped_seconds'])}   MTTR: {s(data['mttr'])}",
+        f"line stops: {data['line_stops']}   stopped for {s(data['line_stopped_seconds'])}   "
+        f"MTTR: {s(data['mttr'])}",
     ]
     if data["tasks"]:
-        rows = [[t["worker"], s(t["lead_time"]), s(t["active"]), s(t["waiting"]), pct(t["flow_efficiency"]),
-                 str(t["rework_rounds"])] for t in data["tasks"]]  # fmt: skip
+        rows = [
+            [
+                t["worker"],
+                s(t["lead_time"]),
+                s(t["active"]),
+                s(t["waiting"]),
+                pct(t["flow_efficiency"]),
+                str(t["rework_rounds"]),
+            ]
+            for t in data["tasks"]
+        ]
         lines += ["", table(rows, ["TASK (WORKER)", "LEAD", "ACTIVE", "WAITING", "EFFICIENCY", "REWORK"])]
     if data.get("tokens"):
         rows = [[w, str(t["in"]), str(t["out"]), f"${t['cost']:.4f}"] for w, t in data["tokens"].items()]

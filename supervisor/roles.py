@@ -70,8 +70,10 @@ def parse(path: Path, text: str) -> Role:
         raise FacError(f"{where}: max_instances must be an integer >= 0 (0: no limit)")
     permission_mode = meta.get("permission_mode")
     if permission_mode is not None and permission_mode not in PERMISSION_MODES:
-        raise FacError(f"{where}: permission_mode {permission_mode!r} is unknown",
-                       hint=f"use one of: {', '.join(PERMISSION_MODES)}")  # fmt: skip
+        raise FacError(
+            f"{where}: permission_mode {permission_mode!r} is unknown",
+            hint=f"use one of: {', '.join(PERMISSION_MODES)}",
+        )
     description = meta.get("description", "")
     if not isinstance(description, str):
         raise FacError(f"{where}: description must be a string")

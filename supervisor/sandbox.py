@@ -59,8 +59,24 @@ class Sandbox:
                 binds += ["--bind", p, p]
             # No tmpfs over /tmp: the tree under test may live there. Callers pass a private TMPDIR.
             # A new pid namespace: the sandboxed command cannot read other processes' environments.
-            return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-pid", "--proc", "/proc", *binds,
-                    "--unshare-net", "--die-with-parent", "--chdir", str(cwd), "--", *argv]  # fmt: skip
+            return [
+                "bwrap",
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--unshare-pid",
+                "--proc",
+                "/proc",
+                *binds,
+                "--unshare-net",
+                "--die-with-parent",
+                "--chdir",
+                str(cwd),
+                "--",
+                *argv,
+            ]
         if self.kind == "container":
             assert self.engine and self.image
             mounts: list[str] = []
@@ -89,8 +105,23 @@ def _bwrap_works() -> str | None:
     exe = shutil.which("bwrap")
     if not exe:
         return None
-    probe = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net",
-                            "--die-with-parent", "true"], capture_output=True, text=True)  # fmt: skip
+    probe = subprocess.run(
+        [
+            exe,
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--unshare-net",
+            "--die-with-parent",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         return None
     ver = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
@@ -115,8 +146,9 @@ def _image(engine: str, root: Path) -> str | None:
     have = subprocess.run([engine, "image", "inspect", tag], capture_output=True)
     if have.returncode == 0:
         return tag
-    built = subprocess.run([engine, "build", "-q", "-t", tag, "-f", str(cf), str(root)], capture_output=True,
-                           timeout=1800)  # fmt: skip
+    built = subprocess.run(
+        [engine, "build", "-q", "-t", tag, "-f", str(cf), str(root)], capture_output=True, timeout=1800
+    )
     return tag if built.returncode == 0 else None
 
 
@@ -134,12 +166,16 @@ def detect(root: Path) -> Sandbox:
         if engine and image:
             return Sandbox("container", f"{engine} image {image}", engine, image)
         if forced == "container":
-            raise FacError("FAC_SANDBOX=container but no container engine answers or the image does not build",
-                           hint="start docker or podman, or unset FAC_SANDBOX")  # fmt: skip
+            raise FacError(
+                "FAC_SANDBOX=container but no container engine answers or the image does not build",
+                hint="start docker or podman, or unset FAC_SANDBOX",
+            )
     ver = _bwrap_works()
     if ver:
         return Sandbox("bwrap", ver)
     if forced == "bwrap":
-        raise FacError("FAC_SANDBOX=bwrap but bubblewrap is not installed or cannot run here",
-                       hint="apt-get install -y bubblewrap, or unset FAC_SANDBOX")  # fmt: skip
+        raise FacError(
+            "FAC_SANDBOX=bwrap but bubblewrap is not installed or cannot run here",
+            hint="apt-get install -y bubblewrap, or unset FAC_SANDBOX",
+        )
     return NONE

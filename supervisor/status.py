@@ -43,9 +43,9 @@ def checkout_state(fac: Factory) -> dict[str, Any]:
         behind = int(repo.git(fac.root, "rev-list", "--count", f"{head}..{main}") or 0)
         state["behind_main"] = behind
         state["note"] = (
-            f"main moved ahead of your checkout by {behind} commit(s) while you had local edits in files it "
-            f"changed; your checkout is detached at {head[:10]} with your edits intact: commit or stash them, "
-            f"then `git checkout {fac.main}`"
+            f"main moved ahead of your checkout by {behind} commit(s) while you had local edits in files "
+            f"it changed; your checkout is detached at {head[:10]} with your edits intact: commit or "
+            f"stash them, then `git checkout {fac.main}`"
         )
     return state
 
@@ -62,8 +62,8 @@ def render(data: dict[str, Any]) -> str:
     ]
     if not data.get("main_sha"):
         lines.append(
-            f"warning: branch {data['main']} does not exist: set [factory] main in factory.toml to the branch "
-            "the queue guards"
+            f"warning: branch {data['main']} does not exist: set [factory] main in factory.toml "
+            "to the branch the queue guards"
         )
     ln = data["line"]
     if ln["state"] == "stopped":
@@ -80,9 +80,16 @@ def render(data: dict[str, Any]) -> str:
         lines.append('no workers: start one with `fac spawn worker --cmd "..."`')
     else:
         rows = [
-            [w["name"], w["role"], w["branch"], w["state"], w["process"], w["window"] or "-",
-             (w["head"] or "")[:8]]
+            [
+                w["name"],
+                w["role"],
+                w["branch"],
+                w["state"],
+                w["process"],
+                w["window"] or "-",
+                (w["head"] or "")[:8],
+            ]
             for w in ws
-        ]  # fmt: skip
+        ]
         lines.append(table(rows, ["WORKER", "ROLE", "BRANCH", "STATE", "PROCESS", "WINDOW", "HEAD"]))
     return "\n".join(lines)

@@ -35,8 +35,10 @@ def submit(fac: Factory, name: str) -> Submission:
         )
     main = repo.rev_parse(fac.root, fac.main)
     if main and repo.is_ancestor(fac.root, head, main):
-        raise FacError(f"nothing to submit: {w.branch} has no commits that {fac.main} lacks",
-                       hint="commit your work first (git add -A && git commit -m '...')")  # fmt: skip
+        raise FacError(
+            f"nothing to submit: {w.branch} has no commits that {fac.main} lacks",
+            hint="commit your work first (git add -A && git commit -m '...')",
+        )
     dirty = worktrees.is_dirty(Path(w.worktree))
     qid, superseded = fac.store.enqueue(name, w.branch, head, w.delta)
     position = len(fac.store.queue(("queued", "testing")))

@@ -14,8 +14,15 @@ from supervisor.model import Task
 FINISHED = ("done", "merged", "stopped")
 
 
-def add(fac: Factory, text: str, *, role: str = "worker", runtime: str | None = None,
-        command: str | None = None, delta: str | None = None) -> int:  # fmt: skip
+def add(
+    fac: Factory,
+    text: str,
+    *,
+    role: str = "worker",
+    runtime: str | None = None,
+    command: str | None = None,
+    delta: str | None = None,
+) -> int:
     if not text.strip():
         raise FacError("the task is empty", hint='fac task add "what to build"')
     spec = roles.get(fac.root, role)
@@ -23,7 +30,8 @@ def add(fac: Factory, text: str, *, role: str = "worker", runtime: str | None = 
         # caught here, not when the supervisor pulls the task and its spawn fails
         raise FacError(
             f"a task for role {role!r} runs the command runtime and needs a command",
-            hint='pass --cmd "bash ./agent.sh" (run in the worker\'s worktree), or --runtime claude|anthropic',
+            hint='pass --cmd "bash ./agent.sh" (run in the worker\'s worktree),'
+            " or --runtime claude|anthropic",
         )
     with fac.store.tx() as db:
         tid = fac.store.add_task(text, role, delta, runtime, command, db)
@@ -119,8 +127,9 @@ def pull_deltas(fac: Factory, limit: int) -> list[dict[str, Any]]:
         if time.time() - _PULL_FAILED.get(v.id, 0.0) < PULL_RETRY:
             continue  # it failed a moment ago; the event log has why
         try:
-            res = workers.spawn(fac, "worker", task=f"Implement delta {v.id}: {v.delta.title}", command=command,
-                                delta=v.id)  # fmt: skip
+            res = workers.spawn(
+                fac, "worker", task=f"Implement delta {v.id}: {v.delta.title}", command=command, delta=v.id
+            )
         except FacError as e:
             _PULL_FAILED[v.id] = time.time()
             fac.store.event("delta-pull-failed", None, correlation=v.id, error=str(e))

@@ -139,9 +139,17 @@ def spawn(
         try:
             with store.tx() as db:
                 store.add_worker(
-                    db, name=name, role=role.name, runtime=runtime, branch=branch, worktree=str(worktree),
-                    state="starting", task=task, delta=delta, command=command,
-                )  # fmt: skip
+                    db,
+                    name=name,
+                    role=role.name,
+                    runtime=runtime,
+                    branch=branch,
+                    worktree=str(worktree),
+                    state="starting",
+                    task=task,
+                    delta=delta,
+                    command=command,
+                )
         except Exception as e:  # sqlite3.IntegrityError: a concurrent spawn took the name
             raise FacError(f"worker {name!r} already exists", hint="pick another name") from e
         undo.append(lambda: _delete_row(fac, name))
@@ -171,9 +179,18 @@ def spawn(
             if delta:
                 deltas.start(fac, delta, name, db)
             store.event(
-                "spawned", name, correlation=delta, db=db, role=role.name, runtime=runtime, branch=branch,
-                base=base_ref, window=window_id, pane=pane_id, task=task,
-            )  # fmt: skip
+                "spawned",
+                name,
+                correlation=delta,
+                db=db,
+                role=role.name,
+                runtime=runtime,
+                branch=branch,
+                base=base_ref,
+                window=window_id,
+                pane=pane_id,
+                task=task,
+            )
     except BaseException as e:
         for step in reversed(undo):
             try:
@@ -185,8 +202,16 @@ def spawn(
         except Exception:
             pass
         raise
-    return {"name": name, "role": role.name, "runtime": runtime, "branch": branch, "worktree": str(worktree),
-            "window": window_id, "pane": pane_id, "session": fac.session}  # fmt: skip
+    return {
+        "name": name,
+        "role": role.name,
+        "runtime": runtime,
+        "branch": branch,
+        "worktree": str(worktree),
+        "window": window_id,
+        "pane": pane_id,
+        "session": fac.session,
+    }
 
 
 def launch_for(fac: Factory, w: Any) -> tuple[list[str], dict[str, str]]:
@@ -197,8 +222,17 @@ def launch_for(fac: Factory, w: Any) -> tuple[list[str], dict[str, str]]:
     except FacError:
         prompt = ""
     context = fac.run_dir(w.name) / "context.md"
-    launch = Launch(w.name, w.role, Path(w.worktree), context, w.task, w.command, prompt, session_id=w.session_id,
-                    root=fac.root)  # fmt: skip
+    launch = Launch(
+        w.name,
+        w.role,
+        Path(w.worktree),
+        context,
+        w.task,
+        w.command,
+        prompt,
+        session_id=w.session_id,
+        root=fac.root,
+    )
     rt = get_runtime(w.runtime)
     return rt.argv(launch), pane_env(fac, w.name, w.role, w.branch, context, w.task)
 
@@ -219,8 +253,15 @@ def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
     else:
         window_id, pane_id = fac.tmux.new_window(fac.session, name, w.worktree, argv, env)
     with fac.store.tx() as db:
-        fac.store.update_worker(name, db=db, window_id=window_id, pane_id=pane_id, state="working",
-                                restarts=w.restarts + 1, next_restart=None)  # fmt: skip
+        fac.store.update_worker(
+            name,
+            db=db,
+            window_id=window_id,
+            pane_id=pane_id,
+            state="working",
+            restarts=w.restarts + 1,
+            next_restart=None,
+        )
         fac.store.event("restarted", name, db=db, reason=reason, restarts=w.restarts + 1, window=window_id)
     return {"name": name, "window": window_id, "pane": pane_id, "restarts": w.restarts + 1}
 
@@ -297,7 +338,7 @@ def views(fac: Factory) -> list[WorkerView]:
                 question=w.question,
                 delta=w.delta,
                 tokens=w.tokens_in + w.tokens_out,
-            )  # fmt: skip
+            )
         )
     return out
 

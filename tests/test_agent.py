@@ -180,8 +180,15 @@ def test_spawned_anthropic_worker_loops_to_merged_and_shows_its_transcript(
 
 
 def test_spawn_without_a_key_says_how_to_get_one(factory: Path) -> None:
-    proc = run_fac("spawn", "worker", "--runtime", "anthropic", "--name", "nokey",
-                   env={"ANTHROPIC_API_KEY": None, "ANTHROPIC_AUTH_TOKEN": None, "ANTHROPIC_BASE_URL": None})  # fmt: skip
+    proc = run_fac(
+        "spawn",
+        "worker",
+        "--runtime",
+        "anthropic",
+        "--name",
+        "nokey",
+        env={"ANTHROPIC_API_KEY": None, "ANTHROPIC_AUTH_TOKEN": None, "ANTHROPIC_BASE_URL": None},
+    )
     assert_usage_error(proc, "ANTHROPIC_API_KEY", "hint:")
     assert not Factory(factory).store.worker("nokey")
 
@@ -358,8 +365,15 @@ def test_inbox_messages_become_the_next_user_message_and_are_acknowledged(
     assert "# Role: worker" in system or "You are a worker" in system
     assert "`submit(message)`" in system
     assert [t["name"] for t in fake.requests[0]["tools"]] == [
-        "read_file", "write_file", "edit_file", "list_dir", "run", "check", "submit", "ask",
-    ]  # fmt: skip
+        "read_file",
+        "write_file",
+        "edit_file",
+        "list_dir",
+        "run",
+        "check",
+        "submit",
+        "ask",
+    ]
 
 
 def test_ask_waits_for_the_humans_answer_and_returns_it(factory: Path, fake: FakeAnthropic) -> None:

@@ -59,7 +59,8 @@ def _pytest_output(tmp_path: Path) -> tuple[str, int]:
         "def add(a, b):\n    return a - b\n\n\n"
         "def test_add():\n    assert add(2, 2) == 4\n\n\n"
         "def test_fine():\n    assert add(2, 0) == 2\n\n\n"
-        "class TestMore:\n    def test_negative(self):\n        assert add(-1, -1) == -2, 'negatives add up'\n"
+        "class TestMore:\n    def test_negative(self):\n"
+        "        assert add(-1, -1) == -2, 'negatives add up'\n"
     )
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],

@@ -44,11 +44,22 @@ def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def hook(root: Path, worker: str, event: str, payload: dict, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run the exact hook command from the worker's settings file, as Claude Code would (a shell)."""
     settings = json.loads((root / ".fac/worktrees" / worker / ".claude/settings.local.json").read_text())
-    name = {"session-start": "SessionStart", "prompt": "UserPromptSubmit", "stop": "Stop",
-            "notification": "Notification"}[event]  # fmt: skip
+    name = {
+        "session-start": "SessionStart",
+        "prompt": "UserPromptSubmit",
+        "stop": "Stop",
+        "notification": "Notification",
+    }[event]
     cmd = settings["hooks"][name][0]["hooks"][0]["command"]
-    return subprocess.run(cmd, shell=True, input=json.dumps(payload), capture_output=True, text=True,
-                          cwd=root / ".fac/worktrees" / worker, env={**os.environ, "FAC_ROOT": str(root)})  # fmt: skip
+    return subprocess.run(
+        cmd,
+        shell=True,
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        cwd=root / ".fac/worktrees" / worker,
+        env={**os.environ, "FAC_ROOT": str(root)},
+    )
 
 
 def test_spawn_without_claude_installed_says_how_to_install_it(factory: Path, tmp_path: Path) -> None:
@@ -68,8 +79,9 @@ def test_spawn_without_claude_installed_says_how_to_install_it(factory: Path, tm
 def test_spawned_claude_gets_context_permissions_hooks_and_reports_its_session(
     factory: Path, fake_claude: Path
 ) -> None:
-    res = fac_json("spawn", "worker", "--runtime", "claude", "--name", "c1", "--task", "Add char_count",
-                   cwd=factory)  # fmt: skip
+    res = fac_json(
+        "spawn", "worker", "--runtime", "claude", "--name", "c1", "--task", "Add char_count", cwd=factory
+    )
     wt = Path(res["worktree"])
     wait_for(
         lambda: (wt / "session-start-output.txt").exists(), 15, "the fake claude to run its SessionStart hook"
@@ -99,8 +111,12 @@ def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
     # A red verdict arrives while Claude is busy; Claude submits it as a prompt: that is the receipt.
     mid = fac_json("send", "c1", "[fac] RED: fix test_x", cwd=factory)["id"]
     prompt = f"# [fac] RED: fix test_x\n# (message {mid}: `fac inbox` shows it and counts as the receipt)"
-    out = hook(factory, "c1", "prompt", {"session_id": "sess-1234", "hook_event_name": "UserPromptSubmit",
-                                          "prompt": prompt})  # fmt: skip
+    out = hook(
+        factory,
+        "c1",
+        "prompt",
+        {"session_id": "sess-1234", "hook_event_name": "UserPromptSubmit", "prompt": prompt},
+    )
     assert out.returncode == 0, out.stderr
     assert store.message(mid).acked_at is not None
     assert store.worker("c1").state == "working"
@@ -124,8 +140,12 @@ def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
     out = hook(factory, "c1", "stop", stop)
     assert out.stdout.strip() == "" and store.worker("c1").state == "idle"
 
-    out = hook(factory, "c1", "notification", {"hook_event_name": "Notification",
-                                                "message": "Claude needs your permission to use Bash"})  # fmt: skip
+    out = hook(
+        factory,
+        "c1",
+        "notification",
+        {"hook_event_name": "Notification", "message": "Claude needs your permission to use Bash"},
+    )
     assert store.worker("c1").state == "waiting-for-permission"
 
     # A new session (a restart) is given the unread messages as context, and that is their receipt.

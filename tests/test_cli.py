@@ -170,8 +170,12 @@ def test_tmux_missing_is_reported_with_how_to_install_it(factory: Path, tmp_path
 def test_git_missing_is_reported_with_how_to_install_it(factory: Path, tmp_path: Path) -> None:
     start_worker(factory, "w1")
     path = _bin_dir(tmp_path, tmux=None)
-    for args, cwd in ((["init", "new"], tmp_path), (["spawn", "worker", "--cmd", "true"], factory),
-                      (["kill", "w1", "--rm"], factory), (["status"], factory)):  # fmt: skip
+    for args, cwd in (
+        (["init", "new"], tmp_path),
+        (["spawn", "worker", "--cmd", "true"], factory),
+        (["kill", "w1", "--rm"], factory),
+        (["status"], factory),
+    ):
         proc = run_fac(*args, cwd=cwd, env={"PATH": path})
         assert_usage_error(proc, "git is not installed", "apt-get install -y git")
     assert (factory / ".fac" / "worktrees" / "w1").is_dir()

@@ -55,8 +55,10 @@ def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path,
     configure(factory, "[supervisor]\nrestart_delays = [0]\n")
     marker, done = tmp_path / "first-run", tmp_path / "done"
     # First run: the agent is killed (SIGKILL). Second run: it finishes in its own worktree.
-    cmd = (f'if [ -f {marker} ]; then pwd > {done}; git branch --show-current >> {done}; exit 0; '
-           f'else touch {marker}; kill -9 $$; fi')  # fmt: skip
+    cmd = (
+        f"if [ -f {marker} ]; then pwd > {done}; git branch --show-current >> {done}; exit 0; "
+        f"else touch {marker}; kill -9 $$; fi"
+    )
     spawn(factory, "w1", cmd)
     with running_supervisor(factory):
         wait_for(done.exists, 60, "the restarted agent to finish")
@@ -132,13 +134,23 @@ def test_a_red_main_stops_the_line_and_a_fix_restarts_it(factory: Path) -> None:
     spawn(factory, "w1", "sleep 600")
     spawn(factory, "fix", "sleep 600", role="fixer")
     with running_supervisor(factory):
-        wait_for(lambda: any(m.kind == "line" for m in Factory(factory).store.messages("w1")), 10,
-                 "the line-stopped notice to reach w1")  # fmt: skip
+        wait_for(
+            lambda: any(m.kind == "line" for m in Factory(factory).store.messages("w1")),
+            10,
+            "the line-stopped notice to reach w1",
+        )
     commit(factory / ".fac/worktrees/w1", passing_test("feature"))
     fac_ok("submit", "--worker", "w1", cwd=factory)
     fix_wt = factory / ".fac/worktrees/fix"
-    commit(fix_wt, {"system-under-construction/tests/test_broken.py":
-                    "def test_main_is_broken():\n    assert 'main' != 'green'\n"}, "fix main")  # fmt: skip
+    commit(
+        fix_wt,
+        {
+            "system-under-construction/tests/test_broken.py": (
+                "def test_main_is_broken():\n    assert 'main' != 'green'\n"
+            )
+        },
+        "fix main",
+    )
     fac_ok("submit", "--worker", "fix", cwd=factory)
 
     fac = Factory(factory)
@@ -224,13 +236,25 @@ def test_32_processes_submitting_reading_and_hooking_at_once_lose_no_update(fact
     names = [f"p{i:02d}" for i in range(32)]
     with fac.store.tx() as db:
         for n in names:
-            fac.store.add_worker(db, name=n, role="worker", runtime="command", branch=f"fac/{n}",
-                                 worktree=str(factory / n), state="working")  # fmt: skip
+            fac.store.add_worker(
+                db,
+                name=n,
+                role="worker",
+                runtime="command",
+                branch=f"fac/{n}",
+                worktree=str(factory / n),
+                state="working",
+            )
     base = git(factory, "rev-parse", "main")
     tree = git(factory, "rev-parse", "main^{tree}")
     for n in names:  # one commit per branch, made with plumbing (no worktrees needed)
-        sha = subprocess.run(["git", "commit-tree", tree, "-p", base, "-m", n], cwd=factory, capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
+        sha = subprocess.run(
+            ["git", "commit-tree", tree, "-p", base, "-m", n],
+            cwd=factory,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         git(factory, "update-ref", f"refs/heads/fac/{n}", sha)
     del workersmod
     procs = [
@@ -240,14 +264,15 @@ def test_32_processes_submitting_reading_and_hooking_at_once_lose_no_update(fact
                 "--norc",
                 "--noprofile",
                 "-c",
-                "fac submit --worker $W >/dev/null && fac hook stop --worker $W && fac inbox --worker $W >/dev/null",
+                "fac submit --worker $W >/dev/null && fac hook stop --worker $W"
+                " && fac inbox --worker $W >/dev/null",
             ],
             cwd=factory,
             env={**os.environ, "W": n, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for n in names
     ]
     for p in procs:
@@ -265,7 +290,8 @@ def test_32_processes_submitting_reading_and_hooking_at_once_lose_no_update(fact
 
 def test_auto_fix_spawns_a_fixer_whose_fix_restarts_the_line(factory: Path) -> None:
     fix = (
-        "printf 'def test_main_is_broken():\\n    assert True\\n' > system-under-construction/tests/test_broken.py"
+        "printf 'def test_main_is_broken():\\n    assert True\\n'"
+        " > system-under-construction/tests/test_broken.py"
         " && git commit -qam 'fix main' && fac submit"
     )
     configure(factory, f'[supervisor]\nauto_fix = true\nfixer_command = "{fix}"\n')

@@ -82,9 +82,14 @@ def test_a_delta_goes_from_new_to_done_with_its_statements_in_specs_current(fact
     assert "Fac-Delta: 0001" in w1_merge.splitlines()
     assert entries(factory)["factory"].state == "merged"
     assert [e.kind for e in Factory(factory).store.events() if e.correlation == "0001"] == [
-        "delta-proposed", "delta-approved", "delta-in-progress", "spawned", "delta-merged", "delta-fold",
+        "delta-proposed",
+        "delta-approved",
+        "delta-in-progress",
+        "spawned",
+        "delta-merged",
+        "delta-fold",
         "delta-done",
-    ]  # fmt: skip
+    ]
     done = fac_json("delta", "show", "1")
     assert (done["status"], done["file_status"]) == ("done", "done")
     spec = on_main(factory, SPEC)
@@ -107,8 +112,15 @@ def test_an_agent_may_propose_a_delta_but_never_approve_or_reject_it(factory: Pa
     head = git(factory, "rev-parse", "main")
     agent = {"FAC_WORKER": "w1"}
 
-    proc = run_fac("delta", "new", "Count lines faster", "--statement", "`line_count` SHOULD be O(n). "
-                   "Reason: texts can be large.", "--json", env=agent)  # fmt: skip
+    proc = run_fac(
+        "delta",
+        "new",
+        "Count lines faster",
+        "--statement",
+        "`line_count` SHOULD be O(n). Reason: texts can be large.",
+        "--json",
+        env=agent,
+    )
     assert proc.returncode == 0, proc.stderr
     proposed = json.loads(proc.stdout)
 
@@ -260,8 +272,14 @@ def test_two_deltas_merged_together_are_folded_one_after_the_other(factory: Path
 def test_a_new_delta_that_does_not_lint_names_the_problem_not_a_draft_file(factory: Path) -> None:
     from helpers import assert_usage_error, run_fac
 
-    proc = run_fac("delta", "new", "Add multiply", "--statement", "`multiply` MUST multiply. [check: nosuch]",
-                   cwd=factory)  # fmt: skip
+    proc = run_fac(
+        "delta",
+        "new",
+        "Add multiply",
+        "--statement",
+        "`multiply` MUST multiply. [check: nosuch]",
+        cwd=factory,
+    )
     assert_usage_error(
         proc, "links to check 'nosuch', which does not exist", "define [checks.nosuch]", "tests"
     )

@@ -44,17 +44,41 @@ def test_demo_merges_green_routes_red_back_and_resolves_the_conflict(tmp_path: P
         assert out["stats"]["tokens"] > 0 and out["flow"]["tokens"]["erin"]["in"] > 0
         assert out["flow"]["merged"] == 5
         erin_pane = subprocess.run(
-            ["tmux", "-L", sock, "capture-pane", "-p", "-J", "-S", "-300", "-t", "=fac-textstats-factory:=erin"],
-            capture_output=True, text=True,
-        ).stdout  # fmt: skip
+            [
+                "tmux",
+                "-L",
+                sock,
+                "capture-pane",
+                "-p",
+                "-J",
+                "-S",
+                "-300",
+                "-t",
+                "=fac-textstats-factory:=erin",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout
         assert "-> write_file(path='system-under-construction/textstats/longest.py'" in erin_pane
         assert "<- green" in erin_pane and "merged into main. Done." in erin_pane
 
         # bob's pane: the red verdict with the failing test, the assertion and how to reproduce.
         pane = subprocess.run(
-            ["tmux", "-L", sock, "capture-pane", "-p", "-J", "-S", "-300", "-t", "=fac-textstats-factory:=bob"],
-            capture_output=True, text=True,
-        ).stdout  # fmt: skip
+            [
+                "tmux",
+                "-L",
+                sock,
+                "capture-pane",
+                "-p",
+                "-J",
+                "-S",
+                "-300",
+                "-t",
+                "=fac-textstats-factory:=bob",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout
         assert "[fac] RED: fac/bob" in pane
         assert "FAILED tests/test_averages.py::test_average_word_length_is_exact" in pane
         assert "assert 4 == 3.5" in pane

@@ -70,14 +70,19 @@ def test_a_wrong_key_gets_the_real_apis_401(auth: dict[str, str]) -> None:
 def test_a_missing_key_is_refused() -> None:
     body = json.dumps({"model": "m", "max_tokens": 1, "messages": HELLO}).encode()
     with FakeAnthropic([turn(text("never"))]) as fake:
-        req = urllib.request.Request(f"{fake.url}/v1/messages", data=body, method="POST",
-                                     headers={"anthropic-version": "2023-06-01", "content-type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            f"{fake.url}/v1/messages",
+            data=body,
+            method="POST",
+            headers={"anthropic-version": "2023-06-01", "content-type": "application/json"},
+        )
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 401
     assert json.loads(e.value.read()) == {
-        "type": "error", "error": {"type": "authentication_error", "message": "x-api-key header is required"},
-    }  # fmt: skip
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "x-api-key header is required"},
+    }
 
 
 def test_fail_next_answers_529_then_plays_the_script() -> None:
@@ -96,8 +101,11 @@ def test_a_tool_use_without_its_tool_result_is_a_400_like_the_real_api() -> None
     with FakeAnthropic([turn(tool("check", id="toolu_1")), turn(text("never"))]) as fake:
         c = client(fake)
         first = c.messages.create(model="m", max_tokens=10, messages=HELLO)
-        convo = [*HELLO, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-                 {"role": "user", "content": "what now?"}]  # fmt: skip
+        convo = [
+            *HELLO,
+            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+            {"role": "user", "content": "what now?"},
+        ]
         with pytest.raises(anthropic.BadRequestError) as e:
             c.messages.create(model="m", max_tokens=10, messages=convo)
         assert "toolu_1" in str(e.value)
@@ -113,8 +121,18 @@ def test_runs_as_a_process_with_a_script_file_and_a_port_file(tmp_path: Path) ->
     script = tmp_path / "turns.json"
     script.write_text(json.dumps({"key": "k-123", "turns": [turn(text("from a file"))]}), encoding="utf-8")
     port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "supervisor.fake_anthropic", "--script", str(script),
-                             "--port-file", str(port_file)], stdout=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "supervisor.fake_anthropic",
+            "--script",
+            str(script),
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         port = int(wait_for(lambda: port_file.is_file() and port_file.read_text(), message="the port file"))
         c = anthropic.Anthropic(

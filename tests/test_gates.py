@@ -83,7 +83,8 @@ def test_checks_run_in_bubblewrap_with_a_read_only_root_and_no_network(factory: 
         "#!/usr/bin/env bash\n"
         'touch "$HOME/escaped" 2>/dev/null && { echo wrote outside the tree; exit 1; }\n'
         "touch inside-ok || { echo cannot write the tree under test; exit 1; }\n"
-        "(exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; python3 -c 'import socket; socket.create_connection((\"1.1.1.1\", 53), 2)' "
+        "(exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; "
+        "python3 -c 'import socket; socket.create_connection((\"1.1.1.1\", 53), 2)' "
         "2>/dev/null && { echo network reachable; exit 1; }\n"
         "echo sandboxed\n"
     )

@@ -140,7 +140,9 @@ def test_every_kind_of_skip_is_weakening(line: str) -> None:
 
 def test_removed_tests_name_file_and_test_and_allow_moves() -> None:
     before = {
-        "tests/test_a.py": "def test_one():\n    pass\n\nclass TestK:\n    def test_two(self):\n        pass\n",
+        "tests/test_a.py": (
+            "def test_one():\n    pass\n\nclass TestK:\n    def test_two(self):\n        pass\n"
+        ),
         "tests/test_b.py": "def test_three():\n    pass\n",
     }
     moved = {
@@ -232,7 +234,8 @@ def test_each_guard_rejects_its_hostile_branch_without_a_check_run(factory: Path
                 'collect_ignore = ["tests/test_textstats.py"]\n'
             ),
             "guard:no-weakening",
-            f'{SUT}/conftest.py:1: collect_ignore = ["tests/test_textstats.py"]  (adds a skip/xfail/deselect)',
+            f'{SUT}/conftest.py:1: collect_ignore = ["tests/test_textstats.py"]'
+            "  (adds a skip/xfail/deselect)",
         ),
         "renames-tests-away": (
             lambda wt: git(wt, "mv", TESTS, f"{SUT}/tests/textstats_checks.py"),

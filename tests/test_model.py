@@ -52,7 +52,9 @@ HELD = ("needs-human", "red", "conflict", "queued")
         ("merged", "stopped", "fac", True),
     ],
 )
-def test_worker_transitions(old: model.WorkerState, new: model.WorkerState, by: model.WorkerCause, allowed: bool) -> None:
+def test_worker_transitions(
+    old: model.WorkerState, new: model.WorkerState, by: model.WorkerCause, allowed: bool
+) -> None:
     assert worker_transition(old, new, by) is allowed
 
 

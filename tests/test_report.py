@@ -32,8 +32,14 @@ def test_flow_metrics_from_a_known_event_log() -> None:
     ]
     data = report.compute(events)
     by = {t["worker"]: t for t in data["tasks"]}
-    assert by["a"] == {"worker": "a", "lead_time": 12, "active": 10, "waiting": 2,
-                       "flow_efficiency": round(10 / 12, 3), "rework_rounds": 0}  # fmt: skip
+    assert by["a"] == {
+        "worker": "a",
+        "lead_time": 12,
+        "active": 10,
+        "waiting": 2,
+        "flow_efficiency": round(10 / 12, 3),
+        "rework_rounds": 0,
+    }
     assert by["b"]["lead_time"] == 46 and by["b"]["waiting"] == 10 and by["b"]["rework_rounds"] == 1
     assert data["first_pass_yield"] == 0.5
     assert data["rework_rounds"] == 1

@@ -206,8 +206,13 @@ def test_drift_is_detected_when_a_linked_test_fails_on_main_and_cleared_when_it_
 
 
 def test_check_level_links_and_links_to_missing_checks(factory: Path) -> None:
-    script_suite(factory, {"docs": "#!/bin/sh\nexit 0\n",
-                           "changelog": "#!/bin/sh\necho 'CHANGELOG.md has no entry for 0.2'\nexit 1\n"})  # fmt: skip
+    script_suite(
+        factory,
+        {
+            "docs": "#!/bin/sh\nexit 0\n",
+            "changelog": "#!/bin/sh\necho 'CHANGELOG.md has no entry for 0.2'\nexit 1\n",
+        },
+    )
     spec = (
         "# Release\n\n"
         "- The docs MUST build. {#docs-build} [check: docs]\n"
@@ -220,8 +225,11 @@ def test_check_level_links_and_links_to_missing_checks(factory: Path) -> None:
 
     assert proc.exit_code == 1
     data = json.loads(proc.stdout)
-    assert {r["id"]: r["status"] for r in data["current"]} == {"docs-build": "pass", "changelog": "fail",
-                                                               "ghost": "fail"}  # fmt: skip
+    assert {r["id"]: r["status"] for r in data["current"]} == {
+        "docs-build": "pass",
+        "changelog": "fail",
+        "ghost": "fail",
+    }
     drift = {d["id"]: d["failed"][0]["detail"] for d in data["drift"]}
     assert "CHANGELOG.md has no entry for 0.2" in drift["changelog"]
     assert "no check named 'ghost'" in drift["ghost"]

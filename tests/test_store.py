@@ -103,8 +103,15 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     with pytest.raises(RuntimeError):
         with store.tx() as db:
-            store.add_worker(db, name="w1", role="worker", runtime="command", branch="fac/w1",
-                             worktree="/x", state="starting")  # fmt: skip
+            store.add_worker(
+                db,
+                name="w1",
+                role="worker",
+                runtime="command",
+                branch="fac/w1",
+                worktree="/x",
+                state="starting",
+            )
             store.event("spawned", "w1", db=db)
             raise RuntimeError("boom")
     assert store.worker("w1") is None
@@ -158,8 +165,10 @@ def test_an_old_store_upgrades_in_place_and_keeps_the_check_caches_three_kinds_o
         ("t1", "state:suitehash:lint:strict", 0, '{"ok": false, "feedback": "bad", "tests": null}'),
     ]
     db.executemany("INSERT INTO check_cache (tree, suite, ok, results, ts) VALUES (?, ?, ?, ?, 1.0)", rows)
-    db.execute("INSERT INTO workers (name, role, runtime, branch, worktree, state, created_at, updated_at) "
-               "VALUES ('w1', 'worker', 'command', 'fac/w1', '/x', 'queued', 1, 1)")  # fmt: skip
+    db.execute(
+        "INSERT INTO workers (name, role, runtime, branch, worktree, state, created_at, updated_at) "
+        "VALUES ('w1', 'worker', 'command', 'fac/w1', '/x', 'queued', 1, 1)"
+    )
     db.commit()
     db.close()
 
@@ -195,8 +204,9 @@ def test_counts_and_observations_have_their_own_tables(tmp_path: Path) -> None:
 
 def _worker(store: Store, state: WorkerState = "working") -> None:
     with store.tx() as db:
-        store.add_worker(db, name="w1", role="worker", runtime="command", branch="fac/w1", worktree="/x",
-                         state=state)  # fmt: skip
+        store.add_worker(
+            db, name="w1", role="worker", runtime="command", branch="fac/w1", worktree="/x", state=state
+        )
 
 
 def test_a_runtime_saying_working_keeps_what_the_queue_set_and_touches_nothing(tmp_path: Path) -> None:

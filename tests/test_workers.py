@@ -174,8 +174,20 @@ def test_status_json_has_the_session_and_every_workers_fields(factory: Path) -> 
     data = fac_json("status", cwd=factory)
     assert data["session_running"] is True
     (w,) = data["workers"]
-    assert set(w) >= {"name", "role", "runtime", "branch", "state", "process", "window", "pane", "worktree",
-                      "task", "head", "updated_at"}  # fmt: skip
+    assert set(w) >= {
+        "name",
+        "role",
+        "runtime",
+        "branch",
+        "state",
+        "process",
+        "window",
+        "pane",
+        "worktree",
+        "task",
+        "head",
+        "updated_at",
+    }
     assert (w["name"], w["role"], w["runtime"], w["branch"]) == ("w1", "worker", "command", "fac/w1")
     assert (w["state"], w["process"], w["task"]) == ("working", "running", "a task")
     assert w["window"].startswith("@") and w["pane"].startswith("%")
@@ -196,8 +208,9 @@ def test_status_table_shows_workers(factory: Path) -> None:
 def test_a_failed_spawn_leaves_nothing_behind(factory: Path, tmux_socket: str, step: str) -> None:
     start_worker(factory, "other", "sleep 600")  # a bystander that must survive the rollback
 
-    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", cwd=factory,
-                   env={"FAC_FAULT_INJECT": step})  # fmt: skip
+    proc = run_fac(
+        "spawn", "worker", "--name", "w1", "--cmd", "sleep 600", cwd=factory, env={"FAC_FAULT_INJECT": step}
+    )
 
     assert_usage_error(proc, f"injected failure at spawn step {step!r}")
     assert "fac/w1" not in branches(factory)
@@ -212,8 +225,9 @@ def test_a_failed_spawn_leaves_nothing_behind(factory: Path, tmux_socket: str, s
 
 
 def test_a_failed_first_spawn_leaves_no_session_behind(factory: Path, tmux_socket: str) -> None:
-    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory,
-                   env={"FAC_FAULT_INJECT": "window"})  # fmt: skip
+    proc = run_fac(
+        "spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory, env={"FAC_FAULT_INJECT": "window"}
+    )
     assert_usage_error(proc, "injected failure")
     assert_no_trace_of(factory, tmux_socket, "w1")
     assert status(factory)["session_running"] is False

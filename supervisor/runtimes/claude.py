@@ -26,10 +26,20 @@ DEFAULT_PERMISSION_MODE = (
 SETTINGS = Path(".claude") / "settings.local.json"
 SYSTEM_PROMPT_MAX = 100_000  # one argv string may not exceed 128 KiB on Linux
 ALLOW = [
-    "Bash(fac check:*)", "Bash(fac submit:*)", "Bash(fac inbox:*)", "Bash(fac ask:*)", "Bash(fac status:*)",
-    "Bash(git status:*)", "Bash(git diff:*)", "Bash(git log:*)", "Bash(git add:*)", "Bash(git commit:*)",
-    "Bash(git merge main:*)", "Bash(python -m pytest:*)", "Bash(pytest:*)",
-]  # fmt: skip
+    "Bash(fac check:*)",
+    "Bash(fac submit:*)",
+    "Bash(fac inbox:*)",
+    "Bash(fac ask:*)",
+    "Bash(fac status:*)",
+    "Bash(git status:*)",
+    "Bash(git diff:*)",
+    "Bash(git log:*)",
+    "Bash(git add:*)",
+    "Bash(git commit:*)",
+    "Bash(git merge main:*)",
+    "Bash(python -m pytest:*)",
+    "Bash(pytest:*)",
+]
 DENY = ["Bash(git push:*)", "Bash(git reset --hard:*)", "Bash(rm -rf:*)"]
 
 
