@@ -23,6 +23,7 @@ from typing import Any
 
 from supervisor import factory as factorymod
 from supervisor import repo
+from supervisor.factory import Factory
 
 # Each agent: what it does first, and how it reacts to a red verdict (None: it cannot fix reds).
 AGENT_LOOP = r"""
@@ -91,11 +92,13 @@ PY
 say "in a hurry: committing without running the checks"
 git add -A && git commit -qm "Add average_word_length" && fac submit
 fix() {
-  sed -i 's|return round(total / len(ws))|return total / len(ws)|' system-under-construction/textstats/averages.py
-  say "fixed: no rounding; checking before I resubmit"; fac check && git commit -qam "average_word_length: do not round" && fac submit
+  sed -i 's|return round(total / len(ws))|return total / len(ws)|' \
+    system-under-construction/textstats/averages.py
+  say "fixed: no rounding; checking before I resubmit"
+  fac check && git commit -qam "average_word_length: do not round" && fac submit
 }
 wait_verdict
-'''  # noqa: E501 (bash source run verbatim by the demo agent; the value stays byte-identical)
+'''
 
 CAROL = r'''
 say "task: $FAC_TASK"
@@ -273,7 +276,7 @@ def _start_fake_api(scripts: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _follow(fac: Any, timeout: float, say: Callable[[str], None]) -> list[str]:
+def _follow(fac: Factory, timeout: float, say: Callable[[str], None]) -> list[str]:
     """Print the story from the event log until every agent has finished (or time runs out)."""
     deadline = time.monotonic() + timeout
     last = 0
@@ -318,7 +321,7 @@ def _story(ev: Any) -> str | None:
     return None
 
 
-def _summary(fac: Any, sock: str, seconds: float, problems: list[str]) -> DemoResult:
+def _summary(fac: Factory, sock: str, seconds: float, problems: list[str]) -> DemoResult:
     from supervisor import workers
 
     views = [v.as_dict() for v in workers.views(fac)]
@@ -359,7 +362,7 @@ def _summary(fac: Any, sock: str, seconds: float, problems: list[str]) -> DemoRe
     return DemoResult(not problems, fac.root, sock, fac.session, seconds, views, log, stats, problems, flow)
 
 
-def _cleanup(fac: Any, sock: str, tmpdir: Path | None) -> None:
+def _cleanup(fac: Factory, sock: str, tmpdir: Path | None) -> None:
     subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
     for _ in range(50):
         if subprocess.run(["tmux", "-L", sock, "list-sessions"], capture_output=True).returncode != 0:
