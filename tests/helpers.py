@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import git as gitpython
 
-from supervisor.tmux import LiveTmux
+from supervisor.tmux import LiveTmux, PaneInfo, Tmux
 
 T = TypeVar("T")
 
@@ -174,3 +174,13 @@ def pane_dead(socket: str, pane: str) -> bool:
 
 def wait_until_exited(socket: str, pane: str, timeout: float = 10.0) -> None:
     wait_for(lambda: pane_dead(socket, pane), timeout, message=f"the process in pane {pane} to exit")
+
+
+def pane_end(socket: str, pane: str) -> PaneInfo | None:
+    """The pane as fac's supervisor sees it once its process has ended: tmux's exit status, or the
+    kernel's for a zombie tmux has not reaped yet (None while neither is known)."""
+    for session in tmux(socket, "list-sessions", "-F", "#{session_name}").stdout.split():
+        for p in Tmux(socket).panes(session):
+            if p.pane_id == pane and p.settled:
+                return p
+    return None

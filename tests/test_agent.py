@@ -23,9 +23,9 @@ from helpers import (
     capture_pane,
     fac_json,
     git,
+    pane_end,
     run_fac,
     start_worker,
-    tmux,
     wait_for,
     wait_until_exited,
 )
@@ -144,13 +144,9 @@ def test_spawned_anthropic_worker_loops_to_merged_and_shows_its_transcript(
     wait_until_exited(tmux_socket, pane, timeout=120)
     loop_seconds = time.monotonic() - start
     # tmux may see the pane's end of file a moment before it reaps the process and knows its status.
-    status = wait_for(
-        lambda: tmux(tmux_socket, "display-message", "-p", "-t", pane, "#{pane_dead_status}").stdout.strip(),
-        timeout=120,
-        message="the agent's exit status",
-    )
+    end = wait_for(lambda: pane_end(tmux_socket, pane), timeout=120, message="the agent's exit status")
     screen = capture_pane(tmux_socket, pane)
-    assert status == "0", screen
+    assert (end.dead_status, end.dead_signal) == (0, None), screen
 
     # The transcript: who said what, each tool call and its short result, the verdict.
     for line in (

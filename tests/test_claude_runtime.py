@@ -19,13 +19,17 @@ from supervisor.factory import Factory
 # runs the SessionStart hook from .claude/settings.local.json with JSON on stdin, keeping its output.
 FAKE_CLAUDE = r"""#!/usr/bin/env python3
 import json, subprocess, sys, time, pathlib
-pathlib.Path("claude-argv.json").write_text(json.dumps(sys.argv[1:]))
+def put(name, text):  # whole or not at all: the test reads the file as soon as it exists
+    tmp = pathlib.Path(name + ".tmp")
+    tmp.write_text(text)
+    tmp.rename(name)
+put("claude-argv.json", json.dumps(sys.argv[1:]))
 settings = json.loads(pathlib.Path(".claude/settings.local.json").read_text())
 cmd = settings["hooks"]["SessionStart"][0]["hooks"][0]["command"]
 payload = {"session_id": "sess-1234", "hook_event_name": "SessionStart", "source": "startup",
            "transcript_path": "/dev/null", "cwd": str(pathlib.Path.cwd())}
 out = subprocess.run(cmd, shell=True, input=json.dumps(payload), capture_output=True, text=True)
-pathlib.Path("session-start-output.txt").write_text(out.stdout)
+put("session-start-output.txt", out.stdout)
 time.sleep(600)
 """
 
