@@ -9,11 +9,12 @@ for run with a transcription of the algorithm as it was before the planner exist
 
 from __future__ import annotations
 
+import ast
 import itertools
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -318,9 +319,18 @@ def test_screening_is_prefetched_for_what_a_round_takes(size: int, ahead: list[i
     assert not planner.batch_full(size - 1, size) and planner.batch_full(size, size)
 
 
-def test_the_tables_run_in_milliseconds() -> None:
-    start = time.perf_counter()
-    for max_batch, retries in [(1, 1), (4, 1), (8, 0), (8, 2)]:
-        for n, culprits in culprit_sets():
-            drain(planned_settle, World(culprits), n, max_batch, retries)
-    assert time.perf_counter() - start < 0.5
+@pytest.mark.parametrize("module", ["queue/planner.py", "restart_policy.py"])
+def test_the_planner_and_restart_policy_import_nothing_that_does_io(module: str) -> None:
+    """They decide from plain data (which is why their tables run in milliseconds): the standard
+    library's pure parts and fac's vocabulary only, never git, tmux, SQLite or a subprocess."""
+    import supervisor
+
+    source = (Path(supervisor.__file__).parent / module).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    allowed = {"__future__", "collections.abc", "dataclasses", "enum", "typing", "supervisor.model"}
+    assert imported <= allowed, imported - allowed
