@@ -58,6 +58,10 @@ COMMANDS: dict[str, Lazy] = {
         "supervisor.commands.demo:demo",
         "Run the whole line offline: four scripted agents, the merge queue, real tmux and git.",
     ),
+    "doctor": Lazy(
+        "supervisor.commands.doctor:doctor",
+        "Check the whole set-up and say what to fix; exit 0 when all is well, 1 otherwise.",
+    ),
     "down": Lazy("supervisor.commands.factory:down", "Stop the factory's tmux session."),
     "hook": Lazy(
         "supervisor.commands.hook:hook",

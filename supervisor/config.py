@@ -6,6 +6,7 @@ with the key's full name and what was expected, so a typo never silently falls b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import tomllib
@@ -43,6 +44,7 @@ class QueueConfig:
     retries: int = 1
     verify_main: bool = False
     approval_paths: tuple[str, ...] = ()  # a branch touching these waits for `fac approve`
+    allow_no_checks: bool = False  # merge even while main has no gate check (nothing is tested)
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "retries": _int_min(0),
         "verify_main": _bool,
         "approval_paths": lambda v: _globs(v),
+        "allow_no_checks": _bool,
     },
 }
 
@@ -254,8 +257,20 @@ def _fail(key: str, expected: str, got: Any, where: str) -> FacError:
     )
 
 
-def parse(text: str, *, default_name: str, where: str = CONFIG_NAME) -> Config:
-    """Parse and validate the text of a factory.toml."""
+def default_session(name: str, root: Path | None) -> str:
+    """`fac-<name>-<hash>`: readable, and unique per factory path (two `app` directories get two sessions).
+
+    The hash is of the resolved path; without a root (a config read from a commit) it is left off.
+    """
+    # a directory like "api.v2" must still give tmux a session name it keeps as given
+    base = "fac-" + name.replace(".", "_").replace(":", "_")
+    if root is None:
+        return base
+    return f"{base}-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:6]}"
+
+
+def parse(text: str, *, default_name: str, where: str = CONFIG_NAME, root: Path | None = None) -> Config:
+    """Parse and validate the text of a factory.toml (`root`: the factory it belongs to, for the session)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -288,8 +303,7 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME) -> Config:
                 raise _fail(f"[{section}] {key}", str(e), raw, where) from None
     fac = values.get("factory", {})
     name = fac.get("name", default_name)
-    # a directory like "api.v2" must still give tmux a session name it keeps as given
-    session = values.get("tmux", {}).get("session", "fac-" + name.replace(".", "_").replace(":", "_"))
+    session = values.get("tmux", {}).get("session") or default_session(name, root)
     return Config(
         name=name,
         main=fac.get("main", "main"),
@@ -328,8 +342,15 @@ def _parse_check(name: str, spec: Any, where: str) -> CheckDef:
 def load(root: Path) -> Config:
     """Load `root/factory.toml` (a missing file means all defaults)."""
     path = root / CONFIG_NAME
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    return parse(text, default_name=root.name)
+    try:
+        text = path.read_bytes().decode("utf-8") if path.exists() else ""
+    except UnicodeDecodeError as e:
+        raise FacError(
+            f"{path} is not UTF-8 text (bad byte at offset {e.start})", hint=f"save {path} as UTF-8"
+        ) from None
+    except OSError as e:
+        raise FacError(f"cannot read {path}: {e.strerror}", hint="check its permissions") from None
+    return parse(text, default_name=root.name, root=root)
 
 
 def dumps(data: dict[str, Any]) -> str:

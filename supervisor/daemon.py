@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from supervisor import andon, line, locks, messages, repo, restart_policy, tasks, wake, workers
+from supervisor import andon, health, line, locks, messages, repo, restart_policy, tasks, wake, workers
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.hooks import workers_state
@@ -46,8 +46,11 @@ class Supervisor:
         *,
         say: Callable[[str], None] | None = None,
         on_reconcile: Callable[[], None] | None = None,
+        keep: tuple[str, ...] = (),
     ) -> None:
+        """`keep`: fac's own windows to bring back when they die (in its window: the merge queue's)."""
         self.fac = fac
+        self.keepers = [health.Keeper(fac, name, by="supervisor") for name in keep]
         self.cfg = fac.config.supervisor
         self.say = say or (lambda _m: None)
         self.on_reconcile = on_reconcile
@@ -111,7 +114,7 @@ class Supervisor:
         """Bring the world in line with the store; returns how long it may sleep."""
         now = time.time()
         fac = self.fac
-        panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+        panes = {p.window_name: p for p in fac.panes()}
         wake_at = now + self.cfg.tick
         self._restarted = False
         for w in fac.store.workers():
@@ -119,11 +122,15 @@ class Supervisor:
             if nxt:
                 wake_at = min(wake_at, nxt)
         if self._restarted:  # new processes in some panes: deliver against what tmux shows now
-            panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+            panes = {p.window_name: p for p in fac.panes()}
         nxt = self.deliver(panes, now)
         if nxt:
             wake_at = min(wake_at, nxt)
         self.check_line()
+        for keeper in self.keepers:
+            note = keeper.check()
+            if note:
+                self.say(note)
         for res in tasks.pull(fac):
             self.say(f"pulled a task: spawned {res['name']}")
         return max(0.05, wake_at - time.time())

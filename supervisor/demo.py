@@ -287,7 +287,7 @@ def _follow(fac: Factory, timeout: float, say: Callable[[str], None]) -> list[st
             line = _story(ev)
             if line:
                 say(f"  {time.strftime('%H:%M:%S', time.localtime(ev.ts))} {line}")
-        panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+        panes = {p.window_name: p for p in fac.panes()}
         finished = [n for n in names if n in panes and panes[n].settled]
         if len(finished) == len(names):
             break

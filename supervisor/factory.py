@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from supervisor import config as configmod
 from supervisor.errors import FacError
-from supervisor.tmux import Tmux
+from supervisor.tmux import PaneInfo, Tmux
 
 if TYPE_CHECKING:  # sqlite3 is imported only by commands that open the store
     from supervisor.store import Store, Worker
@@ -222,6 +222,31 @@ class Factory:
     @property
     def session(self) -> str:
         return self.config.session
+
+    def session_running(self) -> bool:
+        """Whether this factory's session runs; a session of that name that another factory (or a
+        human) created is never adopted: it raises instead."""
+        owner = self.tmux.session_owner(self.session)
+        if not owner.exists:
+            return False
+        if owner.root != str(self.root):
+            whose = f"the factory at {owner.root}" if owner.root else "someone else (fac did not create it)"
+            raise FacError(
+                f"tmux session {self.session} belongs to {whose}, not to {self.root}",
+                hint='give this factory its own session: set [tmux] session = "NAME" in factory.toml',
+            )
+        return True
+
+    def new_window(
+        self, name: str, cwd: str, argv: list[str], env: dict[str, str], log: str | None = None
+    ) -> tuple[str, str]:
+        """A window in this factory's own session (created, and marked as ours, when missing)."""
+        self.session_running()
+        return self.tmux.new_window(self.session, name, cwd, argv, env, log=log, owner=str(self.root))
+
+    def panes(self) -> list[PaneInfo]:
+        """The panes of this factory's own session (none when it is down); refuses another's session."""
+        return self.tmux.panes(self.session) if self.session_running() else []
 
     @property
     def main(self) -> str:

@@ -133,7 +133,7 @@ def ack(fac: Factory, worker: str, ids: list[int]) -> list[int]:
 
 def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
     try:
-        panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+        panes = {p.window_name: p for p in fac.panes()}
     except FacError as e:
         return False, str(e)
     p = panes.get(worker)

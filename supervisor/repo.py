@@ -88,6 +88,12 @@ def is_ancestor(root: Path, a: str, b: str) -> bool:
     return subprocess.run(["git", "merge-base", "--is-ancestor", a, b], cwd=root).returncode == 0
 
 
+def unmerged_count(root: Path, head: str, base: str) -> int:
+    """How many commits `head` has that `base` does not (0 when base already contains it)."""
+    out = git(root, "rev-list", "--count", f"{base}..{head}", check=False)
+    return int(out) if out.isdigit() else 0
+
+
 def merge_base(root: Path, a: str, b: str) -> str | None:
     out = git(root, "merge-base", a, b, check=False)
     return out or None

@@ -132,9 +132,22 @@ def _bwrap_works() -> str | None:
 def _engine() -> str | None:
     for name in ("podman", "docker"):
         exe = shutil.which(name)
-        if exe and subprocess.run([exe, "info"], capture_output=True, timeout=10).returncode == 0:
-            return name
+        try:
+            if exe and subprocess.run([exe, "info"], capture_output=True, timeout=10).returncode == 0:
+                return name
+        except subprocess.TimeoutExpired:  # an engine that does not answer is not there
+            continue
     return None
+
+
+def bwrap_version() -> str | None:
+    """bubblewrap's version when it runs here (a sandbox can be made), else None."""
+    return _bwrap_works()
+
+
+def container_engine() -> str | None:
+    """The container engine (podman, docker) that answers here, else None."""
+    return _engine()
 
 
 def _image(engine: str, root: Path) -> str | None:

@@ -2,53 +2,42 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from supervisor import worktrees
+from supervisor import health, repo, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.health import QUEUE_WINDOW, SUPERVISOR_WINDOW, own_windows
 
-SUPERVISOR_WINDOW = "supervisor"
-QUEUE_WINDOW = "merge-queue"
-
-
-def own_windows(fac: Factory) -> dict[str, list[str]]:
-    """fac's own windows: name -> argv. They run this Python, so the pane needs no PATH setup."""
-    py = [sys.executable, "-m", "supervisor"]
-    return {SUPERVISOR_WINDOW: [*py, "supervise"], QUEUE_WINDOW: [*py, "queue", "run"]}
-
-
-def window_env(fac: Factory) -> dict[str, str]:
-    env = {"FAC_ROOT": str(fac.root)}
-    if os.environ.get("FAC_TMUX_SOCKET"):
-        env["FAC_TMUX_SOCKET"] = os.environ["FAC_TMUX_SOCKET"]
-    return env
+__all__ = ["QUEUE_WINDOW", "SUPERVISOR_WINDOW", "down", "own_windows", "up"]
 
 
 def up(fac: Factory) -> dict[str, Any]:
-    """Create the session and any of fac's windows that are missing; idempotent."""
-    panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
-    existing = set(panes)
+    """Create the session and any of fac's windows that are missing or dead; idempotent.
+
+    A session of the same name that this factory did not create is never adopted (it raises).
+    """
+    fac.session_running()
+    panes = {p.window_name: p for p in fac.panes()}
     started = []
-    for name, argv in own_windows(fac).items():
+    for name in own_windows(fac):
         p = panes.get(name)
         if p is not None and not p.dead:
             continue
-        if p is not None:  # it died (killed, crashed): start it again in its own window
-            fac.tmux.respawn(p.pane_id, str(fac.root), argv, window_env(fac))
-            existing.discard(name)
-        else:
-            fac.tmux.new_window(fac.session, name, str(fac.root), argv, window_env(fac))
+        health.start(fac, name, panes)  # a dead one (killed, crashed) starts again in its own window
         started.append(name)
+    already = sorted(n for n in panes if n in own_windows(fac) and n not in started)
     fac.store.event("up", session=fac.session, started=started)
-    return {"session": fac.session, "started": started, "already_running": sorted(existing)}
+    return {"session": fac.session, "started": started, "already_running": already}
 
 
 def down(fac: Factory, *, rm: bool = False, force: bool = False) -> dict[str, Any]:
-    """Kill the session; workers become stopped. With `rm`, remove their worktrees and branches too."""
+    """Kill the session; workers become stopped. With `rm`, remove their worktrees and branches too.
+
+    `rm` refuses uncommitted changes and branches with commits main does not have, unless `force`;
+    each dropped branch's last sha is returned so it can be recovered.
+    """
     from supervisor import workers
 
     ws = fac.store.workers()
@@ -59,15 +48,29 @@ def down(fac: Factory, *, rm: bool = False, force: bool = False) -> dict[str, An
                 f"worktrees with uncommitted changes: {', '.join(dirty)}",
                 hint="commit them, or pass --force to discard them",
             )
-    was_running = fac.tmux.has_session(fac.session)
+        unmerged = []
+        for w in ws:
+            head = repo.rev_parse(fac.root, f"refs/heads/{w.branch}")
+            n = repo.unmerged_count(fac.root, head, f"refs/heads/{fac.main}") if head else 0
+            if n:
+                unmerged.append(f"{w.branch} ({n} commit{'s' if n != 1 else ''} not on {fac.main})")
+        if unmerged:
+            raise FacError(
+                f"branches with unmerged commits: {', '.join(unmerged)}",
+                hint="submit them (fac submit --worker NAME), keep them with plain `fac down`, "
+                "or pass --force to drop them (each branch's last sha is printed for recovery)",
+            )
+    was_running = fac.session_running()  # another factory's session of this name is never killed
     if was_running:
         fac.tmux.kill_session(fac.session)
     removed = []
+    dropped = []
     for w in ws:
         if rm:
-            workers.kill(fac, w.name, rm=True, force=True)
+            res = workers.kill(fac, w.name, rm=True, force=True)
             removed.append(w.name)
+            dropped.append({"worker": w.name, "branch": w.branch, "last_sha": res.get("last_sha")})
         elif w.state != "stopped":
             fac.store.update_worker(w.name, state="stopped")
     fac.store.event("down", session=fac.session, removed=removed)
-    return {"session": fac.session, "was_running": was_running, "removed": removed}
+    return {"session": fac.session, "was_running": was_running, "removed": removed, "dropped": dropped}

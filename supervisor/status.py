@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor import line, repo
+from supervisor import health, line, repo
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 
@@ -13,10 +13,12 @@ def collect(fac: Factory) -> dict[str, Any]:
     from supervisor import workers
 
     repo.require_git()  # heads and the checkout come from git: say so plainly when it is missing
+    conflict = ""
     try:
-        running = fac.tmux.has_session(fac.session)
-    except FacError:
-        running = False
+        running = fac.session_running()
+    except FacError as err:  # tmux missing, or a session of this name that is not ours
+        running, conflict = False, err.message
+    panes = {p.window_name: p for p in fac.panes()} if running else {}
     counts: dict[str, int] = {}
     for e in fac.store.queue(("queued", "testing")):
         counts[e.state] = counts.get(e.state, 0) + 1
@@ -24,6 +26,8 @@ def collect(fac: Factory) -> dict[str, Any]:
         "root": str(fac.root),
         "session": fac.session,
         "session_running": running,
+        "session_conflict": conflict,
+        "processes": {p.name: p.as_dict() for p in health.processes(fac, panes)},
         "main": fac.main,
         "main_sha": repo.rev_parse(fac.root, f"refs/heads/{fac.main}"),
         "checkout": checkout_state(fac),
@@ -60,6 +64,19 @@ def render(data: dict[str, Any]) -> str:
         f"factory {data['root']}  session {data['session']} ({state})  {data['main']} {main}  "
         f"queue: {q['queued']} queued, {q['testing']} testing"
     ]
+    if data.get("session_conflict"):
+        lines.append(f"warning: {data['session_conflict']}: set [tmux] session in factory.toml")
+    procs = data.get("processes", {})
+    if procs:
+        lines.append(
+            "  ".join(f"{name}: {health.describe(p['pid'], p['window'])}" for name, p in procs.items())
+        )
+        dead = [n for n, p in procs.items() if not p["running"]]
+        if dead and data["session_running"]:
+            lines.append(
+                f"warning: {' and '.join(dead)} not running: `fac up` starts "
+                f"{'it' if len(dead) == 1 else 'them'} again; `fac doctor` checks the rest"
+            )
     if not data.get("main_sha"):
         lines.append(
             f"warning: branch {data['main']} does not exist: set [factory] main in factory.toml "

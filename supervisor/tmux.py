@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import libtmux  # imported for real only by `LiveTmux`, the long-lived processes' view
 
 MIN_TMUX = (3, 0)  # new-window/respawn-pane -e
+OWNER_OPTION = "@fac_root"  # a session option: the factory root that created the session
 
 
 def socket_name() -> str | None:
@@ -72,6 +73,14 @@ def _proc_end(pid: int) -> tuple[bool, int | None, int | None]:
 
 class TmuxError(FacError):
     pass
+
+
+@dataclass(frozen=True)
+class SessionOwner:
+    """What tmux says of a session name: whether it exists, and the factory root that created it."""
+
+    exists: bool
+    root: str  # "" when the session carries no OWNER_OPTION (fac did not create it)
 
 
 @dataclass(frozen=True)
@@ -192,13 +201,32 @@ class Tmux:
     def has_session(self, name: str) -> bool:
         return self.run(["has-session", "-t", f"={name}"]).returncode == 0
 
+    def session_owner(self, name: str) -> SessionOwner:
+        """Whether session `name` exists and which factory root (its OWNER_OPTION) created it."""
+        # display-message alone answers "" for a session that does not exist: has-session first.
+        res = self.run(
+            ["has-session", "-t", f"={name}"],
+            ["display-message", "-p", "-t", f"={name}:", f"#{{{OWNER_OPTION}}}"],
+        )
+        if res.returncode != 0:
+            return SessionOwner(exists=False, root="")
+        return SessionOwner(exists=True, root=res.stdout[0] if res.stdout else "")
+
     def new_window(
-        self, session: str, name: str, cwd: str, argv: list[str], env: dict[str, str], log: str | None = None
+        self,
+        session: str,
+        name: str,
+        cwd: str,
+        argv: list[str],
+        env: dict[str, str],
+        log: str | None = None,
+        owner: str = "",
     ) -> tuple[str, str]:
         """Start `argv` in a new window (creating the session if needed); returns (window_id, pane_id).
 
         The window is created holding a placeholder, made remain-on-exit, then respawned with the real
-        command, so even a command that exits at once leaves its output readable in the pane. The
+        command, so even a command that exits at once leaves its output readable in the pane. A
+        session this call creates is marked with `owner` (OWNER_OPTION) in the same invocation. The
         pane's output is also appended to `log` (default: discarded) through pipe-pane: tmux 3.3
         otherwise drops output it has not read yet when the process exits, and a piped pane makes it
         read everything first.
@@ -210,6 +238,7 @@ class Tmux:
             ["new-window", "-d", "-P", "-F", fmt, "-t", f"={session}:", "-n", name, "-c", cwd, *placeholder]
         )
         if res.returncode != 0 and not self.has_session(session):
+            mark = [["set-option", "-t", f"={session}:", OWNER_OPTION, owner]] if owner else []
             res = self.run(
                 [
                     "new-session",
@@ -228,7 +257,10 @@ class Tmux:
                     "-y",
                     "50",
                     *placeholder,
-                ]
+                ],
+                *mark,
+                # the status line shows the whole session name, hash and all
+                ["set-option", "-t", f"={session}:", "status-left-length", "40"],
             )
         if res.returncode != 0 or not res.stdout:
             raise TmuxError(f"tmux new-window failed: {' '.join(res.stderr).strip()}")

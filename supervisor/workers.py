@@ -168,9 +168,7 @@ def spawn(
         prepare_runtime(rt, launch)
         env = pane_env(fac, name, role.name, branch, context, task)
         log = str(fac.run_dir(name) / "pane.log")  # the pane's output, kept after its window is gone
-        window_id, pane_id = fac.tmux.new_window(
-            fac.session, name, str(worktree), rt.argv(launch), env, log=log
-        )
+        window_id, pane_id = fac.new_window(name, str(worktree), rt.argv(launch), env, log=log)
         undo.append(lambda: fac.tmux.kill_window(window_id))
         _fault("window")
 
@@ -245,13 +243,13 @@ def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
             f"{name}'s worktree {w.worktree} is gone", hint=f"remove the worker: fac kill {name} --rm"
         )
     argv, env = launch_for(fac, w)
-    panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+    panes = {p.window_name: p for p in fac.panes()}
     p = panes.get(name)
     if p is not None:
         fac.tmux.respawn(p.pane_id, w.worktree, argv, env)
         window_id, pane_id = p.window_id, p.pane_id
     else:
-        window_id, pane_id = fac.tmux.new_window(fac.session, name, w.worktree, argv, env)
+        window_id, pane_id = fac.new_window(name, w.worktree, argv, env)
     with fac.store.tx() as db:
         fac.store.update_worker(
             name,
@@ -306,7 +304,7 @@ def views(fac: Factory) -> list[WorkerView]:
     heads = repo.branch_heads(fac.root, "refs/heads/fac/") if workers else {}
     if workers:
         try:
-            panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+            panes = {p.window_name: p for p in fac.panes()}
         except FacError:
             panes = {}
     out = []
@@ -371,7 +369,7 @@ def kill(fac: Factory, name: str, *, rm: bool = False, force: bool = False) -> d
 
 def _kill_window(fac: Factory, name: str, window_id: str | None) -> bool:
     try:
-        panes = fac.tmux.panes(fac.session)
+        panes = fac.panes()
     except FacError:
         return False
     for p in panes:

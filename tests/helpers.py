@@ -130,9 +130,16 @@ def branches(root: Path) -> list[str]:
     return sorted(head.name for head in gitpython.Repo(root).heads)
 
 
+def session_of(root: Path | str = ".") -> str:
+    """The tmux session of the factory at `root` (default: the one the test runs in), as fac names it."""
+    from supervisor import config
+
+    return config.load(Path(root).resolve()).session
+
+
 def spawn(root: Path, name: str, cmd: str = "sleep 600", *extra: str, role: str = "worker") -> dict[str, Any]:
     """`fac spawn ROLE --name NAME --cmd CMD` that must succeed; returns its JSON report."""
-    return fac_json("spawn", role, "--name", name, "--cmd", cmd, *extra, cwd=root)
+    return fac_json("spawn", role, "--no-up", "--name", name, "--cmd", cmd, *extra, cwd=root)
 
 
 def start_worker(

@@ -20,7 +20,6 @@ from supervisor.factory import Factory
 from supervisor.queue import MergeQueue
 
 SUT = "system-under-construction"
-SESSION = "fac-fac"  # the factory fixture's directory is named "fac"
 
 
 def spawn_worker(root: Path, name: str, cmd: str = "sleep 600") -> Path:

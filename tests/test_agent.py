@@ -136,7 +136,9 @@ def test_spawned_anthropic_worker_loops_to_merged_and_shows_its_transcript(
 ) -> None:
     fake.add(*green_turns())
     start = time.monotonic()
-    res = fac_json("spawn", "worker", "--runtime", "anthropic", "--name", "a1", "--task", "Add unique_words")
+    res = fac_json(
+        "spawn", "worker", "--no-up", "--runtime", "anthropic", "--name", "a1", "--task", "Add unique_words"
+    )
     assert res["runtime"] == "anthropic"
     queue_when_submitted(factory, 1)
 
@@ -179,6 +181,7 @@ def test_spawn_without_a_key_says_how_to_get_one(factory: Path) -> None:
     proc = run_fac(
         "spawn",
         "worker",
+        "--no-up",
         "--runtime",
         "anthropic",
         "--name",
@@ -416,7 +419,7 @@ def test_agents_section_is_validated(factory: Path) -> None:
 
 
 def test_spawn_keeps_the_spawners_anthropic_environment_private(factory: Path, fake: FakeAnthropic) -> None:
-    fac_json("spawn", "worker", "--runtime", "anthropic", "--name", "a9", "--task", "say hi")
+    fac_json("spawn", "worker", "--no-up", "--runtime", "anthropic", "--name", "a9", "--task", "say hi")
     saved = factory / ".fac" / "runs" / "a9" / "agent.env"
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     data = json.loads(saved.read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import assert_usage_error, fac_json, git, run_fac, wait_for
+from helpers import assert_usage_error, fac_json, git, run_fac, session_of, wait_for
 
 from supervisor import workers
 from supervisor.factory import Factory
@@ -74,7 +74,15 @@ def test_spawn_without_claude_installed_says_how_to_install_it(factory: Path, tm
             subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
         )
     proc = run_fac(
-        "spawn", "worker", "--runtime", "claude", "--name", "c1", cwd=factory, env={"PATH": str(empty)}
+        "spawn",
+        "worker",
+        "--no-up",
+        "--runtime",
+        "claude",
+        "--name",
+        "c1",
+        cwd=factory,
+        env={"PATH": str(empty)},
     )
     assert_usage_error(proc, "`claude` is not on PATH", "npm install -g @anthropic-ai/claude-code")
     assert fac_json("status", cwd=factory)["workers"] == []
@@ -84,7 +92,16 @@ def test_spawned_claude_gets_context_permissions_hooks_and_reports_its_session(
     factory: Path, fake_claude: Path
 ) -> None:
     res = fac_json(
-        "spawn", "worker", "--runtime", "claude", "--name", "c1", "--task", "Add char_count", cwd=factory
+        "spawn",
+        "worker",
+        "--no-up",
+        "--runtime",
+        "claude",
+        "--name",
+        "c1",
+        "--task",
+        "Add char_count",
+        cwd=factory,
     )
     wt = Path(res["worktree"])
     wait_for(
@@ -107,7 +124,7 @@ def test_spawned_claude_gets_context_permissions_hooks_and_reports_its_session(
 def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
     factory: Path, fake_claude: Path
 ) -> None:
-    res = fac_json("spawn", "worker", "--runtime", "claude", "--name", "c1", cwd=factory)
+    res = fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
     wt = Path(res["worktree"])
     store = Factory(factory).store
     wait_for(lambda: store.worker("c1").session_id, 15, "the SessionStart hook")
@@ -161,7 +178,7 @@ def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
 
 
 def test_a_restart_resumes_the_session(factory: Path, fake_claude: Path) -> None:
-    fac_json("spawn", "worker", "--runtime", "claude", "--name", "c1", cwd=factory)
+    fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
     fac = Factory(factory)
     wait_for(lambda: fac.store.worker("c1").session_id, 15, "the SessionStart hook")
     argv, _env = workers.launch_for(fac, fac.store.worker("c1"))
@@ -174,7 +191,7 @@ def test_a_role_can_choose_its_permission_mode(factory: Path, fake_claude: Path)
     role.write_text(
         role.read_text().replace('runtime = "command"', 'runtime = "claude"\npermission_mode = "plan"')
     )
-    res = fac_json("spawn", "planner", "--name", "p1", cwd=factory)
+    res = fac_json("spawn", "planner", "--no-up", "--name", "p1", cwd=factory)
     wt = Path(res["worktree"])
     wait_for(lambda: (wt / "claude-argv.json").exists(), 15, "the fake claude")
     argv = json.loads((wt / "claude-argv.json").read_text())
@@ -186,11 +203,15 @@ def test_messages_reach_claude_as_plain_text_not_as_memory_comments(
 ) -> None:
     from helpers import capture_pane
 
-    fac_json("spawn", "worker", "--runtime", "claude", "--name", "c1", cwd=factory)
+    fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
     wait_for(lambda: Factory(factory).store.worker("c1").session_id, 15, "the SessionStart hook")
     fac_json("send", "c1", "please look at test_x", cwd=factory)
-    pane = wait_for(lambda: capture_pane(tmux_socket, "=fac-fac:=c1"), 10, "the pane")
-    wait_for(lambda: "please look at test_x" in capture_pane(tmux_socket, "=fac-fac:=c1"), 10, "the message")
-    pane = capture_pane(tmux_socket, "=fac-fac:=c1")
+    pane = wait_for(lambda: capture_pane(tmux_socket, f"={session_of()}:=c1"), 10, "the pane")
+    wait_for(
+        lambda: "please look at test_x" in capture_pane(tmux_socket, f"={session_of()}:=c1"),
+        10,
+        "the message",
+    )
+    pane = capture_pane(tmux_socket, f"={session_of()}:=c1")
     line = next(x for x in pane.splitlines() if "please look at test_x" in x)
     assert not line.lstrip().startswith("#"), "a leading # would make Claude Code store it as a memory"

@@ -19,6 +19,7 @@ from helpers import (
     branches,
     fac_ok,
     run_fac,
+    session_of,
     start_worker,
     status,
     tmux,
@@ -71,7 +72,7 @@ def test_the_console_script_runs(tmp_path: Path) -> None:
     "args",
     [
         ["status"],
-        ["spawn", "worker", "--cmd", "true"],
+        ["spawn", "worker", "--no-up", "--cmd", "true"],
         ["up"],
         ["down"],
         ["kill", "w1"],
@@ -97,16 +98,16 @@ def test_duplicate_worker_name_is_refused_and_the_first_keeps_running(
     factory: Path, tmux_socket: str
 ) -> None:
     start_worker(factory, "w1")
-    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory)
+    proc = run_fac("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "true", cwd=factory)
     assert_usage_error(proc, "worker 'w1' already exists", "fac kill w1 --rm")
-    assert window_names(tmux_socket, "fac-fac") == ["w1"]
+    assert window_names(tmux_socket, session_of()) == ["w1"]
     assert [w["process"] for w in status(factory)["workers"]] == ["running"]
 
 
 def test_a_stopped_worker_still_holds_its_name(factory: Path) -> None:
     start_worker(factory, "w1")
     fac_ok("kill", "w1", cwd=factory)
-    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory)
+    proc = run_fac("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "true", cwd=factory)
     assert_usage_error(proc, "already exists (state stopped)")
 
 
@@ -114,7 +115,7 @@ def test_a_stopped_worker_still_holds_its_name(factory: Path) -> None:
     "name", ["bad name", "a:b", "a.b", "-x", "x/y", "é", "n" * 41, "supervisor", "merge-queue"]
 )
 def test_invalid_worker_names_are_refused(factory: Path, tmux_socket: str, name: str) -> None:
-    proc = run_fac("spawn", "worker", "--name", name, "--cmd", "true", cwd=factory)
+    proc = run_fac("spawn", "worker", "--no-up", "--name", name, "--cmd", "true", cwd=factory)
     assert_usage_error(proc, repr(name))
     assert "invalid worker name" in proc.stderr or "reserved" in proc.stderr
     assert [b for b in branches(factory) if b != "main"] == []
@@ -126,7 +127,13 @@ def test_a_runtime_that_is_not_available_says_so(factory: Path, tmp_path: Path, 
     # no `claude` executable and no API key: whatever the runtime needs is missing
     path = _bin_dir(tmp_path, git=None, tmux=None, bash=None)
     proc = run_fac(
-        "spawn", "worker", "--runtime", runtime, cwd=factory, env={"PATH": path, "ANTHROPIC_API_KEY": None}
+        "spawn",
+        "worker",
+        "--no-up",
+        "--runtime",
+        runtime,
+        cwd=factory,
+        env={"PATH": path, "ANTHROPIC_API_KEY": None},
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
@@ -136,12 +143,12 @@ def test_a_runtime_that_is_not_available_says_so(factory: Path, tmp_path: Path, 
 
 
 def test_cmd_cannot_be_combined_with_another_runtime(factory: Path) -> None:
-    proc = run_fac("spawn", "worker", "--runtime", "claude", "--cmd", "true", cwd=factory)
+    proc = run_fac("spawn", "worker", "--no-up", "--runtime", "claude", "--cmd", "true", cwd=factory)
     assert_usage_error(proc, "--cmd runs the command runtime")
 
 
 def test_the_command_runtime_needs_a_command(factory: Path) -> None:
-    assert_usage_error(run_fac("spawn", "worker", cwd=factory), "needs a command", "--cmd")
+    assert_usage_error(run_fac("spawn", "worker", "--no-up", cwd=factory), "needs a command", "--cmd")
 
 
 def _bin_dir(tmp_path: Path, **tools: str | None) -> str:
@@ -161,7 +168,7 @@ def _bin_dir(tmp_path: Path, **tools: str | None) -> str:
 
 def test_tmux_missing_is_reported_with_how_to_install_it(factory: Path, tmp_path: Path) -> None:
     path = _bin_dir(tmp_path, git=None)
-    for args in (["spawn", "worker", "--cmd", "true"], ["up"]):
+    for args in (["spawn", "worker", "--no-up", "--cmd", "true"], ["up"]):
         proc = run_fac(*args, cwd=factory, env={"PATH": path})
         assert_usage_error(proc, "tmux is not installed", "apt-get install -y tmux")
     assert status(factory)["workers"] == []
@@ -172,7 +179,7 @@ def test_git_missing_is_reported_with_how_to_install_it(factory: Path, tmp_path:
     path = _bin_dir(tmp_path, tmux=None)
     for args, cwd in (
         (["init", "new"], tmp_path),
-        (["spawn", "worker", "--cmd", "true"], factory),
+        (["spawn", "worker", "--no-up", "--cmd", "true"], factory),
         (["kill", "w1", "--rm"], factory),
         (["status"], factory),
     ):
@@ -183,7 +190,10 @@ def test_git_missing_is_reported_with_how_to_install_it(factory: Path, tmp_path:
 
 def test_git_older_than_2_38_is_refused(factory: Path, tmp_path: Path) -> None:
     path = _bin_dir(tmp_path, tmux=None, git='#!/bin/sh\necho "git version 2.30.0"\n')
-    for args, cwd in ((["init", "new"], tmp_path), (["spawn", "worker", "--cmd", "true"], factory)):
+    for args, cwd in (
+        (["init", "new"], tmp_path),
+        (["spawn", "worker", "--no-up", "--cmd", "true"], factory),
+    ):
         proc = run_fac(*args, cwd=cwd, env={"PATH": path})
         assert_usage_error(proc, "git 2.30 is too old", ">= 2.38")
     assert not (tmp_path / "new").exists()
@@ -201,8 +211,8 @@ def test_attach_puts_a_terminal_on_the_workers_window(factory: Path, tmux_socket
             out = tmux(tmux_socket, "list-clients", "-F", "#{client_session} #{window_name}").stdout
             return out.splitlines()
 
-        assert wait_for(attached_clients, 10, "a tmux client to attach") == ["fac-fac w1"]
-        tmux(tmux_socket, "detach-client", "-s", "=fac-fac")
+        assert wait_for(attached_clients, 10, "a tmux client to attach") == [f"{session_of()} w1"]
+        tmux(tmux_socket, "detach-client", "-s", f"={session_of()}")
         child.expect(pexpect.EOF, timeout=10)
     finally:
         child.close(force=True)
@@ -337,7 +347,7 @@ def test_fac_alone_still_prints_its_help(tmp_path: Path) -> None:
 def test_small_usage_errors_name_the_workers_and_the_runtime_clash(factory: Path) -> None:
     from helpers import assert_usage_error, fac_ok, run_fac
 
-    fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", cwd=factory)
+    fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", cwd=factory)
     assert_usage_error(
         run_fac("log", "--worker", "nosuch", cwd=factory), "no worker named 'nosuch'", "workers: w1"
     )

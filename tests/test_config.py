@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import assert_usage_error, fac_json, fac_ok, run_fac
+from helpers import assert_usage_error, fac_json, fac_ok, run_fac, session_of
 
 from supervisor import config
 from supervisor.config import CheckDef, Config
@@ -49,7 +49,7 @@ def test_invalid_config_is_reported_with_its_key_and_exit_2(
 
 def test_every_command_that_reads_the_config_refuses_an_invalid_one(factory: Path) -> None:
     (factory / "factory.toml").write_text("[queue]\nmax_batch = 0\n")
-    for args in (["status"], ["spawn", "worker", "--cmd", "true"], ["up"]):
+    for args in (["status"], ["spawn", "worker", "--no-up", "--cmd", "true"], ["up"]):
         assert_usage_error(run_fac(*args, cwd=factory), "[queue] max_batch")
 
 
@@ -98,7 +98,7 @@ def test_a_directory_with_a_dot_gives_a_session_tmux_keeps(tmp_path: Path) -> No
     assert config.parse("", default_name="api.v2").session == "fac-api_v2"
     fac_ok("init", "my.proj", cwd=tmp_path)
     fac_ok("up", cwd=tmp_path / "my.proj")
-    fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 60", cwd=tmp_path / "my.proj")
+    fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 60", cwd=tmp_path / "my.proj")
     assert fac_json("status", cwd=tmp_path / "my.proj")["session_running"] is True
     fac_ok("down", cwd=tmp_path / "my.proj")
 
@@ -139,7 +139,7 @@ def test_fac_config_shows_the_supervisor_and_context_sections(factory: Path) -> 
 def test_fac_config_json_shows_the_effective_configuration(factory: Path) -> None:
     data = fac_json("config", cwd=factory)
     assert data["root"] == str(factory)
-    assert data["session"] == "fac-fac" and data["main"] == "main"
+    assert data["session"] == session_of() and data["main"] == "main"
     assert data["queue"]["max_batch"] == 16
     assert [c["name"] for c in data["checks"]] == ["tests"]
     assert data["checks"][0]["stage"] == ["inner", "gate"]

@@ -28,7 +28,7 @@ def fac_json(*args: str) -> Any:
 
 
 def test_spawn_writes_exactly_what_fac_context_prints(factory: Path) -> None:
-    fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", "--task", TASK)
+    fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", "--task", TASK)
 
     printed = fac_ok("context", "w1").stdout
 
@@ -53,7 +53,7 @@ def test_spawn_writes_exactly_what_fac_context_prints(factory: Path) -> None:
 def test_context_respects_its_budget_cutting_the_least_relevant_first(factory: Path) -> None:
     toml = (factory / "factory.toml").read_text() + "\n[context]\nmax_chars = 1500\n"
     human_commit(factory, {"factory.toml": toml}, "human: a small context budget")
-    fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", "--task", TASK)
+    fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", "--task", TASK)
 
     ctx = fac_json("context", "w1")
 

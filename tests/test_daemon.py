@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers import capture_pane, fac_json, fac_ok, git, run_fac, tmux, wait_for
+from helpers import capture_pane, fac_json, fac_ok, git, run_fac, session_of, tmux, wait_for
 from queue_helpers import commit, passing_test
 
 from supervisor import line, tasks
@@ -48,7 +48,7 @@ def worker(root: Path, name: str):
 
 
 def spawn(root: Path, name: str, cmd: str, role: str = "worker") -> None:
-    fac_ok("spawn", role, "--name", name, "--cmd", cmd, cwd=root)
+    fac_ok("spawn", role, "--no-up", "--name", name, "--cmd", cmd, cwd=root)
 
 
 def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path, tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_a_message_is_delivered_once_with_a_receipt(factory: Path, tmux_socket: 
             lambda: store.message(deaf_mid).attempts >= 3, 60, "redelivery of the unacknowledged message"
         )
     assert store.message(mid).attempts == 1, "an acknowledged message must never be pasted again"
-    pane = capture_pane(tmux_socket, "=fac-fac:=reader")
+    pane = capture_pane(tmux_socket, f"={session_of()}:=reader")
     assert pane.count("please rebase") == 1
     assert f"ACKED {mid}" in pane
 
@@ -210,7 +210,9 @@ def test_kill_9_of_supervisor_and_queue_mid_batch_then_up_merges_every_branch_on
 
     def pane_pid(window: str) -> int:
         return int(
-            tmux(tmux_socket, "display-message", "-p", "-t", f"=fac-fac:={window}", "#{pane_pid}").stdout
+            tmux(
+                tmux_socket, "display-message", "-p", "-t", f"={session_of()}:={window}", "#{pane_pid}"
+            ).stdout
         )
 
     os.kill(pane_pid("merge-queue"), signal.SIGKILL)

@@ -64,7 +64,7 @@ def test_a_delta_goes_from_new_to_done_with_its_statements_in_specs_current(fact
     assert 'status = "approved"' in on_main(factory, path)
 
     # Assigned: in progress; its id is the spawn's correlation id and reaches the agent's context.
-    fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", "--delta", "1")
+    fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", "--delta", "1")
     [row] = fac_json("delta", "ls")
     assert (row["status"], row["worker"]) == ("in-progress", "w1")
     [spawned] = events(factory, "spawned")
@@ -142,7 +142,7 @@ def test_an_agent_may_propose_a_delta_but_never_approve_or_reject_it(factory: Pa
 def test_spawn_refuses_a_delta_a_human_has_not_approved(factory: Path) -> None:
     fac_ok("delta", "new", "Count characters", "--check", f"tests::{TEST}")
 
-    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", "--delta", "1")
+    proc = run_fac("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", "--delta", "1")
 
     assert_usage_error(proc, "delta 0001 is proposed", "fac delta approve 0001")
     assert fac_json("status")["workers"] == []

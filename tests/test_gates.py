@@ -22,7 +22,7 @@ def configure(root: Path, text: str, section_text: str = "") -> None:
 
 
 def spawn(root: Path, name: str) -> Path:
-    fac_ok("spawn", "worker", "--name", name, "--cmd", "sleep 600", cwd=root)
+    fac_ok("spawn", "worker", "--no-up", "--name", name, "--cmd", "sleep 600", cwd=root)
     return root / ".fac" / "worktrees" / name
 
 

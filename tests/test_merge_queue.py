@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import assert_usage_error, capture_pane, git, run_fac, wait_for
+from helpers import assert_usage_error, capture_pane, git, run_fac, session_of, wait_for
 from queue_helpers import (
     SUT,
     assert_main_only_tested,
@@ -106,7 +106,7 @@ def test_red_batch_is_bisected_to_the_culprit_and_the_rest_merge(factory: Path, 
     ):
         assert needle in body, f"{needle!r} not in the red message:\n{body}"
     pane = wait_for(
-        lambda: (text := capture_pane(tmux_socket, "=fac-fac:w4")) and "reproduce:" in text and text,
+        lambda: (text := capture_pane(tmux_socket, f"={session_of()}:w4")) and "reproduce:" in text and text,
         message="the red message in w4's pane",
     )
     for needle in (

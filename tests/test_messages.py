@@ -6,7 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
-from helpers import capture_pane, run_fac, tmux, wait_for
+from helpers import capture_pane, run_fac, session_of, tmux, wait_for
 from queue_helpers import (
     commit,
     entries,
@@ -25,7 +25,7 @@ SHELL = "bash --norc --noprofile -i"
 
 
 def _pane(socket: str, worker: str) -> str:
-    return capture_pane(socket, f"=fac-fac:{worker}")
+    return capture_pane(socket, f"={session_of()}:{worker}")
 
 
 def _wait_for_prompt(socket: str, worker: str) -> None:
@@ -34,10 +34,10 @@ def _wait_for_prompt(socket: str, worker: str) -> None:
 
 def _still_a_working_shell(socket: str, worker: str) -> None:
     """tmux answers, and the shell in the pane runs what is typed after the message (and only that)."""
-    assert tmux(socket, "display-message", "-p", "#{session_name}").stdout.strip() == "fac-fac"
+    assert tmux(socket, "display-message", "-p", "#{session_name}").stdout.strip() == session_of()
     token = f"alive-{uuid.uuid4().hex[:8]}"
-    tmux(socket, "send-keys", "-t", f"=fac-fac:{worker}", "-l", f"echo {token}-$((1+1))")
-    tmux(socket, "send-keys", "-t", f"=fac-fac:{worker}", "Enter")
+    tmux(socket, "send-keys", "-t", f"={session_of()}:{worker}", "-l", f"echo {token}-$((1+1))")
+    tmux(socket, "send-keys", "-t", f"={session_of()}:{worker}", "Enter")
     wait_for(lambda: f"{token}-2" in _pane(socket, worker).splitlines(), message="the shell to answer")
 
 
@@ -79,7 +79,7 @@ def test_a_hostile_message_is_delivered_literally_and_harmlessly(factory: Path, 
     tag = f"pwned-{uuid.uuid4().hex}"
     spawn_worker(factory, "w1", SHELL)
     _wait_for_prompt(tmux_socket, "w1")
-    title = tmux(tmux_socket, "display-message", "-p", "-t", "=fac-fac:w1", "#{pane_title}").stdout
+    title = tmux(tmux_socket, "display-message", "-p", "-t", f"={session_of()}:w1", "#{pane_title}").stdout
     text = _hostile(tag, 1024 * 1024)
 
     res = fac("send", "w1", text, "--json")  # in-process: a 1 MB argument is past the OS's limit for exec
@@ -95,7 +95,10 @@ def test_a_hostile_message_is_delivered_literally_and_harmlessly(factory: Path, 
     assert "\\x1b[31mred text\\x1b[0m" in pane and f"\\x1b]0;{tag}-title\\x07" in pane
     assert "\\x1b[201~ end of paste" in pane
     assert "more characters; full text: fac inbox --worker w1 --id" in pane
-    assert tmux(tmux_socket, "display-message", "-p", "-t", "=fac-fac:w1", "#{pane_title}").stdout == title
+    assert (
+        tmux(tmux_socket, "display-message", "-p", "-t", f"={session_of()}:w1", "#{pane_title}").stdout
+        == title
+    )
     [msg] = inbox("w1")
     limit = messages.INBOX_MAX
     head, pointer = msg["body"][:limit], msg["body"][limit:]

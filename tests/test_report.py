@@ -50,7 +50,7 @@ def test_flow_metrics_from_a_known_event_log() -> None:
 
 def test_fac_report_after_a_real_run(factory: Path) -> None:
     for name, change in (("good", passing_test("good")), ("bad", failing_test("bad"))):
-        fac_ok("spawn", "worker", "--name", name, "--cmd", "sleep 600", cwd=factory)
+        fac_ok("spawn", "worker", "--no-up", "--name", name, "--cmd", "sleep 600", cwd=factory)
         commit(factory / ".fac/worktrees" / name, change)
         fac_ok("submit", "--worker", name, cwd=factory)
     MergeQueue(Factory(factory), retries=0).run(once=True)

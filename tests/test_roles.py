@@ -87,7 +87,7 @@ def test_fac_roles_with_a_bad_role_file_exits_2_naming_the_file(factory: Path) -
 
 
 def test_spawning_an_unknown_role_lists_the_known_roles(factory: Path) -> None:
-    proc = run_fac("spawn", "wizard", "--cmd", "true", cwd=factory)
+    proc = run_fac("spawn", "wizard", "--no-up", "--cmd", "true", cwd=factory)
     assert_usage_error(proc, "unknown role 'wizard'", "known roles: fixer, planner, reviewer, worker")
     assert "fac roles new wizard" in proc.stderr
 

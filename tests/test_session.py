@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from helpers import (
@@ -10,7 +11,9 @@ from helpers import (
     capture_pane,
     fac_json,
     fac_ok,
+    git,
     run_fac,
+    session_of,
     start_worker,
     status,
     tmux,
@@ -18,31 +21,31 @@ from helpers import (
     window_names,
 )
 
-SESSION = "fac-fac"
-
 
 def test_up_starts_the_session_with_a_supervisor_window_and_is_idempotent(
     factory: Path, tmux_socket: str
 ) -> None:
     first = fac_json("up", cwd=factory)
-    assert first["session"] == SESSION
+    assert first["session"] == session_of()
     assert "supervisor" in first["started"]
-    assert "supervisor" in window_names(tmux_socket, SESSION)
+    assert "supervisor" in window_names(tmux_socket, session_of())
     # fac's own window runs fac itself, on the same private server
     wait_for(
-        lambda: SESSION in capture_pane(tmux_socket, f"={SESSION}:supervisor"), 15, "the supervisor's view"
+        lambda: session_of() in capture_pane(tmux_socket, f"={session_of()}:supervisor"),
+        15,
+        "the supervisor's view",
     )
 
     second = fac_json("up", cwd=factory)
     assert second["started"] == []
     assert "supervisor" in second["already_running"]
-    assert window_names(tmux_socket, SESSION).count("supervisor") == 1
+    assert window_names(tmux_socket, session_of()).count("supervisor") == 1
 
 
 def test_up_tells_how_to_watch_the_session(factory: Path, tmux_socket: str) -> None:
     out = fac_ok("up", cwd=factory).stdout
-    assert f"session {SESSION} is up" in out
-    assert f"tmux -L {tmux_socket} attach -t {SESSION}" in out
+    assert f"session {session_of()} is up" in out
+    assert f"tmux -L {tmux_socket} attach -t {session_of()}" in out
 
 
 def test_down_kills_the_session_and_keeps_worktrees(factory: Path, tmux_socket: str) -> None:
@@ -52,7 +55,7 @@ def test_down_kills_the_session_and_keeps_worktrees(factory: Path, tmux_socket: 
     report = fac_json("down", cwd=factory)
 
     assert report["was_running"] is True and report["removed"] == []
-    assert tmux(tmux_socket, "has-session", "-t", f"={SESSION}").returncode != 0
+    assert tmux(tmux_socket, "has-session", "-t", f"={session_of()}").returncode != 0
     assert (factory / ".fac" / "worktrees" / "w1").is_dir()
     assert "fac/w1" in branches(factory)
     (w,) = status(factory)["workers"]
@@ -82,7 +85,7 @@ def test_down_rm_refuses_dirty_worktrees_without_force(factory: Path, tmux_socke
 
     assert_usage_error(run_fac("down", "--rm", cwd=factory), "uncommitted changes: w1", "--force")
     assert (factory / ".fac" / "worktrees" / "w1" / "notes.txt").exists()
-    assert "w1" in window_names(tmux_socket, SESSION)  # nothing was stopped either
+    assert "w1" in window_names(tmux_socket, session_of())  # nothing was stopped either
 
     fac_ok("down", "--rm", "--force", cwd=factory)
     assert not (factory / ".fac" / "worktrees" / "w1").exists()
@@ -92,12 +95,101 @@ def test_up_after_down_starts_a_fresh_session(factory: Path, tmux_socket: str) -
     fac_ok("up", cwd=factory)
     fac_ok("down", cwd=factory)
     assert "supervisor" in fac_json("up", cwd=factory)["started"]
-    assert "supervisor" in window_names(tmux_socket, SESSION)
+    assert "supervisor" in window_names(tmux_socket, session_of())
 
 
 def test_the_session_is_named_by_the_config(factory: Path, tmux_socket: str) -> None:
+    default = session_of()
     with (factory / "factory.toml").open("a") as f:
         f.write('\n[tmux]\nsession = "my-line"\n')
     assert fac_json("up", cwd=factory)["session"] == "my-line"
     assert "supervisor" in window_names(tmux_socket, "my-line")
-    assert window_names(tmux_socket, SESSION) == []
+    assert window_names(tmux_socket, default) == []
+
+
+def _twin_factories(tmp_path: Path) -> tuple[Path, Path]:
+    """Two factories whose directories share a name: ~/a/app and ~/b/app."""
+    a, b = tmp_path / "a" / "app", tmp_path / "b" / "app"
+    for root in (a, b):
+        fac_ok("init", str(root), "--sample", cwd=tmp_path)
+    return a, b
+
+
+def test_two_factories_whose_directories_share_a_name_get_two_sessions(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    a, b = _twin_factories(tmp_path)
+    up_a, up_b = fac_json("up", cwd=a), fac_json("up", cwd=b)
+
+    assert up_a["session"] != up_b["session"]
+    for up in (up_a, up_b):  # readable: fac-<name>-<short hash of the path>
+        assert re.fullmatch(r"fac-app-[0-9a-f]{6}", up["session"]), up["session"]
+        assert sorted(up["started"]) == ["merge-queue", "supervisor"]
+    # each session is marked as its own factory's
+    for root, up in ((a, up_a), (b, up_b)):
+        owner = tmux(tmux_socket, "display-message", "-p", "-t", f"={up['session']}:", "#{@fac_root}").stdout
+        assert owner.strip() == str(root)
+
+    fac_json("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", cwd=b)
+    assert "w1" in window_names(tmux_socket, up_b["session"])
+    assert "w1" not in window_names(tmux_socket, up_a["session"])
+
+    fac_ok("down", cwd=a)
+    assert tmux(tmux_socket, "has-session", "-t", f"={up_a['session']}").returncode != 0
+    assert tmux(tmux_socket, "has-session", "-t", f"={up_b['session']}").returncode == 0
+    assert status(b)["session_running"] is True and status(a)["session_running"] is False
+
+
+def test_a_session_fac_did_not_create_for_this_factory_is_never_adopted(
+    factory: Path, tmp_path: Path, tmux_socket: str
+) -> None:
+    # An explicit [tmux] session is used as written, even when another factory already has it.
+    other = tmp_path / "other"
+    fac_ok("init", str(other), "--sample", cwd=tmp_path)
+    for root in (factory, other):
+        with (root / "factory.toml").open("a") as f:
+            f.write('\n[tmux]\nsession = "shared"\n')
+    assert fac_json("up", cwd=other)["session"] == "shared"
+    before = window_names(tmux_socket, "shared")
+
+    for args in (["up"], ["spawn", "worker", "--name", "w1", "--cmd", "sleep 600"], ["down"]):
+        assert_usage_error(
+            run_fac(*args, cwd=factory), f"belongs to the factory at {other}", "[tmux] session"
+        )
+    assert window_names(tmux_socket, "shared") == before  # nothing added, nothing killed
+    assert not (factory / ".fac" / "worktrees" / "w1").exists()  # the spawn made nothing
+    data = fac_json("status", cwd=factory)
+    assert data["session_running"] is False and str(other) in data["session_conflict"]
+    assert f"belongs to the factory at {other}" in fac_ok("status", cwd=factory).stdout
+
+    # A session a human made by hand under that name is not fac's either.
+    tmux(tmux_socket, "kill-session", "-t", "=shared")
+    tmux(tmux_socket, "new-session", "-d", "-s", "shared", "sleep 600")
+    assert_usage_error(run_fac("up", cwd=factory), "fac did not create it")
+    assert_usage_error(run_fac("down", cwd=factory), "fac did not create it")
+    assert tmux(tmux_socket, "has-session", "-t", "=shared").returncode == 0
+
+
+def test_down_rm_refuses_branches_with_unmerged_commits_and_prints_recovery_shas(
+    factory: Path, tmux_socket: str
+) -> None:
+    start_worker(factory, "w1")
+    start_worker(factory, "w2")  # nothing of its own: dropping it loses nothing
+    wt = factory / ".fac" / "worktrees" / "w1"
+    (wt / "system-under-construction" / "work.txt").write_text("a day of work\n")
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "work")
+    sha = git(wt, "rev-parse", "HEAD")
+
+    assert_usage_error(
+        run_fac("down", "--rm", cwd=factory), "unmerged commits: fac/w1 (1 commit not on main)"
+    )
+    assert "fac/w1" in branches(factory) and "fac/w2" in branches(factory)
+    assert "w1" in window_names(tmux_socket, session_of())  # nothing was stopped either
+
+    out = fac_ok("down", "--rm", "--force", cwd=factory).stdout
+    assert f"recover with `git branch fac/w1 {sha}`" in out
+    assert "fac/w2" in out  # every dropped branch is named with its sha
+    assert "fac/w1" not in branches(factory)
+    git(factory, "branch", "fac/w1", sha)  # the printed command brings the work back
+    assert git(factory, "show", "fac/w1:system-under-construction/work.txt") == "a day of work"

@@ -13,6 +13,7 @@ from helpers import (
     fac_ok,
     git,
     run_fac,
+    session_of,
     spawn,
     start_worker,
     status,
@@ -22,8 +23,6 @@ from helpers import (
 )
 
 from supervisor.store import Store
-
-SESSION = "fac-fac"  # the factory fixture's directory is named "fac"
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -52,13 +51,14 @@ def test_spawn_creates_branch_worktree_and_window(factory: Path, tmux_socket: st
         "worktree": str(worktree),
         "window": report["window"],
         "pane": report["pane"],
-        "session": SESSION,
+        "session": session_of(),
+        "started": [],  # --no-up: only the worker's window, the factory is not started
     }
     assert "fac/w1" in branches(factory)
     assert git(worktree, "symbolic-ref", "--short", "HEAD") == "fac/w1"
     assert git(worktree, "rev-parse", "HEAD") == git(factory, "rev-parse", "main")
     assert (worktree / "system-under-construction" / "README.md").is_file()
-    assert window_names(tmux_socket, SESSION) == ["w1"]
+    assert window_names(tmux_socket, session_of()) == ["w1"]
     # the human's checkout is untouched
     assert git(factory, "symbolic-ref", "--short", "HEAD") == "main"
     assert git(factory, "status", "--porcelain") == ""
@@ -103,15 +103,15 @@ def test_a_task_and_a_command_ending_in_a_semicolon_reach_the_pane_intact(
 
 
 def test_spawn_without_a_name_generates_role_dash_n(factory: Path) -> None:
-    first = fac_json("spawn", "worker", "--cmd", "sleep 600", cwd=factory)
-    second = fac_json("spawn", "worker", "--cmd", "sleep 600", cwd=factory)
+    first = fac_json("spawn", "worker", "--no-up", "--cmd", "sleep 600", cwd=factory)
+    second = fac_json("spawn", "worker", "--no-up", "--cmd", "sleep 600", cwd=factory)
     assert (first["name"], second["name"]) == ("worker-1", "worker-2")
     assert {"fac/worker-1", "fac/worker-2"} <= set(branches(factory))
 
 
 def test_a_generated_name_skips_names_whose_branch_exists(factory: Path) -> None:
     git(factory, "branch", "fac/reviewer-1")
-    report = fac_json("spawn", "reviewer", "--cmd", "sleep 600", cwd=factory)
+    report = fac_json("spawn", "reviewer", "--no-up", "--cmd", "sleep 600", cwd=factory)
     assert report["name"] == "reviewer-2"
 
 
@@ -148,7 +148,7 @@ def test_pane_output_stays_readable_after_the_command_exits(factory: Path, tmux_
     views = {w["name"]: w for w in status(factory)["workers"]}
     assert {views[n]["process"] for n in names} == {"exited 0"}
     assert views["bad"]["process"] == "exited 3"
-    assert set(window_names(tmux_socket, SESSION)) == {*names, "bad"}
+    assert set(window_names(tmux_socket, session_of())) == {*names, "bad"}
 
 
 def test_pane_output_is_logged_and_the_log_outlives_the_window(factory: Path, tmux_socket: str) -> None:
@@ -163,7 +163,7 @@ def test_status_json_has_the_session_and_every_workers_fields(factory: Path) -> 
     empty = fac_json("status", cwd=factory)
     expected = {
         "root": str(factory),
-        "session": SESSION,
+        "session": session_of(),
         "session_running": False,
         "main": "main",
         "workers": [],
@@ -199,9 +199,18 @@ def test_status_table_shows_workers(factory: Path) -> None:
     assert "no workers" in fac_ok("status", cwd=factory).stdout
     start_worker(factory, "w1", "sleep 600")
     lines = fac_ok("status", cwd=factory).stdout.splitlines()
-    assert "session fac-fac (up)" in lines[0]
-    assert lines[1].split() == ["WORKER", "ROLE", "BRANCH", "STATE", "PROCESS", "WINDOW", "HEAD"]
-    assert lines[2].split()[:5] == ["w1", "worker", "fac/w1", "working", "running"]
+    assert f"session {session_of()} (up)" in lines[0]
+    # a session with a worker but without fac's own processes says so
+    assert lines[1].split() == ["supervisor:", "not", "running", "(no", "window)"] + [
+        "merge-queue:",
+        "not",
+        "running",
+        "(no",
+        "window)",
+    ]
+    assert "supervisor and merge-queue not running: `fac up` starts them again" in lines[2]
+    assert lines[3].split() == ["WORKER", "ROLE", "BRANCH", "STATE", "PROCESS", "WINDOW", "HEAD"]
+    assert lines[4].split()[:5] == ["w1", "worker", "fac/w1", "working", "running"]
 
 
 @pytest.mark.parametrize("step", ["row", "worktree", "context", "window"])
@@ -209,14 +218,22 @@ def test_a_failed_spawn_leaves_nothing_behind(factory: Path, tmux_socket: str, s
     start_worker(factory, "other", "sleep 600")  # a bystander that must survive the rollback
 
     proc = run_fac(
-        "spawn", "worker", "--name", "w1", "--cmd", "sleep 600", cwd=factory, env={"FAC_FAULT_INJECT": step}
+        "spawn",
+        "worker",
+        "--no-up",
+        "--name",
+        "w1",
+        "--cmd",
+        "sleep 600",
+        cwd=factory,
+        env={"FAC_FAULT_INJECT": step},
     )
 
     assert_usage_error(proc, f"injected failure at spawn step {step!r}")
     assert "fac/w1" not in branches(factory)
     assert not (factory / ".fac" / "worktrees" / "w1").exists()
     assert not (factory / ".fac" / "runs" / "w1").exists()
-    assert window_names(tmux_socket, SESSION) == ["other"]
+    assert window_names(tmux_socket, session_of()) == ["other"]
     assert [w["name"] for w in status(factory)["workers"]] == ["other"]
     assert git(factory, "worktree", "list", "--porcelain").count("worktree ") == 2
 
@@ -226,7 +243,15 @@ def test_a_failed_spawn_leaves_nothing_behind(factory: Path, tmux_socket: str, s
 
 def test_a_failed_first_spawn_leaves_no_session_behind(factory: Path, tmux_socket: str) -> None:
     proc = run_fac(
-        "spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory, env={"FAC_FAULT_INJECT": "window"}
+        "spawn",
+        "worker",
+        "--no-up",
+        "--name",
+        "w1",
+        "--cmd",
+        "true",
+        cwd=factory,
+        env={"FAC_FAULT_INJECT": "window"},
     )
     assert_usage_error(proc, "injected failure")
     assert_no_trace_of(factory, tmux_socket, "w1")
@@ -234,7 +259,9 @@ def test_a_failed_first_spawn_leaves_no_session_behind(factory: Path, tmux_socke
 
 
 def test_spawn_from_a_missing_base_fails_cleanly(factory: Path, tmux_socket: str) -> None:
-    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", "--base", "no-such-ref", cwd=factory)
+    proc = run_fac(
+        "spawn", "worker", "--no-up", "--name", "w1", "--cmd", "true", "--base", "no-such-ref", cwd=factory
+    )
     assert_usage_error(proc, "'no-such-ref' is not a commit", "--base")
     assert_no_trace_of(factory, tmux_socket, "w1")
     events = fac_ok("log", "--json", "--worker", "w1", cwd=factory).stdout
@@ -247,7 +274,7 @@ def test_spawn_refuses_a_name_whose_branch_exists_and_keeps_that_branch(
 ) -> None:
     git(factory, "branch", "fac/w1")
     sha = git(factory, "rev-parse", "fac/w1")
-    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", "true", cwd=factory)
+    proc = run_fac("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "true", cwd=factory)
     assert_usage_error(proc, "branch fac/w1 already exists")
     assert git(factory, "rev-parse", "fac/w1") == sha  # the rollback did not delete the user's branch
     assert status(factory)["workers"] == []
@@ -261,7 +288,7 @@ def test_kill_stops_the_window_and_keeps_worktree_and_branch(factory: Path, tmux
     out = fac_ok("kill", "w1", cwd=factory).stdout
 
     assert "stopped w1" in out
-    assert window_names(tmux_socket, SESSION) == ["w2"]
+    assert window_names(tmux_socket, session_of()) == ["w2"]
     view = worker_view(factory, "w1")
     assert (view["state"], view["process"], view["window"]) == ("stopped", "no window", None)
     assert (factory / ".fac" / "worktrees" / "w1").is_dir()

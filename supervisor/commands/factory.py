@@ -57,12 +57,13 @@ def config_cmd(as_json: bool) -> None:
     \b
     [factory] name         the factory's name (default: the directory's name)
     [factory] main         the branch the queue guards (default "main")
-    [tmux] session         tmux session name (default "fac-<name>")
+    [tmux] session         tmux session name (default "fac-<name>-<hash of the factory's path>")
     [queue] parallel       checks run at once (default: CPU count)
     [queue] max_batch      branches tested together; 1 = serial queue (default 16)
     [queue] retries        reruns of a red single-branch candidate before blame (default 1)
     [queue] verify_main    run the gate on main after each merge (default false)
     [queue] approval_paths globs a branch may touch only after `fac approve` (default none)
+    [queue] allow_no_checks  merge while main has no gate check, untested (default false: hold)
     [supervisor] tick      seconds between reconcile passes when nothing happens (default 5)
     [supervisor] max_workers  the WIP limit for pulling tasks (default 4)
     [supervisor] auto_fix  spawn a fixer when main goes red (default false)
@@ -148,11 +149,22 @@ def _attach_hint(session: str) -> str:
 
 
 @click.command()
-@click.option("--rm", is_flag=True, help="Also remove every worker's worktree and branch.")
-@click.option("--force", is_flag=True, help="With --rm: discard uncommitted changes in worktrees.")
+@click.option(
+    "--rm", is_flag=True, help="Also remove every worker's worktree and branch (prints each last sha)."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --rm: discard uncommitted changes and drop branches main does not have.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def down(rm: bool, force: bool, as_json: bool) -> None:
-    """Stop the factory's tmux session. Worktrees and branches stay unless --rm."""
+    """Stop the factory's tmux session. Worktrees and branches stay unless --rm.
+
+    --rm refuses while a worktree has uncommitted changes or a branch has commits that main does
+    not have; --force drops them, printing each branch's last sha so `git branch` can bring it back.
+    A tmux session of the same name that this factory did not create is never touched.
+    """
     from supervisor import session
 
     res = session.down(find_factory(), rm=rm, force=force)
@@ -160,5 +172,7 @@ def down(rm: bool, force: bool, as_json: bool) -> None:
         echo_json(res)
         return
     click.echo(f"session {res['session']} " + ("stopped" if res["was_running"] else "was not running"))
-    if res["removed"]:
-        click.echo(f"removed worktrees and branches of: {', '.join(res['removed'])}")
+    for d in res["dropped"]:
+        sha = d["last_sha"]
+        last = f" (was {sha[:10]}; recover with `git branch {d['branch']} {sha}`)" if sha else ""
+        click.echo(f"removed {d['worker']}'s worktree and branch {d['branch']}{last}")

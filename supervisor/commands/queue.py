@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -84,10 +85,15 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
 @click.option("--max-batch", type=click.IntRange(1), help="Override [queue] max_batch (1 = serial).")
 @click.option("--no-cache", is_flag=True, help="Never reuse stored check results.")
 def queue_run(once: bool, max_batch: int | None, no_cache: bool) -> None:
-    """Run the merge queue (`fac up` starts it in the window `merge-queue`)."""
+    """Run the merge queue (`fac up` starts it in the window `merge-queue`).
+
+    In its own window it also restarts a dead supervisor window (each restart is an event in `fac log`).
+    """
+    from supervisor import health
     from supervisor.queue import MergeQueue
 
-    mq = MergeQueue(find_factory(), max_batch=max_batch, use_cache=not no_cache, say=timestamped)
+    keep = (health.SUPERVISOR_WINDOW,) if os.environ.get(health.WINDOW_ENV) == health.QUEUE_WINDOW else ()
+    mq = MergeQueue(find_factory(), max_batch=max_batch, use_cache=not no_cache, say=timestamped, keep=keep)
     stats = mq.run(once=once)
     timestamped(
         "done: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) if stats else "done: nothing to do"

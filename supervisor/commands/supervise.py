@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -16,15 +17,19 @@ def supervise(no_dashboard: bool) -> None:
     """Run the supervisor in the foreground (`fac up` runs it in the window `supervisor`).
 
     Restarts crashed agents with backoff, pastes unacknowledged messages again, stops the line
-    when main is red, pulls waiting tasks under the WIP limit, and shows the dashboard.
+    when main is red, pulls waiting tasks under the WIP limit, and shows the dashboard. In its
+    own window it also restarts a dead merge-queue window (each restart is an event in `fac log`).
     """
+    from supervisor import health
     from supervisor.daemon import Supervisor
     from supervisor.tmux import LiveTmux
 
     fac = find_factory()
     fac.tmux = LiveTmux()  # it runs for hours: libtmux's objects, imported once
+    # In its own window (`fac up`), it keeps the merge queue's window alive.
+    keep = (health.QUEUE_WINDOW,) if os.environ.get(health.WINDOW_ENV) == health.SUPERVISOR_WINDOW else ()
     if no_dashboard or not sys.stdout.isatty():
-        Supervisor(fac, say=timestamped).run()
+        Supervisor(fac, say=timestamped, keep=keep).run()
         return
     from rich.console import Console
     from rich.live import Live
@@ -46,4 +51,4 @@ def supervise(no_dashboard: bool) -> None:
             table = dashboard.render(dashboard.snapshot(fac))
             live.update(Group(table, Text("\n".join(recent), style="dim")), refresh=True)
 
-        Supervisor(fac, say=note, on_reconcile=redraw).run()
+        Supervisor(fac, say=note, on_reconcile=redraw, keep=keep).run()

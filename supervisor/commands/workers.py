@@ -22,6 +22,9 @@ from supervisor.model import RUNTIME_NAMES
 @click.option("--cmd", "command", help="Command line to run in the pane; implies --runtime command.")
 @click.option("--base", help="Branch point (default: main).")
 @click.option("--delta", help="Assign an approved delta (`fac delta ls`): it goes in-progress.")
+@click.option(
+    "--no-up", is_flag=True, help="Do not start the factory's supervisor and merge queue if they are not up."
+)
 @click.option("--json", "as_json", is_flag=True)
 def spawn(
     role: str,
@@ -31,25 +34,37 @@ def spawn(
     command: str | None,
     base: str | None,
     delta: str | None,
+    no_up: bool,
     as_json: bool,
 ) -> None:
     """Start a worker: branch fac/NAME, worktree .fac/worktrees/NAME, tmux window NAME.
 
     All or nothing: if any step fails, whatever was created is removed again. The pane runs in
-    the worktree with FAC_ROOT, FAC_WORKER, FAC_ROLE and FAC_BRANCH set.
+    the worktree with FAC_ROOT, FAC_WORKER, FAC_ROLE and FAC_BRANCH set. When the factory is not
+    up, the spawn starts it whole (as `fac up` does: the supervisor and the merge queue), since a
+    worker without them is never restarted, messaged or merged; --no-up starts only the worker.
     """
-    from supervisor import roles, workers
+    from supervisor import roles, session, workers
 
+    fac = find_factory()
+    was_up = fac.session_running()  # a same-named session of another factory is refused here
     runtime = roles.runtime_for(runtime, command)
     res = workers.spawn(
-        find_factory(), role, name=name, task=task, runtime=runtime, command=command, base=base, delta=delta
+        fac, role, name=name, task=task, runtime=runtime, command=command, base=base, delta=delta
     )
+    started: list[str] = []
+    if not was_up and not no_up:
+        started = session.up(fac)["started"]
     if as_json:
-        echo_json(res)
+        echo_json({**res, "started": started})
         return
     click.echo(
         f"spawned {res['name']} ({res['role']}, {res['runtime']}) on {res['branch']} in {res['worktree']}"
     )
+    if started:
+        click.echo(f"the factory was not up: started {', '.join(started)} in session {fac.session}")
+    elif not was_up:
+        click.echo("note: the factory is not up (--no-up): nothing restarts, messages or merges it; `fac up`")
     click.echo(f"watch it: fac attach {res['name']}")
 
 
@@ -83,7 +98,7 @@ def attach(worker: str) -> NoReturn:
     fac = find_factory()
     if worker not in (SUPERVISOR_WINDOW, QUEUE_WINDOW):
         fac.worker(worker)
-    panes = {p.window_name: p for p in fac.tmux.panes(fac.session)}
+    panes = {p.window_name: p for p in fac.panes()}
     if worker not in panes:
         raise FacError(f"{worker} has no window in session {fac.session}", hint="is the factory up? `fac up`")
     argv = fac.tmux.attach_argv(fac.session, panes[worker].window_id)

@@ -24,6 +24,11 @@ def eligible(pending: Sequence[T], *, line_stopped: bool, is_fix: Callable[[T], 
     return [e for e in pending if is_fix(e)] if line_stopped else list(pending)
 
 
+def hold_for_no_checks(gate_checks: int, allow_no_checks: bool) -> bool:
+    """Whether the queue holds every entry: with no gate check on main, green would mean untested."""
+    return gate_checks == 0 and not allow_no_checks
+
+
 def prefetch(pending: Sequence[T], size: int) -> list[T]:
     """The entries whose (read-only) screening is worth starting at once: those a round of `size`
     will probably take. A serial queue screens one at a time."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from supervisor import checks, deltas, gate, line, locks, repo, wake
+from supervisor import checks, deltas, gate, health, line, locks, repo, wake
 from supervisor.checks import Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -39,6 +39,12 @@ class Settled:
     moved: bool = False
 
 
+NO_CHECKS = (
+    "no gate checks: nothing would be tested "
+    "(add a [checks.NAME] on main, or set [queue] allow_no_checks = true)"
+)
+
+
 class MergeQueue:
     def __init__(
         self,
@@ -48,9 +54,12 @@ class MergeQueue:
         retries: int | None = None,
         use_cache: bool = True,
         say: Callable[[str], None] | None = None,
+        keep: tuple[str, ...] = (),
     ) -> None:
+        """`keep`: fac's own windows to bring back when they die (in its window: the supervisor's)."""
         self.fac = fac
         self.root = fac.root
+        self.keepers = [health.Keeper(fac, name, by="merge-queue") for name in keep]
         cfg = fac.config.queue
         self.max_batch = max_batch or cfg.max_batch
         self.batch_size = self.max_batch
@@ -65,6 +74,7 @@ class MergeQueue:
         self._lock_fd: int | None = None
         self._seq = 0
         self._said_stopped = False
+        self._held_on: str | None = None  # main's sha the queue is holding on (no gate checks)
         self._prefetched: dict[tuple[int, str], Future[screening.Look]] = {}
 
     # --- lifecycle ---
@@ -100,6 +110,7 @@ class MergeQueue:
                 self.say(f"no inotify ({watcher.reason}): polling the store every 0.2 s instead")
             try:
                 while not (should_stop and should_stop()):
+                    self.keep_alive()
                     if self.step():
                         continue
                     if once:
@@ -115,6 +126,15 @@ class MergeQueue:
         finally:
             self.unlock()
         return self.stats
+
+    def keep_alive(self) -> None:
+        for keeper in self.keepers:
+            try:
+                note = keeper.check()
+            except FacError as e:  # tmux briefly unavailable: try again next time round
+                note = f"could not check {health.WHAT[keeper.name]}: {e.message}"
+            if note:
+                self.say(note)
 
     # --- one round ---
 
@@ -136,6 +156,14 @@ class MergeQueue:
                 f"branch {self.fac.main} does not exist", hint="check [factory] main in factory.toml"
             )
         suite = checks.suite_from_rev(self.root, base, self.fac.fac_dir / "suites")
+        if planner.hold_for_no_checks(len(suite.for_stage("gate")), self.fac.config.queue.allow_no_checks):
+            # Zero checks would call anything green: hold every entry until main has a gate check.
+            if self._held_on != base:
+                self._held_on = base
+                self.say(f"holding {len(pending)} entr{'y' if len(pending) == 1 else 'ies'}: {NO_CHECKS}")
+                store.event("queue-held", None, reason=NO_CHECKS, main=base, entries=[e.id for e in pending])
+            return False
+        self._held_on = None
         batch: list[QueueEntry] = []
         # Screening is read-only git work (about 20 processes per branch): start it for the entries
         # this round will probably take, in parallel; screen() still decides one by one, in order.

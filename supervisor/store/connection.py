@@ -28,12 +28,21 @@ class Connection:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self._enable_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        try:
+            self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout=60000")
+            self._enable_wal()
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:  # "file is not a database", a disk I/O error, ...
+            from supervisor.errors import FacError
+
+            raise FacError(
+                f"{path} cannot be opened as fac's store: {e}",
+                hint=f"move it aside (mv {path} {path}.broken) and fac starts an empty one; "
+                "`fac doctor` checks the rest",
+            ) from None
 
     def _enable_wal(self) -> None:
         # Switching a fresh database to WAL takes an exclusive lock without waiting on the busy
@@ -81,6 +90,11 @@ class Connection:
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap way to wait for news."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def integrity(self) -> str:
+        """SQLite's quick_check of the file: "ok" when sound, else its first complaint."""
+        row = self.db.execute("PRAGMA quick_check").fetchone()
+        return str(row[0]) if row else "no answer"
 
     # --- events ---
 

@@ -1,0 +1,198 @@
+"""`fac doctor`: the whole set-up checked, each finding with what to fix.
+
+The machine (git, tmux, bubblewrap, a container engine), then the factory: its configuration, its
+main branch, the store, the gate checks on main, the session and fac's own two processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from supervisor import health, repo, sandbox, tmux
+from supervisor.errors import FacError
+from supervisor.factory import Factory, find_root
+
+Level = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    level: Level
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def healthy(findings: list[Finding]) -> bool:
+    """All is well when nothing failed (a warning is worth reading, not a failure)."""
+    return all(f.level != "fail" for f in findings)
+
+
+def _version(v: tuple[int, int]) -> str:
+    return ".".join(map(str, v))
+
+
+def machine() -> list[Finding]:
+    out: list[Finding] = []
+    try:
+        v = repo.git_version()
+        ok = v >= repo.MIN_GIT
+        out.append(
+            Finding(
+                "git",
+                "ok" if ok else "fail",
+                f"git {_version(v)}",
+                "" if ok else f"install git >= {_version(repo.MIN_GIT)}",
+            )
+        )
+    except FacError as e:
+        out.append(Finding("git", "fail", e.message, e.hint or ""))
+    try:
+        t = tmux.tmux_version()
+        ok = t >= tmux.MIN_TMUX
+        out.append(
+            Finding(
+                "tmux",
+                "ok" if ok else "fail",
+                f"tmux {_version(t)}",
+                "" if ok else f"install tmux >= {_version(tmux.MIN_TMUX)}",
+            )
+        )
+    except FacError as e:
+        out.append(Finding("tmux", "fail", e.message, e.hint or ""))
+    engine = sandbox.container_engine()
+    bwrap = sandbox.bwrap_version()
+    if bwrap:
+        out.append(Finding("bubblewrap", "ok", bwrap))
+    else:
+        out.append(
+            Finding(
+                "bubblewrap",
+                "warn" if engine else "fail",
+                "bubblewrap is missing or cannot run here"
+                + (
+                    f" ({engine} sandboxes the checks)"
+                    if engine
+                    else ": checks and agents' commands run unsandboxed"
+                ),
+                "apt-get install -y bubblewrap",
+            )
+        )
+    if engine:
+        out.append(
+            Finding("container engine", "ok", f"{engine} answers (checks run in the project container)")
+        )
+    else:
+        out.append(
+            Finding(
+                "container engine",
+                "ok" if bwrap else "warn",
+                "none answers" + (": checks run in bubblewrap" if bwrap else ""),
+                "" if bwrap else "install podman or docker, or bubblewrap",
+            )
+        )
+    return out
+
+
+def factory(fac: Factory) -> list[Finding]:
+    out: list[Finding] = []
+    try:
+        cfg = fac.config
+    except FacError as e:
+        return [Finding("factory.toml", "fail", e.message, e.hint or "")]
+    out.append(Finding("factory.toml", "ok", f"factory {cfg.name} at {fac.root}"))
+    main_sha = repo.rev_parse(fac.root, f"refs/heads/{cfg.main}")
+    if main_sha is None:
+        out.append(
+            Finding(
+                "main",
+                "fail",
+                f"branch {cfg.main} does not exist",
+                "set [factory] main in factory.toml to the branch the queue guards",
+            )
+        )
+    else:
+        out.append(Finding("main", "ok", f"{cfg.main} at {main_sha[:10]}"))
+    out.append(_store(fac))
+    if main_sha is not None:
+        out.append(_gate_checks(fac))
+    out.extend(_session(fac))
+    return out
+
+
+def _store(fac: Factory) -> Finding:
+    path = fac.fac_dir / "state.db"
+    try:
+        verdict = fac.store.integrity()
+    except FacError as e:
+        return Finding("store", "fail", e.message, e.hint or "")
+    if verdict != "ok":
+        return Finding("store", "fail", f"{path}: {verdict}", f"move it aside (mv {path} {path}.broken)")
+    return Finding("store", "ok", f"{path} (SQLite, sound)")
+
+
+def _gate_checks(fac: Factory) -> Finding:
+    from supervisor import checks
+
+    try:
+        suite = checks.suite_from_rev(fac.root, f"refs/heads/{fac.main}", fac.fac_dir / "suites")
+    except FacError as e:
+        return Finding("gate checks", "fail", e.message, e.hint or "")
+    gate = suite.for_stage("gate")
+    if gate:
+        return Finding("gate checks", "ok", f"{len(gate)} on {fac.main}: {', '.join(c.name for c in gate)}")
+    if fac.config.queue.allow_no_checks:
+        return Finding(
+            "gate checks",
+            "warn",
+            f"none on {fac.main}: the queue merges untested ([queue] allow_no_checks = true)",
+            NO_CHECKS_FIX,
+        )
+    return Finding(
+        "gate checks", "fail", f"none on {fac.main}: the queue holds every submission", NO_CHECKS_FIX
+    )
+
+
+NO_CHECKS_FIX = (
+    'add one to factory.toml and commit it on main, e.g. [checks.tests] run = "python -m pytest -q" '
+    'cwd = "system-under-construction"'
+)
+
+
+def _session(fac: Factory) -> list[Finding]:
+    try:
+        running = fac.session_running()
+    except FacError as e:
+        return [Finding("session", "fail", e.message, e.hint or "")]
+    if not running:
+        return [Finding("session", "fail", f"tmux session {fac.session} is not running", "fac up")]
+    out = [Finding("session", "ok", f"tmux session {fac.session}")]
+    for p in health.processes(fac):
+        what = health.WHAT[p.name]
+        if p.running:
+            out.append(Finding(p.name, "ok", f"{what}: {p.describe()}"))
+        else:
+            out.append(
+                Finding(
+                    p.name,
+                    "fail",
+                    f"{what}: {p.describe()}",
+                    f"fac up (starts it again); its window: fac attach {p.name}",
+                )
+            )
+    return out
+
+
+def examine(start: Path | None = None) -> tuple[Path | None, list[Finding]]:
+    """Every finding for this machine and the factory here (if any)."""
+    findings = machine()
+    try:
+        root = find_root(start)
+    except FacError as e:
+        return None, [*findings, Finding("factory", "fail", e.message, e.hint or "")]
+    return root, [*findings, *factory(Factory(root))]
