@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from supervisor import line, tasks
+from supervisor import health, line, tasks
 from supervisor.factory import Factory
 
 STATE_STYLE = {
@@ -76,7 +76,12 @@ def render(data: dict[str, Any]) -> Any:
             data["last_verdict"].get(w["name"], ""),
             str(w.get("restarts", 0)),
         )
-    parts: list[Any] = [head, table]
+    procs = Text()
+    for name, p in data.get("processes", {}).items():
+        procs.append(
+            f"{name}: {health.describe(p['pid'], p['window'])}   ", style="" if p["running"] else "bold red"
+        )
+    parts: list[Any] = [head, procs, table]
     questions = [(w["name"], w["question"]) for w in data["workers"] if w.get("question")]
     if questions:
         qt = Text()
