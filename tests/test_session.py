@@ -193,3 +193,27 @@ def test_down_rm_refuses_branches_with_unmerged_commits_and_prints_recovery_shas
     assert "fac/w1" not in branches(factory)
     git(factory, "branch", "fac/w1", sha)  # the printed command brings the work back
     assert git(factory, "show", "fac/w1:system-under-construction/work.txt") == "a day of work"
+
+
+def test_spawn_without_up_starts_the_factory_whole(factory: Path, tmux_socket: str) -> None:
+    # A spawn that fails starts nothing at all.
+    assert_usage_error(run_fac("spawn", "wizard", "--cmd", "sleep 600", cwd=factory), "wizard")
+    assert tmux(tmux_socket, "has-session", "-t", f"={session_of()}").returncode != 0
+
+    proc = fac_ok("spawn", "worker", "--name", "w1", "--cmd", "sleep 600", cwd=factory)
+    assert "the factory was not up: started supervisor, merge-queue" in proc.stdout
+    assert sorted(window_names(tmux_socket, session_of())) == ["merge-queue", "supervisor", "w1"]
+
+    def both_running() -> bool:
+        procs = fac_json("status", cwd=factory)["processes"]
+        return all(p["running"] for p in procs.values())
+
+    wait_for(both_running, 30, "the supervisor and the queue to run")
+    # Once up, a spawn starts nothing more.
+    assert fac_json("spawn", "worker", "--name", "w2", "--cmd", "sleep 600", cwd=factory)["started"] == []
+
+
+def test_spawn_no_up_starts_only_the_worker_and_says_what_that_means(factory: Path, tmux_socket: str) -> None:
+    out = fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", cwd=factory).stdout
+    assert "the factory is not up (--no-up)" in out and "`fac up`" in out
+    assert window_names(tmux_socket, session_of()) == ["w1"]
