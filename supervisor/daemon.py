@@ -31,6 +31,27 @@ STARTING_GRACE = 60.0
 UNSETTLED_GRACE = 5.0  # seconds to wait for tmux to learn a dead pane's exit status
 
 
+FIXER_GONE = ("stopped", "done", "merged")  # a fixer in these states is not working on main
+
+
+def stop_notice(reason: str, main: str, fixers: list[str]) -> str:
+    """What every worker is told when the line stops: the reason, and who (if anyone) is fixing it."""
+    if fixers:
+        who = f"{', '.join(fixers)} (fixer) {'is' if len(fixers) == 1 else 'are'} on it"
+    else:
+        who = "no fixer is on it yet: a human must fix main (or `fac spawn fixer`), then `fac verify`"
+    return (
+        f"[fac] LINE STOPPED: {reason}\nDo not submit until {main} is green again; {who}. "
+        "`fac status` shows the line."
+    )
+
+
+def resume_notice(main: str, sha: str | None) -> str:
+    """What every worker is told when the line runs again."""
+    at = f" at {sha[:10]}" if sha else ""
+    return f"[fac] LINE RUNNING again: {main} is green{at}; submit as usual."
+
+
 def _how_it_ended(p: PaneInfo | None) -> str:
     if p is None:
         return "no window"
@@ -239,28 +260,26 @@ class Supervisor:
         if state.stopped and state.since != self._line_notified:
             self._line_notified = state.since
             self.say(f"LINE STOPPED: {state.reason}")
-            for w in fac.store.workers():
-                if w.state not in ("stopped", "done"):
-                    messages.send(
-                        fac,
-                        w.name,
-                        f"[fac] LINE STOPPED: {state.reason}\nDo not submit until "
-                        f"{fac.main} is green again; a fixer is on it. `fac status` shows the line.",
-                        sender="supervisor",
-                        kind="line",
-                    )
             if self.cfg.auto_fix:
                 self.spawn_fixer(state.reason or "main is red")
+            ws = fac.store.workers()
+            fixers = [w.name for w in ws if w.role in line.FIX_ROLES and w.state not in FIXER_GONE]
+            text = stop_notice(state.reason or f"{fac.main} is red", fac.main, fixers)
+            for w in ws:
+                if w.state not in ("stopped", "done"):
+                    messages.send(fac, w.name, text, sender="supervisor", kind="line")
         elif not state.stopped and self._line_notified > 0:
             self._line_notified = -1.0
             self.say("line resumed")
+            sha = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
+            for w in fac.store.workers():
+                if w.state not in ("stopped", "done"):
+                    messages.send(fac, w.name, resume_notice(fac.main, sha), sender="supervisor", kind="line")
         self.maybe_verify_main()
 
     def spawn_fixer(self, reason: str) -> None:
         fac = self.fac
-        if any(
-            w.role == "fixer" and w.state not in ("stopped", "done", "merged") for w in fac.store.workers()
-        ):
+        if any(w.role == "fixer" and w.state not in FIXER_GONE for w in fac.store.workers()):
             return
         try:
             from supervisor import roles

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from helpers import capture_pane, fac_json, fac_ok, git, run_fac, session_of, tmux, wait_for
 from queue_helpers import commit, passing_test
 
@@ -330,3 +331,52 @@ def test_approved_deltas_are_pulled_by_new_workers_under_the_wip_limit(factory: 
     fac_ok("kill", w.name, cwd=factory)
     Supervisor(fac).reconcile()
     assert sorted(x.delta for x in fac.store.workers() if x.state != "stopped") == ["0002"]
+
+
+def test_the_line_notices_say_who_fixes_main_and_tell_everyone_when_it_runs_again(factory: Path) -> None:
+    broken = factory / "system-under-construction" / "tests" / "test_broken.py"
+    broken.write_text("def test_main_is_broken():\n    assert 'main' == 'green'\n")
+    git(factory, "add", "-A")
+    git(factory, "commit", "-qm", "a human breaks main")
+    assert run_fac("verify", cwd=factory).returncode == 1
+    spawn(factory, "w1", "sleep 600")
+    spawn(factory, "w2", "sleep 600")
+
+    def line_messages(name: str) -> list[str]:
+        return [m.body for m in Factory(factory).store.messages(name) if m.kind == "line"]
+
+    with running_supervisor(factory):
+        wait_for(lambda: all(line_messages(n) for n in ("w1", "w2")), 10, "the line-stopped notices")
+        (stopped,) = line_messages("w1")
+        assert "LINE STOPPED" in stopped and "test_main_is_broken" in stopped
+        assert "a fixer is on it" not in stopped  # there is none
+        assert "no fixer is on it yet: a human must fix main" in stopped
+
+        broken.unlink()
+        git(factory, "add", "-A")
+        git(factory, "commit", "-qm", "a human fixes main")
+        sha = git(factory, "rev-parse", "main")
+        fac_ok("verify", cwd=factory)
+        for name in ("w1", "w2"):
+            wait_for(
+                lambda n=name: len(line_messages(n)) == 2, 10, f"the line-running notice to reach {name}"
+            )
+            assert (
+                line_messages(name)[1]
+                == f"[fac] LINE RUNNING again: main is green at {sha[:10]}; submit as usual."
+            )
+
+
+@pytest.mark.parametrize(
+    ("fixers", "says"),
+    [
+        ([], "no fixer is on it yet: a human must fix main"),
+        (["fix"], "fix (fixer) is on it"),
+        (["f1", "f2"], "f1, f2 (fixer) are on it"),
+    ],
+)
+def test_the_stop_notice_names_the_fixers_there_are(fixers: list[str], says: str) -> None:
+    from supervisor.daemon import stop_notice
+
+    text = stop_notice("main abc is red: tests", "main", fixers)
+    assert text.startswith("[fac] LINE STOPPED: main abc is red: tests\n") and says in text
