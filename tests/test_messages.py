@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 from helpers import capture_pane, run_fac, session_of, tmux, wait_for
 from queue_helpers import (
@@ -20,6 +21,7 @@ from queue_helpers import (
 )
 
 from supervisor import messages
+from supervisor.factory import Factory
 
 SHELL = "bash --norc --noprofile -i"
 
@@ -176,3 +178,31 @@ exit 1
     assert "more characters; full text: fac inbox --worker w1 --id" in pane
     _still_a_working_shell(tmux_socket, "w1")
     assert _pwned(tag) == []
+
+
+def test_a_humans_inbox_read_is_a_peek_and_only_the_workers_own_read_is_its_receipt(
+    factory: Path, tmux_socket: str
+) -> None:
+    spawn_worker(factory, "w1", "sleep 600")
+    mid = json.loads(run_fac("send", "w1", "please add a docstring", "--json").stdout)["id"]
+
+    def stored() -> Any:
+        return Factory(factory).store.message(mid)
+
+    for _ in range(2):  # a human may look as often as they like
+        proc = run_fac("inbox", "--worker", "w1")
+        assert proc.returncode == 0 and "please add a docstring" in proc.stdout
+        assert "a peek: nothing was marked read" in proc.stdout
+        assert (stored().read_at, stored().acked_at) == (None, None)
+        assert mid in [m.id for m in Factory(factory).store.unacked()]  # it will be pasted again
+
+    own = run_fac("inbox", "--json", env={"FAC_WORKER": "w1"})  # the agent, in its pane
+    assert [m["id"] for m in json.loads(own.stdout)] == [mid]
+    assert stored().read_at is not None and stored().acked_at is not None
+    assert mid not in [m.id for m in Factory(factory).store.unacked()]
+    assert "no unread messages for w1" in run_fac("inbox", "--worker", "w1").stdout
+
+    # --ack by a human is a receipt given on the worker's behalf.
+    other = json.loads(run_fac("send", "w1", "and a test", "--json").stdout)["id"]
+    run_fac("inbox", "--worker", "w1", "--ack", str(other))
+    assert Factory(factory).store.message(other).acked_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -35,8 +36,11 @@ def inbox(
 ) -> None:
     """Messages for a worker: red verdicts, conflicts, merges, notes from humans.
 
-    Shown messages are marked read; without --all only unread ones are shown. Agents can block
-    on their next verdict with `fac inbox --wait 600`.
+    Without --all only unread ones are shown. The worker's own read (in its pane, where
+    FAC_WORKER names it) marks them read, and that is its receipt: they are not pasted again. Anyone
+    else reading (a human's `fac inbox --worker W`) only peeks: nothing is marked, so the agent still
+    gets every message; `--ack ID` acknowledges on its behalf. Agents can block on their next
+    verdict with `fac inbox --wait 600`.
     """
     from supervisor import messages
 
@@ -65,7 +69,9 @@ def inbox(
             if not msgs:
                 click.echo(f"no message for {name} within {wait_s:g}s", err=True)
                 sys.exit(EXIT_FAILED)
-    messages.mark_read(fac, name, [m.id for m in msgs])
+    own = os.environ.get("FAC_WORKER") == name  # the worker itself: reading is its receipt
+    if own:
+        messages.mark_read(fac, name, [m.id for m in msgs])
     if as_json:
         keys = ("id", "ts", "sender", "kind", "body", "delivered_at", "read_at")
         echo_json([{k: getattr(m, k) for k in keys} for m in msgs])
@@ -77,6 +83,8 @@ def inbox(
         when = time.strftime("%H:%M:%S", time.localtime(m.ts))
         click.echo(f"--- message {m.id} from {m.sender} ({m.kind}) at {when}")
         click.echo(m.body)
+    if not own:
+        click.echo(f"(a peek: nothing was marked read; {name} still gets these; --ack ID acknowledges one)")
 
 
 @click.command()
