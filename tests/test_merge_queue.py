@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import assert_usage_error, capture_pane, git, run_fac, session_of, wait_for
+from helpers import assert_usage_error, capture_pane, fac_json, fac_ok, git, run_fac, session_of, wait_for
 from queue_helpers import (
     SUT,
     assert_main_only_tested,
@@ -19,6 +19,7 @@ from queue_helpers import (
     events,
     fac,
     failing_test,
+    human_commit,
     inbox,
     merge_commits,
     passing_test,
@@ -30,6 +31,10 @@ from queue_helpers import (
     uncached_runs,
     worker_state,
 )
+
+from supervisor.config import DEFAULT_TOML
+from supervisor.factory import Factory
+from supervisor.queue import planner
 
 # For tests about the queue's plumbing rather than its checks: a real check, without pytest's start-up.
 QUICK = {"readme": f"#!/bin/sh\ntest -s {SUT}/README.md\n"}
@@ -288,7 +293,6 @@ def test_queue_wait_submit_errors_and_resubmit(factory: Path) -> None:
 
 
 def test_an_entry_caught_mid_test_is_requeued_and_merges_exactly_once(factory: Path) -> None:
-    from supervisor.factory import Factory
 
     script_suite(factory, QUICK)
     commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
@@ -316,7 +320,6 @@ def test_an_entry_caught_mid_test_is_requeued_and_merges_exactly_once(factory: P
 def test_a_second_queue_is_refused_while_one_holds_the_lock(factory: Path) -> None:
     import os
 
-    from supervisor.factory import Factory
     from supervisor.queue import MergeQueue
 
     holder = MergeQueue(Factory(factory))
@@ -343,7 +346,6 @@ def _ahead_of_main(root: Path, changes: dict[str, str]) -> tuple[str, str]:
 
 
 def test_a_clean_checkout_of_main_moves_with_main(factory: Path) -> None:
-    from supervisor.factory import Factory
     from supervisor.mainline import move_main
 
     old, new = _ahead_of_main(factory, {f"{SUT}/NEW.md": "new\n"})
@@ -357,7 +359,6 @@ def test_a_clean_checkout_of_main_moves_with_main(factory: Path) -> None:
 
 
 def test_local_edits_to_files_main_does_not_change_are_kept_and_main_moves(factory: Path) -> None:
-    from supervisor.factory import Factory
     from supervisor.mainline import move_main
 
     old, new = _ahead_of_main(factory, {f"{SUT}/NEW.md": "new\n"})
@@ -378,7 +379,6 @@ def test_local_edits_to_files_main_does_not_change_are_kept_and_main_moves(facto
 
 
 def test_local_edits_to_files_main_changes_are_never_touched(factory: Path) -> None:
-    from supervisor.factory import Factory
     from supervisor.mainline import move_main
 
     readme = factory / SUT / "README.md"
@@ -444,3 +444,37 @@ def test_candidate_merge_commits_carry_worker_entry_and_delta_trailers() -> None
         "Merge fac/w7 (w7)\n\nFac-Worker: w7\nFac-Queue-Entry: 7\nFac-Delta: 0003-words\n"
     )
     assert "Fac-Delta" not in candidate_message(entry(8))
+
+
+def test_a_factory_without_gate_checks_holds_the_queue_until_it_is_allowed(
+    tmp_path: Path, tmux_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = fac_ok("init", "bare", cwd=tmp_path).stdout
+    assert "no checks yet: the merge queue holds every submission" in out and "[checks.tests]" in out
+    root = tmp_path / "bare"
+    monkeypatch.chdir(root)
+    assert fac_json("init", str(root), cwd=tmp_path)["gate_checks"] == []
+    assert fac_json("config")["queue"]["allow_no_checks"] is False
+    wt = spawn_worker(root, "w1")
+    commit(wt, {"system-under-construction/app.py": "print('untested')\n"})
+    entry = submit("w1")
+
+    proc = run_fac("queue", "run", "--once")
+    assert proc.returncode == 0, proc.stderr
+    assert "no gate checks: nothing would be tested" in proc.stdout
+    assert entries(root)["w1"].state == "queued"  # held, not merged, not lost
+    assert git(root, "log", "-1", "--format=%s", "main") == "fac init: factory layout"
+    (held,) = [e for e in Factory(root).store.events() if e.kind == "queue-held"]
+    assert held.payload["entries"] == [entry]
+
+    human_commit(root, {"factory.toml": DEFAULT_TOML + "allow_no_checks = true\n"}, "human: merge untested")
+    assert fac_json("config")["queue"]["allow_no_checks"] is True
+    fac_ok("queue", "run", "--once")
+    assert entries(root)["w1"].state == "merged"
+
+
+@pytest.mark.parametrize(("gate", "allowed", "hold"), [(0, False, True), (0, True, False), (1, False, False)])
+def test_the_queue_holds_only_while_there_is_no_gate_check_and_none_is_allowed(
+    gate: int, allowed: bool, hold: bool
+) -> None:
+    assert planner.hold_for_no_checks(gate, allowed) is hold

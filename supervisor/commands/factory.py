@@ -22,10 +22,14 @@ def init(directory: Path, sample: bool, as_json: bool) -> None:
     Makes a git repository on `main` with factory.toml, roles/, specs/, checks/,
     system-under-construction/ and project-container/, and a first commit. In an existing
     repository it adds only what is missing, never overwrites a file, and does not commit.
+    Without --sample the factory has no check yet, and the queue holds every submission until
+    main has a gate check (or [queue] allow_no_checks = true): init says how to add one.
     """
+    from supervisor import checks
     from supervisor import factory as factorymod
 
     report = factorymod.init(directory, sample=sample)
+    gate = checks.suite_from_dir(report.root).for_stage("gate")
     if as_json:
         echo_json(
             {
@@ -34,6 +38,7 @@ def init(directory: Path, sample: bool, as_json: bool) -> None:
                 "kept": report.kept,
                 "new_repo": report.new_repo,
                 "commit": report.committed,
+                "gate_checks": [c.name for c in gate],
             }
         )
         return
@@ -46,7 +51,19 @@ def init(directory: Path, sample: bool, as_json: bool) -> None:
         click.echo(f"  committed {report.committed[:10]} on main")
     elif report.created:
         click.echo("  not committed: review, then `git add -A && git commit -m 'fac init'`")
+    if not gate:
+        click.echo(NO_CHECKS_NOTE)
     click.echo(f"next: cd {directory} && fac up")
+
+
+NO_CHECKS_NOTE = """\
+  no checks yet: the merge queue holds every submission until main has a gate check, since zero
+  checks would call anything green. Add one to factory.toml and commit it on main, e.g.
+      [checks.tests]
+      run = "python -m pytest -q"
+      cwd = "system-under-construction"
+  or put an executable in checks/ (exit 0 pass, 1 fail); `fac init --sample` comes with one.
+  To merge untested anyway: [queue] allow_no_checks = true"""
 
 
 @click.command("config")
