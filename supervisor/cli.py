@@ -146,6 +146,16 @@ def _usage_error(ctx: click.Context, e: click.UsageError) -> NoReturn:
     ctx.exit(e.exit_code)
 
 
+def _os_hint(e: OSError) -> str:
+    import errno
+
+    if e.errno == errno.ENOSPC:
+        return "the disk is full: free some space and run the command again"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "fac may not write there: check the path's permissions (or that the disk is not read-only)"
+    return "check the path named above, then run the command again"
+
+
 class FacGroup(click.Group):
     """Loads its commands from COMMANDS on first use; maps FacError to one or two lines and its exit code."""
 
@@ -189,6 +199,11 @@ class FacGroup(click.Group):
             ctx.exit(e.exit_code)
         except click.UsageError as e:
             _usage_error(ctx, e)
+        except OSError as e:  # the machine said no (a full disk, no permission): one line, never a traceback
+            where = f": {e.filename}" if e.filename else ""
+            click.echo(f"fac: error: {e.strerror or e}{where}", err=True)
+            click.echo(f"  hint: {_os_hint(e)}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("fac: interrupted", err=True)
             ctx.exit(130)

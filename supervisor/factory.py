@@ -82,7 +82,16 @@ def init(target: Path, *, sample: bool = False) -> InitReport:
     target = target.resolve()
     if target.exists() and not target.is_dir():
         raise FacError(f"{target} exists and is not a directory", hint="pick another path")
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / ".fac-init-probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:  # /proc/x, a read-only mount, no permission, a full disk
+        raise FacError(
+            f"cannot create a factory in {target}: {e.strerror or e}",
+            hint="pick a directory you can write to, e.g. `fac init ~/myfactory`",
+        ) from None
     report = InitReport(root=target)
     is_repo = (target / ".git").exists()
     if not is_repo:

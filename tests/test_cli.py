@@ -17,6 +17,7 @@ from helpers import (
     FAC,
     assert_usage_error,
     branches,
+    fac_json,
     fac_ok,
     run_fac,
     session_of,
@@ -429,3 +430,42 @@ def test_no_command_module_shadows_a_shared_helper() -> None:
     for entry in COMMANDS.values():
         importlib.import_module(entry.target.split(":")[0])
     assert helpers and all(callable(getattr(pkg, n)) for n in helpers)
+
+
+# --- bad bytes and bad state: one line and a hint, or accepted with the odd bytes shown escaped ---
+
+
+def test_init_where_no_directory_can_be_made_is_one_line_and_a_hint(tmp_path: Path) -> None:
+    assert_usage_error(
+        run_fac("init", "/proc/x", cwd=tmp_path), "cannot create a factory in /proc/x", "hint:"
+    )
+    assert not Path("/proc/x").exists()
+
+
+def test_a_factory_toml_that_is_not_utf8_is_one_line_and_a_hint(factory: Path) -> None:
+    (factory / "factory.toml").write_bytes(b'[factory]\nname = "caf\xe9"\n')
+    assert_usage_error(run_fac("status", cwd=factory), "factory.toml is not UTF-8 text", "save")
+
+
+def test_a_state_db_that_is_not_a_database_is_one_line_and_a_hint(factory: Path) -> None:
+    (factory / ".fac").mkdir(exist_ok=True)
+    (factory / ".fac" / "state.db").write_bytes(b"not a database, just bytes\n" * 200)
+    for args in (["status"], ["queue"], ["log"]):
+        assert_usage_error(run_fac(*args, cwd=factory), "cannot be opened as fac's store", "mv ")
+
+
+def test_messages_that_are_not_utf8_are_accepted_with_their_bytes_shown_escaped(
+    factory: Path, tmux_socket: str
+) -> None:
+    fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", cwd=factory)
+    # An argument with a Latin-1 byte (Python passes it on as the byte 0xE9 itself).
+    fac_ok("send", "w1", "caf\udce9 au lait", cwd=factory)
+    piped = subprocess.run(
+        [*FAC, "send", "w1", "-"], cwd=factory, input=b"th\xe9 from stdin\n", capture_output=True
+    )
+    assert piped.returncode == 0, piped.stderr
+    fac_ok("ask", "na\udcefve?", cwd=factory, env={"FAC_WORKER": "w1"})
+
+    bodies = [m["body"] for m in fac_json("inbox", "--worker", "w1", "--all", cwd=factory)]
+    assert bodies[:2] == ["caf\\xe9 au lait", "th\\xe9 from stdin\n"]
+    assert fac_json("status", cwd=factory)["workers"][0]["question"] == "na\\xefve?"

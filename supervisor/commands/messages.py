@@ -10,6 +10,7 @@ import click
 
 from supervisor.commands import echo_json, find_factory, worker_arg
 from supervisor.errors import EXIT_FAILED, FacError
+from supervisor.text import read_stdin_text, shown_escaped
 
 
 @click.command()
@@ -95,8 +96,7 @@ def send(worker: str, text: str, as_json: bool) -> None:
     """Send TEXT to WORKER: stored in its inbox and pasted into its pane. TEXT "-" reads stdin."""
     from supervisor import messages
 
-    if text == "-":
-        text = sys.stdin.read()
+    text = read_stdin_text(sys.stdin) if text == "-" else shown_escaped(text)
     if not text.strip():
         raise FacError(
             "the message is empty", hint=f'fac send {worker} "text", or pipe it in: ... | fac send {worker} -'
@@ -117,7 +117,7 @@ def ask(question: str, worker: str | None) -> None:
     from supervisor import andon
 
     name = worker_arg(worker)
-    andon.ask(find_factory(), name, question)
+    andon.ask(find_factory(), name, shown_escaped(question))
     click.echo(f"asked: a human will answer with `fac answer {name} ...`; the answer arrives in your inbox")
 
 
@@ -128,5 +128,5 @@ def answer(worker: str, text: str) -> None:
     """Answer WORKER's open question: delivered to its inbox and pane; it goes back to work."""
     from supervisor import andon
 
-    d = andon.answer(find_factory(), worker, text)
+    d = andon.answer(find_factory(), worker, shown_escaped(text))
     click.echo(f"answered {worker} (message {d.id}{'' if d.pasted else ', not pasted: ' + d.reason})")
