@@ -30,10 +30,13 @@ def stop(fac: Factory, reason: str, main_sha: str | None) -> bool:
     return True
 
 
-def resume(fac: Factory, by: str) -> bool:
-    """Restart the line; False when it was running."""
+def resume(fac: Factory, by: str, main_sha: str | None = None) -> bool:
+    """Restart the line at main's sha (`main_sha`: the one a green verify tested, else main now).
+
+    False when it was running."""
+    sha = main_sha or repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
     with fac.store.tx() as db:
-        old = fac.store.set_line("running", db=db)
+        old = fac.store.set_line("running", db=db, main_sha=sha)
         if old is None:
             return False
         stopped_for = time.time() - old.since
@@ -49,7 +52,7 @@ def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
     verdict = gate.judge(fac, sha, suite, cache="use" if use_cache else "refresh")
     fac.store.event("verified", None, main=sha, ok=verdict.ok, failed=[r.name for r in verdict.failed()])
     if verdict.ok:
-        resume(fac, by="green verify")
+        resume(fac, by="green verify", main_sha=sha)
     else:
         failed = verdict.failed()
         detail = "; ".join(

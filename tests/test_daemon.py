@@ -128,8 +128,10 @@ def test_a_red_main_stops_the_line_and_a_fix_restarts_it(factory: Path) -> None:
     proc = run_fac("verify", cwd=factory)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     status = run_fac("status", cwd=factory).stdout
-    assert "STOPPED" in run_fac("line", cwd=factory).stdout
-    assert "test_main_is_broken" in fac_json("line", cwd=factory)["reason"]
+    stopped = run_fac("line", cwd=factory)
+    assert stopped.returncode == 1 and "STOPPED" in stopped.stdout  # a script can wait on it
+    as_json = run_fac("line", "--json", cwd=factory)
+    assert as_json.returncode == 1 and "test_main_is_broken" in json.loads(as_json.stdout)["reason"]
     assert "STOPPED" in status
 
     spawn(factory, "w1", "sleep 600")
@@ -357,6 +359,8 @@ def test_the_line_notices_say_who_fixes_main_and_tell_everyone_when_it_runs_agai
         git(factory, "commit", "-qm", "a human fixes main")
         sha = git(factory, "rev-parse", "main")
         fac_ok("verify", cwd=factory)
+        assert fac_ok("line", cwd=factory).stdout.strip() == "running"  # exit 0 again
+        assert fac_json("status", cwd=factory)["line"]["main_sha"] == sha  # not the red one
         for name in ("w1", "w2"):
             wait_for(
                 lambda n=name: len(line_messages(n)) == 2, 10, f"the line-running notice to reach {name}"
@@ -380,3 +384,12 @@ def test_the_stop_notice_names_the_fixers_there_are(fixers: list[str], says: str
 
     text = stop_notice("main abc is red: tests", "main", fixers)
     assert text.startswith("[fac] LINE STOPPED: main abc is red: tests\n") and says in text
+
+
+def test_a_line_resumed_by_hand_records_the_main_it_resumed_on(factory: Path) -> None:
+    red = git(factory, "rev-parse", "main")
+    assert line.stop(Factory(factory), "main is red: tests", red)
+    assert fac_json("status", cwd=factory)["line"]["main_sha"] == red
+    commit(factory, passing_test("later"), "a human fixes main")
+    fac_ok("line", "resume", cwd=factory)
+    assert fac_json("status", cwd=factory)["line"]["main_sha"] == git(factory, "rev-parse", "main") != red
