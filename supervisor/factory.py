@@ -265,6 +265,14 @@ class Factory:
     def fac_dir(self) -> Path:
         return self.root / ".fac"
 
+    def worker_at(self, path: Path) -> str | None:
+        """The worker whose worktree holds `path` (`.fac/worktrees/<name>/...`), if any."""
+        try:
+            rel = path.resolve().relative_to((self.root / WORKTREES).resolve())
+        except ValueError:
+            return None
+        return rel.parts[0] if rel.parts else None
+
     def worktree_path(self, worker: str) -> Path:
         return self.root / WORKTREES / worker
 

@@ -478,3 +478,14 @@ def test_the_queue_holds_only_while_there_is_no_gate_check_and_none_is_allowed(
     gate: int, allowed: bool, hold: bool
 ) -> None:
     assert planner.hold_for_no_checks(gate, allowed) is hold
+
+
+def test_submit_inside_a_worktree_submits_that_workers_branch(factory: Path) -> None:
+    wt = spawn_worker(factory, "w1")
+    sha = commit(wt, passing_test("here"))
+    sub = wt / "system-under-construction"  # anywhere inside the worktree
+
+    queued = json.loads(fac_ok("submit", "--json", cwd=sub).stdout)
+    assert (queued["worker"], queued["sha"]) == ("w1", sha)
+    # Outside any worktree, with no --worker and no $FAC_WORKER, it still asks which worker.
+    assert_usage_error(run_fac("submit", cwd=factory), "which worker?", "--worker")

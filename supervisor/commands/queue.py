@@ -14,17 +14,23 @@ from supervisor.text import table
 
 
 @click.command()
-@click.option("--worker", help="Whose branch to queue (default in a pane: $FAC_WORKER).")
+@click.option(
+    "--worker", help="Whose branch to queue (default: $FAC_WORKER in a pane, else the worktree you are in)."
+)
 @click.option("--json", "as_json", is_flag=True)
 def submit(worker: str | None, as_json: bool) -> None:
     """Queue the worker's branch at its current head for the merge queue.
 
-    Only committed work is submitted. A newer submit replaces an older one still waiting.
+    Only committed work is submitted. A newer submit replaces an older one still waiting. Run
+    inside a worker's worktree (.fac/worktrees/NAME), it submits that worker's branch.
     """
+    from pathlib import Path
+
     from supervisor import submission
 
-    name = worker_arg(worker)
-    sub = submission.submit(find_factory(), name)
+    fac = find_factory()
+    name = worker_arg(worker or os.environ.get("FAC_WORKER") or fac.worker_at(Path.cwd()))
+    sub = submission.submit(fac, name)
     if sub.dirty:
         click.echo(
             f"fac: warning: {name}'s worktree has uncommitted changes; they are not part of this submission",
