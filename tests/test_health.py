@@ -1,4 +1,4 @@
-"""The health of fac's own processes: liveness from their locks, each one restarting the other, `fac doctor`."""
+"""The health of fac's own processes: liveness from their locks, each restarting the other; `fac doctor`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def test_the_lock_holder_is_known_until_it_is_killed(tmp_path: Path) -> None:
     path = tmp_path / "queue.lock"
     assert locks.holder(path) is None
     code = f"import sys,time; sys.path.insert(0, {str(Path(health.__file__).parent.parent)!r})\n"
-    code += f"from supervisor import locks; from pathlib import Path; locks.acquire(Path({str(path)!r}), 'x', 'h')\n"
+    code += "from supervisor import locks; from pathlib import Path\n"
+    code += f"locks.acquire(Path({str(path)!r}), 'x', 'h')\n"
     code += "print('held', flush=True); time.sleep(600)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
