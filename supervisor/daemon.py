@@ -149,7 +149,10 @@ class Supervisor:
             wake_at = min(wake_at, nxt)
         self.check_line()
         for keeper in self.keepers:
-            note = keeper.check()
+            try:
+                note = keeper.check()
+            except FacError as e:  # tmux briefly unavailable: the rest of the pass still runs
+                note = f"could not check {health.WHAT[keeper.name]}: {e.message}"
             if note:
                 self.say(note)
         for res in tasks.pull(fac):
