@@ -11,6 +11,7 @@ import time
 
 from supervisor import checks, gate, repo
 from supervisor.checks import Verdict
+from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.model import Line
 
@@ -47,7 +48,11 @@ def resume(fac: Factory, by: str, main_sha: str | None = None) -> bool:
 def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
     """Run the gate on main itself; red stops the line, green restarts it."""
     sha = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
-    assert sha is not None
+    if sha is None:
+        raise FacError(
+            f"branch {fac.main} does not exist: there is no main to verify",
+            hint=f"recreate it (git branch {fac.main} SHA) or set [factory] main in factory.toml",
+        )
     suite = checks.suite_from_rev(fac.root, sha, fac.fac_dir / "suites")
     verdict = gate.judge(fac, sha, suite, cache="use" if use_cache else "refresh")
     fac.store.event("verified", None, main=sha, ok=verdict.ok, failed=[r.name for r in verdict.failed()])

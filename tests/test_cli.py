@@ -19,6 +19,7 @@ from helpers import (
     branches,
     fac_json,
     fac_ok,
+    git,
     run_fac,
     session_of,
     start_worker,
@@ -469,3 +470,14 @@ def test_messages_that_are_not_utf8_are_accepted_with_their_bytes_shown_escaped(
     bodies = [m["body"] for m in fac_json("inbox", "--worker", "w1", "--all", cwd=factory)]
     assert bodies[:2] == ["caf\\xe9 au lait", "th\\xe9 from stdin\n"]
     assert fac_json("status", cwd=factory)["workers"][0]["question"] == "na\\xefve?"
+
+
+def test_verify_and_a_gate_check_after_mains_branch_was_deleted_are_one_line_and_a_hint(
+    factory: Path,
+) -> None:
+    git(factory, "checkout", "-q", "-b", "elsewhere")
+    git(factory, "branch", "-q", "-D", "main")
+    assert_usage_error(run_fac("verify", cwd=factory), "branch main does not exist", "git branch main")
+    assert_usage_error(
+        run_fac("check", "--stage", "gate", "--ref", "main", cwd=factory), "'main' is not a commit"
+    )
