@@ -52,12 +52,17 @@ def resume_notice(main: str, sha: str | None) -> str:
     return f"[fac] LINE RUNNING again: {main} is green{at}; submit as usual."
 
 
-def _how_it_ended(p: PaneInfo | None) -> str:
+def how_it_ended(p: PaneInfo | None) -> str:
+    """How a pane's process ended, in words (a crash's reason in the log and the andon question)."""
     if p is None:
         return "no window"
     if p.dead_signal:
         return f"killed by signal {p.dead_signal}"
-    return f"exit {p.dead_status if p.dead_status is not None else '?'}"
+    if p.dead_status is None:
+        return "exit ?"
+    # the shell's own codes: what a human should read instead of a bare number
+    meaning = {126: " (not executable)", 127: " (command not found)"}.get(p.dead_status, "")
+    return f"exit {p.dead_status}{meaning}"
 
 
 class Supervisor:
@@ -178,7 +183,7 @@ class Supervisor:
             workers_state(self.fac, w.name, "done", "finished", exit_status=0)
             self.say(f"{w.name}: finished (exit 0)")
             return None
-        status = _how_it_ended(p)
+        status = how_it_ended(p)
         if w.state == "crashed" and w.next_restart is not None:
             if now >= w.next_restart:
                 return self.restart(w, status)

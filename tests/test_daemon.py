@@ -393,3 +393,21 @@ def test_a_line_resumed_by_hand_records_the_main_it_resumed_on(factory: Path) ->
     commit(factory, passing_test("later"), "a human fixes main")
     fac_ok("line", "resume", cwd=factory)
     assert fac_json("status", cwd=factory)["line"]["main_sha"] == git(factory, "rev-parse", "main") != red
+
+
+@pytest.mark.parametrize(
+    ("status", "signal_", "says"),
+    [
+        (127, None, "exit 127 (command not found)"),
+        (126, None, "exit 126 (not executable)"),
+        (1, None, "exit 1"),
+        (None, 9, "killed by signal 9"),
+        (None, None, "exit ?"),
+    ],
+)
+def test_how_a_pane_ended_reads_the_shells_codes(status: int | None, signal_: int | None, says: str) -> None:
+    from supervisor.daemon import how_it_ended
+    from supervisor.tmux import PaneInfo
+
+    pane = PaneInfo("s", "@1", "w1", "%1", 0, True, status, signal_, "")
+    assert how_it_ended(pane) == says
