@@ -62,6 +62,7 @@ class InitReport:
     kept: list[str] = field(default_factory=list)
     new_repo: bool = False
     committed: str | None = None
+    not_committed: list[str] = field(default_factory=list)  # the user's own files, left for them to commit
 
 
 # What every factory gets: (source under defaults_dir(), destination under the factory root).
@@ -132,9 +133,13 @@ def init(target: Path, *, sample: bool = False) -> InitReport:
 
     has_commits = repo.rev_parse(target, "HEAD") is not None
     if not has_commits:
-        repo.git(target, "add", "-A")
+        # Only what init wrote: files the directory already held are the user's to commit.
+        paths = [c.removesuffix(" (added .fac/)") for c in report.created]
+        repo.git(target, "add", "--", *paths)
         repo.git(target, "commit", "-q", "-m", "fac init: factory layout", env=repo.identity_env(target))
         report.committed = repo.rev_parse(target, "HEAD")
+        left = repo.git(target, "ls-files", "--others", "--exclude-standard", "--directory")
+        report.not_committed = [p for p in left.splitlines() if p]
     return report
 
 

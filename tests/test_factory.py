@@ -218,3 +218,20 @@ def test_the_runtime_dir_is_ignored_by_git_even_without_a_gitignore_entry(factor
     fac.store.event("test")
     assert (factory / ".fac" / "state.db").is_file()
     assert git(factory, "status", "--porcelain") == ""
+
+
+def test_init_in_a_non_empty_directory_commits_only_what_it_wrote(tmp_path: Path) -> None:
+    target = tmp_path / "mine"
+    (target / "data").mkdir(parents=True)
+    (target / "notes.txt").write_text("my own notes\n")
+    (target / "data" / "private.csv").write_text("a,b\n")
+
+    out = fac_ok("init", str(target), cwd=tmp_path).stdout
+
+    committed = tracked_files(target)
+    assert set(LAYOUT_FILES) <= committed
+    assert "notes.txt" not in committed and "data/private.csv" not in committed
+    assert (target / "notes.txt").read_text() == "my own notes\n"  # untouched, still there
+    assert "not committed (your own files, yours to commit): data/, notes.txt" in out
+    report = fac_json("init", str(tmp_path / "fresh"), cwd=tmp_path)
+    assert report["not_committed"] == []

@@ -38,6 +38,7 @@ def init(directory: Path, sample: bool, as_json: bool) -> None:
                 "kept": report.kept,
                 "new_repo": report.new_repo,
                 "commit": report.committed,
+                "not_committed": report.not_committed,
                 "gate_checks": [c.name for c in gate],
             }
         )
@@ -49,6 +50,9 @@ def init(directory: Path, sample: bool, as_json: bool) -> None:
         click.echo(f"  kept {len(report.kept)} existing file(s) untouched")
     if report.committed:
         click.echo(f"  committed {report.committed[:10]} on main")
+    if report.not_committed:
+        shown = ", ".join(report.not_committed[:5]) + (" ..." if len(report.not_committed) > 5 else "")
+        click.echo(f"  not committed (your own files, yours to commit): {shown}")
     elif report.created:
         click.echo("  not committed: review, then `git add -A && git commit -m 'fac init'`")
     if not gate:
