@@ -4,9 +4,9 @@ Plumbing calls go straight to `git` (a subprocess with an argument list, never a
 they are many and small; worktree bookkeeping lives in `worktrees.py`.
 
 Every call runs hardened (`hardened_argv`, `hardened_env`): no hooks, no fsmonitor, no global or
-system attributes, no signing, and every diff/merge/filter driver a `.gitattributes` or the shared
-`.git/info/attributes` could select is switched off, so nothing a branch or a worker plants runs
-on the trusted side. The reads that judge a branch (`trusted=True`: changed paths, blobs, trees,
+system attributes, no signing, every merge and filter driver the shared config defines or
+`.git/info/attributes` selects switched off, and every diff with `DIFF_OPTIONS` (no textconv, no
+external diff, all text), so nothing a branch or a worker plants runs on the trusted side. The reads that judge a branch (`trusted=True`: changed paths, blobs, trees,
 merges) also run against the bare repository from an empty directory, so no `.gitattributes` of
 any checkout applies, and content is read with `cat-file`: the guards see the bytes.
 """
@@ -72,24 +72,26 @@ _DROPPED_ENV = (
     "GIT_ATTR_SOURCE",
     "GIT_NAMESPACE",
 )
-# `merge=NAME`, `diff=NAME`, `filter=NAME` in an attributes file; `[merge "NAME"]` (or the old
-# `[merge.NAME]`) in a config file.
-_ATTR_DRIVER = re.compile(r"(?:^|\s)(merge|diff|filter)=([^\s]+)")
-_CONFIG_DRIVER = re.compile(r'^\s*\[\s*(merge|diff|filter)(?:\s+"([^"]+)"|\.([^\]\s]+))\s*\]', re.I | re.M)
-# What switches each kind of driver off: a filter with no command is no filter; a merge driver that
-# is `false` fails, and git then reports a conflict instead of running anything else; a diff
-# driver's textconv and command never run because every diff passes --no-textconv --no-ext-diff,
-# and an empty value keeps `git log -p`-style porcelain from running them too.
+# Options every diff the trusted side runs passes: no textconv, no external diff (a diff driver's
+# programs never run), every file shown as text (a `-diff` or `binary` attribute hides nothing).
+DIFF_OPTIONS = ("--no-textconv", "--no-ext-diff", "--text", "--no-color")
+# `merge=NAME` or `filter=NAME` in an attributes file; `[merge "NAME"]` (or the old `[merge.NAME]`) in
+# a config file; `path = FILE` of an `[include]`.
+_ATTR_DRIVER = re.compile(r"(?:^|\s)(merge|filter)=(\S+)")
+_CONFIG_DRIVER = re.compile(r'^\s*\[\s*(merge|filter)(?:\s+"([^"]+)"|\.([^\]\s]+))\s*\]', re.I | re.M)
+_INCLUDE = re.compile(r"^\s*path\s*=\s*(.+?)\s*$", re.M)
+BUILTIN_MERGES = ("text", "binary", "union")
+# What switches each kind of driver off: a filter with no command is no filter (nothing runs on
+# checkout or hash); a merge driver becomes git's own three-way merge of the three files.
 _NEUTRAL = {
     "filter": ("clean=", "smudge=", "process=", "required=false"),
-    "merge": ("driver=false",),
-    "diff": ("textconv=", "command=", "binary=false"),
+    "merge": ("driver=git merge-file --marker-size=%L %A %O %B",),
 }
 
 
 def driver_names(attributes: str, config: str) -> dict[str, set[str]]:
-    """The driver names an attributes file selects and a config file defines, by kind."""
-    names: dict[str, set[str]] = {"merge": set(), "diff": set(), "filter": set()}
+    """The merge and filter driver names an attributes file selects or a config file defines."""
+    names: dict[str, set[str]] = {"merge": set(), "filter": set()}
     for line in attributes.splitlines():
         if line.lstrip().startswith("#"):
             continue
@@ -97,6 +99,7 @@ def driver_names(attributes: str, config: str) -> dict[str, set[str]]:
             names[kind].add(name)
     for m in _CONFIG_DRIVER.finditer(config):
         names[m.group(1).lower()].add(m.group(2) or m.group(3))
+    names["merge"] -= set(BUILTIN_MERGES)
     return names
 
 
@@ -110,6 +113,15 @@ def neutralizers(names: dict[str, set[str]]) -> list[str]:
             for setting in _NEUTRAL[kind]:
                 out += ["-c", f"{kind}.{name}.{setting}"]
     return out
+
+
+def _config_text(common: Path) -> str:
+    """The shared config and the files it includes (one level), where a driver could be defined."""
+    text = _read(common / "config")
+    for m in _INCLUDE.finditer(text):
+        inc = Path(m.group(1).strip('"')).expanduser()
+        text += "\n" + _read(inc if inc.is_absolute() else common / inc)
+    return text
 
 
 @functools.cache
@@ -143,7 +155,7 @@ def hardened_argv(root: Path, args: tuple[str, ...] | list[str], *, trusted: boo
         common = common_dir(root)
     except GitError:
         return ["git", *HARDENING, *args]  # not a repository (yet): nothing in it can be selected
-    names = driver_names(_read(common / "info" / "attributes"), _read(common / "config"))
+    names = driver_names(_read(common / "info" / "attributes"), _config_text(common))
     where = ["--git-dir", str(common), "--bare"] if trusted else []
     return ["git", *where, *HARDENING, *neutralizers(names), *args]
 
