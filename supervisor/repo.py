@@ -182,8 +182,8 @@ def _run(
     input: bytes | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    cwd = _empty_dir() if trusted else root
     argv = hardened_argv(root, args, trusted=trusted)
+    cwd = _empty_dir() if "--bare" in argv[: argv.index(HARDENING[0])] else root
     return subprocess.run(argv, cwd=cwd, capture_output=True, input=input, env=hardened_env(env))
 
 
