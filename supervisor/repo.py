@@ -6,9 +6,10 @@ they are many and small; worktree bookkeeping lives in `worktrees.py`.
 Every call runs hardened (`hardened_argv`, `hardened_env`): no hooks, no fsmonitor, no global or
 system attributes, no signing, every merge and filter driver the shared config defines or
 `.git/info/attributes` selects switched off, and every diff with `DIFF_OPTIONS` (no textconv, no
-external diff, all text), so nothing a branch or a worker plants runs on the trusted side. The reads that judge a branch (`trusted=True`: changed paths, blobs, trees,
-merges) also run against the bare repository from an empty directory, so no `.gitattributes` of
-any checkout applies, and content is read with `cat-file`: the guards see the bytes.
+external diff, all text), so nothing a branch or a worker plants runs on the trusted side. The
+reads that judge a branch (`trusted=True`: changed paths, blobs, trees, merges) also run against
+the bare repository from an empty directory, so no `.gitattributes` of any checkout applies, and
+content is read with `cat-file`: the guards see the bytes.
 """
 
 from __future__ import annotations

@@ -182,7 +182,11 @@ def test_a_plugin_module_is_red_and_its_hold_is_reported_in_the_same_round(facto
 
 def test_an_honest_conftest_change_merges_after_a_human_approves_it(factory: Path) -> None:
     fixture = "import pytest\n\n\n@pytest.fixture\ndef sample():\n    return 'a b a'\n"
-    test = "def test_sample_words(sample):\n    from textstats import words\n\n    assert words(sample) == ['a', 'b', 'a']\n"
+    test = (
+        "def test_sample_words(sample):\n"
+        "    from textstats import words\n\n"
+        "    assert words(sample) == ['a', 'b', 'a']\n"
+    )
     commit(
         spawn_worker(factory, "honest"),
         {f"{SUT}/tests/conftest.py": fixture, f"{SUT}/tests/test_sample.py": test},

@@ -82,7 +82,8 @@ PYPROJECT = '[project]\nname = "x"\n\n[tool.pytest.ini_options]\ntestpaths = ["t
             "setup.cfg",
             None,
             "[tool:pytest]\naddopts = --deselect t.py::a\n",
-            "setup.cfg: pytest configuration changes addopts; addopts adds --deselect t.py::a deselects tests",
+            "setup.cfg: pytest configuration changes addopts; "
+            "addopts adds --deselect t.py::a deselects tests",
         ),
         (
             "tox.ini",
