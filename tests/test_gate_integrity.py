@@ -8,6 +8,7 @@ guards that read git's bytes whatever attributes, textconv or merge drivers a wo
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from collections.abc import Callable
@@ -151,6 +152,12 @@ def test_test_infrastructure_changes_are_held_with_their_reason_and_never_tested
     snap = dashboard.snapshot(Factory(factory))
     assert snap["queue"]["held"] == len(cases)
     assert {h["branch"] for h in snap["held"]} == {f"fac/{n}" for n in cases}
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(dashboard.render(snap))
+    shown = console.export_text()
+    assert "held for a human's approval" in shown and "conftest.py added" in shown
 
 
 def test_a_plugin_module_is_red_and_its_hold_is_reported_in_the_same_round(factory: Path) -> None:
