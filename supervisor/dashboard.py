@@ -59,9 +59,10 @@ def render(data: dict[str, Any]) -> Any:
     else:
         head = Text("line running", style="bold green")
     q = data["queue"]
+    wip = sum(1 for w in data["workers"] if w["state"] not in tasks.FINISHED)
     head.append(
-        f"   main {str(data.get('main_sha') or '')[:10]}   queue {q['queued']} queued, {q['testing']} testing"
-        f"   WIP {sum(1 for w in data['workers'] if w['state'] not in tasks.FINISHED)}/{data['wip_limit']}"
+        f"   main {str(data.get('main_sha') or '')[:10]}   queue {q['queued']} queued, "
+        f"{q['testing']} testing, {q.get('held', 0)} held   WIP {wip}/{data['wip_limit']}"
     )
     table = Table(expand=True, show_edge=False)
     for col in ("worker", "role", "state", "process", "branch", "last verdict", "restarts"):
@@ -89,6 +90,14 @@ def render(data: dict[str, Any]) -> Any:
             qt.append(f"{name}: ", style="bold magenta")
             qt.append(f'{question}\n   answer with: fac answer {name} "..."\n')
         parts.append(Panel(qt, title="andon: open questions", border_style="magenta"))
+    if data.get("held"):
+        ht = Text()
+        for h in data["held"]:
+            ht.append(f"{h['branch']} ", style="bold yellow")
+            ht.append(f"at {h['sha'][:10]}: approve with fac approve {h['branch']}\n")
+            for why in h["why"]:
+                ht.append(f"   {why}\n")
+        parts.append(Panel(ht, title="held for a human's approval", border_style="yellow"))
     if data["tasks"]:
         parts.append(
             Text("tasks waiting: " + "; ".join(f"#{t['id']} {t['text'][:40]}" for t in data["tasks"]))

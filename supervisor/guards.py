@@ -3,21 +3,26 @@
 - scope: change only paths matching the role's `writable` globs;
 - protected: never touch checks/, roles/, factory.toml, .ci/ or specs/;
 - no weakening: no added skip/xfail markers, no removed test functions, and (run on the candidate)
-  no fewer collected tests than main.
+  no fewer collected tests than main;
+- test framework: code that is not a test never imports, patches or shadows pytest;
+- symlinks: never out of the tree, never into a protected path or onto test infrastructure;
+- and, not red but held for a human (`holds`): changes to test infrastructure (`testinfra`).
 
-The decisions are plain functions over plain data; `branch_guards` gathers that data from git.
+The decisions are plain functions over plain data; `branch_guards` gathers that data from git, reading
+blobs with `cat-file` (never a diff a `.gitattributes` or a textconv driver could blind).
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from supervisor import repo
+from supervisor import repo, testinfra
 from supervisor.checks import CheckResult
 
 PROTECTED = ("checks/", "roles/", "factory.toml", ".ci/", "specs/")
@@ -55,12 +60,9 @@ def scope_violations(paths: list[str], writable: tuple[str, ...]) -> list[str]:
 
 
 def protected_violations(paths: list[str]) -> list[str]:
-    return [
-        p
-        for p in paths
-        if any(p == x.rstrip("/") or p.startswith(x) for x in PROTECTED if x.endswith("/"))
-        or p in [x for x in PROTECTED if not x.endswith("/")]
-    ]
+    dirs = [x for x in PROTECTED if x.endswith("/")]
+    files = [x for x in PROTECTED if not x.endswith("/")]
+    return [p for p in paths if p in files or any(p == d.rstrip("/") or p.startswith(d) for d in dirs)]
 
 
 def weakening_lines(diff: str) -> list[str]:
@@ -119,69 +121,111 @@ def removed_tests(before: dict[str, str | None], after: dict[str, str | None]) -
     return sorted(f"{path}::{name.replace('.', '::')}" for name, path in old if name not in new_names)
 
 
+def unified_added(path: str, old: str | None, new: str | None) -> str:
+    """A zero-context unified diff of two texts, computed here from the bytes git stored."""
+    lines = difflib.unified_diff(
+        (old or "").splitlines(), (new or "").splitlines(), f"a/{path}", f"b/{path}", n=0, lineterm=""
+    )
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class GuardReport:
+    """Every guard's result, and the reasons a human must approve the branch before it is tested."""
+
     results: list[CheckResult]
+    holds: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
 
 
-def _result(name: str, problems: list[str], fix: str) -> CheckResult:
+def _result(name: str, problems: list[str], fix: str, rule: str = "") -> CheckResult:
     if not problems:
         return CheckResult(name=name, ok=True, exit_code=0, duration=0.0, feedback="", tail="")
     shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-    return CheckResult(
-        name=name,
-        ok=False,
-        exit_code=1,
-        duration=0.0,
-        feedback="\n".join([*shown, f"fix: {fix}"]),
-        tail="",
-    )
+    head = [f"rule: {rule}"] if rule else []
+    feedback = "\n".join([*head, *shown, f"fix: {fix}"])
+    return CheckResult(name=name, ok=False, exit_code=1, duration=0.0, feedback=feedback, tail="")
 
 
 def branch_guards(root: Path, main: str, head: str, writable: tuple[str, ...]) -> GuardReport:
-    """Judge what `head` changes relative to its merge base with `main`."""
+    """Judge what `head` changes relative to its merge base with `main`; every problem at once."""
     base = repo.merge_base(root, main, head) or main
-    changed = [p for _status, p in repo.changed_paths(root, base, head)]
+    changes = repo.changes(root, base, head)
+    changed = [c.path for c in changes]
     scope = scope_violations(changed, writable)
     protected = protected_violations(changed)
     scope = [p for p in scope if p not in protected]
-    suspects = _test_like(changed)
-    diff = (
-        repo.git(root, "diff", "--no-color", "--no-ext-diff", "-U0", base, head, "--", *suspects)
-        if suspects
-        else ""
-    )
-    weak = weakening_lines(diff)
+    # Content is read as git stored it (cat-file), for every file judged by what it says.
+    files = [c.path for c in changes if c.new_mode != SYMLINK and c.old_mode != SYMLINK]
+    read = [p for p in files if p.endswith(".py") or _judged_by_content(p)]
+    before, after = repo.read_blobs(root, base, read), repo.read_blobs(root, head, read)
+    suspects = _test_like(read)
+    weak = weakening_lines("\n".join(unified_added(p, before.get(p), after.get(p)) for p in suspects))
     tests = [p for p in changed if is_test_file(p)]
-    gone = removed_tests(
-        {p: repo.show_file(root, base, p) for p in tests}, {p: repo.show_file(root, head, p) for p in tests}
-    )
+    gone = removed_tests({p: before.get(p) for p in tests}, {p: after.get(p) for p in tests})
+    framework = [h for c in changes if c.new_mode != "000000" and (h := testinfra.shadowing(c.path))]
+    for p in read:
+        framework += testinfra.new_framework_uses(p, before.get(p), after.get(p))
+    links = [c.path for c in changes if c.new_mode == SYMLINK]
+    symlinks = testinfra.symlink_problems(links, _symlinks(root, head), PROTECTED) if links else []
+    holds = [h for p in changed if (h := testinfra.infrastructure_change(p, before.get(p), after.get(p)))]
     return GuardReport(
         [
             _result(
                 "guard:scope",
                 [f"{p}: outside {', '.join(writable) or '(nothing is writable)'}" for p in scope],
                 "revert changes to these paths; your role may write only its `writable` globs",
+                "a branch changes only the paths its role may write",
             ),
             _result(
                 "guard:protected",
                 [f"{p}: protected" for p in protected],
                 "checks, roles, specs, factory.toml and CI files are changed by humans only; revert them",
+                "checks/, roles/, specs/, factory.toml and .ci/ are for humans",
             ),
             _result(
                 "guard:no-weakening",
                 [f"{h}  (adds a skip/xfail/deselect)" for h in weak] + [f"{t}: test removed" for t in gone],
                 "keep every test and fix the code instead; a human can change tests through a delta",
+                "no test is skipped, deselected or removed",
             ),
-        ]
+            _result(
+                "guard:test-framework",
+                framework,
+                "remove these lines or files; only test files (test_*.py, *_test.py) may use pytest, and "
+                "the code under test is tested from them, never by reaching into pytest",
+                "code that is not a test never imports, patches or shadows the test framework",
+            ),
+            _result(
+                "guard:symlink",
+                symlinks,
+                "commit the file itself instead of a link, or point the link at a file inside the "
+                "repository that is not protected",
+                "a symlink stays inside the repository and off protected paths and test infrastructure",
+            ),
+        ],
+        holds=tuple(holds),
     )
 
 
-TEST_CONFIG = ("conftest.py", "pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini")
+SYMLINK = "120000"
+
+
+def _symlinks(root: Path, rev: str) -> dict[str, str]:
+    """Every symlink of `rev` and its target, for resolving a changed link through the others."""
+    paths = [p for mode, _sha, p in repo.ls_tree(root, rev) if mode == SYMLINK]
+    return repo.read_blobs(root, rev, paths)
+
+
+def _judged_by_content(path: str) -> bool:
+    name = PurePosixPath(path).name
+    return name in TEST_CONFIG or name == ".gitattributes"
+
+
+TEST_CONFIG = ("conftest.py", "pyproject.toml", "pytest.ini", ".pytest.ini", "setup.cfg", "tox.ini")
 
 
 def _test_like(paths: list[str]) -> list[str]:

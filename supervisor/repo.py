@@ -2,6 +2,14 @@
 
 Plumbing calls go straight to `git` (a subprocess with an argument list, never a shell) because
 they are many and small; worktree bookkeeping lives in `worktrees.py`.
+
+Every call runs hardened (`hardened_argv`, `hardened_env`): no hooks, no fsmonitor, no global or
+system attributes, no signing, every merge and filter driver the shared config defines or
+`.git/info/attributes` selects switched off, and every diff with `DIFF_OPTIONS` (no textconv, no
+external diff, all text), so nothing a branch or a worker plants runs on the trusted side. The
+reads that judge a branch (`trusted=True`: changed paths, blobs, trees, merges) also run against
+the bare repository from an empty directory, so no `.gitattributes` of any checkout applies, and
+content is read with `cat-file`: the guards see the bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +31,161 @@ FAC_IDENTITY = {"name": "fac", "email": "fac@localhost"}
 
 class GitError(FacError):
     pass
+
+
+# Settings that would run a program or change what git shows, whoever wrote them into the shared
+# config: hooks (reference-transaction runs on update-ref), fsmonitor (runs on every index read),
+# attributes outside the repository, commit signing (commit-tree runs gpg.program), signature
+# checks, renormalizing merges (they run clean filters).
+HARDENING = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.attributesFile=/dev/null",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "tag.gpgSign=false",
+    "-c",
+    "log.showSignature=false",
+    "-c",
+    "merge.renormalize=false",
+    "-c",
+    "diff.noprefix=false",
+)
+# Environment a caller may carry that would point git elsewhere or run a program.
+_DROPPED_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_EXTERNAL_DIFF",
+    "GIT_DIFF_OPTS",
+    "GIT_PAGER",
+    "PAGER",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_ATTR_SOURCE",
+    "GIT_NAMESPACE",
+)
+# Options every diff the trusted side runs passes: no textconv, no external diff (a diff driver's
+# programs never run), every file shown as text (a `-diff` or `binary` attribute hides nothing).
+DIFF_OPTIONS = ("--no-textconv", "--no-ext-diff", "--text", "--no-color")
+# `merge=NAME` or `filter=NAME` in an attributes file; `[merge "NAME"]` (or the old `[merge.NAME]`) in
+# a config file; `path = FILE` of an `[include]`.
+_ATTR_DRIVER = re.compile(r"(?:^|\s)(merge|filter)=(\S+)")
+_CONFIG_DRIVER = re.compile(r'^\s*\[\s*(merge|filter)(?:\s+"([^"]+)"|\.([^\]\s]+))\s*\]', re.I | re.M)
+_INCLUDE = re.compile(r"^\s*path\s*=\s*(.+?)\s*$", re.M)
+BUILTIN_MERGES = ("text", "binary", "union")
+# What switches each kind of driver off: a filter with no command is no filter (nothing runs on
+# checkout or hash); a merge driver becomes git's own three-way merge of the three files.
+_NEUTRAL = {
+    "filter": ("clean=", "smudge=", "process=", "required=false"),
+    "merge": ("driver=git merge-file --marker-size=%L %A %O %B",),
+}
+
+
+def driver_names(attributes: str, config: str) -> dict[str, set[str]]:
+    """The merge and filter driver names an attributes file selects or a config file defines."""
+    names: dict[str, set[str]] = {"merge": set(), "filter": set()}
+    for line in attributes.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        for kind, name in _ATTR_DRIVER.findall(line):
+            names[kind].add(name)
+    for m in _CONFIG_DRIVER.finditer(config):
+        names[m.group(1).lower()].add(m.group(2) or m.group(3))
+    names["merge"] -= set(BUILTIN_MERGES)
+    return names
+
+
+def neutralizers(names: dict[str, set[str]]) -> list[str]:
+    """`-c` options that switch off every named driver (pure: table-tested)."""
+    out: list[str] = []
+    for kind, found in sorted(names.items()):
+        for name in sorted(found):
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+                continue  # a name git could not define in config either
+            for setting in _NEUTRAL[kind]:
+                out += ["-c", f"{kind}.{name}.{setting}"]
+    return out
+
+
+def _config_text(common: Path) -> str:
+    """The shared config and the files it includes (one level), where a driver could be defined."""
+    text = _read(common / "config")
+    for m in _INCLUDE.finditer(text):
+        inc = Path(m.group(1).strip('"')).expanduser()
+        text += "\n" + _read(inc if inc.is_absolute() else common / inc)
+    return text
+
+
+@functools.cache
+def common_dir(root: Path) -> Path:
+    """The repository's shared git directory (`.git` of the factory, even from a linked worktree)."""
+    dot = root / ".git"
+    if dot.is_dir():
+        return dot.resolve()
+    proc = subprocess.run(
+        ["git", *HARDENING, "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=hardened_env(),
+    )
+    if proc.returncode != 0:
+        raise GitError(f"{root} is not a git repository: {proc.stderr.strip()}")
+    return Path(proc.stdout.strip())
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def hardened_argv(root: Path, args: tuple[str, ...] | list[str], *, trusted: bool = False) -> list[str]:
+    """`git` with every hardening option for a call about `root`; `trusted` reads the bare repository."""
+    try:
+        common = common_dir(root)
+    except GitError:
+        return ["git", *HARDENING, *args]  # not a repository (yet): nothing in it can be selected
+    names = driver_names(_read(common / "info" / "attributes"), _config_text(common))
+    where = ["--git-dir", str(common), "--bare"] if trusted else []
+    return ["git", *where, *HARDENING, *neutralizers(names), *args]
+
+
+@functools.cache
+def _empty_dir() -> str:
+    """A private empty directory: trusted reads run there, where no `.gitattributes` can be."""
+    return tempfile.mkdtemp(prefix="fac-git-")
+
+
+def hardened_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every git call: no system attributes, nothing that redirects git."""
+    env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+    env["GIT_ATTR_NOSYSTEM"] = "1"
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return {**env, **(extra or {})}
+
+
+def _run(
+    root: Path,
+    args: tuple[str, ...] | list[str],
+    *,
+    trusted: bool = False,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    argv = hardened_argv(root, args, trusted=trusted)
+    cwd = _empty_dir() if "--bare" in argv[: argv.index(HARDENING[0])] else root
+    return subprocess.run(argv, cwd=cwd, capture_output=True, input=input, env=hardened_env(env))
 
 
 @functools.cache
@@ -47,17 +210,22 @@ def require_git() -> None:
 
 
 def git(
-    root: Path, *args: str, check: bool = True, input: str | None = None, env: dict[str, str] | None = None
+    root: Path,
+    *args: str,
+    check: bool = True,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    trusted: bool = False,
 ) -> str:
-    """Run git in `root` and return stdout (stripped of the final newline)."""
-    full_env = None
-    if env:
-        full_env = {**os.environ, **env}
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, input=input, env=full_env)
+    """Run git (hardened) in `root` and return stdout (stripped of the final newline); `trusted`
+    runs it on the bare repository from an empty directory (for reads that judge a branch)."""
+    proc = _run(root, args, trusted=trusted, input=None if input is None else input.encode(), env=env)
+    out = proc.stdout.decode("utf-8", errors="replace")
     if check and proc.returncode != 0:
         cmd = " ".join(["git", *args])
-        raise GitError(f"`{cmd}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc.stdout.rstrip("\n")
+        err = proc.stderr.decode("utf-8", errors="replace").strip()
+        raise GitError(f"`{cmd}` failed: {err or out.strip()}")
+    return out.rstrip("\n")
 
 
 def identity_env(root: Path) -> dict[str, str]:
@@ -71,21 +239,16 @@ def identity_env(root: Path) -> dict[str, str]:
 
 
 def rev_parse(root: Path, ref: str) -> str | None:
-    proc = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    proc = _run(root, ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"])
+    return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 
 def tree_of(root: Path, rev: str) -> str:
-    return git(root, "rev-parse", f"{rev}^{{tree}}")
+    return git(root, "rev-parse", f"{rev}^{{tree}}", trusted=True)
 
 
 def is_ancestor(root: Path, a: str, b: str) -> bool:
-    return subprocess.run(["git", "merge-base", "--is-ancestor", a, b], cwd=root).returncode == 0
+    return _run(root, ["merge-base", "--is-ancestor", a, b], trusted=True).returncode == 0
 
 
 def unmerged_count(root: Path, head: str, base: str) -> int:
@@ -95,7 +258,7 @@ def unmerged_count(root: Path, head: str, base: str) -> int:
 
 
 def merge_base(root: Path, a: str, b: str) -> str | None:
-    out = git(root, "merge-base", a, b, check=False)
+    out = git(root, "merge-base", a, b, check=False, trusted=True)
     return out or None
 
 
@@ -106,20 +269,17 @@ class MergeResult:
 
 
 def merge_tree(root: Path, ours: str, theirs: str) -> MergeResult:
-    """Merge two commits without touching any worktree or index."""
-    proc = subprocess.run(
-        ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs],
-        cwd=root,
-        capture_output=True,
-        text=True,
+    """Merge two commits without touching any worktree or index (no attributes of any checkout apply)."""
+    proc = _run(
+        root, ["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs], trusted=True
     )
-    lines = proc.stdout.splitlines()
+    lines = proc.stdout.decode("utf-8", errors="replace").splitlines()
     if proc.returncode == 0:
         return MergeResult(tree=lines[0].strip())
     if proc.returncode == 1:
         paths = tuple(dict.fromkeys(line for line in lines[1:] if line.strip()))
         return MergeResult(tree=None, conflicts=paths)
-    raise GitError(f"git merge-tree {ours} {theirs} failed: {proc.stderr.strip()}")
+    raise GitError(f"git merge-tree {ours} {theirs} failed: {proc.stderr.decode(errors='replace').strip()}")
 
 
 def commit_tree(
@@ -129,27 +289,47 @@ def commit_tree(
     args = ["commit-tree", tree]
     for p in parents:
         args += ["-p", p]
-    return git(root, *args, input=message, env=identity_env(root) if env is None else env).strip()
+    ident = identity_env(root) if env is None else env
+    return git(root, *args, input=message, env=ident, trusted=True).strip()
 
 
 def update_ref_cas(root: Path, ref: str, new: str, old: str) -> bool:
     """Move `ref` to `new` only if it still points at `old` (compare-and-swap)."""
-    proc = subprocess.run(["git", "update-ref", ref, new, old], cwd=root, capture_output=True, text=True)
-    return proc.returncode == 0
+    return _run(root, ["update-ref", ref, new, old], trusted=True).returncode == 0
 
 
 def read_tree(root: Path, old: str, new: str, *, dry_run: bool = False) -> bool:
     """Two-tree merge of the index and checkout from `old` to `new` (`read-tree -m -u`); False when it
     would overwrite local edits. With `dry_run`, only tell whether it would succeed."""
-    args = ["git", "read-tree", *(["-n"] if dry_run else []), "-m", "-u", old, new]
-    return subprocess.run(args, cwd=root, capture_output=True).returncode == 0
+    return _run(root, ["read-tree", *(["-n"] if dry_run else []), "-m", "-u", old, new]).returncode == 0
 
 
 def changed_paths(root: Path, base: str, head: str) -> list[tuple[str, str]]:
     """(status, path) for each path `head` changes relative to `base`; renames count as both paths."""
-    out = git(root, "diff", "--name-status", "--no-renames", "-z", base, head)
+    return [(c.status, c.path) for c in changes(root, base, head)]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path a commit changes: git's status letter, the modes and blob ids before and after."""
+
+    status: str
+    path: str
+    old_mode: str
+    new_mode: str
+    old_sha: str
+    new_sha: str
+
+
+def changes(root: Path, base: str, head: str) -> list[Change]:
+    """What `head` changes relative to `base`, as `diff-tree --raw` tells it (modes show symlinks)."""
+    out = git(root, "diff-tree", "-r", "--raw", "--no-renames", "--no-abbrev", "-z", base, head, trusted=True)
     parts = [p for p in out.split("\0") if p]
-    return [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+    rows = []
+    for i in range(0, len(parts) - 1, 2):
+        old_mode, new_mode, old_sha, new_sha, status = parts[i].lstrip(":").split()
+        rows.append(Change(status, parts[i + 1], old_mode, new_mode, old_sha, new_sha))
+    return rows
 
 
 def branch_heads(root: Path, prefix: str = "refs/heads/") -> dict[str, str]:
@@ -160,7 +340,8 @@ def branch_heads(root: Path, prefix: str = "refs/heads/") -> dict[str, str]:
 
 
 def show_file(root: Path, rev: str, path: str) -> str | None:
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True)
+    """The text of `path` at `rev` (its bytes, through `cat-file`: no textconv, no filter); None if absent."""
+    proc = _run(root, ["cat-file", "blob", f"{rev}:{path}"], trusted=True)
     if proc.returncode != 0:
         return None
     return proc.stdout.decode("utf-8", errors="replace")
@@ -168,7 +349,7 @@ def show_file(root: Path, rev: str, path: str) -> str | None:
 
 def blob(root: Path, sha: str) -> bytes:
     """The bytes of blob `sha`."""
-    proc = subprocess.run(["git", "cat-file", "blob", sha], cwd=root, capture_output=True)
+    proc = _run(root, ["cat-file", "blob", sha], trusted=True)
     if proc.returncode != 0:
         raise GitError(f"`git cat-file blob {sha}` failed: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout
@@ -179,7 +360,7 @@ def read_blobs(root: Path, rev: str, paths: list[str]) -> dict[str, str]:
     if not paths:
         return {}
     query = "".join(f"{rev}:{p}\n" for p in paths).encode()
-    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=root, input=query, capture_output=True)
+    proc = _run(root, ["cat-file", "--batch"], input=query, trusted=True)
     if proc.returncode != 0:
         raise GitError(
             f"`git cat-file --batch` at {rev} failed: {proc.stderr.decode(errors='replace').strip()}"
@@ -207,7 +388,7 @@ def build_commit(
         ienv = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         git(root, "read-tree", parent, env=ienv)
         for path, text in changes.items():
-            sha = git(root, "hash-object", "-w", "--stdin", input=text)
+            sha = git(root, "hash-object", "-w", "--no-filters", "--stdin", input=text)
             git(root, "update-index", "--add", "--cacheinfo", f"100644,{sha},{path}", env=ienv)
         tree = git(root, "write-tree", env=ienv)
     return commit_tree(root, tree, [parent], message, env={**identity_env(root), **(env or {})})
@@ -215,12 +396,10 @@ def build_commit(
 
 def git_path(worktree: Path, name: str) -> Path | None:
     """Where `$GIT_DIR/<name>` is for `worktree` (absolute); None when it is not a git worktree."""
-    proc = subprocess.run(
-        ["git", "rev-parse", "--git-path", name], cwd=worktree, capture_output=True, text=True
-    )
+    proc = _run(worktree, ["rev-parse", "--git-path", name])
     if proc.returncode != 0:
         return None
-    path = Path(proc.stdout.strip())
+    path = Path(proc.stdout.decode().strip())
     return path if path.is_absolute() else worktree / path
 
 
@@ -229,7 +408,7 @@ def ls_tree(root: Path, rev: str, path: str = "") -> list[tuple[str, str, str]]:
     args = ["ls-tree", "-r", "-z", rev]
     if path:
         args += ["--", path]
-    out = git(root, *args)
+    out = git(root, *args, trusted=True)
     rows = []
     for item in out.split("\0"):
         if not item:

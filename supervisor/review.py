@@ -37,7 +37,7 @@ def gather(workdir: Path, root: Path, main: str) -> dict[str, str]:
     """The diff under review, the deltas it names and the rules of the roles that made it."""
     base = repo.merge_base(workdir, main, "HEAD") or main
     # A diff or log git cannot make is an error, not an empty change that passes unreviewed.
-    diff = repo.git(workdir, "diff", base)
+    diff = repo.git(workdir, "diff", *repo.DIFF_OPTIONS, base)
     if len(diff) > DIFF_MAX:
         diff = diff[:DIFF_MAX] + f"\n... (diff cut at {DIFF_MAX} characters)"
     log = repo.git(workdir, "log", f"{base}..HEAD", "--format=%B")

@@ -20,8 +20,13 @@ def collect(fac: Factory) -> dict[str, Any]:
         running, conflict = False, err.message
     panes = {p.window_name: p for p in fac.panes()} if running else {}
     counts: dict[str, int] = {}
-    for e in fac.store.queue(("queued", "testing")):
+    held = []
+    for e in fac.store.queue(("queued", "testing", "held")):
         counts[e.state] = counts.get(e.state, 0) + 1
+        if e.state == "held":
+            v = e.verdict or {}
+            why = v.get("why") or [f"{p}: needs approval" for p in v.get("paths", [])]
+            held.append({"id": e.id, "worker": e.worker, "branch": e.branch, "sha": e.sha, "why": why})
     return {
         "root": str(fac.root),
         "session": fac.session,
@@ -31,7 +36,12 @@ def collect(fac: Factory) -> dict[str, Any]:
         "main": fac.main,
         "main_sha": repo.rev_parse(fac.root, f"refs/heads/{fac.main}"),
         "checkout": checkout_state(fac),
-        "queue": {"queued": counts.get("queued", 0), "testing": counts.get("testing", 0)},
+        "queue": {
+            "queued": counts.get("queued", 0),
+            "testing": counts.get("testing", 0),
+            "held": counts.get("held", 0),
+        },
+        "held": held,
         "line": line.get(fac).as_dict(),
         "workers": [v.as_dict() for v in workers.views(fac)],
     }
@@ -62,7 +72,7 @@ def render(data: dict[str, Any]) -> str:
     main = (data.get("main_sha") or "(missing)")[:10]
     lines = [
         f"factory {data['root']}  session {data['session']} ({state})  {data['main']} {main}  "
-        f"queue: {q['queued']} queued, {q['testing']} testing"
+        f"queue: {q['queued']} queued, {q['testing']} testing, {q.get('held', 0)} held"
     ]
     if data.get("session_conflict"):
         lines.append(f"warning: {data['session_conflict']}: set [tmux] session in factory.toml")
@@ -90,6 +100,9 @@ def render(data: dict[str, Any]) -> str:
     questions = [w for w in data["workers"] if w.get("question")]
     for w in questions:
         lines.append(f'andon: {w["name"]} asks: {w["question"]}  (answer: fac answer {w["name"]} "...")')
+    for h in data.get("held", []):
+        lines.append(f"held: {h['branch']} at {h['sha'][:10]} waits for `fac approve {h['branch']}`:")
+        lines.extend(f"  {why}" for why in h["why"])
     if data["checkout"]["note"]:
         lines.append("note: " + data["checkout"]["note"])
     ws = data["workers"]

@@ -11,6 +11,7 @@ from queue_helpers import (
     SUT,
     commit,
     entries,
+    fac,
     inbox,
     run_queue,
     spawn_worker,
@@ -295,6 +296,18 @@ def test_fewer_collected_tests_is_red_even_when_no_line_says_skip(factory: Path)
         submit(name)
     main_before = git(factory, "rev-parse", "main")
 
+    # pytest configuration is test infrastructure: held for a human first, untested.
+    run_queue(factory, max_batch=1, retries=0)
+    assert {n: entries(factory)[n].state for n in tricks} == dict.fromkeys(tricks, "held")
+    held = entries(factory)["deselects"].verdict["why"]
+    assert held == [
+        f"{pyproject}: pytest configuration changes ini_options.addopts; addopts adds "
+        "-k not top_words deselects tests by name"
+    ]
+    assert uncached_runs(factory) == 0
+    # A human's approval lets the branch be tested, not judged by its own configuration.
+    for name in tricks:
+        assert fac("approve", name).exit_code == 0
     mq = run_queue(factory, max_batch=1, retries=0)
 
     assert git(factory, "rev-parse", "main") == main_before
@@ -305,4 +318,4 @@ def test_fewer_collected_tests_is_red_even_when_no_line_says_skip(factory: Path)
         [failed] = e.verdict["failed"]
         assert failed["name"] == "guard:test-count:tests"
         assert f"the candidate collects {have} tests, main collects 4" in failed["feedback"]
-        assert "guard:test-count:tests" in inbox(name)[0]["body"]
+        assert "guard:test-count:tests" in inbox(name)[-1]["body"]

@@ -72,3 +72,82 @@ def test_is_dirty_sees_staged_unstaged_and_untracked_changes_but_not_ignored_one
 def test_git_path_is_absolute_and_none_outside_a_repository(repo_root: Path, tmp_path: Path) -> None:
     assert repo.git_path(repo_root, "info/exclude") == repo_root / ".git" / "info" / "exclude"
     assert repo.git_path(tmp_path, "info/exclude") is None
+
+
+# --- every git call is hardened: what a worker plants in the shared .git never runs ---
+
+
+@pytest.mark.parametrize(
+    ("attributes", "config", "expected"),
+    [
+        ("", "", {"merge": set(), "filter": set()}),
+        ("*.py merge=lie filter=hide -diff\n", "", {"merge": {"lie"}, "filter": {"hide"}}),
+        ("# *.py merge=commented\n", "", {"merge": set(), "filter": set()}),
+        ("* merge=union\n*.bin merge=binary\n", "", {"merge": set(), "filter": set()}),  # git's own
+        ("", '[merge "drv"]\n\tdriver = x\n[filter "f"]\n', {"merge": {"drv"}, "filter": {"f"}}),
+        ("", "[Merge.Old]\n\tdriver = x\n", {"merge": {"Old"}, "filter": set()}),
+        ("", '[diff "tc"]\n\ttextconv = x\n', {"merge": set(), "filter": set()}),  # --no-textconv
+    ],
+)
+def test_driver_names_come_from_the_shared_attributes_and_config(
+    attributes: str, config: str, expected: dict[str, set[str]]
+) -> None:
+    assert repo.driver_names(attributes, config) == expected
+
+
+def test_neutralizers_switch_every_named_driver_off() -> None:
+    out = repo.neutralizers({"merge": {"lie"}, "filter": {"hide", "bad name;rm"}})
+    assert out[0::2] == ["-c"] * 5
+    assert out[1::2] == [
+        "filter.hide.clean=",
+        "filter.hide.smudge=",
+        "filter.hide.process=",
+        "filter.hide.required=false",
+        "merge.lie.driver=git merge-file --marker-size=%L %A %O %B",
+    ]
+
+
+def test_hooks_fsmonitor_and_filters_planted_in_the_shared_git_never_run(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    hooks = repo_root / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for hook in ("reference-transaction", "post-index-change", "post-checkout"):
+        (hooks / hook).write_text(f"#!/bin/sh\necho {hook} >> {marker}\n")
+        (hooks / hook).chmod(0o755)
+    monitor = tmp_path / "monitor"
+    monitor.write_text(f"#!/bin/sh\necho fsmonitor >> {marker}\n")
+    monitor.chmod(0o755)
+    (repo_root / ".git" / "info").mkdir(exist_ok=True)
+    (repo_root / ".git" / "info" / "attributes").write_text("* filter=lie\n")
+    git(repo_root, "config", "core.fsmonitor", str(monitor))
+    git(repo_root, "config", "filter.lie.clean", f"sh -c 'echo clean >> {marker}; cat'")
+    git(repo_root, "config", "filter.lie.smudge", f"sh -c 'echo smudge >> {marker}; cat'")
+    (repo_root / "a.txt").write_text("changed\n")  # a dirty file: status must hash it
+
+    head = git(repo_root, "rev-parse", "main")
+    new = repo.build_commit(repo_root, head, {"c.txt": "charlie\n"}, "second")
+    assert repo.update_ref_cas(repo_root, "refs/heads/side", new, "0" * 40)
+    assert repo.is_dirty(repo_root)
+    assert repo.show_file(repo_root, "side", "c.txt") == "charlie\n"
+    repo.git(repo_root, "worktree", "add", "--quiet", "--detach", str(tmp_path / "wt"), "side")
+    assert (tmp_path / "wt" / "c.txt").read_text() == "charlie\n"
+
+    assert not marker.exists(), marker.read_text()
+    # The same plants do run under plain git: the test would notice if they were not live.
+    git(repo_root, "status", "--porcelain")
+    assert marker.exists()
+
+
+def test_trusted_reads_ignore_the_checkouts_gitattributes(repo_root: Path) -> None:
+    (repo_root / ".gitattributes").write_text("*.txt -diff\n")
+    git(repo_root, "add", ".gitattributes")
+    git(repo_root, "commit", "-q", "-m", "attrs")
+    (repo_root / "a.txt").write_text("alpha\nbeta\n")
+    git(repo_root, "commit", "-qam", "beta")
+    assert "Binary files" in git(repo_root, "diff", "HEAD~1", "HEAD")
+    shown = repo.git(repo_root, "diff", *repo.DIFF_OPTIONS, "HEAD~1", "HEAD", trusted=True)
+    assert "+beta" in shown
+    [change] = repo.changes(repo_root, "HEAD~1", "HEAD")
+    assert (change.status, change.path, change.new_mode) == ("M", "a.txt", "100644")

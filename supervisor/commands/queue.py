@@ -128,9 +128,12 @@ def queue_wait(timeout: float) -> None:
 @click.command()
 @click.argument("branch")
 def approve(branch: str) -> None:
-    """The human gate: let BRANCH (or a worker's name) through `[queue] approval_paths`.
+    """The human gate: let BRANCH (or a worker's name) through a hold.
 
-    Approves the exact commit waiting in the queue; a later push needs a new approval.
+    A branch is held when it changes test infrastructure (conftest.py, pytest configuration or its
+    addopts options, .gitattributes) or a path of `[queue] approval_paths`; `fac queue` and
+    `fac status` say why. Approves the exact commit waiting in the queue; a later push needs a new
+    approval.
     Agents cannot approve.
     """
     from supervisor import queue

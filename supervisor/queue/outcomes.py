@@ -71,8 +71,17 @@ class Outcomes:
         for worker, mid in sent:
             messages.deliver(self.fac, worker, mid)
 
-    def blame(self, e: QueueEntry, cand: Candidate | None, verdict: Verdict, base: str, reason: str) -> None:
-        """Red: the owner gets the failed checks, the tested commit and how to reproduce it."""
+    def blame(
+        self,
+        e: QueueEntry,
+        cand: Candidate | None,
+        verdict: Verdict,
+        base: str,
+        reason: str,
+        holds: tuple[str, ...] = (),
+    ) -> None:
+        """Red: the owner gets the failed checks, the tested commit and how to reproduce it (and, for a
+        guard, what else will wait for a human, so one round tells everything)."""
         store = self.fac.store
         tested = cand.sha if cand else e.sha
         if cand:
@@ -99,6 +108,9 @@ class Outcomes:
             )
             lines.append(f"check {r.name} failed ({how}):")
             lines.extend(f"  {line}" for line in r.feedback.splitlines())
+        if holds:
+            lines.append("also, once the guards pass, a human must approve (`fac approve`):")
+            lines.extend(f"  {h}" for h in holds)
         lines.append("Fix it, commit, then `fac submit` again.")
         body = "\n".join(lines)
         compact = {
@@ -158,19 +170,27 @@ class Outcomes:
             )
             self.say(f"  {worker}: red {streak} times in a row: andon cord pulled (needs-human)")
 
-    def hold(self, e: QueueEntry, paths: list[str]) -> None:
-        """A human gate: the entry waits, untested, until `fac approve` names its commit."""
+    def hold(self, e: QueueEntry, reasons: list[str]) -> None:
+        """A human gate: the entry waits, untested, until `fac approve` names its commit. Each reason
+        is `path: why` (test infrastructure, or a match of `[queue] approval_paths`)."""
         store = self.fac.store
-        body = (
-            f"[fac] HELD: {e.branch} at {e.sha[:10]} changes paths that need a human's approval:\n"
-            + "\n".join(f"  {p}" for p in paths[:20])
-            + f"\nIt waits in the queue until a human runs `fac approve {e.branch}`."
+        paths = list(dict.fromkeys(r.split(": ", 1)[0] for r in reasons))
+        shown = reasons[:20] + ([f"... and {len(reasons) - 20} more"] if len(reasons) > 20 else [])
+        body = "\n".join(
+            [
+                f"[fac] HELD: {e.branch} at {e.sha[:10]} changes what only a human may change:",
+                *[f"  {r}" for r in shown],
+                "rule: test infrastructure (conftest.py, pytest configuration and its options, "
+                ".gitattributes) and `[queue] approval_paths` are for humans: a branch never changes "
+                "how it is judged.",
+                f"It waits in the queue, untested, until a human runs `fac approve {e.branch}`. To merge "
+                "without one, revert these changes: put tests and their fixtures in test_*.py files.",
+            ]
         )
+        verdict = {"ok": False, "reason": "approval", "paths": paths, "why": reasons}
         with store.tx() as db:
-            store.set_entry(
-                e.id, db=db, state="held", verdict={"ok": False, "reason": "approval", "paths": paths}
-            )
-            store.event("held", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, paths=paths)
+            store.set_entry(e.id, db=db, state="held", verdict=verdict)
+            store.event("held", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, paths=paths, why=reasons)
             mid = (
                 messages.store(
                     self.fac, db, e.worker, body, sender="merge-queue", kind="held", correlation=f"q{e.id}"
@@ -178,7 +198,7 @@ class Outcomes:
                 if store.worker(e.worker)
                 else None
             )
-        self.say(f"  {e.worker}: HELD for approval ({', '.join(paths[:3])})")
+        self.say(f"  {e.worker}: HELD for approval: {'; '.join(reasons[:3])}")
         if mid is not None:
             messages.deliver(self.fac, e.worker, mid)
 

@@ -220,9 +220,11 @@ class MergeQueue:
         report = look.report
         assert report is not None
         if not report.ok:
-            self.outcomes.blame(e, None, Verdict(ok=False, results=report.results), main_sha, reason="guard")
+            # Every guard's problem at once, and what will need a human after: one round tells all.
+            verdict = Verdict(ok=False, results=report.results)
+            self.outcomes.blame(e, None, verdict, main_sha, reason="guard", holds=report.holds)
             return False
-        needs = screening.approval_needed(self.fac, main_sha, e)
+        needs = screening.approval_needed(self.fac, main_sha, e, report.holds)
         if needs:
             self.outcomes.hold(e, needs)
             return False

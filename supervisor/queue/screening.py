@@ -55,7 +55,13 @@ class Screener:
         else:
             writable = self.role_writable(e.worker, main_sha)
             first = functools.partial(guards.branch_guards, self.root, main_sha, e.sha, writable)
-        return lambda: guards.GuardReport([*first().results, specs.lint_guard(self.fac, main_sha, e.sha)])
+
+        def report() -> guards.GuardReport:
+            found = first()
+            lint = specs.lint_guard(self.fac, main_sha, e.sha)
+            return guards.GuardReport([*found.results, lint], holds=found.holds)
+
+        return report
 
     def look_job(self, e: QueueEntry, main_sha: str) -> Callable[[], Look]:
         """Screening's git reads for `e` as a job that touches no store (safe to run in a thread)."""
@@ -84,21 +90,23 @@ def _approval_globs(root: Path, main_sha: str) -> tuple[str, ...]:
         return ()
 
 
-def approval_needed(fac: Factory, main_sha: str, e: QueueEntry) -> list[str]:
-    """Paths of the entry that match `[queue] approval_paths` (main's config), unless its commit is
-    approved."""
+def approval_needed(fac: Factory, main_sha: str, e: QueueEntry, builtin: tuple[str, ...] = ()) -> list[str]:
+    """Why the entry waits for a human: the built-in holds (test infrastructure, from the guards) and
+    its paths that match `[queue] approval_paths` (main's config), each as `path: reason`; nothing
+    once a human approved its commit."""
+    reasons = list(builtin)
     globs = _approval_globs(fac.root, main_sha)
-    if not globs:
-        return []
-    base = repo.merge_base(fac.root, main_sha, e.sha) or main_sha
-    changed = [p for _s, p in repo.changed_paths(fac.root, base, e.sha)]
-    hits = [p for p in changed if p not in guards.scope_violations([p], globs)]
-    if not hits:
+    if globs:
+        base = repo.merge_base(fac.root, main_sha, e.sha) or main_sha
+        changed = [p for _s, p in repo.changed_paths(fac.root, base, e.sha)]
+        hits = [p for p in changed if p not in guards.scope_violations([p], globs)]
+        reasons += [f"{p}: matches [queue] approval_paths" for p in hits]
+    if not reasons:
         return []
     approved = any(
         ev.kind == "approved" and ev.payload.get("sha") == e.sha for ev in fac.store.events(worker=e.worker)
     )
-    return [] if approved else hits
+    return [] if approved else reasons
 
 
 def approve(fac: Factory, branch_or_worker: str, by: str = "human") -> list[int]:

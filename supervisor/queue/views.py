@@ -18,6 +18,8 @@ def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
             last = ""
         elif v.get("ok"):
             last = "green" + (f" ({v['note']})" if v.get("note") else "")
+        elif v.get("why"):
+            last = f"{v.get('reason', 'held')}: " + "; ".join(v["why"])
         elif v.get("failed"):
             last = "red: " + ", ".join(f["name"] for f in v["failed"])
         else:
