@@ -18,7 +18,6 @@ import ast
 import difflib
 import re
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -88,19 +87,12 @@ def is_test_file(path: str) -> bool:
     return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
 
 
-# The merge queue screens branches in threads, and before 3.13 CPython's AST builder keeps its
-# recursion counter per interpreter, so two parses at once can raise "SystemError: AST constructor
-# recursion depth mismatch" (python/cpython#106905): one parse at a time.
-_PARSE_LOCK = threading.Lock()
-
-
 def test_functions(source: str | None) -> set[str]:
     """Qualified names of test functions in a test module (`test_x`, `TestC.test_y`)."""
     if not source:
         return set()
     try:
-        with _PARSE_LOCK:
-            tree = ast.parse(source)
+        tree = testinfra.parse_python(source)
     except SyntaxError:
         return set()
     names = set()

@@ -180,8 +180,16 @@ def _framework(module: str) -> bool:
 
 _SYS_MODULES = re.compile(r"""sys\.modules\s*(\[|\.(get|pop|setdefault|update|__setitem__))""")
 _TEXT_IMPORT = re.compile(r"^\s*(import|from)\s+(_?pytest|pluggy)\b")
-# One parse at a time (see guards._PARSE_LOCK: CPython before 3.13 shares the AST recursion counter).
+# The merge queue screens branches in threads, and before 3.13 CPython's AST builder keeps its
+# recursion counter per interpreter, so two parses at once can raise "SystemError: AST constructor
+# recursion depth mismatch" (python/cpython#106905): every parse fac makes goes through parse_python.
 _PARSE_LOCK = threading.Lock()
+
+
+def parse_python(source: str) -> ast.Module:
+    """`ast.parse`, one at a time across threads (raises SyntaxError or ValueError like it)."""
+    with _PARSE_LOCK:
+        return ast.parse(source)
 
 
 @dataclass(frozen=True)
@@ -194,8 +202,7 @@ def framework_uses(source: str) -> list[Use]:
     """Where a module imports or patches the test framework: imports of pytest/_pytest/pluggy (also by
     `__import__`/`importlib`), `sys.modules` lookups or writes, pytest hook functions, `pytest_plugins`."""
     try:
-        with _PARSE_LOCK:
-            tree = ast.parse(source)
+        tree = parse_python(source)
     except (SyntaxError, ValueError):
         # It cannot run as Python either, but say what it would do in the words of the lines.
         lines = list(enumerate(source.splitlines(), 1))
