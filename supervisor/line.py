@@ -67,7 +67,8 @@ def ensure_env(
     fac: Factory, *, say: Callable[[str], None] | None = None, retry: bool = False
 ) -> env.Env | None:
     """Main's environment, built if main asks for a new one (`retry`: even after a failure); None (and
-    the line stopped) when it does not build. A line that stood for the environment restarts once it builds."""
+    the line stopped) when it does not build. A line that stood for the environment restarts once
+    it builds."""
     try:
         e = env.ensure(fac, say=say, retry=retry)
     except env.EnvBuildFailed as err:

@@ -36,13 +36,16 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     files = {
         "tinydep/__init__.py": Path("tinydep/__init__.py").read_bytes(),
         f"{DIST}.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: tinydep\\nVersion: 0.1\\n",
-        f"{DIST}.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        f"{DIST}.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+        ),
     }
 
     def digest(data):
         return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
-    record = "".join(f"{n},{digest(d)},{len(d)}\\n" for n, d in files.items()) + f"{DIST}.dist-info/RECORD,,\\n"
+    record = "".join(f"{n},{digest(d)},{len(d)}\\n" for n, d in files.items())
+    record += f"{DIST}.dist-info/RECORD,,\\n"
     name = f"{DIST}-py3-none-any.whl"
     with zipfile.ZipFile(Path(wheel_directory) / name, "w") as z:
         for n, d in files.items():
@@ -52,7 +55,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 '''
 
 TINYDEP = {
-    f"{PC}/tinydep/pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+    f"{PC}/tinydep/pyproject.toml": (
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    ),
     f"{PC}/tinydep/backend.py": BACKEND,
     f"{PC}/tinydep/tinydep/__init__.py": "def answer():\n    return 42\n",
     f"{PC}/requirements.txt": "--no-index\n./tinydep\n",
@@ -149,7 +154,12 @@ def test_kind_for(engine: str | None, forced: str, containerfile: bool, kind: st
 
 @pytest.mark.parametrize(
     ("text", "wants"),
-    [("", False), ("# only comments\n\n  # more\n", False), ("pytest>=8\n", True), ("./tinydep  # local\n", True)],
+    [
+        ("", False),
+        ("# only comments\n\n  # more\n", False),
+        ("pytest>=8\n", True),
+        ("./tinydep  # local\n", True),
+    ],
 )
 def test_wants_pip(text: str, wants: bool) -> None:
     assert env.wants_pip(text) is wants
@@ -175,7 +185,9 @@ def test_the_sample_env_builds_offline_with_fac_s_pytest_and_a_check_runs_in_it(
     assert shown["built_by"] and shown["built_at"] and not shown["stale"]
     python = Path(shown["bin"]) / "python"
     # The env's own interpreter, not fac's: its prefix is the env.
-    prefix = subprocess.run([python, "-c", "import sys, pytest; print(sys.prefix)"], capture_output=True, text=True)
+    prefix = subprocess.run(
+        [python, "-c", "import sys, pytest; print(sys.prefix)"], capture_output=True, text=True
+    )
     assert prefix.stdout.strip() == shown["path"]
     check = run_fac("check", cwd=factory)
     assert check.returncode == 0, check.stdout
@@ -232,7 +244,7 @@ def test_a_change_to_the_env_rebuilds_once_and_the_old_one_serves_meanwhile(fact
     assert first.kind == "venv" and first.path is not None
     # The new env's setup waits for the test: while it builds, the old env must still serve.
     gate_file = factory / ".fac" / "release-setup"
-    setup = f"#!/bin/sh\nwhile [ ! -e {gate_file} ]; do sleep 0.05; done\necho ran >> \"$FAC_ENV/setup-ran\"\n"
+    setup = f'#!/bin/sh\nwhile [ ! -e {gate_file} ]; do sleep 0.05; done\necho ran >> "$FAC_ENV/setup-ran"\n'
     human_commit(factory, {f"{PC}/setup": setup})
     wanted = env.wanted_hash(fac_)
     assert wanted != first.hash
@@ -240,7 +252,9 @@ def test_a_change_to_the_env_rebuilds_once_and_the_old_one_serves_meanwhile(fact
     builder = threading.Thread(target=lambda: env.ensure(fac_, say=said.append))
     builder.start()
     try:
-        wait_for(lambda: any("project-container/setup" in m for m in said), timeout=30, message="the setup step")
+        wait_for(
+            lambda: any("project-container/setup" in m for m in said), timeout=30, message="the setup step"
+        )
         serving = env.current(fac_)
         assert serving.hash == first.hash and serving.stale and serving.wanted == wanted
         pane = workers.pane_env(fac_, "w9", "worker", "fac/w9", factory / "ctx", None)
@@ -275,9 +289,10 @@ def test_a_failing_env_build_stops_the_line_for_the_human_and_blames_no_agent(fa
     assert not [m for m in inbox("w1") if "RED" in m.get("body", "")]
     state = line.get(Factory(factory))
     assert state.stopped and line.stopped_for_env(state)
-    assert "no-such-package-fac-test" in (factory / ".fac" / "envs").joinpath(
-        f"{env.wanted_hash(Factory(factory))}.log"
-    ).read_text()
+    assert (
+        "no-such-package-fac-test"
+        in (factory / ".fac" / "envs").joinpath(f"{env.wanted_hash(Factory(factory))}.log").read_text()
+    )
     assert "log:" in (state.reason or "")
     assert events(factory, "env-failed")
     # The human sees it where they look.
@@ -343,3 +358,14 @@ def test_a_timed_out_check_stops_its_container_too(factory: Path) -> None:
     assert r.timed_out
     left = subprocess.run([engine, "ps", "-q", "--filter", "name=fac-check-"], capture_output=True, text=True)
     assert left.stdout.strip() == ""
+
+
+def test_env_shell_runs_in_the_env_and_an_unbuilt_env_is_an_error(factory: Path) -> None:
+    missing = run_fac("env", "shell", "-c", "true", cwd=factory)
+    assert missing.returncode == 2 and "not built yet" in missing.stderr and "fac env build" in missing.stderr
+    assert run_fac("env", "build", cwd=factory).returncode == 0
+    e = env.current(Factory(factory))
+    proc = run_fac("env", "shell", "-c", "python -c 'import sys; print(sys.prefix)'", cwd=factory)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(e.path)
+    assert f"sandbox: {sandbox.detect(factory).kind}" in proc.stderr
