@@ -260,9 +260,12 @@ def ensure(fac: Factory, *, say: Callable[[str], None] | None = None, retry: boo
         if action == "build":
             _build(fac, wanted, say or (lambda _m: None))
         _switch(base, wanted)
-        ready, _failed = _scan(base)
+        ready, failed = _scan(base)
         for h in to_prune(ready, {wanted}):
             _remove(base, h)
+        for h in failed - {wanted}:  # failures of hashes main no longer asks for
+            (base / f"{h}.failed").unlink(missing_ok=True)
+            (base / f"{h}.log").unlink(missing_ok=True)
     return _load(base, wanted, wanted)
 
 

@@ -315,6 +315,8 @@ def test_a_failing_env_build_stops_the_line_for_the_human_and_blames_no_agent(fa
     run_queue(factory)
     assert not line.get(Factory(factory)).stopped
     assert entries(factory)["w1"].state == "merged"
+    assert not list((factory / ".fac" / "envs").glob("*.failed"))  # the old failure is forgotten
+    assert env.failure(Factory(factory)) is None and "FAILED" not in run_fac("env", cwd=factory).stdout
 
 
 def test_the_supervisor_tells_the_human_not_the_agents_when_the_env_does_not_build(factory: Path) -> None:
@@ -369,3 +371,14 @@ def test_env_shell_runs_in_the_env_and_an_unbuilt_env_is_an_error(factory: Path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(e.path)
     assert f"sandbox: {sandbox.detect(factory).kind}" in proc.stderr
+
+
+def test_an_agent_s_check_never_builds_the_env_it_uses_the_one_that_serves(factory: Path) -> None:
+    spawn_worker(factory, "w1")
+    before = run_fac("check", env={"FAC_WORKER": "w1"}, cwd=factory)
+    assert before.returncode == 0, before.stdout
+    assert "environment: host: fac's own interpreter" in before.stdout and "not built yet" in before.stdout
+    assert not (factory / ".fac" / "envs" / env.CURRENT).exists()
+    built = env.ensure(Factory(factory))
+    after = run_fac("check", env={"FAC_WORKER": "w1"}, cwd=factory)
+    assert f"environment: venv {built.path}" in after.stdout
