@@ -67,8 +67,24 @@ class Sandbox:
                 binds += ["--ro-bind", envdir, envdir]
             # No tmpfs over /tmp: the tree under test may live there. Callers pass a private TMPDIR.
             # A new pid namespace: the sandboxed command cannot read other processes' environments.
-            return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-pid", "--proc", "/proc", *binds,
-                    "--unshare-net", "--die-with-parent", "--chdir", str(cwd), "--", *argv]  # fmt: skip
+            return [
+                "bwrap",
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--unshare-pid",
+                "--proc",
+                "/proc",
+                *binds,
+                "--unshare-net",
+                "--die-with-parent",
+                "--chdir",
+                str(cwd),
+                "--",
+                *argv,
+            ]
         if self.kind == "container":
             assert self.engine and self.image
             mounts: list[str] = []
@@ -110,8 +126,23 @@ def _bwrap_works() -> str | None:
     exe = shutil.which("bwrap")
     if not exe:
         return None
-    probe = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net",
-                            "--die-with-parent", "true"], capture_output=True, text=True)  # fmt: skip
+    probe = subprocess.run(
+        [
+            exe,
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--unshare-net",
+            "--die-with-parent",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         return None
     ver = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
