@@ -163,10 +163,15 @@ def argv_of(check: CheckDef) -> list[str]:
     return list(check.run)
 
 
-def check_env(workdir: Path, stage: str, check: CheckDef) -> dict[str, str]:
+def check_env(workdir: Path, stage: str, check: CheckDef, sandbox: Sandbox | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    # The Python that runs fac is first on PATH, so `python -m pytest` finds the same tools.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # The system's environment (project-container/, built by supervisor.env) is first on PATH, so
+    # `python` is its interpreter; fac's own directory follows, so `fac` (judgment checks) is found.
+    first = [sandbox.env_bin] if sandbox is not None and sandbox.env_bin else []
+    env["PATH"] = os.pathsep.join([*first, str(Path(sys.executable).parent), env.get("PATH", "")])
+    if first:
+        env["VIRTUAL_ENV"] = str(Path(first[0]).parent)
+        env.pop("PYTHONHOME", None)
     env["FAC_CHECK_STAGE"] = stage
     env["FAC_CHECK_REQUIRED"] = "1" if check.required else "0"
     env["FAC_CANDIDATE"] = str(workdir)
@@ -205,13 +210,16 @@ def run_one(
     if not cwd.is_dir():
         return result(False, None, f"cwd {check.cwd!r} does not exist in the tree under test")
     argv = argv_of(check)
-    env = check_env(workdir, stage, check)
+    env = check_env(workdir, stage, check, sandbox)
+    container: str | None = None
     if sandbox is not None and sandbox.kind != "none" and check.kind != "judgment":
         # A private, writable TMPDIR beside the logs; everything but the tree under test is read-only.
         tmp = log_dir / f"tmp-{check.name}"
         tmp.mkdir(parents=True, exist_ok=True)
         env["TMPDIR"] = str(tmp)
-        argv = sandbox.wrap(argv, cwd, [workdir, tmp])
+        if sandbox.kind == "container":
+            container = f"fac-check-{os.getpid()}-{time.monotonic_ns()}"
+        argv = sandbox.wrap(argv, cwd, [workdir, tmp], name=container)
     timed_out = False
     with open(log_path, "wb") as log:
         try:
@@ -231,6 +239,8 @@ def run_one(
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
+            if sandbox is not None and container:
+                sandbox.stop(container)  # the client is gone; the container would run on
             code = proc.wait()
     tail = _tail(log_path)
     if timed_out:

@@ -63,6 +63,10 @@ COMMANDS: dict[str, Lazy] = {
         "Check the whole set-up and say what to fix; exit 0 when all is well, 1 otherwise.",
     ),
     "down": Lazy("supervisor.commands.factory:down", "Stop the factory's tmux session."),
+    "env": Lazy(
+        "supervisor.commands.env:env_cmd",
+        "The system's development environment: which one is in use, its hash, what built it and when.",
+    ),
     "hook": Lazy(
         "supervisor.commands.hook:hook",
         "A runtime reports its own state: fac knows instead of guessing from the screen.",

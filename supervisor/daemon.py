@@ -84,6 +84,7 @@ class Supervisor:
         self._lock_fd: int | None = None
         self._watch: wake.Watch | None = None
         self._line_notified = -1.0
+        self._line_for_env = False
         self._main_seen: str | None = None
         self._verifying = False
         self._unsettled: dict[str, float] = {}
@@ -268,6 +269,16 @@ class Supervisor:
         if state.stopped and state.since != self._line_notified:
             self._line_notified = state.since
             self.say(f"LINE STOPPED: {state.reason}")
+            if line.stopped_for_env(state):
+                # The environment is the human's to fix (agents cannot change project-container/):
+                # no notice to the agents, no fixer; the queue restarts the line once it builds.
+                self.say(
+                    "  the system's environment does not build: `fac env` shows it, `fac env build` retries"
+                )
+                self._line_for_env = True
+                self.maybe_verify_main()
+                return
+            self._line_for_env = False
             if self.cfg.auto_fix:
                 self.spawn_fixer(state.reason or "main is red")
             ws = fac.store.workers()
@@ -279,6 +290,10 @@ class Supervisor:
         elif not state.stopped and self._line_notified > 0:
             self._line_notified = -1.0
             self.say("line resumed")
+            if self._line_for_env:  # the agents were never told it stopped
+                self._line_for_env = False
+                self.maybe_verify_main()
+                return
             sha = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
             for w in fac.store.workers():
                 if w.state not in ("stopped", "done"):

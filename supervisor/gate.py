@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from supervisor import checks, guards, junit, observations, repo, sandbox, worktrees
+from supervisor import checks, env, guards, junit, observations, repo, worktrees
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.sandbox import Sandbox
 
 # "use": answer from the cache when it knows the tree, else run and remember the verdict.
 # "refresh": always run, and remember the new verdict (a retry that rules out a flaky check).
@@ -67,15 +68,18 @@ def run_gate(
     """Run the gate stage of `suite` on commit `sha` in a throw-away detached worktree (no cache)."""
     root = fac.root
     label = label or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    # The system's environment: built before the first run of its hash, then only read (EnvBuildFailed
+    # when it does not build: the caller stops the line, nobody is blamed).
+    sb = env.sandbox_for(fac, env.ensure(fac))
     with worktrees.detached(root, fac.fac_dir / "tmp" / f"cand-{sha[:10]}-{label}", sha) as wt:
         log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}"
         # Pytest checks also report per test (junit): `fac state` and delta acceptance read that.
         gate, reports = junit.instrument(suite.for_stage("gate"), wt)
         extra: list[Callable[[], CheckResult]] = [
-            functools.partial(count_guard, fac, c, wt, base) for c in gate if base and _is_pytest(c)
+            functools.partial(count_guard, fac, c, wt, base, sb) for c in gate if base and _is_pytest(c)
         ]
         results = checks.run_suite(
-            gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra, sandbox=sandbox.detect(root)
+            gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra, sandbox=sb
         )
         observations.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(root, sha))
@@ -88,18 +92,18 @@ def _is_pytest(c: Any) -> bool:
         return False
 
 
-def count_guard(fac: Factory, check: Any, workdir: Path, base: str) -> CheckResult:
+def count_guard(fac: Factory, check: Any, workdir: Path, base: str, sb: Sandbox | None = None) -> CheckResult:
     """no-weakening: the candidate collects at least as many tests as `base` (main) for a pytest check."""
     name = f"guard:test-count:{check.name}"
     start = time.monotonic()
     argv = guards.collect_argv(checks.argv_of(check)) or []
-    env = checks.check_env(workdir, "gate", check)
+    cenv = checks.check_env(workdir, "gate", check, sb)
     # Main's count, when not remembered, needs its own worktree and collection: do it alongside the
     # candidate's collection rather than after it (it was the gate's critical path on a fresh queue).
     # Only that thread touches the store until it is joined.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        wanted = pool.submit(main_count, fac, check, base)
-        have = guards.collected_count(argv, workdir / check.cwd, env, check.timeout)
+        wanted = pool.submit(main_count, fac, check, base, sb)
+        have = guards.collected_count(argv, workdir / check.cwd, cenv, check.timeout)
         want = wanted.result()
     dur = round(time.monotonic() - start, 3)
     if have is not None:
@@ -122,7 +126,7 @@ def _tree_at(workdir: Path) -> str:
     return repo.git(workdir, "rev-parse", "HEAD^{tree}")
 
 
-def main_count(fac: Factory, check: Any, base: str) -> int | None:
+def main_count(fac: Factory, check: Any, base: str, sb: Sandbox | None = None) -> int | None:
     """Collected tests on `base`: remembered from when it was a candidate, else collected once now."""
     tree = repo.tree_of(fac.root, base)
     known = fac.store.test_count(tree, check.name)
@@ -131,7 +135,9 @@ def main_count(fac: Factory, check: Any, base: str) -> int | None:
     wt_path = fac.fac_dir / "tmp" / f"count-{base[:10]}-{os.getpid()}-{time.monotonic_ns()}"
     with worktrees.detached(fac.root, wt_path, base) as wt:
         argv = guards.collect_argv(checks.argv_of(check)) or []
-        n = guards.collected_count(argv, wt / check.cwd, checks.check_env(wt, "gate", check), check.timeout)
+        n = guards.collected_count(
+            argv, wt / check.cwd, checks.check_env(wt, "gate", check, sb), check.timeout
+        )
     if n is not None:
         fac.store.remember_count(tree, check.name, n)
     return n

@@ -1,7 +1,7 @@
 """Built-in guards (poka-yoke): what a worker's branch may never do, whatever the configuration.
 
 - scope: change only paths matching the role's `writable` globs;
-- protected: never touch checks/, roles/, factory.toml, .ci/ or specs/;
+- protected: never touch checks/, roles/, factory.toml, .ci/, specs/ or project-container/;
 - no weakening: no added skip/xfail markers, no removed test functions, and (run on the candidate)
   no fewer collected tests than main;
 - test framework: code that is not a test never imports, patches or shadows pytest;
@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from supervisor import repo, testinfra
 from supervisor.checks import CheckResult
 
-PROTECTED = ("checks/", "roles/", "factory.toml", ".ci/", "specs/")
+PROTECTED = ("checks/", "roles/", "factory.toml", ".ci/", "specs/", "project-container/")
 WEAKENING = re.compile(
     r"(@pytest\.mark\.(skip|skipif|xfail)\b|pytest\.(skip|xfail|importorskip)\s*\(|@unittest\.(skip|skipIf|skipUnless|expectedFailure)\b"
     r"|unittest\.SkipTest|pytestmark\s*=.*\b(skip|xfail)|collect_ignore|--deselect|--ignore)"

@@ -3,13 +3,18 @@
 While the line is stopped the merge queue merges only fixes (entries from workers of the `fixer`
 role), so nobody is blamed for a failure that main already had; every worker gets a notice, and
 `fac status` shows STOPPED and why.
+
+A system's environment that does not build (`supervisor.env`) stops the line the same way, with its
+build log, but it is nobody's red verdict: agents cannot change `project-container/`, so it waits
+for a human, and a successful build restarts the line.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from supervisor import checks, gate, repo
+from supervisor import checks, env, gate, repo
 from supervisor.checks import Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -45,6 +50,35 @@ def resume(fac: Factory, by: str, main_sha: str | None = None) -> bool:
     return True
 
 
+def stopped_for_env(state: Line) -> bool:
+    """Whether the line stands because the system's environment did not build (a human's job)."""
+    return state.stopped and (state.reason or "").startswith(env.LINE_REASON)
+
+
+def env_failed(fac: Factory, err: env.EnvBuildFailed) -> bool:
+    """Stop the line for an environment that does not build; False when it was already stopped."""
+    stopped = stop(fac, f"{err.message} (log: {err.log})", repo.rev_parse(fac.root, f"refs/heads/{fac.main}"))
+    if stopped:
+        fac.store.event("env-failed", None, hash=err.hash, log=str(err.log), detail=err.detail)
+    return stopped
+
+
+def ensure_env(
+    fac: Factory, *, say: Callable[[str], None] | None = None, retry: bool = False
+) -> env.Env | None:
+    """Main's environment, built if main asks for a new one (`retry`: even after a failure); None (and
+    the line stopped) when it does not build. A line that stood for the environment restarts once
+    it builds."""
+    try:
+        e = env.ensure(fac, say=say, retry=retry)
+    except env.EnvBuildFailed as err:
+        env_failed(fac, err)
+        return None
+    if stopped_for_env(get(fac)):
+        resume(fac, by=f"environment {e.hash} built")
+    return e
+
+
 def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
     """Run the gate on main itself; red stops the line, green restarts it."""
     sha = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
@@ -54,7 +88,11 @@ def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
             hint=f"recreate it (git branch {fac.main} SHA) or set [factory] main in factory.toml",
         )
     suite = checks.suite_from_rev(fac.root, sha, fac.fac_dir / "suites")
-    verdict = gate.judge(fac, sha, suite, cache="use" if use_cache else "refresh")
+    try:
+        verdict = gate.judge(fac, sha, suite, cache="use" if use_cache else "refresh")
+    except env.EnvBuildFailed as err:
+        env_failed(fac, err)
+        raise
     fac.store.event("verified", None, main=sha, ok=verdict.ok, failed=[r.name for r in verdict.failed()])
     if verdict.ok:
         resume(fac, by="green verify", main_sha=sha)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import checks, repo, sandbox, worktrees
+from supervisor import checks, env, repo, worktrees
 from supervisor.checks import CheckResult
 from supervisor.config import CheckDef
 from supervisor.factory import Factory
@@ -112,7 +112,7 @@ def _run(fac: Factory, sha: str, tree: str, suite_hash: str, todo: list[CheckDef
             "gate",
             parallel=fac.config.queue.parallel,
             log_dir=log_dir,
-            sandbox=sandbox.detect(fac.root),
+            sandbox=env.sandbox_for(fac, env.ensure(fac)),
         )
         return record(fac, tree, suite_hash, results, reports)
 

@@ -243,6 +243,17 @@ def rev_parse(root: Path, ref: str) -> str | None:
     return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 
+def tree_id(root: Path, rev: str, path: str) -> str | None:
+    """The id of the tree at `path` in `rev` (a content hash of that directory), or None if it has none."""
+    proc = subprocess.run(["git", "ls-tree", "-z", rev, "--", path], cwd=root, capture_output=True, text=True)
+    for item in proc.stdout.split("\0") if proc.returncode == 0 else []:
+        meta, _, name = item.partition("\t")
+        parts = meta.split()
+        if name == path and len(parts) == 3 and parts[1] == "tree":
+            return parts[2]
+    return None
+
+
 def tree_of(root: Path, rev: str) -> str:
     return git(root, "rev-parse", f"{rev}^{{tree}}", trusted=True)
 

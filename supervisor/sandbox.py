@@ -1,9 +1,10 @@
 """Where checks (and the anthropic agent's `run` tool) execute: a container, bubblewrap, or plainly.
 
-- a container engine (docker or podman) that answers: the image built from
-  `project-container/Containerfile`, the tree under test mounted at the same path, no network;
-- else bubblewrap (`bwrap`) when it works here: the root file system read-only, the tree under
-  test and a private /tmp writable, no network;
+- a container engine (docker or podman) that answers, given the project container's image
+  (`supervisor.env` builds it from `project-container/` on main): the tree under test mounted at
+  the same path, no network, a name of its own so that a timeout stops the container too;
+- else bubblewrap (`bwrap`) when it works here: the root file system read-only (the system's
+  environment in `.fac/envs/` included), the tree under test and a private TMPDIR writable, no network;
 - else the plain host, and every report says so.
 
 `FAC_SANDBOX=none|bwrap|container` forces a choice (an unavailable one is an error).
@@ -12,11 +13,10 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from supervisor.errors import FacError
@@ -30,6 +30,7 @@ class Sandbox:
     detail: str  # e.g. "docker image fac-dev-1a2b3c", "bubblewrap 0.8.0", "host (no sandbox found)"
     engine: str | None = None
     image: str | None = None
+    env_bin: str | None = None  # the system's environment's bin directory: first on a check's PATH
 
     def wrap(
         self,
@@ -38,9 +39,11 @@ class Sandbox:
         writable: list[Path],
         hide: list[Path] | None = None,
         reveal: list[Path] | None = None,
+        name: str | None = None,
     ) -> list[str]:
         """The command line that runs `argv` in `cwd` inside this sandbox; `hide` become empty dirs,
-        and `reveal` (read-only) come back from under them (an interpreter installed in a hidden home)."""
+        and `reveal` (read-only) come back from under them (an interpreter installed in a hidden home);
+        `name` names the container, so that `stop(name)` can end it (a killed client does not)."""
         if self.kind == "bwrap":
             binds: list[str] = []
             for h in dict.fromkeys(str(Path(x).resolve()) for x in hide or []):
@@ -57,6 +60,11 @@ class Sandbox:
                     binds += ["--tmpfs", h]
             for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
                 binds += ["--bind", p, p]
+            if self.env_bin:
+                # The shared environment stays read-only even inside a writable tree (a check at the
+                # factory root): no check can plant code in it for every later candidate.
+                envdir = str(Path(self.env_bin).parent.resolve())
+                binds += ["--ro-bind", envdir, envdir]
             # No tmpfs over /tmp: the tree under test may live there. Callers pass a private TMPDIR.
             # A new pid namespace: the sandboxed command cannot read other processes' environments.
             return [
@@ -82,10 +90,12 @@ class Sandbox:
             mounts: list[str] = []
             for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
                 mounts += ["-v", f"{p}:{p}"]
+            named = ["--name", name] if name else []
             return [
                 self.engine,
                 "run",
                 "--rm",
+                *named,
                 "--network",
                 "none",
                 *mounts,
@@ -95,6 +105,17 @@ class Sandbox:
                 *argv,
             ]
         return argv
+
+    def with_env(self, env_bin: Path | None) -> Sandbox:
+        """This sandbox with the system's environment's `bin` first on its checks' PATH."""
+        return replace(self, env_bin=str(env_bin) if env_bin else None)
+
+    def stop(self, name: str) -> None:
+        """Stop and remove the container `name` (after a timeout: killing the client leaves it running)."""
+        if self.kind != "container" or not self.engine:
+            return
+        for args in (["kill", name], ["rm", "-f", name]):
+            subprocess.run([self.engine, *args], capture_output=True, timeout=60, check=False)
 
 
 NONE = Sandbox("none", "host (no container engine or bubblewrap found)")
@@ -129,13 +150,16 @@ def _bwrap_works() -> str | None:
 
 
 @functools.cache
-def _engine() -> str | None:
+def engine() -> str | None:
+    """The container engine that answers here (podman first, then docker), or None."""
     for name in ("podman", "docker"):
         exe = shutil.which(name)
+        if not exe:
+            continue
         try:
-            if exe and subprocess.run([exe, "info"], capture_output=True, timeout=10).returncode == 0:
+            if subprocess.run([exe, "info"], capture_output=True, timeout=10).returncode == 0:
                 return name
-        except subprocess.TimeoutExpired:  # an engine that does not answer is not there
+        except subprocess.TimeoutExpired:
             continue
     return None
 
@@ -147,46 +171,36 @@ def bwrap_version() -> str | None:
 
 def container_engine() -> str | None:
     """The container engine (podman, docker) that answers here, else None."""
-    return _engine()
+    return engine()
 
 
-def _image(engine: str, root: Path) -> str | None:
-    """Build (once per Containerfile content) the project container; None if it cannot be built here."""
-    cf = root / "project-container" / "Containerfile"
-    if not cf.is_file():
-        return None
-    tag = "fac-dev-" + hashlib.sha256(cf.read_bytes()).hexdigest()[:12]
-    have = subprocess.run([engine, "image", "inspect", tag], capture_output=True)
-    if have.returncode == 0:
-        return tag
-    built = subprocess.run(
-        [engine, "build", "-q", "-t", tag, "-f", str(cf), str(root)], capture_output=True, timeout=1800
-    )
-    return tag if built.returncode == 0 else None
+def forced() -> str:
+    """FAC_SANDBOX's choice ("" when unset); an unknown value is an error."""
+    value = os.environ.get("FAC_SANDBOX", "").strip()
+    if value and value not in KINDS:
+        raise FacError(f"FAC_SANDBOX={value!r} is not a sandbox kind", hint=f"use one of: {', '.join(KINDS)}")
+    return value
 
 
-def detect(root: Path) -> Sandbox:
-    forced = os.environ.get("FAC_SANDBOX", "").strip()
-    if forced and forced not in KINDS:
-        raise FacError(
-            f"FAC_SANDBOX={forced!r} is not a sandbox kind", hint=f"use one of: {', '.join(KINDS)}"
-        )
-    if forced == "none":
+def detect(root: Path, image: str | None = None) -> Sandbox:
+    """The sandbox checks run in: the container of `image` (the project container, built by
+    `supervisor.env`) when an engine answers, else bubblewrap, else the host."""
+    choice = forced()
+    if choice == "none":
         return Sandbox("none", "host (FAC_SANDBOX=none)")
-    if forced in ("", "container"):
-        engine = _engine()
-        image = _image(engine, root) if engine else None
-        if engine and image:
-            return Sandbox("container", f"{engine} image {image}", engine, image)
-        if forced == "container":
+    if choice in ("", "container"):
+        eng = engine() if image else None
+        if eng and image:
+            return Sandbox("container", f"{eng} image {image}", eng, image)
+        if choice == "container":
             raise FacError(
-                "FAC_SANDBOX=container but no container engine answers or the image does not build",
-                hint="start docker or podman, or unset FAC_SANDBOX",
+                "FAC_SANDBOX=container but no container engine answers or the image did not build",
+                hint="start docker or podman (`fac env build` builds the image), or unset FAC_SANDBOX",
             )
     ver = _bwrap_works()
     if ver:
         return Sandbox("bwrap", ver)
-    if forced == "bwrap":
+    if choice == "bwrap":
         raise FacError(
             "FAC_SANDBOX=bwrap but bubblewrap is not installed or cannot run here",
             hint="apt-get install -y bubblewrap, or unset FAC_SANDBOX",

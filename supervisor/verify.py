@@ -1,14 +1,20 @@
-"""`fac check`: run a stage of the suite on a commit (throw-away worktree) or on a working tree in place."""
+"""`fac check`: run a stage of the suite on a commit (throw-away worktree) or on a working tree in place.
+
+It runs in the system's environment (`supervisor.env`): a human's check builds it when main needs a
+new one; an agent's uses the one that serves (the queue builds it), so an agent never waits on a build.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import checks, gate, guards, repo, roles, sandbox
+from supervisor import checks, env, gate, guards, repo, roles
 from supervisor.checks import CheckResult, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.sandbox import Sandbox
 
 
 @dataclass
@@ -20,6 +26,7 @@ class CheckReport:
     worker: str | None = None
     notes: list[str] = field(default_factory=list)
     sandbox: str = ""
+    environment: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -29,6 +36,7 @@ class CheckReport:
             "worker": self.worker,
             "notes": self.notes,
             "sandbox": self.sandbox,
+            "environment": self.environment,
             **self.verdict.as_dict(),
         }
 
@@ -45,19 +53,35 @@ def check(
     if ref and worker:
         raise FacError("pass --ref or --worker, not both")
     parallel = fac.config.queue.parallel
-    sb = sandbox.detect(fac.root)
+    environment = environment_for_check(fac)
+    sb = env.sandbox_for(fac, environment)
     if ref:
-        report = _check_ref(fac, ref, stage, parallel, use_cache)
-        report.sandbox = f"{sb.kind}: {sb.detail}"
-        return report
-    w = fac.worker(worker) if worker else None
-    workdir = Path(w.worktree) if w else Path(repo.git(cwd or Path.cwd(), "rev-parse", "--show-toplevel"))
-    report = _check_dir(fac, workdir, stage, parallel, w.name if w else None, w.branch if w else None)
+        report = _check_ref(fac, ref, stage, parallel, use_cache, sb)
+    else:
+        w = fac.worker(worker) if worker else None
+        workdir = Path(w.worktree) if w else Path(repo.git(cwd or Path.cwd(), "rev-parse", "--show-toplevel"))
+        report = _check_dir(fac, workdir, stage, parallel, w.name if w else None, w.branch if w else None, sb)
     report.sandbox = f"{sb.kind}: {sb.detail}"
+    report.environment = environment.describe()
     return report
 
 
-def _check_ref(fac: Factory, ref: str, stage: str, parallel: int, use_cache: bool) -> CheckReport:
+def environment_for_check(fac: Factory) -> env.Env:
+    """A human's check builds main's environment if needed; an agent's uses the one that serves."""
+    if os.environ.get("FAC_WORKER"):
+        return env.current(fac)
+    return env.ensure(fac, say=_progress)
+
+
+def _progress(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _check_ref(
+    fac: Factory, ref: str, stage: str, parallel: int, use_cache: bool, sb: Sandbox
+) -> CheckReport:
     sha = repo.rev_parse(fac.root, ref)
     if sha is None:
         raise FacError(f"{ref!r} is not a commit in {fac.root}", hint="pass a branch, tag or sha")
@@ -76,7 +100,7 @@ def _check_ref(fac: Factory, ref: str, stage: str, parallel: int, use_cache: boo
         )
         notes = ["cached result for this tree"] if verdict.cached else []
         return CheckReport(verdict, stage, sha, suite.origin, notes=notes)
-    verdict = _run_in_worktree(fac, sha, suite, stage, parallel)
+    verdict = _run_in_worktree(fac, sha, suite, stage, parallel, sb)
     fac.store.record_run(
         sha,
         repo.tree_of(fac.root, sha),
@@ -89,7 +113,9 @@ def _check_ref(fac: Factory, ref: str, stage: str, parallel: int, use_cache: boo
     return CheckReport(verdict, stage, sha, suite.origin)
 
 
-def _run_in_worktree(fac: Factory, sha: str, suite: checks.Suite, stage: str, parallel: int) -> Verdict:
+def _run_in_worktree(
+    fac: Factory, sha: str, suite: checks.Suite, stage: str, parallel: int, sb: Sandbox
+) -> Verdict:
     import time
 
     from supervisor import worktrees
@@ -104,13 +130,19 @@ def _run_in_worktree(fac: Factory, sha: str, suite: checks.Suite, stage: str, pa
             stage,
             parallel=parallel,
             log_dir=log_dir,
-            sandbox=sandbox.detect(fac.root),
+            sandbox=sb,
         )
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(fac.root, sha))
 
 
 def _check_dir(
-    fac: Factory, workdir: Path, stage: str, parallel: int, worker: str | None, branch: str | None
+    fac: Factory,
+    workdir: Path,
+    stage: str,
+    parallel: int,
+    worker: str | None,
+    branch: str | None,
+    sb: Sandbox,
 ) -> CheckReport:
     import time
 
@@ -137,7 +169,7 @@ def _check_dir(
         stage,
         parallel=parallel,
         log_dir=log_dir,
-        sandbox=sandbox.detect(fac.root),
+        sandbox=sb,
     )
     verdict = Verdict(checks.suite_ok(results), results, False, None, None)
     if not results:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor import env as sysenv
 from supervisor import repo, roles, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -56,7 +57,9 @@ def pane_env(
         "FAC_ROLE": role,
         "FAC_BRANCH": branch,
         "FAC_CONTEXT": str(context),
-        "PATH": f"{fac_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}",
+        # The system's environment first (through `.fac/envs/current`: a rebuilt env reaches a
+        # running pane), then fac's own directory for `fac` itself.
+        "PATH": os.pathsep.join([str(sysenv.pane_path(fac)), fac_bin_dir(), os.environ.get("PATH", "")]),
     }
     if task:
         env["FAC_TASK"] = task

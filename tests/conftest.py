@@ -92,6 +92,8 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch, empty_home: Path, pycache: Pa
     # The many `fac` subprocesses start as fast as in a normal install: bytecode is cached (outside
     # the source tree) even where the environment sets PYTHONDONTWRITEBYTECODE.
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    # Environment builds (project-container/) never reach the network in tests.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(pycache))
     # No ~/.gitconfig, ~/.tmux.conf or /etc/gitconfig: the machine's settings must not matter.
     monkeypatch.setenv("HOME", str(empty_home))

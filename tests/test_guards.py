@@ -72,6 +72,7 @@ def test_protected_violations() -> None:
         "factory.toml",
         ".ci/run",
         "specs/current/a.md",
+        "project-container/requirements.txt",
         "system-under-construction/checks/x.py",
         "system-under-construction/factory.toml",
         "factory.toml.bak",
@@ -84,6 +85,7 @@ def test_protected_violations() -> None:
         "factory.toml",
         ".ci/run",
         "specs/current/a.md",
+        "project-container/requirements.txt",
     ]
 
 

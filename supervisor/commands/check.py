@@ -56,6 +56,7 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
         for note in report.notes:
             click.echo(f"  note: {note}")
         click.echo(f"  sandbox: {report.sandbox}")
+        click.echo(f"  environment: {report.environment}")
         failed = v.failed()
         click.echo(
             "green"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from supervisor import checks, deltas, gate, health, line, locks, repo, wake
+from supervisor import checks, deltas, env, gate, health, line, locks, repo, wake
 from supervisor.checks import Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -75,6 +75,7 @@ class MergeQueue:
         self._seq = 0
         self._said_stopped = False
         self._held_on: str | None = None  # main's sha the queue is holding on (no gate checks)
+        self._said_env: str | None = None
         self._prefetched: dict[tuple[int, str], Future[screening.Look]] = {}
 
     # --- lifecycle ---
@@ -141,6 +142,10 @@ class MergeQueue:
     def step(self) -> bool:
         """Take the next batch and settle it. False when nothing was pending."""
         store = self.fac.store
+        # The system's environment first: a change to project-container/ on main is built before the
+        # next gate run, outside it; one that does not build stops the line and waits for a human.
+        if not self._environment_ready():
+            return False
         pending = store.queue(("queued",))
         # Jidoka: while main is red only fixes merge; everyone else waits instead of being blamed.
         stopped = bool(pending) and line.get(self.fac).stopped
@@ -182,8 +187,12 @@ class MergeQueue:
             self.say(
                 f"batch of {len(batch)}: {', '.join(e.worker for e in batch)} on {self.fac.main} {base[:10]}"
             )
-            if self.settle(base, batch, suite).moved:
-                self.say(f"{self.fac.main} moved under the queue; rebuilding the batch")
+            try:
+                if self.settle(base, batch, suite).moved:
+                    self.say(f"{self.fac.main} moved under the queue; rebuilding the batch")
+            except env.EnvBuildFailed as err:  # main's project-container/ changed mid-round
+                line.env_failed(self.fac, err)
+                self.say(f"  {err.message}: the batch waits (not a red verdict)")
             # What a settle left undecided (main moved mid-search, or it waited behind another
             # branch) goes back in line instead of staying "testing" until the queue restarts.
             for e in batch:
@@ -191,6 +200,18 @@ class MergeQueue:
                 if now is not None and now.state == "testing":
                     store.set_entry(e.id, state="queued")
         self._after_round()
+        return True
+
+    def _environment_ready(self) -> bool:
+        """Build main's environment when it changed; False (said once) while it does not build."""
+        built = line.ensure_env(self.fac, say=self.say)
+        if built is None:
+            err = env.failure(self.fac)
+            if err is not None and err.hash != self._said_env:
+                self._said_env = err.hash
+                self.say(f"line STOPPED: {err.message}; log: {err.log}. Nobody is blamed; {err.hint}")
+            return False
+        self._said_env = None
         return True
 
     def _after_round(self) -> None:

@@ -246,7 +246,7 @@ class Tools:
         return "\n".join(shown) if shown else "(empty directory)"
 
     def t_run(self, command: str) -> str:
-        from supervisor import sandbox
+        from supervisor import env as sysenv
 
         if not isinstance(command, str):
             raise ToolError("command must be a string")
@@ -261,7 +261,10 @@ class Tools:
         # The model's commands get no API credentials.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
         env.update(TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
-        sb = sandbox.detect(self.fac.root)
+        # The system's environment that serves now (never built here: the queue builds it).
+        sb = sysenv.sandbox_for(self.fac, sysenv.current(self.fac))
+        if sb.env_bin:
+            env["PATH"] = f"{sb.env_bin}{os.pathsep}{env.get('PATH', '')}"
         if sb.kind != "none":
             # Hidden from the model's commands: the agent's run directory (its saved key) and the home
             # directory (ssh keys, cloud credentials), which a command could otherwise copy into a
