@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from supervisor import locks, repo, sandbox
+from supervisor import envbuild, locks, repo, sandbox
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.sandbox import Sandbox
@@ -37,8 +37,6 @@ SOURCE = "project-container"
 META = "fac-env.json"
 CURRENT = "current"
 KEEP = 2  # the env in use and the newest one before it (a run that started on it may still need it)
-BUILD_TIMEOUT = 1800
-SEED = ("pytest",)  # fac's own test runner, with what it requires, copied into every venv
 LINE_REASON = "environment build failed"  # how a line stopped by the environment reads
 
 EnvKind = Literal["venv", "image", "host"]
@@ -304,10 +302,6 @@ def _remove(base: Path, env_hash: str) -> None:
 # --- building ---
 
 
-class _Step(Exception):
-    pass
-
-
 def _build(fac: Factory, env_hash: str, say: Callable[[str], None]) -> None:
     base = envs_dir(fac)
     d = base / env_hash
@@ -332,12 +326,14 @@ def _build(fac: Factory, env_hash: str, say: Callable[[str], None]) -> None:
             extra: dict[str, Any] = {}
             if kind == "image":
                 assert engine is not None
-                _build_image(engine, src, image_tag(env_hash), step, log)
+                envbuild.build_image(engine, src, image_tag(env_hash), step, log)
                 extra = {"engine": engine, "image": image_tag(env_hash)}
             else:
-                _build_venv(d, src, step, log)
-        except (_Step, OSError, subprocess.SubprocessError) as e:
-            detail = str(e) if isinstance(e, _Step) else f"{type(e).__name__}: {e}"
+                req = src / "requirements.txt"
+                pip = req.is_file() and wants_pip(req.read_text(encoding="utf-8"))
+                envbuild.build_venv(d, src, step, log, pip=pip)
+        except (envbuild.StepFailed, OSError, subprocess.SubprocessError) as e:
+            detail = str(e) if isinstance(e, envbuild.StepFailed) else f"{type(e).__name__}: {e}"
             log.write(f"FAILED: {detail}\n")
             log.flush()
             shutil.rmtree(d, ignore_errors=True)
@@ -380,126 +376,3 @@ def _materialize(fac: Factory, env_hash: str, dst: Path) -> None:
             continue
         out.write_bytes(repo.blob(fac.root, blob))
         out.chmod(0o755 if mode == "100755" else 0o644)
-
-
-def _run(argv: list[str], cwd: Path, env: dict[str, str] | None, log: Any, what: str) -> None:
-    log.write(f"$ {' '.join(argv)}\n")
-    log.flush()
-    try:
-        proc = subprocess.run(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise _Step(f"{what} timed out after {BUILD_TIMEOUT}s") from None
-    if proc.returncode != 0:
-        raise _Step(f"{what} exited {proc.returncode}")
-
-
-def _build_venv(d: Path, src: Path, step: Callable[[str], None], log: Any) -> None:
-    step(f"virtualenv {d}")
-    _run([sys.executable, "-m", "venv", "--without-pip", str(d)], src, None, log, "python -m venv")
-    py = d / "bin" / "python"
-    probe = [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
-    site = Path(subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip())
-    seeded = _seed(site, d / "bin")
-    step(f"seeded from fac: {', '.join(seeded)}")
-    _write_pip(d)
-    env = _build_env(d)
-    req = src / "requirements.txt"
-    if req.is_file() and wants_pip(req.read_text(encoding="utf-8")):
-        step("pip install -r requirements.txt")
-        argv = [sys.executable, "-m", "pip", "--python", str(py), "install", "-r", str(req)]
-        _run(argv, src, env, log, "pip install -r requirements.txt")
-    setup = src / "setup"
-    if setup.is_file() and os.access(setup, os.X_OK):
-        step("project-container/setup")
-        _run([str(setup)], src, env, log, "project-container/setup")
-
-
-def _build_env(d: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{d / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["FAC_ENV"] = str(d)
-    env["VIRTUAL_ENV"] = str(d)
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    env.pop("PYTHONHOME", None)
-    return env
-
-
-def _write_pip(d: Path) -> None:
-    """`pip` in the env is fac's pip aimed at the env's python (a venv without pip builds in 0.1 s)."""
-    script = d / "bin" / "pip"
-    script.write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" -m pip --python "{d / "bin" / "python"}" "$@"\n',
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-
-
-def _closure(names: tuple[str, ...]) -> list[str]:
-    """The distributions `names` need, as installed with fac (markers evaluated, extras left out)."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    seen: dict[str, None] = {}
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        key = dist.metadata["Name"].lower()
-        if key in seen:
-            continue
-        seen[key] = None
-        for spec in dist.requires or []:
-            req = Requirement(spec)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
-    return list(seen)
-
-
-def _seed(site: Path, bin_dir: Path) -> list[str]:
-    """Copy fac's pytest (and what it requires) into the venv, with its console scripts."""
-    from importlib import metadata
-
-    done = []
-    for name in _closure(SEED):
-        dist = metadata.distribution(name)
-        for f in dist.files or []:
-            rel = Path(str(f))
-            if rel.parts and rel.parts[0] == ".." or "__pycache__" in rel.parts:
-                continue  # console scripts carry fac's interpreter; they are written below
-            src = Path(str(dist.locate_file(f)))
-            if not src.is_file():
-                continue
-            dst = site / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-        for ep in dist.entry_points:
-            if ep.group == "console_scripts":
-                script = bin_dir / ep.name
-                script.write_text(
-                    f"#!{bin_dir / 'python'}\nimport sys\nfrom {ep.module} import {ep.attr}\n"
-                    f"sys.exit({ep.attr}())\n",
-                    encoding="utf-8",
-                )
-                script.chmod(0o755)
-        done.append(f"{dist.metadata['Name']} {dist.version}")
-    return done
-
-
-def _build_image(engine: str, src: Path, tag: str, step: Callable[[str], None], log: Any) -> None:
-    step(f"{engine} build -t {tag}")
-    cf = src / "Containerfile"
-    _run([engine, "build", "-t", tag, "-f", str(cf), str(src)], src, None, log, f"{engine} build")
