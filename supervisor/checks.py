@@ -48,13 +48,21 @@ class CheckResult:
     required: bool = True
     timed_out: bool = False
     log: str | None = None
+    # False when a rerun cannot honestly clear the failure: a guard, a new test that fails, a test
+    # that main has and the candidate lost, an incomplete report. Only failures main knows retry.
+    retryable: bool = True
+    # Test ids a human may approve away with `fac approve` (the ratchet's findings).
+    waivable: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CheckResult:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "waivable" in fields:
+            fields["waivable"] = tuple(fields["waivable"])
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -163,29 +171,62 @@ def argv_of(check: CheckDef) -> list[str]:
     return list(check.run)
 
 
+def pytest_at(argv: list[str]) -> int | None:
+    """Where the pytest program is in a check's command (`pytest`, `py.test`, `-m pytest`); None if not."""
+    for i, arg in enumerate(argv):
+        if Path(arg).name in ("pytest", "py.test") or (arg == "pytest" and i > 0 and argv[i - 1] == "-m"):
+            return i
+    return None
+
+
+def safe_argv(argv: list[str]) -> list[str]:
+    """`python -m pytest ...` with Python's safe-path mode (-P): a `pytest.py` in the working directory
+    cannot shadow pytest. Other commands are left alone (PYTHONSAFEPATH=1 in the environment too)."""
+    at = pytest_at(argv)
+    if at is not None and at >= 2 and argv[at - 1] == "-m" and Path(argv[0]).name.startswith("python"):
+        return [argv[0], "-P", *argv[1:]] if "-P" not in argv[1:at] else list(argv)
+    return list(argv)
+
+
+# Variables that change how Python or pytest start (PYTHONPATH, PYTHONHOME, PYTHONSTARTUP,
+# PYTEST_ADDOPTS, PYTEST_PLUGINS, ...): whoever started fac must not change how a check judges the
+# tree under test.
+_HIJACK_PREFIXES = ("PYTHON", "PYTEST_")
+
+
 def check_env(workdir: Path, stage: str, check: CheckDef, sandbox: Sandbox | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_HIJACK_PREFIXES)}
+    env["PYTHONSAFEPATH"] = "1"
     # The system's environment (project-container/, built by supervisor.env) is first on PATH, so
     # `python` is its interpreter; fac's own directory follows, so `fac` (judgment checks) is found.
     first = [sandbox.env_bin] if sandbox is not None and sandbox.env_bin else []
     env["PATH"] = os.pathsep.join([*first, str(Path(sys.executable).parent), env.get("PATH", "")])
     if first:
         env["VIRTUAL_ENV"] = str(Path(first[0]).parent)
-        env.pop("PYTHONHOME", None)
     env["FAC_CHECK_STAGE"] = stage
     env["FAC_CHECK_REQUIRED"] = "1" if check.required else "0"
     env["FAC_CANDIDATE"] = str(workdir)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["COLUMNS"] = "200"  # wide enough that pytest does not cut its summary lines
-    env.pop("PYTEST_ADDOPTS", None)
     env.update(dict(check.env))
     return env
 
 
 def run_one(
-    check: CheckDef, workdir: Path, stage: str, log_dir: Path, sandbox: Sandbox | None = None
+    check: CheckDef,
+    workdir: Path,
+    stage: str,
+    log_dir: Path,
+    sandbox: Sandbox | None = None,
+    report: Path | None = None,
+    args: tuple[str, ...] = (),
 ) -> CheckResult:
-    """Run one check in its own process group; a timeout kills the whole group."""
+    """Run one check in its own process group; a timeout kills the whole group.
+
+    A pytest check given `report` writes its junit report there through an inherited file
+    descriptor: the file lies outside everything the sandbox lets the check write, so nothing in the
+    tree under test can leave a report behind for the gate to read. `args` are appended (test files).
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', check.name)}.log"
     cwd = (workdir / check.cwd).resolve()
@@ -209,9 +250,21 @@ def run_one(
 
     if not cwd.is_dir():
         return result(False, None, f"cwd {check.cwd!r} does not exist in the tree under test")
-    argv = argv_of(check)
+    argv = safe_argv([*argv_of(check), *args])
     env = check_env(workdir, stage, check, sandbox)
     container: str | None = None
+    at = pytest_at(argv)
+    report_file = None
+    writable = [workdir]
+    if report is not None and at is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report_file = open(report, "wb")  # noqa: SIM115 (closed below, after the process ends)
+        in_container = sandbox is not None and sandbox.kind == "container"
+        # A container gets no inherited descriptors: its report directory is mounted instead.
+        target = str(report) if in_container else f"/dev/fd/{report_file.fileno()}"
+        if in_container:
+            writable.append(report.parent)
+        argv = [*argv[: at + 1], f"--junitxml={target}", *argv[at + 1 :]]
     if sandbox is not None and sandbox.kind != "none" and check.kind != "judgment":
         # A private, writable TMPDIR beside the logs; everything but the tree under test is read-only.
         tmp = log_dir / f"tmp-{check.name}"
@@ -219,7 +272,7 @@ def run_one(
         env["TMPDIR"] = str(tmp)
         if sandbox.kind == "container":
             container = f"fac-check-{os.getpid()}-{time.monotonic_ns()}"
-        argv = sandbox.wrap(argv, cwd, [workdir, tmp], name=container)
+        argv = sandbox.wrap(argv, cwd, [*writable, tmp], name=container)
     timed_out = False
     with open(log_path, "wb") as log:
         try:
@@ -231,9 +284,14 @@ def run_one(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=(report_file.fileno(),) if report_file else (),
             )
         except (FileNotFoundError, PermissionError) as e:
+            if report_file:
+                report_file.close()
             return result(False, None, f"cannot start {argv[0]!r}: {e.strerror}")
+        if report_file:
+            report_file.close()  # the child holds its own copy
         try:
             code = proc.wait(timeout=check.timeout)
         except subprocess.TimeoutExpired:
@@ -323,10 +381,13 @@ def run_suite(
     log_dir: Path,
     extra: list[Callable[[], CheckResult]] | None = None,
     sandbox: Sandbox | None = None,
+    reports: dict[str, Path] | None = None,
 ) -> list[CheckResult]:
-    """Run checks (and extra built-in checks) in parallel; results in a stable order."""
+    """Run checks (and extra built-in checks) in parallel; results in a stable order. A check named in
+    `reports` writes its junit report there."""
     jobs: list[Callable[[], CheckResult]] = [
-        functools.partial(run_one, c, workdir, stage, log_dir, sandbox) for c in checks
+        functools.partial(run_one, c, workdir, stage, log_dir, sandbox, (reports or {}).get(c.name))
+        for c in checks
     ]
     jobs += extra or []
     if not jobs:

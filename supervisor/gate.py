@@ -8,15 +8,20 @@ The merge queue judges candidates with it, `fac line`'s verify judges main, and
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Literal
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from supervisor import checks, env, guards, junit, observations, repo, worktrees
 from supervisor.checks import CheckResult, Suite, Verdict
+from supervisor.config import CheckDef
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.sandbox import Sandbox
@@ -38,106 +43,336 @@ def judge(
     label: Callable[[], str] | None = None,
     tree: str | None = None,
     record_hit: bool = True,
+    waive: frozenset[str] = frozenset(),
 ) -> Verdict:
     """The gate's verdict on commit `sha` under `suite` (main's); `verdict.cached` tells a cache hit.
 
-    `base` (main) turns on the test-count guard against it; `label` names the run's worktree and log
-    directory and is asked only when the gate really runs; `tree` saves a git call when known;
-    `record_hit=False` answers from the cache without recording a run (`fac check --ref --cache`).
+    `base` (main) turns on what judges a candidate against main: main's test infrastructure, the
+    per-test ratchet, main's copies of the test files it changes, the test-count guard. `waive`: test
+    ids a human approved away (`fac approve`). `label` names the run's worktree and log directory and
+    is asked only when the gate really runs; `tree` saves a git call when known; `record_hit=False`
+    answers from the cache without recording a run (`fac check --ref --cache`).
     """
     tree = tree or repo.tree_of(fac.root, sha)
+    key = cache_key(suite.hash, waive)
     if cache == "use":
-        hit = fac.store.cached_result(tree, suite.hash)
+        hit = fac.store.cached_result(tree, key)
         if hit is not None:
             ok, results = hit
             if record_hit:
                 fac.store.record_run(sha, tree, "gate", None, ok, results, cached=True)
             return Verdict(ok, [CheckResult.from_dict(r) for r in results], True, sha, tree)
     par = fac.config.queue.parallel if parallel is None else parallel
-    verdict = run_gate(fac, sha, suite, par, base=base, label=label() if label else None)
-    remember = suite.hash if cache != "off" else None
+    verdict = run_gate(fac, sha, suite, par, base=base, label=label() if label else None, waive=waive)
+    remember = key if cache != "off" else None
     fac.store.record_run(
         sha, tree, "gate", remember, verdict.ok, [r.as_dict() for r in verdict.results], cached=False
     )
     return verdict
 
 
+def cache_key(suite_hash: str, waive: frozenset[str]) -> str:
+    """The cache's suite key: a human's waiver changes the verdict, so it is part of the key."""
+    if not waive:
+        return suite_hash
+    return suite_hash + "+" + hashlib.sha256("\n".join(sorted(waive)).encode()).hexdigest()[:12]
+
+
+# --- what the candidate is judged on: its code under main's test infrastructure ---
+
+# Files that change how pytest collects, runs and reports: the gate always takes main's copies.
+TEST_INFRA = guards.TEST_CONFIG
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The commits the gate runs on: `run` is the candidate with main's test infrastructure; `second`
+    adds main's copies of the test files the candidate changes (`files`), for the second run."""
+
+    run: str
+    second: str | None = None
+    files: tuple[str, ...] = ()
+    own: str | None = None  # the candidate itself, when it changes test infrastructure
+
+
+def _test_support(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    return path.endswith(".py") and (guards.is_test_file(path) or any(p in ("tests", "test") for p in parts))
+
+
+def plan_for(changed: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """From what a candidate changes against main ((status, path)): the test infrastructure to take
+    from main, and the test files main has that it changes (modified or deleted: the second run)."""
+    infra = [p for _s, p in changed if PurePosixPath(p).name in TEST_INFRA]
+    tests = [p for s, p in changed if s[:1] in ("M", "D") and _test_support(p) and p not in infra]
+    return infra, tests
+
+
+def plan(root: Path, sha: str, base: str | None) -> Plan:
+    if base is None:
+        return Plan(sha)
+    infra, tests = plan_for(repo.changed_paths(root, base, sha))
+    run = repo.overlay_commit(root, sha, base, infra, "fac: the candidate under main's test infrastructure")
+    own = sha if run != sha else None
+    if not any(guards.is_test_file(p) for p in tests):
+        return Plan(run, own=own)
+    second = repo.overlay_commit(root, run, base, tests, "fac: main's copies of the test files it changes")
+    return Plan(run, second, tuple(p for p in tests if guards.is_test_file(p)), own)
+
+
+@dataclass(frozen=True)
+class Context:
+    """One gate run's places: the worktrees, logs, where junit reports go, the sandbox, main."""
+
+    fac: Factory
+    suite: Suite
+    wt: Path
+    second: Path | None
+    own: Path | None
+    files: tuple[str, ...]
+    log_dir: Path
+    reports: Path
+    sandbox: Sandbox
+    base: str | None
+    waive: frozenset[str]
+
+
 def run_gate(
-    fac: Factory, sha: str, suite: Suite, parallel: int, *, base: str | None = None, label: str | None = None
+    fac: Factory,
+    sha: str,
+    suite: Suite,
+    parallel: int,
+    *,
+    base: str | None = None,
+    label: str | None = None,
+    waive: frozenset[str] = frozenset(),
 ) -> Verdict:
-    """Run the gate stage of `suite` on commit `sha` in a throw-away detached worktree (no cache)."""
+    """Run the gate stage of `suite` on commit `sha` in a throw-away detached worktree (no cache).
+
+    Pytest checks are judged by their per-test results (`judge_pytest`), not by their exit code.
+    """
     root = fac.root
     label = label or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    tmp = fac.fac_dir / "tmp"
     # The system's environment: built before the first run of its hash, then only read (EnvBuildFailed
     # when it does not build: the caller stops the line, nobody is blamed).
     sb = env.sandbox_for(fac, env.ensure(fac))
-    with worktrees.detached(root, fac.fac_dir / "tmp" / f"cand-{sha[:10]}-{label}", sha) as wt:
-        log_dir = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}"
-        # Pytest checks also report per test (junit): `fac state` and delta acceptance read that.
-        gate, reports = junit.instrument(suite.for_stage("gate"), wt)
-        extra: list[Callable[[], CheckResult]] = [
-            functools.partial(count_guard, fac, c, wt, base, sb) for c in gate if base and _is_pytest(c)
-        ]
-        results = checks.run_suite(
-            gate, wt, "gate", parallel=parallel, log_dir=log_dir, extra=extra, sandbox=sb
+    gate = suite.for_stage("gate")
+    pytests = {c.name for c in gate if _is_pytest(c)}
+    p = plan(root, sha, base) if pytests else Plan(sha)
+    with ExitStack() as stack:
+        wt = stack.enter_context(worktrees.detached(root, tmp / f"cand-{sha[:10]}-{label}", p.run))
+        second = (
+            stack.enter_context(worktrees.detached(root, tmp / f"main-tests-{sha[:10]}-{label}", p.second))
+            if p.second
+            else None
         )
+        own = (
+            stack.enter_context(worktrees.detached(root, tmp / f"own-{sha[:10]}-{label}", p.own))
+            if p.own
+            else None
+        )
+        ctx = Context(
+            fac,
+            suite,
+            wt,
+            second,
+            own,
+            p.files,
+            fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}",
+            tmp / f"junit-{sha[:10]}-{label}",  # outside every tree and every sandbox's writable paths
+            sb,
+            base,
+            waive,
+        )
+        guard_results: dict[str, CheckResult] = {}
+        jobs: list[Callable[[], CheckResult]] = [
+            functools.partial(judge_pytest, ctx, c, guard_results)
+            if c.name in pytests
+            else functools.partial(checks.run_one, c, wt, "gate", ctx.log_dir, ctx.sandbox)
+            for c in gate
+        ]
+        results = checks.run_suite((), wt, "gate", parallel=parallel, log_dir=ctx.log_dir, extra=jobs)
+        results += [guard_results[c.name] for c in gate if c.name in guard_results]
+        reports = junit.reports_for(gate, ctx.reports)
         observations.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(root, sha))
 
 
-def _is_pytest(c: Any) -> bool:
+def _is_pytest(c: CheckDef) -> bool:
     try:
-        return guards.collect_argv(checks.argv_of(c)) is not None
+        return checks.pytest_at(checks.argv_of(c)) is not None
     except FacError:
         return False
 
 
-def count_guard(fac: Factory, check: Any, workdir: Path, base: str, sb: Sandbox | None = None) -> CheckResult:
-    """no-weakening: the candidate collects at least as many tests as `base` (main) for a pytest check."""
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def report_path(ctx: Context, c: CheckDef, part: str = "") -> Path:
+    """The junit report of `c` in this run (`part` names the second run's); `junit.reports_for` agrees."""
+    return ctx.reports / f"{_safe(c.name)}{part}.xml"
+
+
+def collect(c: CheckDef, wt: Path, log_dir: Path, sb: Sandbox) -> list[str] | None:
+    """The junit keys of the tests `c` collects in `wt`, by a run of its own (in the sandbox) that only
+    collects, under main's test infrastructure; None when collection fails."""
+    probe = replace(c, name=f"{c.name}.collect")
+    r = checks.run_one(probe, wt, "gate", log_dir, sb, args=tuple(junit.collect_args(checks.argv_of(c))))
+    if r.exit_code not in (0, 5) or r.log is None:  # 5: no tests collected
+        return None
+    return junit.collected_keys(Path(r.log).read_text(encoding="utf-8", errors="replace"))
+
+
+def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult]) -> CheckResult:
+    """A pytest check judged by its per-test results: green only when it exited 0 and its report (written
+    where the code under test cannot reach it) is complete, no test that passes on main was lost
+    (the ratchet), and main's copies of the test files the candidate changes pass against its code."""
+    fac, base = ctx.fac, ctx.base
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        main_f = pool.submit(main_outcomes, fac, ctx.suite, c, base) if base else None
+        ids_f = pool.submit(collect, c, ctx.wt, ctx.log_dir, ctx.sandbox)
+        # The candidate's own test configuration decides what main will run once it merges: the
+        # count guard collects with it (main's infrastructure judges everything else).
+        own_f = (
+            pool.submit(collect, replace(c, name=f"{c.name}.own"), ctx.own, ctx.log_dir, ctx.sandbox)
+            if ctx.own
+            else None
+        )
+        second_f = pool.submit(second_run, ctx, c) if ctx.second else None
+        run = checks.run_one(c, ctx.wt, "gate", ctx.log_dir, ctx.sandbox, report=report_path(ctx, c))
+        collected = ids_f.result()
+        main = main_f.result() if main_f else None
+        second = second_f.result() if second_f else None
+        own = own_f.result() if own_f else collected
+    report = junit.read_report(report_path(ctx, c))
+    if base is not None:
+        guard_results[c.name] = count_guard(fac, c, ctx.own or ctx.wt, own, main)
+    return verdict_of(run, report, collected, main, second, ctx.waive)
+
+
+def verdict_of(
+    run: CheckResult,
+    report: junit.Report | None,
+    collected: list[str] | None,
+    main: dict[str, str] | None,
+    second: tuple[CheckResult, junit.Report | None, tuple[str, ...]] | None,
+    waive: frozenset[str],
+) -> CheckResult:
+    """One pytest check's result from its run, its report, its collection, main's per-test outcomes and
+    the second run of main's copies of the changed test files. Each problem names the rule it breaks."""
+    if run.timed_out:
+        return run
+    problems: list[str] = []
+    retryable = True
+    waivable: list[str] = []
+    why = junit.incomplete(run.exit_code, report, collected)
+    if why:
+        problems.append(f"rule per-test report: {why}")
+        retryable = False
+    if report is not None and main is not None:
+        present = frozenset(collected or ()) if run.exit_code != 0 else frozenset()
+        lost = junit.ratchet(main, report.outcomes, waive, present)
+        problems += [f"rule ratchet: {x.message()}" for x in lost]
+        waivable += [x.test for x in lost]
+        if any(x.how != "failed" for x in lost):
+            retryable = False
+    if report is not None and run.exit_code != 0:
+        new = [k for k in report.failed if main is None or main.get(k) != "passed"]
+        if new:
+            retryable = False  # a failing test main does not know is never retried: it is not flaky
+    if second is not None:
+        run2, report2, files = second
+        where = ", ".join(files)
+        if report2 is None or report2.declared != report2.counted:
+            problems.append(
+                f"rule main's tests: main's copy of {where} gave no complete report against your code "
+                f"(exit {run2.exit_code}); let the test session finish normally"
+            )
+            retryable = False
+        else:
+            bad = junit.main_copy_lost(main, report2.outcomes, waive)
+            for k in bad:
+                problems.append(
+                    f"rule main's tests: {junit.shown(k)} in main's copy of {where} fails against your code: "
+                    "your branch changes that test file, but main's version of it must still pass; fix the "
+                    "code, or ask a human to approve the change to the test"
+                )
+            waivable += bad
+    if run.ok and not problems:
+        return run
+    lines = [run.feedback] if run.feedback else []
+    if run.ok:
+        lines.insert(0, f"exit code 0, but the gate does not believe this run ({len(problems)} problem(s)):")
+    lines += problems
+    if waivable:
+        lines.append("a human approves what is really meant to go with `fac approve <branch>`")
+    return replace(
+        run,
+        ok=False,
+        feedback=checks._clip("\n".join(lines)),
+        retryable=retryable,
+        waivable=tuple(dict.fromkeys(waivable)),
+    )
+
+
+def second_run(ctx: Context, c: CheckDef) -> tuple[CheckResult, junit.Report | None, tuple[str, ...]]:
+    """Main's copies of the test files the candidate changes, with main's test infrastructure, against
+    the candidate's code: a neutered, moved or redefined test still fails there."""
+    assert ctx.second is not None
+    cwd = PurePosixPath(c.cwd)
+    args = tuple(
+        str(PurePosixPath(f).relative_to(cwd)) for f in ctx.files if PurePosixPath(f).is_relative_to(cwd)
+    )
+    files = tuple(f for f in ctx.files if PurePosixPath(f).is_relative_to(cwd))
+    probe = replace(c, name=f"{c.name}.main-tests")
+    rep = report_path(ctx, c, ".main-tests")
+    if not args:
+        return CheckResult(probe.name, True, 0, 0.0, "", ""), junit.Report({}, {}, {}), ()
+    run = checks.run_one(probe, ctx.second, "gate", ctx.log_dir, ctx.sandbox, report=rep, args=args)
+    return run, junit.read_report(rep), files
+
+
+def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str) -> dict[str, str] | None:
+    """Main's per-test outcomes for check `c`: observed when main was a candidate, else run once now."""
+    tree = repo.tree_of(fac.root, base)
+    seen = fac.store.observation(tree, suite.hash, c.name)
+    if seen is not None and seen[2] is not None:
+        return seen[2]
+    label = f"{os.getpid()}-{time.monotonic_ns()}"
+    tmp = fac.fac_dir / "tmp"
+    with worktrees.detached(fac.root, tmp / f"main-{base[:10]}-{label}", base) as wt:
+        report = tmp / f"junit-main-{base[:10]}-{label}" / f"{_safe(c.name)}.xml"
+        log_dir = fac.fac_dir / "logs" / "checks" / f"main-{base[:12]}-{label}"
+        r = checks.run_one(c, wt, "gate", log_dir, env.sandbox_for(fac, env.ensure(fac)), report=report)
+        got = junit.read_report(report)
+    if got is None:
+        return None
+    with fac.store.tx() as db:
+        fac.store.record_observation(tree, suite.hash, c.name, r.ok, r.feedback, got.outcomes, db)
+    return got.outcomes
+
+
+def count_guard(
+    fac: Factory, check: CheckDef, workdir: Path, collected: list[str] | None, main: dict[str, str] | None
+) -> CheckResult:
+    """no-weakening: the candidate collects at least as many tests as main runs for a pytest check."""
     name = f"guard:test-count:{check.name}"
-    start = time.monotonic()
-    argv = guards.collect_argv(checks.argv_of(check)) or []
-    cenv = checks.check_env(workdir, "gate", check, sb)
-    # Main's count, when not remembered, needs its own worktree and collection: do it alongside the
-    # candidate's collection rather than after it (it was the gate's critical path on a fresh queue).
-    # Only that thread touches the store until it is joined.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        wanted = pool.submit(main_count, fac, check, base, sb)
-        have = guards.collected_count(argv, workdir / check.cwd, cenv, check.timeout)
-        want = wanted.result()
-    dur = round(time.monotonic() - start, 3)
+    have = len(collected) if collected is not None else None
+    want = len(main) if main is not None else None
     if have is not None:
-        fac.store.remember_count(_tree_at(workdir), check.name, have)
+        fac.store.remember_count(repo.tree_of(workdir, "HEAD"), check.name, have)
     if have is None or want is None or have >= want:
-        return CheckResult(name, True, 0, dur, "", f"collected {have} (main: {want})")
+        return CheckResult(name, True, 0, 0.0, "", f"collected {have} (main: {want})")
     return CheckResult(
         name,
         False,
         1,
-        dur,
+        0.0,
         f"{check.name}: the candidate collects {have} tests, {fac.main} collects {want}: "
         f"{want - have} test(s) disappeared (deleted, renamed away, deselected or skipped at collection).\n"
         "fix: keep every test; fix the code instead",
         f"collected {have} (main: {want})",
+        retryable=False,
     )
-
-
-def _tree_at(workdir: Path) -> str:
-    return repo.git(workdir, "rev-parse", "HEAD^{tree}")
-
-
-def main_count(fac: Factory, check: Any, base: str, sb: Sandbox | None = None) -> int | None:
-    """Collected tests on `base`: remembered from when it was a candidate, else collected once now."""
-    tree = repo.tree_of(fac.root, base)
-    known = fac.store.test_count(tree, check.name)
-    if known is not None:
-        return known
-    wt_path = fac.fac_dir / "tmp" / f"count-{base[:10]}-{os.getpid()}-{time.monotonic_ns()}"
-    with worktrees.detached(fac.root, wt_path, base) as wt:
-        argv = guards.collect_argv(checks.argv_of(check)) or []
-        n = guards.collected_count(
-            argv, wt / check.cwd, checks.check_env(wt, "gate", check, sb), check.timeout
-        )
-    if n is not None:
-        fac.store.remember_count(tree, check.name, n)
-    return n

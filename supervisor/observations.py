@@ -1,7 +1,7 @@
 """What a commit actually does: the outcome of each linked check on its tree, per test where it can.
 
-Linked checks run in a throw-away worktree; a pytest check linked by test id runs once with
-`--junitxml` for per-test outcomes. Results are cached in the store by (tree, suite, check), and a
+Linked checks run in a throw-away worktree; a pytest check linked by test id runs once with a junit
+report (outside the tree, see `checks.run_one`) for per-test outcomes. Results are cached in the store by (tree, suite, check), and a
 check-level link reuses the merge queue's gate result for the tree, so asking again about an
 unchanged main runs nothing. `fac state` (drift.py) and a delta's acceptance (deltas.py) read it.
 """
@@ -19,7 +19,7 @@ from supervisor import checks, env, repo, worktrees
 from supervisor.checks import CheckResult
 from supervisor.config import CheckDef
 from supervisor.factory import Factory
-from supervisor.junit import instrument, junit_matches, junit_outcomes
+from supervisor.junit import junit_matches, junit_outcomes, reports_for
 from supervisor.specs import Link
 
 
@@ -104,7 +104,8 @@ def observe(fac: Factory, sha: str, links: Iterable[Link]) -> dict[str, Observat
 def _run(fac: Factory, sha: str, tree: str, suite_hash: str, todo: list[CheckDef]) -> list[Observation]:
     label = f"{os.getpid()}-{time.monotonic_ns()}"
     with worktrees.detached(fac.root, fac.fac_dir / "tmp" / f"state-{sha[:10]}-{label}", sha) as wt:
-        defs, reports = instrument(tuple(todo), wt)
+        defs = tuple(todo)
+        reports = reports_for(defs, fac.fac_dir / "tmp" / f"junit-state-{sha[:10]}-{label}")
         log_dir = fac.fac_dir / "logs" / "checks" / f"state-{sha[:12]}-{label}"
         results = checks.run_suite(
             defs,
@@ -113,6 +114,7 @@ def _run(fac: Factory, sha: str, tree: str, suite_hash: str, todo: list[CheckDef
             parallel=fac.config.queue.parallel,
             log_dir=log_dir,
             sandbox=env.sandbox_for(fac, env.ensure(fac)),
+            reports=reports,
         )
         return record(fac, tree, suite_hash, results, reports)
 

@@ -405,6 +405,27 @@ def build_commit(
     return commit_tree(root, tree, [parent], message, env={**identity_env(root), **(env or {})})
 
 
+def overlay_commit(root: Path, commit: str, source: str, paths: list[str], message: str) -> str:
+    """A commit on `commit` whose `paths` are as at `source` (gone where `source` has none); `commit`
+    itself when there is nothing to overlay. No checkout or index is touched."""
+    if not paths:
+        return commit
+    listed = git(root, "ls-tree", "-z", source, "--", *paths)
+    have: dict[str, str] = {}
+    for item in listed.split("\0"):
+        if item:
+            meta, name = item.split("\t", 1)
+            mode, _type, sha = meta.split()
+            have[name] = f"{mode} {sha}"
+    lines = [f"{have[p]}\t{p}" if p in have else f"0 {'0' * 40}\t{p}" for p in dict.fromkeys(paths)]
+    with tempfile.TemporaryDirectory(prefix="fac-index-") as tmp:
+        ienv = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(root, "read-tree", commit, env=ienv)
+        git(root, "update-index", "--index-info", input="\n".join(lines) + "\n", env=ienv)
+        tree = git(root, "write-tree", env=ienv)
+    return commit_tree(root, tree, [commit], message)
+
+
 def git_path(worktree: Path, name: str) -> Path | None:
     """Where `$GIT_DIR/<name>` is for `worktree` (absolute); None when it is not a git worktree."""
     proc = _run(worktree, ["rev-parse", "--git-path", name])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import CheckDef
-from supervisor.junit import instrument, junit_matches, junit_outcomes, with_junit
+from supervisor.junit import junit_matches, junit_outcomes, reports_for
 
 
 @pytest.mark.parametrize(
@@ -28,19 +28,19 @@ def test_a_link_names_the_junit_cases_of_its_test(spec: str, key: str, matches: 
     assert junit_matches(spec, key) is matches
 
 
-def test_only_pytest_commands_get_a_junit_report(tmp_path: Path) -> None:
-    report = tmp_path / "r.xml"
-    argv = with_junit(["python", "-m", "pytest", "-q"], report)
-    assert argv == ["python", "-m", "pytest", f"--junitxml={report}", "-q"]
-    assert with_junit(["./checks/lint"], report) is None
-    defs, reports = instrument(
-        (CheckDef(name="tests", run=("pytest", "-q")), CheckDef(name="lint", run=("ruff", "check"))), tmp_path
+def test_only_pytest_checks_get_a_junit_report_outside_the_tree(tmp_path: Path) -> None:
+    reports = reports_for(
+        (
+            CheckDef(name="tests", run=("pytest", "-q")),
+            CheckDef(name="lint", run=("ruff", "check")),
+            CheckDef(name="unit:py", run="python -m pytest"),
+        ),
+        tmp_path / "junit",
     )
-    assert list(reports) == ["tests"] and reports["tests"].parent == tmp_path
-    assert defs[0].run == ("pytest", f"--junitxml={reports['tests']}", "-q") and defs[1].run == (
-        "ruff",
-        "check",
-    )
+    assert reports == {
+        "tests": tmp_path / "junit" / "tests.xml",
+        "unit:py": tmp_path / "junit" / "unit_py.xml",
+    }
 
 
 def test_junit_outcomes_reads_pass_fail_and_skip_and_a_failure_wins(tmp_path: Path) -> None:

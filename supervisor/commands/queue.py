@@ -128,12 +128,14 @@ def queue_wait(timeout: float) -> None:
 @click.command()
 @click.argument("branch")
 def approve(branch: str) -> None:
-    """The human gate: let BRANCH (or a worker's name) through a hold.
+    """The human gate: let BRANCH (or a worker's name) through a hold, or past the per-test ratchet.
 
     A branch is held when it changes test infrastructure (conftest.py, pytest configuration or its
     addopts options, .gitattributes) or a path of `[queue] approval_paths`; `fac queue` and
     `fac status` say why. Approves the exact commit waiting in the queue; a later push needs a new
-    approval.
+    approval. When the branch's latest head came back red from the ratchet (a test main passes is
+    missing, skipped or failing, or main's copy of a test file it changes fails), approves exactly
+    those tests for that commit and queues it again.
     Agents cannot approve.
     """
     from supervisor import queue

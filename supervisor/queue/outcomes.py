@@ -118,7 +118,13 @@ class Outcomes:
             "reason": reason,
             "tested": tested,
             "failed": [
-                {"name": r.name, "exit_code": r.exit_code, "feedback": r.feedback, "log": r.log}
+                {
+                    "name": r.name,
+                    "exit_code": r.exit_code,
+                    "feedback": r.feedback,
+                    "log": r.log,
+                    "waivable": list(r.waivable),
+                }
                 for r in failed
             ],
         }

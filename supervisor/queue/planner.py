@@ -135,10 +135,14 @@ class Alone(Enum):
     BLAME = "blame"  # red every time: its owner gets the first red verdict
 
 
-def retry_or_blame(retries: int, reruns: Sequence[bool]) -> Retry | Alone:
-    """The next step for a red single candidate, given the results of its reruns so far (True: green)."""
+def retry_or_blame(retries: int, reruns: Sequence[bool], *, retryable: bool = True) -> Retry | Alone:
+    """The next step for a red single candidate, given the results of its reruns so far (True: green).
+
+    Only a failure a rerun could honestly clear is `retryable`: a test main knows (it passes there)
+    failing; never a guard, a new test that fails (a flaky new test cannot merge), a test lost from
+    main or a report that cannot be believed."""
     if reruns and reruns[-1]:
         return Alone.FLAKY
-    if len(reruns) < retries:
+    if retryable and len(reruns) < retries:
         return Retry(len(reruns) + 1, retries)
     return Alone.BLAME

@@ -279,7 +279,10 @@ class MergeQueue:
         """A red single-branch candidate: run it again (a flaky check passes), else blame its owner."""
         e = cand.entries[0]
         reruns: list[bool] = []
-        while isinstance(step := planner.retry_or_blame(self.retries, reruns), planner.Retry):
+        retryable = all(r.retryable for r in verdict.failed())
+        while isinstance(
+            step := planner.retry_or_blame(self.retries, reruns, retryable=retryable), planner.Retry
+        ):
             self.say(f"  {e.worker}: red alone; retry {step.attempt}/{step.of} to rule out a flaky check")
             reruns.append(self.test(cand, suite, fresh=True).ok)
         if step is planner.Alone.FLAKY:
@@ -339,6 +342,7 @@ class MergeQueue:
             base=cand.base,
             label=self._label,
             tree=cand.tree,
+            waive=screening.waived_tests(self.fac, cand.entries),
         )
         if verdict.cached:
             self.stats["cache_hits"] += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,12 +109,24 @@ def approval_needed(fac: Factory, main_sha: str, e: QueueEntry, builtin: tuple[s
     return [] if approved else reasons
 
 
+def waived_tests(fac: Factory, entries: Iterable[QueueEntry]) -> frozenset[str]:
+    """Test ids a human approved away for exactly these commits (`fac approve` after a ratchet's red)."""
+    out: set[str] = set()
+    for e in entries:
+        for ev in fac.store.events(worker=e.worker):
+            if ev.kind == "approved" and ev.payload.get("sha") == e.sha:
+                out.update(ev.payload.get("tests") or ())
+    return frozenset(out)
+
+
 def approve(fac: Factory, branch_or_worker: str, by: str = "human") -> list[int]:
-    """`fac approve`: the human gate. Approves the held (or queued) head of a branch and requeues it."""
+    """`fac approve`: the human gate. Approves the held (or queued) head of a branch and requeues it;
+    a head the ratchet sent back red (tests main has, lost or failing) is approved with exactly those
+    tests and queued again."""
     branch = branch_or_worker if branch_or_worker.startswith("fac/") else f"fac/{branch_or_worker}"
     entries = [e for e in fac.store.queue(("held", "queued")) if e.branch == branch]
     if not entries:
-        raise FacError(f"nothing of {branch} waits for approval", hint="`fac queue` lists held entries")
+        return _approve_red(fac, branch, by)
     with fac.store.tx() as db:
         for e in entries:
             fac.store.event("approved", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, by=by)
@@ -127,3 +139,23 @@ def refuse_agent_approval() -> None:
     """Approval is the human gate: an agent (FAC_WORKER is set in every worker's pane) cannot approve."""
     if os.environ.get("FAC_WORKER"):
         raise FacError("agents cannot approve", hint="a human runs `fac approve` outside the worker panes")
+
+
+def _approve_red(fac: Factory, branch: str, by: str) -> list[int]:
+    """Approve what the gate's ratchet found in the branch's latest red head, and queue it again."""
+    mine = [e for e in fac.store.queue() if e.branch == branch]
+    last = mine[-1] if mine else None
+    tests = (
+        sorted({t for f in (last.verdict or {}).get("failed", []) for t in f.get("waivable", [])})
+        if last
+        else []
+    )
+    if last is None or last.state != "red" or not tests:
+        raise FacError(f"nothing of {branch} waits for approval", hint="`fac queue` lists held entries")
+    if repo.rev_parse(fac.root, f"refs/heads/{branch}") != last.sha:
+        raise FacError(
+            f"{branch} moved on since {last.sha[:10]} was red", hint="approve after its new head is judged"
+        )
+    qid, _superseded = fac.store.enqueue(last.worker, last.branch, last.sha, last.delta)
+    fac.store.event("approved", last.worker, correlation=f"q{qid}", sha=last.sha, by=by, tests=tests)
+    return [qid]
