@@ -127,7 +127,8 @@ def read_report(path: Path) -> Report | None:
 
 
 def nodeid_key(nodeid: str) -> str:
-    """A pytest node id ('tests/test_a.py::TestC::test_x[1]') as its junit key ('tests.test_a.TestC::test_x[1]')."""
+    """A pytest node id ('tests/test_a.py::TestC::test_x[1]') as its junit key
+    ('tests.test_a.TestC::test_x[1]')."""
     parts = nodeid.split("::")
     parts[0] = re.sub(r"\.py$", "", parts[0].replace("/", "."))
     return f"{'.'.join(parts[:-1])}::{parts[-1]}"
@@ -177,7 +178,8 @@ def incomplete(code: int | None, report: Report | None, collected: list[str] | N
     if code == 0 and report.failed:
         return (
             f"pytest exited 0 but its report has {len(report.failed)} failed test(s) "
-            f"({', '.join(shown(k) for k in report.failed[:3])}): the exit status was forced; let pytest set it"
+            f"({', '.join(shown(k) for k in report.failed[:3])}): the exit status was forced; "
+            "let pytest set it"
         )
     if code != 0:
         return None  # red anyway; tests after a first failure (-x) rightly have no outcome
@@ -186,8 +188,9 @@ def incomplete(code: int | None, report: Report | None, collected: list[str] | N
     lost = [k for k in dict.fromkeys(collected) if k not in report.outcomes]
     if lost:
         return (
-            f"{len(lost)} collected test(s) have no outcome in the report ({', '.join(shown(k) for k in lost[:3])}):"
-            " something dropped them after collection; let every collected test run"
+            f"{len(lost)} collected test(s) have no outcome in the report "
+            f"({', '.join(shown(k) for k in lost[:3])}): something dropped them after collection; "
+            "let every collected test run"
         )
     return None
 
@@ -202,7 +205,10 @@ class Lost:
     def message(self) -> str:
         name = shown(self.test)
         if self.how == "missing":
-            return f"{name} exists on main and is missing here: restore it, or ask a human to approve its removal"
+            return (
+                f"{name} exists on main and is missing here: restore it, or ask a human to approve its "
+                "removal"
+            )
         if self.how == "skipped":
             return f"{name} passes on main and is skipped here: let it run, or ask a human to approve"
         return f"{name} passes on main and fails here: fix the code (not the test)"

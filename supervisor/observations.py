@@ -1,9 +1,10 @@
 """What a commit actually does: the outcome of each linked check on its tree, per test where it can.
 
 Linked checks run in a throw-away worktree; a pytest check linked by test id runs once with a junit
-report (outside the tree, see `checks.run_one`) for per-test outcomes. Results are cached in the store by (tree, suite, check), and a
-check-level link reuses the merge queue's gate result for the tree, so asking again about an
-unchanged main runs nothing. `fac state` (drift.py) and a delta's acceptance (deltas.py) read it.
+report (outside the tree, see `checks.run_one`) for per-test outcomes. Results are cached in the
+store by (tree, suite, check), and a check-level link reuses the merge queue's gate result for the
+tree, so asking again about an unchanged main runs nothing. `fac state` (drift.py) and a delta's
+acceptance (deltas.py) read it.
 """
 
 from __future__ import annotations

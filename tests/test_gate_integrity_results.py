@@ -167,7 +167,8 @@ def test_hostile_branches_with_a_real_bug_never_reach_main_and_each_owner_hears_
         "redefines": {
             TESTS: tests.replace(
                 "\n\ndef test_words_are_lower_cased_in_order",
-                "\n\ndef words(text):\n    return [w.lower() for w in text.replace(',', ' ').replace('.', ' ').split()]"
+                "\n\ndef words(text):\n"
+                "    return [w.lower() for w in text.replace(',', ' ').replace('.', ' ').split()]"
                 "\n\n\ndef test_words_are_lower_cased_in_order",
             )
         },
@@ -194,7 +195,10 @@ def test_hostile_branches_with_a_real_bug_never_reach_main_and_each_owner_hears_
     assert git(factory, "rev-parse", "main") == main_before
     assert_bug_not_on_main(factory)
     assert mq.stats["merged"] == 0 and mq.stats["flaky"] == 0
-    ratchet_fails = "rule ratchet: test_words_are_lower_cased_in_order (tests.test_textstats) passes on main and fails here"
+    ratchet_fails = (
+        "rule ratchet: test_words_are_lower_cased_in_order (tests.test_textstats) "
+        "passes on main and fails here"
+    )
     for name in ("rewrites", "forces-exit", "drops", "patches-conftest"):
         assert_refused_by(
             factory, name, "FAILED tests/test_textstats.py::test_words", ratchet_fails, may_be_held=True
@@ -214,8 +218,8 @@ def test_hostile_branches_with_a_real_bug_never_reach_main_and_each_owner_hears_
         factory,
         "moves",
         main_copy,
-        "rule ratchet: test_words_are_lower_cased_in_order (tests.test_textstats) exists on main and is missing "
-        "here: restore it, or ask a human to approve its removal",
+        "rule ratchet: test_words_are_lower_cased_in_order (tests.test_textstats) exists on main and is "
+        "missing here: restore it, or ask a human to approve its removal",
     )
     assert all(entries(factory)[n].state in ("red", "held") for n in attacks)
 
@@ -240,7 +244,10 @@ def test_honest_branches_of_the_same_shapes_merge(factory: Path) -> None:
 
 def test_a_moved_test_needs_a_human_and_then_merges(factory: Path) -> None:
     tests = main_tests(factory)
-    block = 'def test_words_are_lower_cased_in_order():\n    assert words("The cat, the HAT.") == ["the", "cat", "the", "hat"]\n'
+    block = (
+        "def test_words_are_lower_cased_in_order():\n"
+        '    assert words("The cat, the HAT.") == ["the", "cat", "the", "hat"]\n'
+    )
     assert block in tests
     moved = {
         TESTS: tests.replace(block, ""),
