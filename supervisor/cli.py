@@ -34,7 +34,7 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "approve": Lazy(
         "supervisor.commands.queue:approve",
-        "The human gate: let BRANCH (or a worker's name) through a hold.",
+        "The human gate: let BRANCH (or a worker's name) through a hold, or past the per-test ratchet.",
     ),
     "ask": Lazy("supervisor.commands.messages:ask", "Pull the andon cord: ask a human."),
     "attach": Lazy(
