@@ -110,6 +110,32 @@ def get(fac: Factory, ident: str) -> DeltaView:
     raise FacError(f"no delta {did}", hint="list them with `fac delta ls`")
 
 
+def released_tests(d: Delta, current: list[specs.Statement]) -> list[str]:
+    """The tests a delta lets go of (link specs such as `test_x`): those linked by the current
+    statements it removes, and those a statement it replaces no longer links."""
+    by_id = {st.id: st for st in current}
+    replaced = {st.id: st for st in d.statements if st.id in by_id}
+    out: list[str] = []
+    for st in current:
+        if st.id in d.removes:
+            out += [link.test for link in st.links if link.test]
+        elif st.id in replaced:
+            kept = {link.test for link in replaced[st.id].links}
+            out += [link.test for link in st.links if link.test and link.test not in kept]
+    return list(dict.fromkeys(out))
+
+
+def waived_tests(fac: Factory, did: str, main: str) -> list[str]:
+    """What an approved (or in-progress) delta lets its branch drop or change: the per-test ratchet
+    waives these tests for it (`released_tests`)."""
+    source = GitSource(fac.root, main, fac.main)
+    view = next((v for v in views(fac, source) if v.id == did), None)
+    if view is None or view.status not in ("approved", "in-progress"):
+        return []
+    current = [st for f in specs.load_current(source) for st in f.statements]
+    return released_tests(view.delta, current)
+
+
 # --- commits fac makes on main (humans' actions) and for the factory (through the queue) ---
 
 

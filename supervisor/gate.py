@@ -249,7 +249,7 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
     report = junit.read_report(report_path(ctx, c))
     if base is not None:
         guard_results[c.name] = count_guard(fac, c, ctx.own or ctx.wt, own, main)
-    return verdict_of(run, report, collected, main, second, ctx.waive)
+    return verdict_of(run, report, collected, main, second, junit.waived(main or {}, ctx.waive))
 
 
 def verdict_of(

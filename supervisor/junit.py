@@ -236,6 +236,14 @@ def ratchet(
     return out
 
 
+def waived(main: dict[str, str], waive: frozenset[str]) -> frozenset[str]:
+    """The junit keys of main's tests that `waive` names: exact keys (`fac approve`) or test links
+    (`test_x`, `tests/test_a.py::test_x`, from an approved delta)."""
+    if not waive:
+        return frozenset()
+    return frozenset(k for k in main if k in waive or any(junit_matches(w, k) for w in waive))
+
+
 def main_copy_lost(main: dict[str, str] | None, run: dict[str, str], waived: frozenset[str]) -> list[str]:
     """Main's copy of a changed test file, run against the candidate's code: the tests that do not pass
     (those main itself does not pass are not the candidate's doing)."""

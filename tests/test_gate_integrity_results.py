@@ -428,3 +428,52 @@ def test_only_a_failure_main_knows_is_retried(
     retries: int, reruns: list[bool], retryable: bool, step: planner.Retry | planner.Alone
 ) -> None:
     assert planner.retry_or_blame(retries, reruns, retryable=retryable) == step
+
+
+def test_an_approved_delta_lets_its_branch_change_the_test_it_replaces(factory: Path) -> None:
+    statement = (
+        "`words(text)` MUST return the words of `text` as written, in order. {#words-lower-cased-in-order} "
+        "[check: tests::test_words_keep_their_case]"
+    )
+    res = fac("delta", "new", "Words keep their case", "--statement", statement, "--json")
+    assert res.exit_code == 0, res.output
+    assert fac("delta", "approve", "1").exit_code == 0
+    tests = main_tests(factory)
+    old = 'assert words("The cat, the HAT.") == ["the", "cat", "the", "hat"]'
+    change = {
+        CODE: buggy(factory),  # the "bug" is now the requested behaviour
+        TESTS: tests.replace(old, 'assert words("the cat") == ["the", "cat"]')
+        + '\n\ndef test_words_keep_their_case():\n    assert words("The HAT") == ["The", "HAT"]\n',
+    }
+    # The same change without the delta (judged first): main's copy of the test still judges it.
+    commit(spawn_worker(factory, "unasked"), change, "unasked: words keep their case")
+    submit("unasked")
+    assert fac("spawn", "worker", "--name", "asked", "--cmd", "sleep 600", "--delta", "1").exit_code == 0
+    commit(factory / ".fac" / "worktrees" / "asked", change, "asked: words keep their case")
+    submit("asked")
+
+    run_queue(factory, max_batch=1, retries=0)
+
+    assert entries(factory)["unasked"].state == "red"
+    assert "rule main's tests: test_words_are_lower_cased_in_order" in red_body("unasked")
+    assert entries(factory)["asked"].state == "merged", entries(factory)["asked"].verdict
+
+
+def test_a_delta_releases_the_tests_of_what_it_removes_or_replaces() -> None:
+    from supervisor import deltas
+    from supervisor.specs import parse as parse_spec
+    from supervisor.specs.deltafiles import parse as parse_delta
+
+    current = parse_spec(
+        "specs/current/x.md",
+        "- A MUST be. {#a} [check: tests::test_a]\n"
+        "- B MUST be. {#b} [check: tests::test_b] [check: tests::test_b2]\n"
+        "- C MUST be. {#c} [check: tests::test_c]\n",
+    ).statements
+    delta = parse_delta(
+        "specs/deltas/0001-x.md",
+        '+++\nid = "0001"\ntitle = "x"\nstatus = "approved"\nowner = "h"\nremoves = ["a"]\n+++\n'
+        "- B MUST be new. {#b} [check: tests::test_b2] [check: tests::test_b3]\n",
+    )
+    assert not delta.problems, delta.problems
+    assert deltas.released_tests(delta, current) == ["test_a", "test_b"]

@@ -342,7 +342,7 @@ class MergeQueue:
             base=cand.base,
             label=self._label,
             tree=cand.tree,
-            waive=screening.waived_tests(self.fac, cand.entries),
+            waive=screening.waived_tests(self.fac, cand.entries, cand.base),
         )
         if verdict.cached:
             self.stats["cache_hits"] += 1

@@ -109,13 +109,20 @@ def approval_needed(fac: Factory, main_sha: str, e: QueueEntry, builtin: tuple[s
     return [] if approved else reasons
 
 
-def waived_tests(fac: Factory, entries: Iterable[QueueEntry]) -> frozenset[str]:
-    """Test ids a human approved away for exactly these commits (`fac approve` after a ratchet's red)."""
+def waived_tests(fac: Factory, entries: Iterable[QueueEntry], main_sha: str) -> frozenset[str]:
+    """Tests the ratchet lets these entries lose: those a human approved away for exactly their
+    commits (`fac approve` after a ratchet's red), and those the approved delta of an entry removes
+    or changes (its `removes` and the statements it replaces)."""
     out: set[str] = set()
     for e in entries:
         for ev in fac.store.events(worker=e.worker):
             if ev.kind == "approved" and ev.payload.get("sha") == e.sha:
                 out.update(ev.payload.get("tests") or ())
+        if e.delta:
+            try:
+                out.update(deltas.waived_tests(fac, e.delta, main_sha))
+            except FacError:  # a broken delta file waives nothing
+                pass
     return frozenset(out)
 
 
