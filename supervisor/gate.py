@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -185,6 +186,7 @@ def run_gate(
             base,
             waive,
         )
+        stack.callback(shutil.rmtree, ctx.reports, ignore_errors=True)
         guard_results: dict[str, CheckResult] = {}
         jobs: list[Callable[[], CheckResult]] = [
             functools.partial(judge_pytest, ctx, c, guard_results)
@@ -347,6 +349,7 @@ def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str) -> dict[st
         log_dir = fac.fac_dir / "logs" / "checks" / f"main-{base[:12]}-{label}"
         r = checks.run_one(c, wt, "gate", log_dir, env.sandbox_for(fac, env.ensure(fac)), report=report)
         got = junit.read_report(report)
+        shutil.rmtree(report.parent, ignore_errors=True)
     if got is None:
         return None
     with fac.store.tx() as db:

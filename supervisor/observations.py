@@ -117,7 +117,11 @@ def _run(fac: Factory, sha: str, tree: str, suite_hash: str, todo: list[CheckDef
             sandbox=env.sandbox_for(fac, env.ensure(fac)),
             reports=reports,
         )
-        return record(fac, tree, suite_hash, results, reports)
+        try:
+            return record(fac, tree, suite_hash, results, reports)
+        finally:
+            for path in reports.values():
+                path.unlink(missing_ok=True)
 
 
 def link_status(link: Link, obs: dict[str, Observation]) -> tuple[str, str]:

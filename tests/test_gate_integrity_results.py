@@ -477,3 +477,36 @@ def test_a_delta_releases_the_tests_of_what_it_removes_or_replaces() -> None:
     )
     assert not delta.problems, delta.problems
     assert deltas.released_tests(delta, current) == ["test_a", "test_b"]
+
+
+def test_the_junit_report_is_written_where_the_tests_cannot_write(tmp_path: Path) -> None:
+    from supervisor import checks, sandbox
+    from supervisor.config import CheckDef
+
+    sb = sandbox.detect(tmp_path)
+    if sb.kind != "bwrap":
+        pytest.skip(f"needs bubblewrap (checks run in: {sb.detail})")
+    tree = tmp_path / "tree"
+    reports = tmp_path / "reports"
+    (tree / "tests").mkdir(parents=True)
+    (tree / "tests" / "test_forge.py").write_text(
+        "import pathlib\n\n\n"
+        "def test_cannot_leave_a_report_beside_the_real_one():\n"
+        f"    target = pathlib.Path({str(reports)!r}) / 'forged.xml'\n"
+        "    try:\n"
+        "        target.write_text('<testsuites/>')\n"
+        "    except OSError:\n"
+        "        return\n"
+        "    raise AssertionError('wrote into the report directory')\n"
+    )
+    check = CheckDef(name="tests", run=("python", "-m", "pytest", "-q", "-p", "no:cacheprovider"))
+    report = reports / "tests.xml"
+
+    r = checks.run_one(check, tree, "gate", tmp_path / "logs", sb, report=report)
+
+    assert r.ok, r.feedback
+    got = junit.read_report(report)
+    assert got is not None
+    assert got.outcomes == {"tests.test_forge::test_cannot_leave_a_report_beside_the_real_one": "passed"}
+    assert not (reports / "forged.xml").exists()
+    assert not list(tree.rglob("*.xml")), "a report inside the tree under test"
