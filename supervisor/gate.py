@@ -232,8 +232,11 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
     where the code under test cannot reach it) is complete, no test that passes on main was lost
     (the ratchet), and main's copies of the test files the candidate changes pass against its code."""
     fac, base = ctx.fac, ctx.base
+    known = main_observed(fac, ctx.suite, c, base) if base else None
     with ThreadPoolExecutor(max_workers=4) as pool:
-        main_f = pool.submit(main_outcomes, fac, ctx.suite, c, base) if base else None
+        # Main's outcomes unknown (main was never a candidate): its collection stands in while the
+        # candidate is green; main's own run is paid for only when the answer depends on it.
+        main_ids_f = pool.submit(main_collected, fac, c, base) if base and known is None else None
         ids_f = pool.submit(collect, c, ctx.wt, ctx.log_dir, ctx.sandbox)
         # The candidate's own test configuration decides what main will run once it merges: the
         # count guard collects with it (main's infrastructure judges everything else).
@@ -245,13 +248,38 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
         second_f = pool.submit(second_run, ctx, c) if ctx.second else None
         run = checks.run_one(c, ctx.wt, "gate", ctx.log_dir, ctx.sandbox, report=report_path(ctx, c))
         collected = ids_f.result()
-        main = main_f.result() if main_f else None
+        main_ids = main_ids_f.result() if main_ids_f else None
         second = second_f.result() if second_f else None
         own = own_f.result() if own_f else collected
     report = junit.read_report(report_path(ctx, c))
+    main = known
+    if base is not None and main is None:
+        if needs_main_run(run, report, main_ids, second):
+            main = main_outcomes(fac, ctx.suite, c, base)
+        elif main_ids is not None:
+            main = dict.fromkeys(main_ids, "passed")
     if base is not None:
         guard_results[c.name] = count_guard(fac, c, ctx.own or ctx.wt, own, main)
     return verdict_of(run, report, collected, main, second, junit.waived(main or {}, ctx.waive))
+
+
+def needs_main_run(
+    run: CheckResult,
+    report: junit.Report | None,
+    main_ids: list[str] | None,
+    second: tuple[CheckResult, junit.Report | None, tuple[str, ...]] | None,
+) -> bool:
+    """Whether judging needs main's real per-test outcomes, not just which tests main has: a red run
+    (which failures does main know, may it retry), a test main has that is skipped here, a failure
+    in the second run, or main's tests that could not be collected."""
+    if main_ids is None or run.exit_code != 0 or report is None:
+        return True
+    ids = set(main_ids)
+    if any(v == "skipped" and k in ids for k, v in report.outcomes.items()):
+        return True
+    if second is not None and (second[1] is None or any(v != "passed" for v in second[1].outcomes.values())):
+        return True
+    return False
 
 
 def verdict_of(
@@ -336,12 +364,27 @@ def second_run(ctx: Context, c: CheckDef) -> tuple[CheckResult, junit.Report | N
     return run, junit.read_report(rep), files
 
 
+def main_observed(fac: Factory, suite: Suite, c: CheckDef, base: str) -> dict[str, str] | None:
+    """Main's per-test outcomes for check `c` as observed when main was a candidate (or run before)."""
+    seen = fac.store.observation(repo.tree_of(fac.root, base), suite.hash, c.name)
+    return seen[2] if seen is not None else None
+
+
+def main_collected(fac: Factory, c: CheckDef, base: str) -> list[str] | None:
+    """The tests `c` collects on main (in a worktree of main, in the sandbox)."""
+    label = f"{os.getpid()}-{time.monotonic_ns()}"
+    with worktrees.detached(fac.root, fac.fac_dir / "tmp" / f"main-ids-{base[:10]}-{label}", base) as wt:
+        log_dir = fac.fac_dir / "logs" / "checks" / f"main-{base[:12]}-{label}"
+        return collect(c, wt, log_dir, sandbox.detect(fac.root))
+
+
 def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str) -> dict[str, str] | None:
-    """Main's per-test outcomes for check `c`: observed when main was a candidate, else run once now."""
+    """Main's per-test outcomes for check `c`: observed when main was a candidate, else run once now
+    (and remembered)."""
+    seen = main_observed(fac, suite, c, base)
+    if seen is not None:
+        return seen
     tree = repo.tree_of(fac.root, base)
-    seen = fac.store.observation(tree, suite.hash, c.name)
-    if seen is not None and seen[2] is not None:
-        return seen[2]
     label = f"{os.getpid()}-{time.monotonic_ns()}"
     tmp = fac.fac_dir / "tmp"
     with worktrees.detached(fac.root, tmp / f"main-{base[:10]}-{label}", base) as wt:

@@ -510,3 +510,25 @@ def test_the_junit_report_is_written_where_the_tests_cannot_write(tmp_path: Path
     assert got.outcomes == {"tests.test_forge::test_cannot_leave_a_report_beside_the_real_one": "passed"}
     assert not (reports / "forged.xml").exists()
     assert not list(tree.rglob("*.xml")), "a report inside the tree under test"
+
+
+@pytest.mark.parametrize(
+    ("code", "cases", "main_ids", "second_cases", "needed"),
+    [
+        (0, OK, ["tests.test_a::test_ok"], None, False),  # green: main's collection is enough
+        (1, BAD, ["tests.test_a::test_bad"], None, True),  # red: which failures does main know?
+        (0, OK, None, None, True),  # main's tests could not be collected
+        (0, '<testcase classname="tests.test_a" name="test_ok"><skipped/></testcase>', KEYS[:1], None, True),
+        (0, OK, KEYS[:1], BAD, True),  # main's copy fails: does it fail on main too?
+        (0, OK, KEYS[:1], OK, False),
+    ],
+)
+def test_main_runs_its_own_tests_only_when_the_answer_depends_on_it(
+    code: int, cases: str, main_ids: list[str] | None, second_cases: str | None, needed: bool
+) -> None:
+    rep = junit.parse_report(report(cases, failures=cases.count("<failure"), skipped=cases.count("<skipped")))
+    second = None
+    if second_cases is not None:
+        rep2 = junit.parse_report(report(second_cases, failures=second_cases.count("<failure")))
+        second = (run_result(0), rep2, ("tests/test_a.py",))
+    assert gate.needs_main_run(run_result(code), rep, main_ids, second) is needed
