@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from supervisor import checks, env, guards, junit, observations, repo, worktrees
+from supervisor import checks, env, guards, junit, observations, repo, testinfra, worktrees
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.config import CheckDef
 from supervisor.errors import FacError
@@ -45,17 +45,19 @@ def judge(
     tree: str | None = None,
     record_hit: bool = True,
     waive: frozenset[str] = frozenset(),
+    trusted: frozenset[str] = frozenset(),
 ) -> Verdict:
     """The gate's verdict on commit `sha` under `suite` (main's); `verdict.cached` tells a cache hit.
 
     `base` (main) turns on what judges a candidate against main: main's test infrastructure, the
     per-test ratchet, main's copies of the test files it changes, the test-count guard. `waive`: test
-    ids a human approved away (`fac approve`). `label` names the run's worktree and log directory and
+    ids a human approved away (`fac approve`); `trusted`: test infrastructure paths a human approved,
+    which the candidate keeps for its run. `label` names the run's worktree and log directory and
     is asked only when the gate really runs; `tree` saves a git call when known; `record_hit=False`
     answers from the cache without recording a run (`fac check --ref --cache`).
     """
     tree = tree or repo.tree_of(fac.root, sha)
-    key = cache_key(suite.hash, waive)
+    key = cache_key(suite.hash, waive | {f"infra:{p}" for p in trusted})
     if cache == "use":
         hit = fac.store.cached_result(tree, key)
         if hit is not None:
@@ -64,7 +66,9 @@ def judge(
                 fac.store.record_run(sha, tree, "gate", None, ok, results, cached=True)
             return Verdict(ok, [CheckResult.from_dict(r) for r in results], True, sha, tree)
     par = fac.config.queue.parallel if parallel is None else parallel
-    verdict = run_gate(fac, sha, suite, par, base=base, label=label() if label else None, waive=waive)
+    verdict = run_gate(
+        fac, sha, suite, par, base=base, label=label() if label else None, waive=waive, trusted=trusted
+    )
     remember = key if cache != "off" else None
     fac.store.record_run(
         sha, tree, "gate", remember, verdict.ok, [r.as_dict() for r in verdict.results], cached=False
@@ -73,7 +77,8 @@ def judge(
 
 
 def cache_key(suite_hash: str, waive: frozenset[str]) -> str:
-    """The cache's suite key: a human's waiver changes the verdict, so it is part of the key."""
+    """The cache's suite key: a human's waiver (or trusted test infrastructure) changes the verdict,
+    so it is part of the key."""
     if not waive:
         return suite_hash
     return suite_hash + "+" + hashlib.sha256("\n".join(sorted(waive)).encode()).hexdigest()[:12]
@@ -109,10 +114,22 @@ def plan_for(changed: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
     return infra, tests
 
 
-def plan(root: Path, sha: str, base: str | None) -> Plan:
+def plan(root: Path, sha: str, base: str | None, trusted: frozenset[str] = frozenset()) -> Plan:
+    """The commits to run on. `trusted`: test infrastructure a human approved for this candidate,
+    which it keeps; everything else of its test infrastructure comes from main. A configuration
+    file whose pytest section did not change (a version bump in pyproject.toml) is the candidate's."""
     if base is None:
         return Plan(sha)
     infra, tests = plan_for(repo.changed_paths(root, base, sha))
+    infra = [
+        p
+        for p in infra
+        if p not in trusted
+        and (
+            PurePosixPath(p).name == "conftest.py"
+            or testinfra.infrastructure_change(p, repo.show_file(root, base, p), repo.show_file(root, sha, p))
+        )
+    ]
     run = repo.overlay_commit(root, sha, base, infra, "fac: the candidate under main's test infrastructure")
     own = sha if run != sha else None
     if not any(guards.is_test_file(p) for p in tests):
@@ -147,6 +164,7 @@ def run_gate(
     base: str | None = None,
     label: str | None = None,
     waive: frozenset[str] = frozenset(),
+    trusted: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Run the gate stage of `suite` on commit `sha` in a throw-away detached worktree (no cache).
 
@@ -160,7 +178,7 @@ def run_gate(
     sb = env.sandbox_for(fac, env.ensure(fac))
     gate = suite.for_stage("gate")
     pytests = {c.name for c in gate if _is_pytest(c)}
-    p = plan(root, sha, base) if pytests else Plan(sha)
+    p = plan(root, sha, base, trusted) if pytests else Plan(sha)
     with ExitStack() as stack:
         wt = stack.enter_context(worktrees.detached(root, tmp / f"cand-{sha[:10]}-{label}", p.run))
         second = (
@@ -236,7 +254,9 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
     with ThreadPoolExecutor(max_workers=4) as pool:
         # Main's outcomes unknown (main was never a candidate): its collection stands in while the
         # candidate is green; main's own run is paid for only when the answer depends on it.
-        main_ids_f = pool.submit(main_collected, fac, c, base) if base and known is None else None
+        main_ids_f = (
+            pool.submit(main_collected, fac, c, base, ctx.sandbox) if base and known is None else None
+        )
         ids_f = pool.submit(collect, c, ctx.wt, ctx.log_dir, ctx.sandbox)
         # The candidate's own test configuration decides what main will run once it merges: the
         # count guard collects with it (main's infrastructure judges everything else).
@@ -255,7 +275,7 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
     main = known
     if base is not None and main is None:
         if needs_main_run(run, report, main_ids, second):
-            main = main_outcomes(fac, ctx.suite, c, base)
+            main = main_outcomes(fac, ctx.suite, c, base, ctx.sandbox)
         elif main_ids is not None:
             main = dict.fromkeys(main_ids, "passed")
     if base is not None:
@@ -370,15 +390,15 @@ def main_observed(fac: Factory, suite: Suite, c: CheckDef, base: str) -> dict[st
     return seen[2] if seen is not None else None
 
 
-def main_collected(fac: Factory, c: CheckDef, base: str) -> list[str] | None:
+def main_collected(fac: Factory, c: CheckDef, base: str, sb: Sandbox) -> list[str] | None:
     """The tests `c` collects on main (in a worktree of main, in the sandbox)."""
     label = f"{os.getpid()}-{time.monotonic_ns()}"
     with worktrees.detached(fac.root, fac.fac_dir / "tmp" / f"main-ids-{base[:10]}-{label}", base) as wt:
         log_dir = fac.fac_dir / "logs" / "checks" / f"main-{base[:12]}-{label}"
-        return collect(c, wt, log_dir, sandbox.detect(fac.root))
+        return collect(c, wt, log_dir, sb)
 
 
-def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str) -> dict[str, str] | None:
+def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str, sb: Sandbox) -> dict[str, str] | None:
     """Main's per-test outcomes for check `c`: observed when main was a candidate, else run once now
     (and remembered)."""
     seen = main_observed(fac, suite, c, base)
@@ -390,7 +410,7 @@ def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str) -> dict[st
     with worktrees.detached(fac.root, tmp / f"main-{base[:10]}-{label}", base) as wt:
         report = tmp / f"junit-main-{base[:10]}-{label}" / f"{_safe(c.name)}.xml"
         log_dir = fac.fac_dir / "logs" / "checks" / f"main-{base[:12]}-{label}"
-        r = checks.run_one(c, wt, "gate", log_dir, env.sandbox_for(fac, env.ensure(fac)), report=report)
+        r = checks.run_one(c, wt, "gate", log_dir, sb, report=report)
         got = junit.read_report(report)
         shutil.rmtree(report.parent, ignore_errors=True)
     if got is None:

@@ -207,7 +207,11 @@ def test_hostile_branches_with_a_real_bug_never_reach_main_and_each_owner_hears_
         factory, "atexit", "rule per-test report: pytest exited 0 but its report has 1 failed test(s)"
     )
     assert_refused_by(factory, "exits-early", "rule per-test report: no junit report")
-    assert_refused_by(factory, "shadows", "FAILED tests/test_textstats.py::test_words", ratchet_fails)
+    # The guards refuse a pytest.py outright; were one to get past them, safe-path mode keeps the real
+    # pytest (test_a_pytest_py_in_the_tree_cannot_shadow_pytest).
+    assert entries(factory)["shadows"].state == "red"
+    shadows = red_body("shadows")
+    assert "guard:test-framework" in shadows or ratchet_fails in shadows, shadows
     main_copy = (
         "rule main's tests: test_words_are_lower_cased_in_order (tests.test_textstats) in main's copy of "
         f"{TESTS} fails against your code"
@@ -532,3 +536,22 @@ def test_main_runs_its_own_tests_only_when_the_answer_depends_on_it(
         rep2 = junit.parse_report(report(second_cases, failures=second_cases.count("<failure")))
         second = (run_result(0), rep2, ("tests/test_a.py",))
     assert gate.needs_main_run(run_result(code), rep, main_ids, second) is needed
+
+
+def test_a_pytest_py_in_the_tree_cannot_shadow_pytest(tmp_path: Path) -> None:
+    from supervisor import checks
+    from supervisor.config import CheckDef
+
+    tree = tmp_path / "tree"
+    (tree / "tests").mkdir(parents=True)
+    (tree / "pytest.py").write_text(SHADOW_PYTEST)
+    (tree / "tests" / "test_x.py").write_text("def test_x():\n    assert 1 + 1 == 3\n")
+    check = CheckDef(name="tests", run=("python", "-m", "pytest", "-q", "-p", "no:cacheprovider"))
+    report = tmp_path / "reports" / "tests.xml"
+
+    r = checks.run_one(check, tree, "gate", tmp_path / "logs", None, report=report)
+
+    assert not r.ok and r.exit_code == 1, r.tail
+    assert "4 passed" not in r.tail
+    got = junit.read_report(report)
+    assert got is not None and got.outcomes == {"tests.test_x::test_x": "failed"}

@@ -343,6 +343,7 @@ class MergeQueue:
             label=self._label,
             tree=cand.tree,
             waive=screening.waived_tests(self.fac, cand.entries, cand.base),
+            trusted=screening.trusted_infra(self.fac, cand.entries, cand.base),
         )
         if verdict.cached:
             self.stats["cache_hits"] += 1

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import config as configmod
-from supervisor import deltas, guards, repo, roles, specs
+from supervisor import deltas, guards, repo, roles, specs, testinfra
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.model import QueueEntry
@@ -123,6 +123,25 @@ def waived_tests(fac: Factory, entries: Iterable[QueueEntry], main_sha: str) -> 
                 out.update(deltas.waived_tests(fac, e.delta, main_sha))
             except FacError:  # a broken delta file waives nothing
                 pass
+    return frozenset(out)
+
+
+def trusted_infra(fac: Factory, entries: Iterable[QueueEntry], main_sha: str) -> frozenset[str]:
+    """Test infrastructure (conftest.py, pytest configuration) that these entries change and a human
+    approved for exactly their commits: the gate runs the candidate with it instead of main's."""
+    out: set[str] = set()
+    for e in entries:
+        if not any(
+            ev.kind == "approved" and ev.payload.get("sha") == e.sha
+            for ev in fac.store.events(worker=e.worker)
+        ):
+            continue
+        base = repo.merge_base(fac.root, main_sha, e.sha) or main_sha
+        out.update(
+            p
+            for _s, p in repo.changed_paths(fac.root, base, e.sha)
+            if Path(p).name == "conftest.py" or Path(p).name in testinfra.PYTEST_CONFIG
+        )
     return frozenset(out)
 
 
