@@ -317,7 +317,9 @@ def test_fewer_collected_tests_is_red_even_when_no_line_says_skip(factory: Path)
     for name, have in (("deselects", 3), ("narrows", 2)):
         e = entries(factory)[name]
         assert e.state == "red"
-        [failed] = e.verdict["failed"]
-        assert failed["name"] == "guard:test-count:tests"
+        by_name = {f["name"]: f for f in e.verdict["failed"]}
+        failed = by_name["guard:test-count:tests"]
         assert f"the candidate collects {have} tests, main collects 4" in failed["feedback"]
+        # The per-test ratchet names what went missing too (main's tests pass there).
+        assert "exists on main and is missing here" in by_name["tests"]["feedback"]
         assert "guard:test-count:tests" in inbox(name)[-1]["body"]
