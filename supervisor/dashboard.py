@@ -25,6 +25,16 @@ STATE_STYLE = {
 }
 
 
+def verdict_cell(state: str, verdict: str) -> str:
+    """The dashboard's "last verdict" cell: the entry's state, then the verdict unless it already
+    starts with that state (a red entry's verdict reads `red: tests`, not `red: red: tests`)."""
+    if not verdict:
+        return state
+    if verdict == state or verdict.startswith(f"{state}:") or verdict.startswith(f"{state} ("):
+        return verdict
+    return f"{state}: {verdict}"
+
+
 def snapshot(fac: Factory) -> dict[str, Any]:
     from supervisor import status
     from supervisor.queue import queue_rows
@@ -32,9 +42,7 @@ def snapshot(fac: Factory) -> dict[str, Any]:
     data = status.collect(fac)
     last: dict[str, str] = {}
     for row in queue_rows(fac):
-        last[row["worker"]] = (
-            f"{row['state']}: {row['last_verdict']}" if row["last_verdict"] else row["state"]
-        )
+        last[row["worker"]] = verdict_cell(row["state"], row["last_verdict"])
     data["last_verdict"] = last
     data["line"] = line.get(fac).as_dict()
     data["tasks"] = [t.__dict__ for t in tasks.all_tasks(fac) if t.state == "todo"]

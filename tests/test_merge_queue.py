@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import assert_usage_error, capture_pane, fac_json, fac_ok, git, run_fac, session_of, wait_for
@@ -489,3 +490,49 @@ def test_submit_inside_a_worktree_submits_that_workers_branch(factory: Path) -> 
     assert (queued["worker"], queued["sha"]) == ("w1", sha)
     # Outside any worktree, with no --worker and no $FAC_WORKER, it still asks which worker.
     assert_usage_error(run_fac("submit", cwd=factory), "which worker?", "--worker")
+
+
+def test_a_red_verdict_from_the_cache_says_its_log_is_an_earlier_runs(factory: Path) -> None:
+    script_suite(factory, {"always-red": "#!/bin/sh\necho 'database unreachable' >&2\nexit 3\n"})
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+
+    def full_output(msg: dict[str, Any]) -> str:
+        [line] = [ln for ln in msg["body"].splitlines() if ln.startswith("full output")]
+        return line
+
+    submit("w1")
+    run_queue(factory, retries=0)
+    [first] = [m for m in inbox("w1") if m["kind"] == "red"]
+    assert full_output(first).startswith("full output: ") and "cache" not in full_output(first)
+    first_log = full_output(first).split(": ", 1)[1]
+    ran = uncached_runs(factory)
+
+    submit("w1")  # the same commit again: the same tree, answered by the cache
+    run_queue(factory, retries=0)
+    assert uncached_runs(factory) == ran
+    second = [m for m in inbox("w1") if m["kind"] == "red"][-1]
+    assert second["id"] != first["id"]
+    line = full_output(second)
+    assert "this verdict came from the cache" in line and "that earlier run's" in line
+    assert line.endswith(first_log)  # it points at the run that really produced the output
+
+    # With a retry, the fresh run's own log is the one the message points at.
+    submit("w1")
+    run_queue(factory)
+    assert uncached_runs(factory) == ran + 1
+    third = [m for m in inbox("w1") if m["kind"] == "red"][-1]
+    assert third["id"] != second["id"]
+    assert full_output(third).startswith("full output: ") and "cache" not in full_output(third)
+    assert full_output(third).split(": ", 1)[1] != first_log
+
+
+def test_the_dashboard_shows_a_red_verdict_with_its_prefix_once(factory: Path) -> None:
+    from supervisor import dashboard
+
+    script_suite(factory, {"always-red": "#!/bin/sh\nexit 3\n"})
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    submit("w1")
+    run_queue(factory)
+
+    cell = dashboard.snapshot(Factory(factory))["last_verdict"]["w1"]
+    assert cell == "red: always-red"

@@ -97,7 +97,7 @@ class Outcomes:
         if cand:
             lines.append(f"reproduce: fac check --ref {cand.sha} --stage gate")
         if logs:
-            lines.append("full output: " + ", ".join(logs))
+            lines.append(full_output_line(logs, verdict.cached))
         for r in failed:
             how = (
                 "timed out"
@@ -253,3 +253,14 @@ class Outcomes:
         if mid is not None:
             messages.deliver(self.fac, e.worker, mid)
         self._count_red(e.worker)
+
+
+def full_output_line(logs: list[str], cached: bool) -> str:
+    """Where a red verdict's full output is. A verdict from the cache was judged on an earlier run of
+    the same tree (another candidate, maybe another branch): its logs are that run's, and say so."""
+    if not cached:
+        return "full output: " + ", ".join(logs)
+    return (
+        "full output (this verdict came from the cache: the same tree failed before, and these logs are"
+        " that earlier run's, not a run of this candidate): " + ", ".join(logs)
+    )

@@ -279,12 +279,14 @@ class MergeQueue:
         """A red single-branch candidate: run it again (a flaky check passes), else blame its owner."""
         e = cand.entries[0]
         reruns: list[bool] = []
+        latest = verdict
         retryable = all(r.retryable for r in verdict.failed())
         while isinstance(
             step := planner.retry_or_blame(self.retries, reruns, retryable=retryable), planner.Retry
         ):
             self.say(f"  {e.worker}: red alone; retry {step.attempt}/{step.of} to rule out a flaky check")
-            reruns.append(self.test(cand, suite, fresh=True).ok)
+            latest = self.test(cand, suite, fresh=True)
+            reruns.append(latest.ok)
         if step is planner.Alone.FLAKY:
             self.stats["flaky"] += 1
             self.fac.store.event(
@@ -295,7 +297,9 @@ class MergeQueue:
                 failed=[r.name for r in verdict.failed()],
             )
             return self._landed(cand)
-        self.outcomes.blame(e, cand, verdict, base, reason="red")
+        # Blamed with the latest run: after a fresh retry, its logs are this candidate's own, not those
+        # of the earlier run of the same tree that the cache answered for.
+        self.outcomes.blame(e, cand, latest, base, reason="red")
         return Settled(base)
 
     def search(self, base: str, entries: list[QueueEntry], suite: Suite) -> Settled:
