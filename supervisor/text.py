@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+import time
+from datetime import datetime
+from typing import Any, TextIO
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -26,3 +28,36 @@ def shown_escaped(text: str) -> str:
 def read_stdin_text(stream: TextIO) -> str:
     """All of stdin as text, with bytes that are not UTF-8 shown as escapes."""
     return stream.buffer.read().decode("utf-8", "backslashreplace")
+
+
+# One format each, everywhere (status, queue, log, report): a sha is its first 10 characters in text,
+# a time is the local clock (HH:MM:SS) in text and, in --json, ISO 8601 next to the epoch seconds.
+SHA_WIDTH = 10
+
+
+def short_sha(sha: str | None) -> str:
+    """A commit as text shows it: its first 10 characters ('-' for none)."""
+    return sha[:SHA_WIDTH] if sha else "-"
+
+
+def clock(ts: float | None) -> str:
+    """A time as text shows it: the local clock, HH:MM:SS ('-' for none)."""
+    if ts is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def iso_time(ts: float | None) -> str | None:
+    """A time as --json shows it next to its epoch seconds: ISO 8601, local, with its UTC offset."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def with_iso_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """`row` with `<key>_iso` added after each epoch-seconds `key` it has (existing keys stay as they are)."""
+    out = dict(row)
+    for k in keys:
+        if k in row and (row[k] is None or isinstance(row[k], int | float)):
+            out[f"{k}_iso"] = iso_time(row[k])
+    return out

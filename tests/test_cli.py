@@ -5,9 +5,11 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -267,6 +269,33 @@ def test_log_prints_readable_lines_and_limits_them(factory: Path) -> None:
     spawned = next(line for line in lines if " spawned " in line)
     assert "w1" in spawned and "branch=fac/w1" in spawned and "task=count words" in spawned
     assert len(fac_ok("log", "-n", "1", cwd=factory).stdout.splitlines()) == 1
+
+
+def test_log_text_is_columns_without_message_bookkeeping_unless_all(factory: Path) -> None:
+    start_worker(factory, "w1", task="count words")
+    fac_ok("send", "w1", "hello", cwd=factory)
+    [msg] = fac_json("inbox", "--worker", "w1", "--all", cwd=factory)
+    fac_ok("inbox", "--worker", "w1", "--ack", str(msg["id"]), cwd=factory)
+
+    text = fac_ok("log", cwd=factory).stdout.splitlines()
+    assert text and not any(" ack " in line for line in text)
+    spawned = next(line for line in text if " spawned " in line)
+    when, kind, who = spawned.split()[:3]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", when) and (kind, who) == ("spawned", "w1")
+    assert "=" not in when + kind + who  # columns first, key=value only in the summary
+    assert any(
+        " ack " in line and "ids=" in line for line in fac_ok("log", "--all", cwd=factory).stdout.splitlines()
+    )
+
+    events = [json.loads(line) for line in fac_ok("log", "--json", cwd=factory).stdout.splitlines()]
+    [ack] = [e for e in events if e["kind"] == "ack"]
+    assert ack["payload"] == {"ids": [msg["id"]]} and ack["worker"] == "w1"
+    for e in events:
+        assert isinstance(e["ts"], float)
+        assert datetime.fromisoformat(e["ts_iso"]).timestamp() == pytest.approx(e["ts"], abs=1)
+    # -n counts the events shown: the hidden ones do not eat the budget.
+    assert len(fac_ok("log", "-n", "2", cwd=factory).stdout.splitlines()) == 2
+    assert " ack " in fac_ok("log", "-n", "1", "--all", cwd=factory).stdout
 
 
 def test_log_follow_prints_new_events_as_they_happen(factory: Path, tmp_path: Path) -> None:
