@@ -226,8 +226,15 @@ def cli() -> None:
     Watch:   fac status; fac attach NAME; fac log -f
     Stop:    fac kill NAME [--rm]; fac down [--rm]
 
-    Environment: FAC_TMUX_SOCKET names a private tmux server (tmux -L); FAC_ROOT selects the
-    factory (set in every worker pane together with FAC_WORKER, FAC_ROLE and FAC_BRANCH).
+    \b
+    Environment:
+      FAC_TMUX_SOCKET  a private tmux server (tmux -L) instead of the default one
+      FAC_ROOT         selects the factory (set in every worker pane, as are the ones below)
+      FAC_WORKER       the worker a pane belongs to (submit, check, inbox, ask default to it)
+      FAC_ROLE         that worker's role
+      FAC_BRANCH       that worker's branch
+      FAC_CONTEXT      the file with the agent's context (`fac context NAME` prints the same)
+      FAC_TASK         the worker's task text, when it was spawned with one
     """
 
 

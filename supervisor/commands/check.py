@@ -22,7 +22,7 @@ from supervisor.errors import EXIT_FAILED
     help="inner: the fast loop, the tree's own checks; gate: main's checks plus the guards.",
 )
 @click.option("--cached", is_flag=True, help="With --ref: reuse a stored result for the same tree and suite.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_json: bool) -> None:
     """Run the checks; exit 0 when green, 1 when red.
 
@@ -69,7 +69,7 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
 
 @click.command()
 @click.option("--no-cache", is_flag=True, help="Run the checks even if this tree was verified before.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def verify(no_cache: bool, as_json: bool) -> None:
     """Run the gate on main itself: red stops the line (jidoka), green restarts it. Exit 1 when red."""
     from supervisor import line

@@ -20,11 +20,20 @@ from supervisor.errors import FacError
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def demo(keep: bool, directory: Path | None, as_json: bool) -> None:
-    """Run the whole line offline: four scripted agents, the merge queue, real tmux and git.
+    """Run the whole line offline: four scripted agents and erin (fac's built-in agent), the merge
+    queue, real tmux and git.
 
     alice merges; bob is red, reads the failing test in his inbox, fixes and merges; carol and
-    dave edit the same line: one merges, the other gets the conflict, merges main and merges.
+    dave edit the same line: one merges, the other gets the conflict, merges main and merges; erin
+    runs the anthropic runtime against the bundled fake Messages API (127.0.0.1, no key, no
+    network), writes longest_word with a test and merges. Prints the story from `fac log`, main's
+    history and a summary with tokens and the flow metrics of `fac report`.
     Uses a private tmux socket; exits 1 if the story did not happen as told.
+
+    \b
+    Examples:
+      fac demo                     # about half a minute, then cleans up
+      fac demo --keep --dir /tmp/d # leave the factory up and print how to attach
     """
     from supervisor import demo as demomod
 

@@ -14,7 +14,7 @@ from supervisor.errors import EXIT_FAILED, FacError
 
 
 @click.group("env", invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 @click.pass_context
 def env_cmd(ctx: click.Context, as_json: bool) -> None:
     """The system's development environment: which one is in use, its hash, what built it and when.

@@ -149,7 +149,7 @@ def config_cmd(as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def up(as_json: bool) -> None:
     """Start the factory's tmux session with fac's own windows (idempotent)."""
     from supervisor import session
@@ -178,7 +178,7 @@ def _attach_hint(session: str) -> str:
     is_flag=True,
     help="With --rm: discard uncommitted changes and drop branches main does not have.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def down(rm: bool, force: bool, as_json: bool) -> None:
     """Stop the factory's tmux session. Worktrees and branches stay unless --rm.
 

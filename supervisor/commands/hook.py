@@ -14,7 +14,7 @@ EVENTS = ("session-start", "prompt", "working", "stop", "idle", "notification", 
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--worker", help="Default in a pane: $FAC_WORKER.")
 @click.option("--check", is_flag=True, help="With stop: run the inner checks and block the stop while red.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def hook(event: str, ids: tuple[int, ...], worker: str | None, check: bool, as_json: bool) -> None:
     """A runtime reports its own state: fac knows instead of guessing from the screen.
 

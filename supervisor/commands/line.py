@@ -12,7 +12,7 @@ from supervisor.errors import EXIT_FAILED
 
 
 @click.group("line", invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 @click.pass_context
 def line_cmd(ctx: click.Context, as_json: bool) -> None:
     """The line's state: running, or STOPPED because main is red (`fac line resume` restarts it).

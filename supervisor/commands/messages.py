@@ -26,7 +26,7 @@ from supervisor.text import read_stdin_text, shown_escaped
 @click.option(
     "--ack", "ack_ids", type=int, multiple=True, help="Acknowledge message ID (a receipt); repeatable."
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def inbox(
     worker: str | None,
     show_all: bool,
@@ -91,7 +91,7 @@ def inbox(
 @click.command()
 @click.argument("worker")
 @click.argument("text")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def send(worker: str, text: str, as_json: bool) -> None:
     """Send TEXT to WORKER: stored in its inbox and pasted into its pane. TEXT "-" reads stdin."""
     from supervisor import messages

@@ -17,7 +17,7 @@ from supervisor.text import table
 @click.option(
     "--worker", help="Whose branch to queue (default: $FAC_WORKER in a pane, else the worktree you are in)."
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def submit(worker: str | None, as_json: bool) -> None:
     """Queue the worker's branch at its current head for the merge queue.
 
@@ -54,7 +54,7 @@ def submit(worker: str | None, as_json: bool) -> None:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 @click.option("--all", "show_all", is_flag=True, help="Include superseded and cancelled entries.")
 @click.pass_context
 def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:

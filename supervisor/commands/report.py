@@ -8,7 +8,7 @@ from supervisor.commands import echo_json, find_factory
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def report(as_json: bool) -> None:
     """Flow metrics from the event log: lead time, flow efficiency, first-pass yield, queue wait, MTTR."""
     from supervisor import report as reportmod

@@ -10,7 +10,7 @@ from supervisor.text import table
 
 
 @click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 @click.pass_context
 def roles(ctx: click.Context, as_json: bool) -> None:
     """List the roles in roles/ (`fac roles new NAME` scaffolds one)."""

@@ -12,7 +12,7 @@ from supervisor.errors import EXIT_FAILED, FacError
 
 
 @click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 @click.pass_context
 def delta(ctx: click.Context, as_json: bool) -> None:
     """Requested changes to the specs: specs/deltas/NNNN-slug.md (without a subcommand: list them).
@@ -47,7 +47,7 @@ def delta(ctx: click.Context, as_json: bool) -> None:
 )
 @click.option("--owner", help="Who asked for it (default: $FAC_WORKER for an agent, else $USER).")
 @click.option("--spec", help="The specs/current file its statements join when done, e.g. textstats.md.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def delta_new(
     title: str,
     statements: tuple[str, ...],
@@ -69,7 +69,7 @@ def delta_new(
 
 
 @delta.command("ls")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def delta_ls(as_json: bool) -> None:
     """Every delta with its status, owner, worker and acceptance checks."""
     from supervisor import deltas
@@ -100,7 +100,7 @@ def delta_ls(as_json: bool) -> None:
 
 @delta.command("show")
 @click.argument("ident", metavar="ID")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def delta_show(ident: str, as_json: bool) -> None:
     """One delta: its status (file and store) and its text."""
     from supervisor import deltas
@@ -124,7 +124,7 @@ def delta_show(ident: str, as_json: bool) -> None:
 
 @delta.command("approve")
 @click.argument("ident", metavar="ID")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def delta_approve(ident: str, as_json: bool) -> None:
     """Approve a proposed delta (humans only): committed on main as approved."""
     from supervisor import deltas
@@ -140,7 +140,7 @@ def delta_approve(ident: str, as_json: bool) -> None:
 @delta.command("reject")
 @click.argument("ident", metavar="ID")
 @click.option("--reason", help="Why; kept in the delta's front matter.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def delta_reject(ident: str, reason: str | None, as_json: bool) -> None:
     """Reject a delta (humans only)."""
     from supervisor import deltas
@@ -154,7 +154,7 @@ def delta_reject(ident: str, reason: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.option("--ref", help="Judge this commit instead of main.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def state(ref: str | None, as_json: bool) -> None:
     """The specs against reality: current statements with their status on main, open deltas, the
     desired state, and the drift. Exit 1 when there is drift, so it works as a check.
@@ -180,7 +180,7 @@ def spec() -> None:
 
 @spec.command("lint")
 @click.option("--ref", help="Lint this commit (e.g. main) instead of the working tree.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def spec_lint(ref: str | None, as_json: bool) -> None:
     """Check the specs: keywords in capitals, SHOULD/MAY with a Reason:, links to checks and tests that
     exist, valid delta front matter, no duplicate ids. Exit 1 on any problem.

@@ -25,7 +25,7 @@ from supervisor.model import RUNTIME_NAMES
 @click.option(
     "--no-up", is_flag=True, help="Do not start the factory's supervisor and merge queue if they are not up."
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def spawn(
     role: str,
     name: str | None,
@@ -114,7 +114,7 @@ def attach(worker: str) -> NoReturn:
 @click.argument("worker")
 @click.option("--rm", is_flag=True, help="Also remove the worktree and the branch (prints the last sha).")
 @click.option("--force", is_flag=True, help="With --rm: discard uncommitted changes in the worktree.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def kill(worker: str, rm: bool, force: bool, as_json: bool) -> None:
     """Stop WORKER's window. Its worktree and branch stay unless --rm."""
     from supervisor import workers
