@@ -113,3 +113,8 @@ def test_a_command_cannot_run_in_another_runtime(runtime: str) -> None:
         FacError, match=f"--cmd runs the command runtime; it cannot be combined with --runtime {runtime}"
     ):
         roles.runtime_for(runtime, "true")
+
+
+def test_fac_roles_ls_is_fac_roles(factory: Path) -> None:
+    assert fac_json("roles", "ls", cwd=factory) == fac_json("roles", cwd=factory)
+    assert fac_ok("roles", "ls", cwd=factory).stdout == fac_ok("roles", cwd=factory).stdout

@@ -236,3 +236,19 @@ def test_check_level_links_and_links_to_missing_checks(factory: Path) -> None:
     assert [(e["line"], e["code"]) for e in data["lint"]] == [(5, "link")]
     assert sorted(data["ran"]) == ["changelog", "docs"]
     assert git(factory, "status", "--porcelain") == ""
+
+
+def test_fac_spec_alone_lists_the_spec_files_like_its_siblings(factory: Path) -> None:
+    listed = fac_json("spec")
+    on_disk = sorted(str(p.relative_to(factory)) for p in (factory / "specs/current").glob("*.md"))
+    assert sorted(f["path"] for f in listed["current"]) == on_disk and on_disk
+    parsed = {f.path: [s.id for s in f.statements] for f in specs.load_current(specs.DirSource(factory))}
+    assert {f["path"]: f["statements"] for f in listed["current"]} == parsed
+    assert [d["id"] for d in listed["deltas"]] == [d["id"] for d in fac_json("delta")]
+
+    text = run_fac("spec")
+    assert text.exit_code == 0, text.output
+    assert text.stdout.splitlines()[0].split() == ["SPEC", "STATEMENTS"]
+    assert any(line.startswith(on_disk[0]) for line in text.stdout.splitlines())
+    assert "fac spec lint" in text.stdout
+    assert run_fac("spec", "lint").exit_code == 0  # the old spelling still works

@@ -13,7 +13,7 @@ from supervisor.text import table
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 @click.pass_context
 def roles(ctx: click.Context, as_json: bool) -> None:
-    """List the roles in roles/ (`fac roles new NAME` scaffolds one)."""
+    """List the roles in roles/ (`fac roles new NAME` scaffolds one; `fac roles ls` lists too)."""
     if ctx.invoked_subcommand:
         return
     from supervisor import roles as rolesmod
@@ -39,6 +39,14 @@ def roles(ctx: click.Context, as_json: bool) -> None:
         for r in found.values()
     ]
     click.echo(table(rows, ["ROLE", "RUNTIME", "WRITABLE", "MAX", "DESCRIPTION"]))
+
+
+@roles.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
+@click.pass_context
+def roles_ls(ctx: click.Context, as_json: bool) -> None:
+    """List the roles in roles/ (the same as `fac roles`)."""
+    ctx.invoke(roles, as_json=as_json)
 
 
 @roles.command("new")

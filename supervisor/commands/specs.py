@@ -173,9 +173,46 @@ def state(ref: str | None, as_json: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
-@click.group()
-def spec() -> None:
-    """The specs in specs/current and specs/deltas."""
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
+@click.pass_context
+def spec(ctx: click.Context, as_json: bool) -> None:
+    """The specs in specs/current and specs/deltas (without a subcommand: list the spec files).
+
+    \b
+    fac spec              the files of specs/current with their statements, and the deltas
+    fac spec lint         check the specs (the merge queue runs it as guard:spec-lint)
+    fac delta             the requested changes; fac state: the specs against main
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from supervisor import specs
+    from supervisor.specs import deltafiles
+
+    fac = find_factory()
+    source = specs.DirSource(fac.root)
+    files = specs.load_current(source)
+    deltas = deltafiles.load(source)
+    if as_json:
+        echo_json(
+            {
+                "current": [{"path": f.path, "statements": [st.id for st in f.statements]} for f in files],
+                "deltas": [
+                    {"id": d.id, "title": d.title, "status": d.status, "path": d.path} for d in deltas
+                ],
+            }
+        )
+        return
+    from supervisor.text import table
+
+    if files:
+        click.echo(table([[f.path, str(len(f.statements))] for f in files], ["SPEC", "STATEMENTS"]))
+    else:
+        click.echo(f"no spec files in {specs.CURRENT}/ yet")
+    click.echo(
+        f"{len(deltas)} delta file(s) in specs/deltas (`fac delta` lists them); "
+        "`fac spec lint` checks them all; `fac state` compares them with main"
+    )
 
 
 @spec.command("lint")
