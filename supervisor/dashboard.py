@@ -7,6 +7,7 @@ from typing import Any
 
 from supervisor import health, line, tasks
 from supervisor.factory import Factory
+from supervisor.text import clock, short_sha
 
 STATE_STYLE = {
     "working": "green",
@@ -61,7 +62,7 @@ def render(data: dict[str, Any]) -> Any:
     ln = data["line"]
     if ln["state"] == "stopped":
         head = Text(
-            f"LINE STOPPED since {time.strftime('%H:%M:%S', time.localtime(ln['since']))}: {ln['reason']}",
+            f"LINE STOPPED since {clock(ln['since'])}: {ln['reason']}",
             style="bold white on red",
         )
     else:
@@ -69,7 +70,7 @@ def render(data: dict[str, Any]) -> Any:
     q = data["queue"]
     wip = sum(1 for w in data["workers"] if w["state"] not in tasks.FINISHED)
     head.append(
-        f"   main {str(data.get('main_sha') or '')[:10]}   queue {q['queued']} queued, "
+        f"   main {short_sha(data.get('main_sha'))}   queue {q['queued']} queued, "
         f"{q['testing']} testing, {q.get('held', 0)} held   WIP {wip}/{data['wip_limit']}"
     )
     table = Table(expand=True, show_edge=False)

@@ -7,6 +7,7 @@ from typing import Any
 from supervisor import health, line, repo
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.text import short_sha, with_iso_times
 
 
 def collect(fac: Factory) -> dict[str, Any]:
@@ -42,8 +43,8 @@ def collect(fac: Factory) -> dict[str, Any]:
             "held": counts.get("held", 0),
         },
         "held": held,
-        "line": line.get(fac).as_dict(),
-        "workers": [v.as_dict() for v in workers.views(fac)],
+        "line": with_iso_times(line.get(fac).as_dict(), "since"),
+        "workers": [with_iso_times(v.as_dict(), "updated_at") for v in workers.views(fac)],
     }
 
 
@@ -69,7 +70,7 @@ def render(data: dict[str, Any]) -> str:
 
     state = "up" if data["session_running"] else "down"
     q = data["queue"]
-    main = (data.get("main_sha") or "(missing)")[:10]
+    main = short_sha(data.get("main_sha")) if data.get("main_sha") else "(missing)"
     lines = [
         f"factory {data['root']}  session {data['session']} ({state})  {data['main']} {main}  "
         f"queue: {q['queued']} queued, {q['testing']} testing, {q.get('held', 0)} held"
@@ -117,7 +118,7 @@ def render(data: dict[str, Any]) -> str:
                 w["state"],
                 w["process"],
                 w["window"] or "-",
-                (w["head"] or "")[:8],
+                short_sha(w["head"]),
             ]
             for w in ws
         ]

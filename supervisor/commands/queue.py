@@ -10,7 +10,7 @@ import click
 
 from supervisor.commands import ago, echo_json, find_factory, timestamped, worker_arg
 from supervisor.errors import EXIT_FAILED
-from supervisor.text import table
+from supervisor.text import short_sha, table
 
 
 @click.command()
@@ -75,7 +75,7 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
             str(r["id"]),
             r["worker"],
             r["branch"],
-            r["sha"][:10],
+            short_sha(r["sha"]),
             r["state"],
             str(r["attempts"]),
             r["last_verdict"],

@@ -6,6 +6,7 @@ from typing import Any
 
 from supervisor.factory import Factory
 from supervisor.model import EntryState
+from supervisor.text import iso_time
 
 
 def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
@@ -33,7 +34,9 @@ def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
                 "state": e.state,
                 "attempts": e.attempts,
                 "submitted_at": e.submitted_at,
+                "submitted_at_iso": iso_time(e.submitted_at),
                 "updated_at": e.updated_at,
+                "updated_at_iso": iso_time(e.updated_at),
                 "last_verdict": last,
                 "merged_as": e.merged_as,
                 "verdict": e.verdict,
