@@ -56,7 +56,8 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "demo": Lazy(
         "supervisor.commands.demo:demo",
-        "Run the whole line offline: four scripted agents, the merge queue, real tmux and git.",
+        "Run the whole line offline: four scripted agents and erin (fac's built-in agent), the merge queue,"
+        " real tmux and git.",
     ),
     "doctor": Lazy(
         "supervisor.commands.doctor:doctor",
@@ -98,7 +99,8 @@ COMMANDS: dict[str, Lazy] = {
         "Flow metrics from the event log: lead time, flow efficiency, first-pass yield, queue wait, MTTR.",
     ),
     "roles": Lazy(
-        "supervisor.commands.roles:roles", "List the roles in roles/ (`fac roles new NAME` scaffolds one)."
+        "supervisor.commands.roles:roles",
+        "List the roles in roles/ (`fac roles new NAME` scaffolds one; `fac roles ls` lists too).",
     ),
     "send": Lazy(
         "supervisor.commands.messages:send",
@@ -108,7 +110,10 @@ COMMANDS: dict[str, Lazy] = {
         "supervisor.commands.workers:spawn",
         "Start a worker: branch fac/NAME, worktree .fac/worktrees/NAME, tmux window NAME.",
     ),
-    "spec": Lazy("supervisor.commands.specs:spec", "The specs in specs/current and specs/deltas."),
+    "spec": Lazy(
+        "supervisor.commands.specs:spec",
+        "The specs in specs/current and specs/deltas (without a subcommand: list the spec files).",
+    ),
     "state": Lazy(
         "supervisor.commands.specs:state",
         "The specs against reality: current statements with their status on main, open deltas, the desired"
