@@ -93,20 +93,25 @@ _HINT = "see `fac roles new NAME` for the format"
 
 
 def load_all(root: Path) -> dict[str, Role]:
+    """Every role in roles/; a broken file raises, naming it (`fac roles` validates them all)."""
+    return {name: get(root, name) for name in names(root)}
+
+
+def names(root: Path) -> list[str]:
+    """The roles roles/ has files for, whether or not each file parses."""
     roles_dir = root / "roles"
-    if not roles_dir.is_dir():
-        return {}
-    return {p.stem: parse(p, p.read_text(encoding="utf-8")) for p in sorted(roles_dir.glob("*.md"))}
+    return [p.stem for p in sorted(roles_dir.glob("*.md"))] if roles_dir.is_dir() else []
 
 
 def get(root: Path, name: str) -> Role:
-    roles = load_all(root)
-    if name not in roles:
-        known = ", ".join(roles) or "(none: roles/ is empty)"
+    """Role `name`, parsed from its own file only: one broken role file does not stop the others."""
+    path = root / "roles" / f"{name}.md"
+    if "/" in name or name.startswith(".") or not path.is_file():
+        known = ", ".join(names(root)) or "(none: roles/ is empty)"
         raise FacError(
             f"unknown role {name!r}", hint=f"known roles: {known}; create one with `fac roles new {name}`"
         )
-    return roles[name]
+    return parse(path, path.read_text(encoding="utf-8"))
 
 
 def writable_at(root: Path, rev: str, role_name: str) -> tuple[str, ...]:

@@ -86,6 +86,18 @@ def test_fac_roles_with_a_bad_role_file_exits_2_naming_the_file(factory: Path) -
     assert_usage_error(run_fac("roles", cwd=factory), "bad.md", "not valid TOML")
 
 
+def test_one_broken_role_file_does_not_block_the_other_roles(factory: Path) -> None:
+    # It used to: every spawn parsed every role file, so bad.md stopped spawns of worker too.
+    (factory / "roles" / "bad.md").write_text("+++\nname = \n+++\nprompt\n")
+    assert roles.get(factory, "worker").name == "worker"
+    assert spawn(factory, "w1")["name"] == "w1"
+    assert_usage_error(
+        run_fac("spawn", "bad", "--no-up", "--cmd", "true", cwd=factory), "bad.md", "not valid TOML"
+    )
+    proc = run_fac("spawn", "wizard", "--no-up", "--cmd", "true", cwd=factory)
+    assert_usage_error(proc, "unknown role 'wizard'", "bad, fixer, planner")
+
+
 def test_spawning_an_unknown_role_lists_the_known_roles(factory: Path) -> None:
     proc = run_fac("spawn", "wizard", "--no-up", "--cmd", "true", cwd=factory)
     assert_usage_error(proc, "unknown role 'wizard'", "known roles: fixer, planner, reviewer, worker")
