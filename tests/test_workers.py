@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -357,6 +359,35 @@ def test_a_check_shows_as_waiting_for_check_and_gives_the_state_back(factory: Pa
     before = fac.worker("w1").state
     with workers.waiting_for_check(fac, "w1"):
         assert fac.worker("w1").state == "waiting-for-check"
+    assert fac.worker("w1").state == before
+
+
+def test_a_humans_check_of_a_workers_tree_leaves_the_workers_state(factory: Path) -> None:
+    import subprocess
+
+    from helpers import FAC
+
+    from supervisor.factory import Factory
+
+    info = start_worker(factory, "w1")
+    wt = Path(info["worktree"])
+    toml = (wt / "factory.toml").read_text()
+    blocking = "bash -c 'touch started; while [ ! -e go ]; do sleep 0.05; done'"
+    (wt / "factory.toml").write_text(toml.replace('run = "python -m pytest -q"', f'run = "{blocking}"'))
+    fac = Factory(factory)
+    before = fac.worker("w1").state
+    env = {k: v for k, v in os.environ.items() if k != "FAC_WORKER"}
+    human = subprocess.Popen([*FAC, "check", "--worker", "w1"], cwd=factory, env=env, text=True)
+    try:
+        sysdir = wt / "system-under-construction"
+        while not (sysdir / "started").exists():
+            assert human.poll() is None, "the check ended before its command ran"
+            time.sleep(0.05)
+        # It used to say waiting-for-check here: the human's check took over w1's state.
+        assert fac.worker("w1").state == before
+    finally:
+        (sysdir / "go").touch()
+        human.wait(timeout=120)
     assert fac.worker("w1").state == before
 
 

@@ -32,9 +32,12 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
     from supervisor import verify, workers
 
     fac = find_factory()
+    own = os.environ.get("FAC_WORKER")
     if not ref:
-        worker = worker or os.environ.get("FAC_WORKER")
-    with workers.waiting_for_check(fac, None if ref else worker):
+        worker = worker or own
+    # Only a worker's check of its own tree is its state: a human (or another worker) checking W's
+    # tree must not turn W into waiting-for-check (the supervisor would log W's exit a second time).
+    with workers.waiting_for_check(fac, worker if not ref and worker == own else None):
         report = verify.check(fac, ref=ref, worker=worker, stage=stage, use_cache=cached)
     if as_json:
         echo_json(report.as_dict())
