@@ -21,17 +21,17 @@ from supervisor import andon, health, line, locks, messages, repo, restart_polic
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.hooks import workers_state
-from supervisor.model import Worker
+from supervisor.model import Worker, WorkerState
 from supervisor.restart_policy import Action
 from supervisor.tmux import PaneInfo
 
 # States in which the supervisor leaves a worker's process alone.
-PARKED = ("stopped", "done", "needs-human")
+PARKED = ("stopped", "done", "exited", "needs-human")
 STARTING_GRACE = 60.0
 UNSETTLED_GRACE = 5.0  # seconds to wait for tmux to learn a dead pane's exit status
 
 
-FIXER_GONE = ("stopped", "done", "merged")  # a fixer in these states is not working on main
+FIXER_GONE = ("stopped", "done", "exited", "merged")  # a fixer in these states is not working on main
 
 
 def stop_notice(reason: str, main: str, fixers: list[str]) -> str:
@@ -181,8 +181,9 @@ class Supervisor:
         if p is not None:
             self._unsettled.pop(p.pane_id, None)
         if p is not None and p.dead and p.dead_status == 0 and not p.dead_signal:
-            workers_state(self.fac, w.name, "done", "finished", exit_status=0)
-            self.say(f"{w.name}: finished (exit 0)")
+            ended: WorkerState = "done" if w.state == "merged" else "exited"
+            workers_state(self.fac, w.name, ended, "finished", exit_status=0, ended=ended)
+            self.say(f"{w.name}: finished (exit 0)" + ("" if ended == "done" else ", its work not merged"))
             return None
         status = how_it_ended(p)
         if w.state == "crashed" and w.next_restart is not None:
@@ -285,7 +286,7 @@ class Supervisor:
             fixers = [w.name for w in ws if w.role in line.FIX_ROLES and w.state not in FIXER_GONE]
             text = stop_notice(state.reason or f"{fac.main} is red", fac.main, fixers)
             for w in ws:
-                if w.state not in ("stopped", "done"):
+                if w.state not in ("stopped", "done", "exited"):
                     messages.send(fac, w.name, text, sender="supervisor", kind="line")
         elif not state.stopped and self._line_notified > 0:
             self._line_notified = -1.0
@@ -296,7 +297,7 @@ class Supervisor:
                 return
             sha = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
             for w in fac.store.workers():
-                if w.state not in ("stopped", "done"):
+                if w.state not in ("stopped", "done", "exited"):
                     messages.send(fac, w.name, resume_notice(fac.main, sha), sender="supervisor", kind="line")
         self.maybe_verify_main()
 

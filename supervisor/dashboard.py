@@ -16,6 +16,7 @@ STATE_STYLE = {
     "testing": "blue",
     "merged": "bold green",
     "done": "dim green",
+    "exited": "yellow",
     "red": "bold red",
     "conflict": "bold yellow",
     "needs-human": "bold magenta",

@@ -24,7 +24,8 @@ WorkerState = Literal[
     "red",
     "conflict",
     "merged",
-    "done",  # its process exited 0
+    "done",  # its process exited 0 after its work merged
+    "exited",  # its process exited 0 with its work not merged (nothing submitted, or red)
     "crashed",
     "stopped",
 ]
@@ -48,6 +49,9 @@ def worker_transition(old: WorkerState, new: WorkerState, by: WorkerCause) -> bo
     """May a worker in state `old` change to `new` at the request of `by`?"""
     if by == "runtime":
         return not (new == "working" and old in HELD_AGAINST_RUNTIME)
+    if by == "fac" and new in ("done", "exited"):
+        # A process that exited 0 is done only when its work merged; otherwise it merely exited.
+        return (new == "done") == (old == "merged")
     if by == "check-done":
         # Only undo what `fac check` did: a state set meanwhile (merged, red, ...) stays.
         return old == "waiting-for-check"
@@ -99,13 +103,32 @@ def line_transition(old: LineState, new: LineState) -> bool:
     return old != new
 
 
-TaskState = Literal["todo", "assigned", "failed"]  # failed: its spawn failed (event task-pull-failed)
+TaskState = Literal[
+    "todo",
+    "assigned",  # a worker was spawned for it
+    "done",  # its worker's work merged
+    "failed",  # its spawn failed (event task-pull-failed); the reason is kept
+    "abandoned",  # its worker ended with its work not merged (exited, stopped, removed); the reason is kept
+]
 TASK_STATES: tuple[TaskState, ...] = get_args(TaskState)
+TASK_RETRYABLE: frozenset[TaskState] = frozenset({"failed", "abandoned"})
+
+_TASK_NEXT: dict[TaskState, frozenset[TaskState]] = {
+    "todo": frozenset({"assigned", "failed"}),  # a task is pulled once
+    "assigned": frozenset({"done", "abandoned"}),
+    "failed": frozenset({"todo"}),  # `fac task retry`
+    "abandoned": frozenset({"todo"}),  # `fac task retry`
+}
 
 
 def task_transition(old: TaskState, new: TaskState) -> bool:
-    """May a task go from `old` to `new`? A task is pulled once: todo becomes assigned or failed."""
-    return old == "todo" and new in ("assigned", "failed")
+    """May a task go from `old` to `new`? Pulled once; it ends done or abandoned; a human retries."""
+    return new in _TASK_NEXT.get(old, frozenset())
+
+
+def task_removable(state: TaskState) -> bool:
+    """May `fac task rm` delete a task? Not while a worker works on it (kill the worker first)."""
+    return state != "assigned"
 
 
 class TransitionError(FacError):
@@ -214,6 +237,7 @@ class Task:
     worker: str | None
     created_at: float
     updated_at: float
+    reason: str | None = None  # why it failed or was abandoned
 
 
 # --- the runtime registry ---

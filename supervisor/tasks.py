@@ -8,10 +8,10 @@ from typing import Any
 from supervisor import roles
 from supervisor.errors import FacError
 from supervisor.factory import Factory
-from supervisor.model import Task
+from supervisor.model import TASK_RETRYABLE, Task, TaskState, WorkerState, task_removable
 
 # Workers that occupy a WIP slot: everything that is not finished or parked.
-FINISHED = ("done", "merged", "stopped")
+FINISHED = ("done", "exited", "merged", "stopped")
 
 
 def add(
@@ -43,6 +43,79 @@ def all_tasks(fac: Factory) -> list[Task]:
     return fac.store.tasks()
 
 
+def get(fac: Factory, tid: int) -> Task:
+    t = fac.store.task(tid)
+    if t is None:
+        known = ", ".join(str(t.id) for t in all_tasks(fac)) or "none"
+        raise FacError(f"no task {tid}", hint=f"tasks: {known} (fac task ls)")
+    return t
+
+
+def outcome(worker: WorkerState | None, name: str, submitted: bool) -> tuple[TaskState, str | None] | None:
+    """How an assigned task ends, from its worker's state: None while the worker may still deliver.
+
+    `worker` is None when the worker's row is gone; `submitted` says whether it has a submission the
+    queue has not decided yet (a worker that submitted and exited waits for its verdict).
+    """
+    if worker in ("merged", "done"):
+        return "done", None
+    if worker is None:
+        return "abandoned", f"its worker {name} was removed before its work merged"
+    if worker == "stopped":
+        return "abandoned", f"its worker {name} was stopped before its work merged"
+    if worker == "exited" and not submitted:
+        return "abandoned", f"its worker {name} exited without its work merged"
+    return None
+
+
+def settle(fac: Factory) -> list[Task]:
+    """End the assigned tasks whose workers are done with them: done, or abandoned with the reason."""
+    open_by = {e.worker for e in fac.store.queue(("queued", "testing", "held"))}
+    ended = []
+    for t in all_tasks(fac):
+        if t.state != "assigned" or not t.worker:
+            continue
+        w = fac.store.worker(t.worker)
+        result = outcome(w.state if w else None, t.worker, t.worker in open_by)
+        if result is None:
+            continue
+        state, reason = result
+        with fac.store.tx() as db:
+            if fac.store.set_task(t.id, state, db=db, reason=reason):
+                kind = "task-done" if state == "done" else "task-abandoned"
+                fac.store.event(kind, t.worker, correlation=f"t{t.id}", db=db, task=t.id, reason=reason)
+                ended.append(t)
+    return ended
+
+
+def retry(fac: Factory, tid: int) -> Task:
+    """Put a failed or abandoned task back in todo; the supervisor pulls it again with a new worker."""
+    t = get(fac, tid)
+    if t.state not in TASK_RETRYABLE:
+        raise FacError(
+            f"task {tid} is {t.state}: only a failed or abandoned task can be retried",
+            hint="fac task ls shows each task's state",
+        )
+    with fac.store.tx() as db:
+        fac.store.set_task(tid, "todo", db=db, worker=None, reason=None)
+        fac.store.event("task-retried", None, correlation=f"t{tid}", db=db, task=tid, was=t.state)
+    return get(fac, tid)
+
+
+def remove(fac: Factory, tid: int) -> Task:
+    """Delete a task that no worker works on."""
+    t = get(fac, tid)
+    if not task_removable(t.state):
+        raise FacError(
+            f"task {tid} is assigned to worker {t.worker}",
+            hint=f"fac kill {t.worker} first; the task is then abandoned and can be removed",
+        )
+    with fac.store.tx() as db:
+        fac.store.remove_task(tid, db=db)
+        fac.store.event("task-removed", None, correlation=f"t{tid}", db=db, task=tid, text=t.text)
+    return t
+
+
 def wip(fac: Factory) -> int:
     return sum(1 for w in fac.store.workers() if w.state not in FINISHED)
 
@@ -60,6 +133,7 @@ def pull(fac: Factory) -> list[dict[str, Any]]:
     """Spawn workers for waiting tasks, oldest first, while under `[supervisor] max_workers`."""
     from supervisor import workers
 
+    settle(fac)
     limit = fac.config.supervisor.max_workers
     started = []
     for t in all_tasks(fac):
@@ -75,7 +149,7 @@ def pull(fac: Factory) -> list[dict[str, Any]]:
             # Parked, not retried: a spawn that failed fails again on every pass (a log flood), and
             # one bad task must not hold back the tasks behind it.
             with fac.store.tx() as db:
-                fac.store.set_task(t.id, "failed", db=db)
+                fac.store.set_task(t.id, "failed", db=db, reason=e.message)
                 fac.store.event("task-pull-failed", None, correlation=f"t{t.id}", db=db, error=str(e))
             continue
         with fac.store.tx() as db:

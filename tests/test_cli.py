@@ -357,7 +357,7 @@ def test_a_task_for_a_role_at_max_instances_waits_without_failing(factory: Path)
         (["send", "w1"], "Missing argument 'TEXT'"),
         (["spawn"], "Missing argument 'ROLE'"),
         (["queue", "bogus"], "No such command 'bogus'"),
-        (["task", "ls"], "No such command 'ls'"),
+        (["task", "bogus"], "No such command 'bogus'"),  # was task ls, which exists now
         (["check", "--stage", "bogus"], "'bogus' is not one of"),
         (["status", "--jsn"], "No such option '--jsn'"),
         (["--bogus"], "No such option '--bogus'"),
@@ -510,3 +510,38 @@ def test_verify_and_a_gate_check_after_mains_branch_was_deleted_are_one_line_and
     assert_usage_error(
         run_fac("check", "--stage", "gate", "--ref", "main", cwd=factory), "'main' is not a commit"
     )
+
+
+def test_a_failed_task_shows_why_and_can_be_retried_or_removed(factory: Path) -> None:
+    fac_ok("roles", "new", "gone", cwd=factory)
+    fac_ok("task", "add", "first", "--role", "gone", "--cmd", "sleep 600", cwd=factory)
+    (factory / "roles" / "gone.md").unlink()
+    from supervisor import tasks
+    from supervisor.factory import Factory
+
+    tasks.pull(Factory(factory))
+    [t] = fac_json("task", "ls", cwd=factory)
+    assert t["state"] == "failed" and "unknown role 'gone'" in t["reason"]
+    listed = fac_ok("task", "ls", cwd=factory).stdout
+    assert listed.splitlines()[0].split() == ["ID", "STATE", "ROLE", "WORKER", "TASK", "REASON"]
+    assert "unknown role 'gone'" in listed
+    assert_usage_error(run_fac("task", "retry", "7", cwd=factory), "no task 7", "tasks: 1")
+    fac_ok("roles", "new", "gone", cwd=factory)  # the human fixes the cause, then retries
+    assert "todo again" in fac_ok("task", "retry", "1", cwd=factory).stdout
+    assert_usage_error(run_fac("task", "retry", "1", cwd=factory), "task 1 is todo", "fac task ls")
+    [t] = fac_json("task", "ls", cwd=factory)
+    assert t["state"] == "todo" and t["reason"] is None and t["worker"] is None
+    tasks.pull(Factory(factory))
+    [t] = fac_json("task", cwd=factory)
+    assert t["state"] == "assigned"
+    assert_usage_error(
+        run_fac("task", "rm", "1", cwd=factory), f"assigned to worker {t['worker']}", "fac kill"
+    )
+    fac_ok("kill", t["worker"], cwd=factory)
+    tasks.pull(Factory(factory))
+    [t] = fac_json("task", cwd=factory)
+    assert t["state"] == "abandoned" and "was stopped" in t["reason"]
+    assert "removed (abandoned)" in fac_ok("task", "rm", "1", cwd=factory).stdout
+    assert fac_json("task", cwd=factory) == []
+    kinds = [e.kind for e in Factory(factory).store.events()]
+    assert {"task-pull-failed", "task-retried", "task-pulled", "task-abandoned", "task-removed"} <= set(kinds)

@@ -63,7 +63,8 @@ def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path,
     spawn(factory, "w1", cmd)
     with running_supervisor(factory):
         wait_for(done.exists, 60, "the restarted agent to finish")
-        wait_for(lambda: worker(factory, "w1").state == "done", 60, "w1 to be done")
+        # It said done, like a worker whose work merged; it exited without submitting anything.
+        wait_for(lambda: worker(factory, "w1").state == "exited", 60, "w1 to have exited")
     lines = done.read_text().split()
     assert lines[0] == str(factory / ".fac" / "worktrees" / "w1")
     assert lines[1] == "fac/w1"
@@ -195,8 +196,13 @@ def test_the_wip_limit_holds_when_tasks_are_pulled(factory: Path) -> None:
     fac_ok("kill", first, cwd=factory)
     sup.reconcile()
     assert tasks.wip(fac) == 2
-    assert [t.state for t in tasks.all_tasks(fac)] == ["assigned", "assigned", "assigned", "todo"]
+    # The killed worker's task used to stay assigned forever; it is abandoned, with the reason.
+    assert [t.state for t in tasks.all_tasks(fac)] == ["abandoned", "assigned", "assigned", "todo"]
     assert fac_json("task", cwd=factory)[2]["worker"]
+    assert (
+        fac_json("task", "ls", cwd=factory)[0]["reason"]
+        == f"its worker {first} was stopped before its work merged"
+    )
 
 
 def test_kill_9_of_supervisor_and_queue_mid_batch_then_up_merges_every_branch_once(

@@ -50,6 +50,14 @@ HELD = ("needs-human", "red", "conflict", "queued")
         ("working", "crashed", "fac", True),
         ("crashed", "working", "fac", True),
         ("merged", "stopped", "fac", True),
+        # a process that exited 0 is done only when its work merged; otherwise it exited
+        ("merged", "done", "fac", True),
+        ("merged", "exited", "fac", False),
+        ("working", "exited", "fac", True),
+        ("red", "exited", "fac", True),
+        ("queued", "exited", "fac", True),
+        ("working", "done", "fac", False),
+        ("red", "done", "fac", False),
     ],
 )
 def test_worker_transitions(
@@ -130,8 +138,22 @@ def test_the_line_changes_only_when_it_changes(old: model.LineState, new: model.
 
 
 @pytest.mark.parametrize(("old", "new"), list(itertools.product(TASK_STATES, TASK_STATES)))
-def test_a_task_is_pulled_once(old: model.TaskState, new: model.TaskState) -> None:
-    assert task_transition(old, new) is (old == "todo" and new in ("assigned", "failed"))
+def test_a_task_is_pulled_once_ends_once_and_only_a_human_retries_it(
+    old: model.TaskState, new: model.TaskState
+) -> None:
+    allowed = {
+        ("todo", "assigned"),
+        ("todo", "failed"),
+        ("assigned", "done"),  # its worker's work merged
+        ("assigned", "abandoned"),  # its worker ended with its work not merged
+        ("failed", "todo"),  # fac task retry
+        ("abandoned", "todo"),  # fac task retry
+    }
+    assert task_transition(old, new) is ((old, new) in allowed)
+
+
+def test_an_assigned_task_cannot_be_removed() -> None:
+    assert [s for s in TASK_STATES if not model.task_removable(s)] == ["assigned"]
 
 
 def test_the_model_imports_nothing_of_fac_but_errors() -> None:

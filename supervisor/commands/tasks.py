@@ -13,9 +13,26 @@ from supervisor.text import table
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 @click.pass_context
 def task(ctx: click.Context, as_json: bool) -> None:
-    """Kanban: tasks wait here until the supervisor pulls them under the WIP limit."""
+    """Kanban: tasks wait here until the supervisor pulls them under the WIP limit.
+
+    Without a subcommand it lists the tasks, like `fac task ls`. A task is todo, assigned (a worker
+    was spawned for it), done (its work merged), failed (its spawn failed) or abandoned (its worker
+    exited, was stopped or removed with its work not merged); the last two show why, and
+    `fac task retry ID` puts them back in todo.
+    """
     if ctx.invoked_subcommand:
         return
+    _list(as_json)
+
+
+@task.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
+def task_ls(as_json: bool) -> None:
+    """List the tasks: id, state, role, worker, the task, and why a failed or abandoned one ended."""
+    _list(as_json)
+
+
+def _list(as_json: bool) -> None:
     from dataclasses import asdict
 
     from supervisor import tasks
@@ -28,9 +45,29 @@ def task(ctx: click.Context, as_json: bool) -> None:
     if not ts:
         click.echo('no tasks: add one with fac task add "..."')
         return
-    rows = [[str(t.id), t.state, t.role, t.worker or "-", t.text[:60]] for t in ts]
-    click.echo(table(rows, ["ID", "STATE", "ROLE", "WORKER", "TASK"]))
+    rows = [[str(t.id), t.state, t.role, t.worker or "-", t.text[:60], t.reason or ""] for t in ts]
+    click.echo(table(rows, ["ID", "STATE", "ROLE", "WORKER", "TASK", "REASON"]))
     click.echo(f"WIP {tasks.wip(fac)}/{fac.config.supervisor.max_workers}")
+
+
+@task.command("rm")
+@click.argument("tid", metavar="ID", type=int)
+def task_rm(tid: int) -> None:
+    """Remove task ID (one that no worker works on: `fac kill` its worker first)."""
+    from supervisor import tasks
+
+    t = tasks.remove(find_factory(), tid)
+    click.echo(f"task {t.id} removed ({t.state}): {t.text[:60]}")
+
+
+@task.command("retry")
+@click.argument("tid", metavar="ID", type=int)
+def task_retry(tid: int) -> None:
+    """Put a failed or abandoned task back in todo; the supervisor pulls it with a new worker."""
+    from supervisor import tasks
+
+    t = tasks.retry(find_factory(), tid)
+    click.echo(f"task {t.id} is todo again; the supervisor pulls it when a WIP slot is free")
 
 
 @task.command("add")

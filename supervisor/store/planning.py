@@ -14,6 +14,7 @@ from supervisor.model import (
     TaskState,
     delta_transition,
     line_transition,
+    task_removable,
     task_transition,
 )
 from supervisor.store.connection import UNSET, Connection, _given, _Unset
@@ -72,16 +73,33 @@ class PlanRecords(Connection):
     def tasks(self) -> list[Task]:
         return [Task(**dict(r)) for r in self.db.execute("SELECT * FROM tasks ORDER BY id")]
 
+    def task(self, tid: int) -> Task | None:
+        row = self.db.execute("SELECT * FROM tasks WHERE id = ?", (tid,)).fetchone()
+        return Task(**dict(row)) if row else None
+
     def set_task(
-        self, tid: int, state: TaskState, *, db: sqlite3.Connection, worker: str | None | _Unset = UNSET
+        self,
+        tid: int,
+        state: TaskState,
+        *,
+        db: sqlite3.Connection,
+        worker: str | None | _Unset = UNSET,
+        reason: str | None | _Unset = UNSET,
     ) -> bool:
         """Move a task on; False when `model.task_transition` refuses (nothing is written)."""
         row = db.execute("SELECT state FROM tasks WHERE id = ?", (tid,)).fetchone()
         if row is None or not task_transition(row[0], state):
             return False
-        self._update(
-            db, "tasks", "id", tid, {"state": state, **_given(worker=worker), "updated_at": time.time()}
-        )
+        fields = {"state": state, **_given(worker=worker, reason=reason), "updated_at": time.time()}
+        self._update(db, "tasks", "id", tid, fields)
+        return True
+
+    def remove_task(self, tid: int, *, db: sqlite3.Connection) -> bool:
+        """Delete a task; False when `model.task_removable` refuses (a worker works on it) or it is gone."""
+        row = db.execute("SELECT state FROM tasks WHERE id = ?", (tid,)).fetchone()
+        if row is None or not task_removable(row[0]):
+            return False
+        db.execute("DELETE FROM tasks WHERE id = ?", (tid,))
         return True
 
     # --- deltas (the runtime half of their lifecycle; specs/deltas/ on main holds the rest) ---

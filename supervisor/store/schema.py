@@ -167,6 +167,10 @@ MIGRATIONS: list[str] = [
         FROM check_cache WHERE substr(suite, 1, 6) = 'state:' AND instr(substr(suite, 7), ':') > 0;
     DELETE FROM check_cache WHERE substr(suite, 1, 8) = 'collect:' OR substr(suite, 1, 6) = 'state:';
     """,
+    # 5: why a task failed or was abandoned
+    """
+    ALTER TABLE tasks ADD COLUMN reason TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
