@@ -21,7 +21,7 @@ from supervisor import andon, health, line, locks, messages, repo, restart_polic
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.hooks import workers_state
-from supervisor.model import Worker, WorkerState
+from supervisor.model import Worker, exit_state
 from supervisor.restart_policy import Action
 from supervisor.tmux import PaneInfo
 
@@ -181,7 +181,7 @@ class Supervisor:
         if p is not None:
             self._unsettled.pop(p.pane_id, None)
         if p is not None and p.dead and p.dead_status == 0 and not p.dead_signal:
-            ended: WorkerState = "done" if w.state == "merged" else "exited"
+            ended = exit_state(w.state)
             workers_state(self.fac, w.name, ended, "finished", exit_status=0, ended=ended)
             self.say(f"{w.name}: finished (exit 0)" + ("" if ended == "done" else ", its work not merged"))
             return None

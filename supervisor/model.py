@@ -49,13 +49,15 @@ def worker_transition(old: WorkerState, new: WorkerState, by: WorkerCause) -> bo
     """May a worker in state `old` change to `new` at the request of `by`?"""
     if by == "runtime":
         return not (new == "working" and old in HELD_AGAINST_RUNTIME)
-    if by == "fac" and new in ("done", "exited"):
-        # A process that exited 0 is done only when its work merged; otherwise it merely exited.
-        return (new == "done") == (old == "merged")
     if by == "check-done":
         # Only undo what `fac check` did: a state set meanwhile (merged, red, ...) stays.
         return old == "waiting-for-check"
     return True
+
+
+def exit_state(old: WorkerState) -> WorkerState:
+    """The state of a worker whose process exited 0: done only when its work merged, else exited."""
+    return "done" if old == "merged" else "exited"
 
 
 EntryState = Literal["queued", "testing", "held", "merged", "red", "conflict", "cancelled", "superseded"]
