@@ -252,6 +252,10 @@ def run_one(
         return result(False, None, f"cwd {check.cwd!r} does not exist in the tree under test")
     argv = safe_argv([*argv_of(check), *args])
     env = check_env(workdir, stage, check, sandbox)
+    missing = missing_program(argv[0], cwd, env.get("PATH", ""))
+    if missing is not None and (sandbox is None or sandbox.kind != "container"):
+        # (a container's programs are the image's: only its own exit 127 can tell)
+        return result(False, None, f"command not found: {missing}")
     container: str | None = None
     at = pytest_at(argv)
     report_file = None
@@ -289,6 +293,8 @@ def run_one(
         except (FileNotFoundError, PermissionError) as e:
             if report_file:
                 report_file.close()
+            if isinstance(e, FileNotFoundError):
+                return result(False, None, f"command not found: {argv[0]}")
             return result(False, None, f"cannot start {argv[0]!r}: {e.strerror}")
         if report_file:
             report_file.close()  # the child holds its own copy
@@ -310,7 +316,40 @@ def run_one(
             timed_out=True,
         )
     ok = code == 0
+    if not ok and (name := _not_found_in(tail, code)):
+        return result(False, code, f"command not found: {name}", tail)
     return result(ok, code, "" if ok else feedback_from(tail, code), tail)
+
+
+def missing_program(program: str, cwd: Path, path: str) -> str | None:
+    """`program` when it cannot be found (on `path`, or relative to `cwd` when it has a slash)."""
+    if "/" in program:
+        p = Path(program) if Path(program).is_absolute() else cwd / program
+        return None if p.is_file() else program
+    return None if shutil.which(program, path=path) else program
+
+
+_BWRAP_NOT_FOUND = re.compile(r"bwrap: execvp (.+?): No such file or directory")
+# How a container engine or a shell reports a program it cannot find (exit 127).
+_NOT_FOUND = (
+    re.compile(r'exec: "([^"]+)": executable file not found', re.M),
+    re.compile(r"^(?:\S+: )?(?:line )?(?:\d+: )?(\S+): (?:command )?not found$", re.M),
+)
+
+
+def _not_found_in(output: str, code: int | None) -> str | None:
+    """The program a failed check's output says was not found (bubblewrap's own one-line message, or
+    exit 127 from an engine or a shell), else None."""
+    m = _BWRAP_NOT_FOUND.fullmatch(output.strip())
+    if m:
+        return m.group(1)
+    if code != 127:
+        return None
+    for pattern in _NOT_FOUND:
+        m = pattern.search(output)
+        if m:
+            return m.group(1)
+    return None
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

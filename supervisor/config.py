@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import tomllib
 from collections.abc import Callable
@@ -118,14 +119,89 @@ def _positive_number(v: Any) -> float:
     return float(v)
 
 
+class Problem(ValueError):
+    """A bad value whose whole message and hint the converter writes (not "expected X, got Y")."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+# What a shell would do but a check's `run` (split, never given to a shell) would pass on as
+# arguments: `true && pytest` would run `true` with the arguments "&&" and "pytest", a false green.
+SHELL_OPERATORS = ("&&", "||", ">>", "$(", "|", ";", ">", "<", "&", "`")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def shell_operator(command: str) -> str | None:
+    """The first shell operator outside quotes in `command` (`&&`, `|`, `$(`, ...), else None.
+
+    Inside quotes an operator is a literal argument to the program (as in `bash -c 'a && b'`).
+    """
+    quote: str | None = None
+    i = 0
+    while i < len(command):
+        ch = command[i]
+        if quote is not None:
+            if ch == quote:
+                quote = None
+            elif ch == "\\" and quote == '"':
+                i += 1
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "\\":
+            i += 1
+        else:
+            for op in SHELL_OPERATORS:
+                if command.startswith(op, i):
+                    return op
+        i += 1
+    return None
+
+
+def shell_syntax(argv: list[str], command: str | None) -> str | None:
+    """The shell syntax a check's command uses (an operator or a leading `VAR=x`), else None."""
+    op = shell_operator(command) if command is not None else None
+    if op is None and command is None:
+        op = next((a for a in argv if a.strip() in SHELL_OPERATORS), None)
+    if op is not None:
+        return op
+    if argv and _ASSIGNMENT.match(argv[0]):
+        return argv[0]
+    return None
+
+
+def _shell_problem(syntax: str, command: str) -> Problem:
+    if _ASSIGNMENT.match(syntax):
+        var, _, value = syntax.partition("=")
+        return Problem(
+            f"`{syntax}` sets a variable only in a shell, and no shell runs a check's command",
+            f'set it with env = {{ {var} = "{value}" }} in the check, or run a shell: '
+            f"run = \"bash -c '...'\"",
+        )
+    example = command if "'" not in command and '"' not in command else "..."
+    return Problem(
+        f'shell syntax "{syntax}" in {command!r}: no shell runs a check\'s command '
+        "(it is split like a shell would, then run directly)",
+        f'run a shell explicitly: run = "bash -c \'{example}\'" (variables: env = {{ NAME = "value" }})',
+    )
+
+
 def _run(v: Any) -> tuple[str, ...] | str:
     if isinstance(v, str) and v.strip():
         try:
-            shlex.split(v)
+            argv = shlex.split(v)
         except ValueError as e:
             raise ValueError(f"a command that splits like a shell would ({e})") from None
+        syntax = shell_syntax(argv, v)
+        if syntax is not None:
+            raise _shell_problem(syntax, v)
         return v
     if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+        syntax = shell_syntax(list(v), None)
+        if syntax is not None:
+            raise _shell_problem(syntax, " ".join(v))
         return tuple(v)
     raise ValueError('a command: a string ("python -m pytest -q") or a list of strings')
 
@@ -250,13 +326,6 @@ CHECK_SCHEMA: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _fail(key: str, expected: str, got: Any, where: str) -> FacError:
-    return FacError(
-        f"{where}: {key}: expected {expected}, got {got!r}",
-        hint=f"edit {where}; `fac config --help` lists every key",
-    )
-
-
 def default_session(name: str, root: Path | None) -> str:
     """`fac-<name>-<hash>`: readable, and unique per factory path (two `app` directories get two sessions).
 
@@ -270,37 +339,49 @@ def default_session(name: str, root: Path | None) -> str:
 
 
 def parse(text: str, *, default_name: str, where: str = CONFIG_NAME, root: Path | None = None) -> Config:
-    """Parse and validate the text of a factory.toml (`root`: the factory it belongs to, for the session)."""
+    """Parse and validate the text of a factory.toml (`root`: the factory it belongs to, for the session).
+
+    Every problem in the file is reported at once, in one FacError, not only the first one.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise FacError(f"{where} is not valid TOML: {e}", hint=f"fix the syntax in {where}") from None
+    problems: list[tuple[str, str]] = []  # (what is wrong, how to fix it), in the file's order
     values: dict[str, dict[str, Any]] = {}
     checks: list[CheckDef] = []
     for section, body in data.items():
         if section == "checks":
             if not isinstance(body, dict):
-                raise _fail("[checks]", "tables like [checks.tests]", body, where)
+                problems.append(_expected("[checks]", "tables like [checks.tests]", body, where))
+                continue
             for name, spec in body.items():
-                checks.append(_parse_check(name, spec, where))
+                check = _parse_check(name, spec, where, problems)
+                if check is not None:
+                    checks.append(check)
             continue
         if section not in SCHEMA:
             known = ", ".join(f"[{s}]" for s in [*SCHEMA, "checks.NAME"])
-            raise FacError(f"{where}: unknown section [{section}]", hint=f"known sections: {known}")
+            problems.append((f"unknown section [{section}]", f"known sections: {known}"))
+            continue
         if not isinstance(body, dict):
-            raise _fail(f"[{section}]", "a table", body, where)
+            problems.append(_expected(f"[{section}]", "a table", body, where))
+            continue
         values[section] = {}
         for key, raw in body.items():
             conv = SCHEMA[section].get(key)
             if conv is None:
                 known = ", ".join(SCHEMA[section])
-                raise FacError(
-                    f"{where}: unknown key [{section}] {key}", hint=f"keys of [{section}]: {known}"
-                )
+                problems.append((f"unknown key [{section}] {key}", f"keys of [{section}]: {known}"))
+                continue
             try:
                 values[section][key] = conv(raw)
+            except Problem as e:
+                problems.append((f"[{section}] {key}: {e.message}", e.hint))
             except ValueError as e:
-                raise _fail(f"[{section}] {key}", str(e), raw, where) from None
+                problems.append(_expected(f"[{section}] {key}", str(e), raw, where))
+    if problems:
+        raise _problems_error(problems, where)
     fac = values.get("factory", {})
     name = fac.get("name", default_name)
     session = values.get("tmux", {}).get("session") or default_session(name, root)
@@ -317,23 +398,45 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME, root: Path 
     )
 
 
-def _parse_check(name: str, spec: Any, where: str) -> CheckDef:
+def _expected(key: str, expected: str, got: Any, where: str) -> tuple[str, str]:
+    return f"{key}: expected {expected}, got {got!r}", f"edit {where}; `fac config --help` lists every key"
+
+
+def _problems_error(problems: list[tuple[str, str]], where: str) -> FacError:
+    """One FacError for every problem: one line that numbers them, one hint line with their fixes."""
+    if len(problems) == 1:
+        message, hint = problems[0]
+        return FacError(f"{where}: {message}", hint=hint)
+    generic = f"edit {where}; `fac config --help` lists every key"
+    listed = "; ".join(f"({i}) {message}" for i, (message, _) in enumerate(problems, 1))
+    fixes = [f"({i}) {hint}" for i, (_, hint) in enumerate(problems, 1) if hint != generic]
+    hint = "; ".join([f"fix all of them in {where}", *fixes, "`fac config --help` lists every key"])
+    return FacError(f"{where}: {len(problems)} problems: {listed}", hint=hint)
+
+
+def _parse_check(name: str, spec: Any, where: str, problems: list[tuple[str, str]]) -> CheckDef | None:
+    """The check `name`, or None after adding what is wrong with it to `problems`."""
     key = f"[checks.{name}]"
     if not isinstance(spec, dict):
-        raise _fail(key, "a table with at least `run`", spec, where)
+        problems.append(_expected(key, "a table with at least `run`", spec, where))
+        return None
+    before = len(problems)
     if "run" not in spec:
-        raise FacError(f"{where}: {key} has no `run`", hint='add e.g. run = "python -m pytest -q"')
+        problems.append((f"{key} has no `run`", 'add e.g. run = "python -m pytest -q"'))
     kwargs: dict[str, Any] = {}
     for k, raw in spec.items():
         conv = CHECK_SCHEMA.get(k)
         if conv is None:
-            raise FacError(
-                f"{where}: unknown key {key} {k}", hint=f"keys of a check: {', '.join(CHECK_SCHEMA)}"
-            )
+            problems.append((f"unknown key {key} {k}", f"keys of a check: {', '.join(CHECK_SCHEMA)}"))
+            continue
         try:
             kwargs[k] = conv(raw)
+        except Problem as e:
+            problems.append((f"{key} {k}: {e.message}", e.hint))
         except ValueError as e:
-            raise _fail(f"{key} {k}", str(e), raw, where) from None
+            problems.append(_expected(f"{key} {k}", str(e), raw, where))
+    if len(problems) > before:
+        return None
     if "required" not in kwargs and kwargs.get("kind") == "judgment":
         kwargs["required"] = False  # a judgment (an LLM's review) advises unless made required
     return CheckDef(name=name, source=where, **kwargs)

@@ -125,12 +125,50 @@ def test_a_command_that_does_not_exist_says_so(tmp_path: Path) -> None:
     r = checks.run_one(check, tmp_path, "gate", tmp_path / "logs")
 
     assert not r.ok and r.exit_code is None
-    assert r.feedback == "cannot start 'no-such-linter-xyz': No such file or directory"
+    assert r.feedback == "command not found: no-such-linter-xyz"
     missing = CheckDef(name="lint", run="true", cwd="nowhere")
     assert (
         "cwd 'nowhere' does not exist"
         in checks.run_one(missing, tmp_path, "gate", tmp_path / "logs").feedback
     )
+
+
+@pytest.mark.parametrize("kind", ["none", "bwrap"])
+@pytest.mark.parametrize("run", ["no-such-linter-xyz --strict", "./bin/no-such-script"])
+def test_a_missing_program_reads_command_not_found_not_the_sandboxs_internals(
+    tmp_path: Path, kind: str, run: str
+) -> None:
+    r = checks.run_one(CheckDef(name="lint", run=run), tmp_path, "gate", tmp_path / "logs", _sandbox(kind))
+
+    assert not r.ok
+    assert r.feedback == f"command not found: {run.split()[0]}"
+    assert "bwrap" not in r.feedback and "execvp" not in r.feedback
+
+
+@pytest.mark.parametrize(
+    "output,code,program",
+    [
+        ("bwrap: execvp nosuch: No such file or directory\n", 1, "nosuch"),
+        ("bash: line 1: nosuch: command not found\n", 127, "nosuch"),
+        ("sh: 1: nosuch: not found\n", 127, "nosuch"),
+        ('Error: runc: exec: "nosuch": executable file not found in $PATH', 127, "nosuch"),
+        ("bash: line 1: nosuch: command not found\n", 1, None),  # not the shell's exit code: a test said it
+        ("FAILED test_x.py::test_y - bwrap: execvp nosuch: No such file or directory", 1, None),
+    ],
+)
+def test_a_program_not_found_is_read_from_what_a_sandbox_or_shell_prints(
+    output: str, code: int, program: str | None
+) -> None:
+    assert checks._not_found_in(output, code) == program
+
+
+def test_a_script_whose_program_is_missing_reads_command_not_found(tmp_path: Path) -> None:
+    check = CheckDef(name="ci", run=("bash", "-c", "no-such-tool-xyz --all"))
+
+    r = checks.run_one(check, tmp_path, "gate", tmp_path / "logs")
+
+    assert not r.ok and r.exit_code == 127
+    assert r.feedback == "command not found: no-such-tool-xyz"
 
 
 def test_checks_run_in_parallel(tmp_path: Path) -> None:

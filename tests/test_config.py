@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,22 @@ BAD_CONFIGS = {
     "session with dot": ('[tmux]\nsession = "a.b"\n', ["[tmux] session", "without ':' or '.'"]),
     "unbalanced quote": ('[checks.t]\nrun = "pytest \\"x"\n', ["[checks.t] run", "No closing quotation"]),
     "not a table": ("queue = 3\n", ["[queue]", "a table"]),
+    "and-and is a false green": (
+        '[checks.t]\nrun = "true && pytest"\n',
+        ["[checks.t] run", 'shell syntax "&&"', "no shell runs", "bash -c 'true && pytest'", "env = {"],
+    ),
+    "or-or": ('[checks.t]\nrun = "pytest || true"\n', ['shell syntax "||"', "bash -c"]),
+    "pipe": ('[checks.t]\nrun = "pytest | tee log"\n', ['shell syntax "|"', "bash -c"]),
+    "semicolon": ('[checks.t]\nrun = "make; pytest"\n', ['shell syntax ";"', "bash -c"]),
+    "redirect": ('[checks.t]\nrun = "pytest > out.txt"\n', ['shell syntax ">"', "bash -c"]),
+    "input": ('[checks.t]\nrun = "python < in.txt"\n', ['shell syntax "<"', "bash -c"]),
+    "backtick": ("[checks.t]\nrun = 'pytest `ls`'\n", ['shell syntax "`"', "bash -c"]),
+    "command substitution": ("[checks.t]\nrun = 'pytest $(ls)'\n", ['shell syntax "$("', "bash -c"]),
+    "leading assignment": (
+        '[checks.t]\nrun = "PYTHONHASHSEED=0 pytest"\n',
+        ["[checks.t] run", "`PYTHONHASHSEED=0`", 'env = { PYTHONHASHSEED = "0" }', "bash -c"],
+    ),
+    "operator in a list": ('[checks.t]\nrun = ["true", "&&", "pytest"]\n', ['shell syntax "&&"', "bash -c"]),
     "bad toml": ("[queue\n", ["not valid TOML"]),
 }
 
@@ -149,3 +166,51 @@ def test_fac_config_prints_checks_for_humans(factory: Path) -> None:
     proc = run_fac("config", cwd=factory)
     assert proc.returncode == 0, proc.stderr
     assert "check tests: python -m pytest -q (cwd system-under-construction, stage inner+gate" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "bash -c 'true && pytest'",
+        'bash -c "pytest | tee log"',
+        'python -m pytest -k "a or b" -q',
+        "python -c 'print(1 > 0)'",
+        'echo "a;b"',
+        "pytest tests/test_a\\;b.py",
+    ],
+)
+def test_shell_syntax_inside_quotes_is_an_argument_and_accepted(run: str) -> None:
+    text = f"[checks.t]\nrun = {json.dumps(run)}\n"
+    assert config.parse(text, default_name="x").checks[0].run == run
+
+
+def test_every_problem_in_the_config_is_reported_at_once(factory: Path) -> None:
+    (factory / "factory.toml").write_text(
+        "[queue]\nmax_batch = 0\nretries = -1\n[bogus]\nx = 1\n"
+        '[checks.a]\nrun = "true && pytest"\ntimeout = -1\n[checks.b]\ncwd = "."\n'
+    )
+    proc = run_fac("config", cwd=factory)
+    assert_usage_error(
+        proc,
+        "factory.toml: 6 problems",
+        "[queue] max_batch: expected an integer >= 1, got 0",
+        "[queue] retries: expected an integer >= 0, got -1",
+        "unknown section [bogus]",
+        '[checks.a] run: shell syntax "&&"',
+        "[checks.a] timeout: expected a number of seconds > 0",
+        "[checks.b] has no `run`",
+        "fix all of them in factory.toml",
+    )
+
+
+def test_fac_config_shows_defaults_instead_of_a_dash(factory: Path) -> None:
+    out = fac_ok("config", cwd=factory, env={"ANTHROPIC_MODEL": None, "ANTHROPIC_BASE_URL": None}).stdout
+    agents = next(line for line in out.splitlines() if line.startswith("[agents]"))
+    assert 'model="claude-sonnet-4-6" (default)' in agents
+    assert 'base_url="https://api.anthropic.com" (default)' in agents
+    supervisor = next(line for line in out.splitlines() if line.startswith("[supervisor]"))
+    assert "fixer_command=(none)" in supervisor
+    assert "=-" not in out
+    env: dict[str, str | None] = {"ANTHROPIC_MODEL": "m-1", "ANTHROPIC_BASE_URL": None}
+    with_env = fac_ok("config", cwd=factory, env=env).stdout
+    assert 'model="m-1" (from $ANTHROPIC_MODEL)' in with_env

@@ -73,7 +73,7 @@ NO_CHECKS_NOTE = """\
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print the effective configuration as JSON.")
 def config_cmd(as_json: bool) -> None:
-    """Validate factory.toml and print the effective configuration.
+    """Validate factory.toml (every problem at once) and print the effective configuration.
 
     \b
     [factory] name         the factory's name (default: the directory's name)
@@ -103,7 +103,9 @@ def config_cmd(as_json: bool) -> None:
     [agents] price_in      USD per million input tokens, for the cost in fac report (default 3)
     [agents] price_out     USD per million output tokens (default 15)
     [agents] run_timeout   seconds before the agent's run tool kills a command (default 300)
-    [checks.NAME] run      command (string split like a shell would, or a list); no shell
+    [checks.NAME] run      command (string split like a shell would, or a list); no shell, so
+                           &&, ||, |, ;, >, <, `, $( and a leading VAR=x are refused: use
+                           run = "bash -c '...'" or env = { VAR = "x" }
     [checks.NAME] cwd      directory relative to the factory root (default ".")
     [checks.NAME] stage    "inner", "gate" or both (default both)
     [checks.NAME] timeout  seconds before the check's process group is killed (default 600)
@@ -132,12 +134,22 @@ def config_cmd(as_json: bool) -> None:
         return
     click.echo(f"factory {cfg.name} at {fac.root}: main={cfg.main} session={cfg.session}")
 
+    from supervisor.runtimes.anthropic.client import DEFAULT_MODEL
+
+    # What an unset key means: its default (or the environment that overrides it), else "(none)".
+    unset = {
+        "model": _from_env("ANTHROPIC_MODEL", DEFAULT_MODEL),
+        "base_url": _from_env("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+    }
+
     def toml_like(section: dict[str, Any]) -> str:
-        # As the keys are written in factory.toml: true/false, lists, quoted strings; unset keys are "-".
-        return ", ".join(
-            f"{k}={'-' if v is None else json.dumps(list(v) if isinstance(v, tuple) else v)}"
-            for k, v in section.items()
-        )
+        # As the keys are written in factory.toml: true/false, lists, quoted strings.
+        def shown(k: str, v: Any) -> str:
+            if v is None:
+                return unset.get(k, "(none)")
+            return json.dumps(list(v) if isinstance(v, tuple) else v)
+
+        return ", ".join(f"{k}={shown(k, v)}" for k, v in section.items())
 
     click.echo("[queue] " + toml_like(asdict(cfg.queue)))
     click.echo("[supervisor] " + toml_like(asdict(cfg.supervisor)))
@@ -146,6 +158,11 @@ def config_cmd(as_json: bool) -> None:
     for c in cfg.checks:
         run = c.run if isinstance(c.run, str) else " ".join(c.run)
         click.echo(f"check {c.name}: {run} (cwd {c.cwd}, stage {'+'.join(c.stage)}, timeout {c.timeout:g}s)")
+
+
+def _from_env(var: str, default: str) -> str:
+    value = os.environ.get(var)
+    return f"{json.dumps(value)} (from ${var})" if value else f"{json.dumps(default)} (default)"
 
 
 @click.command()
