@@ -411,6 +411,10 @@ def _clip(text: str) -> str:
     return text if len(text) <= FEEDBACK_CHARS else text[: FEEDBACK_CHARS - 20] + "\n... (truncated)"
 
 
+# Told as each check starts (name, None) and as it ends (name, its result), from the thread that runs it.
+Progress = Callable[[str, CheckResult | None], None]
+
+
 def run_suite(
     checks: tuple[CheckDef, ...],
     workdir: Path,
@@ -419,20 +423,47 @@ def run_suite(
     parallel: int,
     log_dir: Path,
     extra: list[Callable[[], CheckResult]] | None = None,
+    extra_names: tuple[str, ...] = (),
     sandbox: Sandbox | None = None,
     reports: dict[str, Path] | None = None,
+    progress: Progress | None = None,
 ) -> list[CheckResult]:
-    """Run checks (and extra built-in checks) in parallel; results in a stable order. A check named in
-    `reports` writes its junit report there."""
-    jobs: list[Callable[[], CheckResult]] = [
-        functools.partial(run_one, c, workdir, stage, log_dir, sandbox, (reports or {}).get(c.name))
+    """Run checks (and extra built-in checks, named by `extra_names`) in parallel; results in a stable
+    order. A check named in `reports` writes its junit report there. `progress` hears each start and end
+    as it happens."""
+    jobs: list[tuple[str, Callable[[], CheckResult]]] = [
+        (c.name, functools.partial(run_one, c, workdir, stage, log_dir, sandbox, (reports or {}).get(c.name)))
         for c in checks
     ]
-    jobs += extra or []
+    more = extra or []
+    names = [*extra_names, *(f"check {i + 1}" for i in range(len(extra_names), len(more)))]
+    jobs += list(zip(names, more, strict=True))
     if not jobs:
         return []
+
+    def run(job: tuple[str, Callable[[], CheckResult]]) -> CheckResult:
+        name, fn = job
+        if progress is not None:
+            progress(name, None)
+        r = fn()
+        if progress is not None:
+            progress(name, r)
+        return r
+
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(jobs)))) as pool:
-        return list(pool.map(lambda job: job(), jobs))
+        return list(pool.map(run, jobs))
+
+
+def mark(r: CheckResult) -> str:
+    """PASS, FAIL (a required check failed) or warn (an advisory one did)."""
+    return "PASS" if r.ok else ("FAIL" if r.required else "warn")
+
+
+def progress_line(name: str, result: CheckResult | None, clock: str) -> str:
+    """One line of a suite's progress: a check starting, or ending with its verdict and time."""
+    if result is None:
+        return f"{clock}  start {name}"
+    return f"{clock}  {mark(result):<5} {name} ({result.duration:.1f}s)"
 
 
 def suite_ok(results: list[CheckResult]) -> bool:

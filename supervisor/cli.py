@@ -44,7 +44,7 @@ COMMANDS: dict[str, Lazy] = {
     "check": Lazy("supervisor.commands.check:check_cmd", "Run the checks; exit 0 when green, 1 when red."),
     "config": Lazy(
         "supervisor.commands.factory:config_cmd",
-        "Validate factory.toml and print the effective configuration.",
+        "Validate factory.toml and print the effective configuration (every problem at once).",
     ),
     "context": Lazy(
         "supervisor.commands.specs:context",

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from supervisor import checks, env, guards, junit, observations, repo, testinfra, worktrees
-from supervisor.checks import CheckResult, Suite, Verdict
+from supervisor.checks import CheckResult, Progress, Suite, Verdict
 from supervisor.config import CheckDef
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -46,6 +46,7 @@ def judge(
     record_hit: bool = True,
     waive: frozenset[str] = frozenset(),
     trusted: frozenset[str] = frozenset(),
+    progress: Progress | None = None,
 ) -> Verdict:
     """The gate's verdict on commit `sha` under `suite` (main's); `verdict.cached` tells a cache hit.
 
@@ -54,7 +55,8 @@ def judge(
     ids a human approved away (`fac approve`); `trusted`: test infrastructure paths a human approved,
     which the candidate keeps for its run. `label` names the run's worktree and log directory and
     is asked only when the gate really runs; `tree` saves a git call when known; `record_hit=False`
-    answers from the cache without recording a run (`fac check --ref --cache`).
+    answers from the cache without recording a run (`fac check --ref --cache`). `progress` hears each
+    check start and end (not on a cache hit).
     """
     tree = tree or repo.tree_of(fac.root, sha)
     key = cache_key(suite.hash, waive | {f"infra:{p}" for p in trusted})
@@ -67,7 +69,15 @@ def judge(
             return Verdict(ok, [CheckResult.from_dict(r) for r in results], True, sha, tree)
     par = fac.config.queue.parallel if parallel is None else parallel
     verdict = run_gate(
-        fac, sha, suite, par, base=base, label=label() if label else None, waive=waive, trusted=trusted
+        fac,
+        sha,
+        suite,
+        par,
+        base=base,
+        label=label() if label else None,
+        waive=waive,
+        trusted=trusted,
+        progress=progress,
     )
     remember = key if cache != "off" else None
     fac.store.record_run(
@@ -165,6 +175,7 @@ def run_gate(
     label: str | None = None,
     waive: frozenset[str] = frozenset(),
     trusted: frozenset[str] = frozenset(),
+    progress: Progress | None = None,
 ) -> Verdict:
     """Run the gate stage of `suite` on commit `sha` in a throw-away detached worktree (no cache).
 
@@ -212,7 +223,16 @@ def run_gate(
             else functools.partial(checks.run_one, c, wt, "gate", ctx.log_dir, ctx.sandbox)
             for c in gate
         ]
-        results = checks.run_suite((), wt, "gate", parallel=parallel, log_dir=ctx.log_dir, extra=jobs)
+        results = checks.run_suite(
+            (),
+            wt,
+            "gate",
+            parallel=parallel,
+            log_dir=ctx.log_dir,
+            extra=jobs,
+            extra_names=tuple(c.name for c in gate),
+            progress=progress,
+        )
         results += [guard_results[c.name] for c in gate if c.name in guard_results]
         reports = junit.reports_for(gate, ctx.reports)
         observations.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)

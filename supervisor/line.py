@@ -79,8 +79,9 @@ def ensure_env(
     return e
 
 
-def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
-    """Run the gate on main itself; red stops the line, green restarts it."""
+def verify(fac: Factory, *, use_cache: bool = True, progress: checks.Progress | None = None) -> Verdict:
+    """Run the gate on main itself; red stops the line, green restarts it (`progress`: each check's
+    start and end as it happens)."""
     sha = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
     if sha is None:
         raise FacError(
@@ -89,7 +90,7 @@ def verify(fac: Factory, *, use_cache: bool = True) -> Verdict:
         )
     suite = checks.suite_from_rev(fac.root, sha, fac.fac_dir / "suites")
     try:
-        verdict = gate.judge(fac, sha, suite, cache="use" if use_cache else "refresh")
+        verdict = gate.judge(fac, sha, suite, cache="use" if use_cache else "refresh", progress=progress)
     except env.EnvBuildFailed as err:
         env_failed(fac, err)
         raise

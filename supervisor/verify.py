@@ -49,18 +49,22 @@ def check(
     stage: str,
     use_cache: bool = False,
     cwd: Path | None = None,
+    progress: checks.Progress | None = None,
 ) -> CheckReport:
+    """Run `stage` on `ref` or on a working tree; `progress` hears each check start and end."""
     if ref and worker:
         raise FacError("pass --ref or --worker, not both")
     parallel = fac.config.queue.parallel
     environment = environment_for_check(fac)
     sb = env.sandbox_for(fac, environment)
     if ref:
-        report = _check_ref(fac, ref, stage, parallel, use_cache, sb)
+        report = _check_ref(fac, ref, stage, parallel, use_cache, sb, progress)
     else:
         w = fac.worker(worker) if worker else None
         workdir = Path(w.worktree) if w else Path(repo.git(cwd or Path.cwd(), "rev-parse", "--show-toplevel"))
-        report = _check_dir(fac, workdir, stage, parallel, w.name if w else None, w.branch if w else None, sb)
+        report = _check_dir(
+            fac, workdir, stage, parallel, w.name if w else None, w.branch if w else None, sb, progress
+        )
     report.sandbox = f"{sb.kind}: {sb.detail}"
     report.environment = environment.describe()
     return report
@@ -80,7 +84,13 @@ def _progress(msg: str) -> None:
 
 
 def _check_ref(
-    fac: Factory, ref: str, stage: str, parallel: int, use_cache: bool, sb: Sandbox
+    fac: Factory,
+    ref: str,
+    stage: str,
+    parallel: int,
+    use_cache: bool,
+    sb: Sandbox,
+    progress: checks.Progress | None = None,
 ) -> CheckReport:
     sha = repo.rev_parse(fac.root, ref)
     if sha is None:
@@ -97,10 +107,11 @@ def _check_ref(
             parallel=parallel,
             base=main if main != sha else None,
             record_hit=False,
+            progress=progress,
         )
         notes = ["cached result for this tree"] if verdict.cached else []
         return CheckReport(verdict, stage, sha, suite.origin, notes=notes)
-    verdict = _run_in_worktree(fac, sha, suite, stage, parallel, sb)
+    verdict = _run_in_worktree(fac, sha, suite, stage, parallel, sb, progress)
     fac.store.record_run(
         sha,
         repo.tree_of(fac.root, sha),
@@ -114,7 +125,13 @@ def _check_ref(
 
 
 def _run_in_worktree(
-    fac: Factory, sha: str, suite: checks.Suite, stage: str, parallel: int, sb: Sandbox
+    fac: Factory,
+    sha: str,
+    suite: checks.Suite,
+    stage: str,
+    parallel: int,
+    sb: Sandbox,
+    progress: checks.Progress | None = None,
 ) -> Verdict:
     import time
 
@@ -131,6 +148,7 @@ def _run_in_worktree(
             parallel=parallel,
             log_dir=log_dir,
             sandbox=sb,
+            progress=progress,
         )
     return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(fac.root, sha))
 
@@ -143,6 +161,7 @@ def _check_dir(
     worker: str | None,
     branch: str | None,
     sb: Sandbox,
+    progress: checks.Progress | None = None,
 ) -> CheckReport:
     import time
 
@@ -170,6 +189,7 @@ def _check_dir(
         parallel=parallel,
         log_dir=log_dir,
         sandbox=sb,
+        progress=progress,
     )
     verdict = Verdict(checks.suite_ok(results), results, False, None, None)
     if not results:

@@ -221,3 +221,94 @@ def test_gate_suite_comes_from_main_even_when_the_branch_changes_it(factory: Pat
     assert [r["name"] for r in report["results"]] == ["tests", "lint", "guard:test-count:tests"]
     assert res.exit_code == 0, res.output
     assert Factory(factory).store.count_runs(cached=False) == 1
+
+
+def test_run_suite_tells_progress_of_each_check_as_it_starts_and_ends(tmp_path: Path) -> None:
+    heard: list[tuple[str, bool | None]] = []
+
+    def progress(name: str, r: checks.CheckResult | None) -> None:
+        heard.append((name, None if r is None else r.ok))
+
+    suite = (CheckDef(name="a", run="true"), CheckDef(name="b", run="false"))
+    extra = [lambda: checks.CheckResult("guard", True, 0, 0.0, "", "")]
+    results = checks.run_suite(
+        suite,
+        tmp_path,
+        "gate",
+        parallel=1,
+        log_dir=tmp_path / "logs",
+        extra=extra,
+        extra_names=("guard",),
+        progress=progress,
+    )
+
+    assert [r.name for r in results] == ["a", "b", "guard"]
+    assert heard == [("a", None), ("a", True), ("b", None), ("b", False), ("guard", None), ("guard", True)]
+
+
+@pytest.mark.parametrize(
+    "result,line",
+    [
+        (None, "12:00:01  start tests"),
+        (checks.CheckResult("tests", True, 0, 1.25, "", ""), "12:00:01  PASS  tests (1.2s)"),
+        (checks.CheckResult("tests", False, 1, 3.0, "x", ""), "12:00:01  FAIL  tests (3.0s)"),
+        (checks.CheckResult("tests", False, 1, 0.0, "x", "", required=False), "12:00:01  warn  tests (0.0s)"),
+    ],
+)
+def test_a_progress_line_names_the_check_its_verdict_and_its_time(
+    result: checks.CheckResult | None, line: str
+) -> None:
+    assert checks.progress_line("tests", result, "12:00:01") == line
+
+
+def _streamed_until(proc: subprocess.Popen[str], needle: str) -> list[str]:
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:
+        seen.append(line.rstrip("\n"))
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} never printed; stderr was:\n" + "\n".join(seen))
+
+
+@pytest.mark.parametrize("command", [["check"], ["check", "--stage", "gate"], ["verify"]])
+def test_fac_check_and_verify_print_each_check_while_the_others_still_run(
+    factory: Path, command: list[str]
+) -> None:
+    # `slow` ends only once the test has seen `fast` end: printed after every check ended, the
+    # test would never see it, and `slow` would give up and fail.
+    go = factory.parent / "go"
+    (factory / "factory.toml").write_text(
+        "[queue]\nparallel = 2\n"
+        '[checks.fast]\nrun = "true"\n'
+        "[checks.slow]\n"
+        f'run = ["bash", "-c", "for i in $(seq 600); do [ -e {go} ] && exit 0; sleep 0.1; done; exit 1"]\n'
+    )
+    git(factory, "commit", "-qam", "two checks")
+    from helpers import FAC
+
+    proc = subprocess.Popen(
+        [*FAC, *command], cwd=factory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        seen = _streamed_until(proc, "PASS  fast")
+        assert any(line.endswith("start slow") for line in seen), seen
+        assert not any("slow (" in line for line in seen), seen
+        go.touch()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert "PASS  slow (" in err
+    assert "green" in out or ": green" in out
+
+
+def test_fac_check_json_stays_one_document_without_progress(factory: Path) -> None:
+    (factory / "factory.toml").write_text('[checks.fast]\nrun = "true"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "supervisor", "check", "--json"], cwd=factory, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["name"] == "fast"
+    assert "start fast" not in proc.stderr

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
+from typing import TYPE_CHECKING
 
 import click
 
 from supervisor.commands import echo_json, find_factory
 from supervisor.errors import EXIT_FAILED
+
+if TYPE_CHECKING:
+    from supervisor.checks import CheckResult, Progress
+
+
+def _progress(as_json: bool) -> Progress | None:
+    """Each check's start and end on stderr as it happens (stdout keeps the summary, or the one JSON
+    document of --json, which prints no progress)."""
+    if as_json:
+        return None
+    lock = threading.Lock()
+
+    def say(name: str, result: CheckResult | None) -> None:
+        from supervisor.checks import progress_line
+
+        with lock:
+            click.echo(progress_line(name, result, time.strftime("%H:%M:%S")), err=True)
+
+    return say
 
 
 @click.command("check")
@@ -29,7 +51,7 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
     Without --ref or --worker it checks the working tree you are in (in a worker's pane: that
     worker's worktree, uncommitted changes included).
     """
-    from supervisor import verify, workers
+    from supervisor import checks, verify, workers
 
     fac = find_factory()
     own = os.environ.get("FAC_WORKER")
@@ -38,7 +60,9 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
     # Only a worker's check of its own tree is its state: a human (or another worker) checking W's
     # tree must not turn W into waiting-for-check (the supervisor would log W's exit a second time).
     with workers.waiting_for_check(fac, worker if not ref and worker == own else None):
-        report = verify.check(fac, ref=ref, worker=worker, stage=stage, use_cache=cached)
+        report = verify.check(
+            fac, ref=ref, worker=worker, stage=stage, use_cache=cached, progress=_progress(as_json)
+        )
     if as_json:
         echo_json(report.as_dict())
     else:
@@ -49,8 +73,7 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
             f"fac check: {stage} stage on {target} (suite {report.suite}, {n} check{'' if n == 1 else 's'})"
         )
         for r in v.results:
-            mark = "PASS" if r.ok else ("FAIL" if r.required else "warn")
-            click.echo(f"  {mark}  {r.name:<28} {r.duration:6.1f}s")
+            click.echo(f"  {checks.mark(r)}  {r.name:<28} {r.duration:6.1f}s")
             if not r.ok:
                 for line in r.feedback.splitlines():
                     click.echo(f"        {line}")
@@ -78,7 +101,7 @@ def verify(no_cache: bool, as_json: bool) -> None:
     from supervisor import line
 
     fac = find_factory()
-    v = line.verify(fac, use_cache=not no_cache)
+    v = line.verify(fac, use_cache=not no_cache, progress=_progress(as_json))
     if as_json:
         echo_json({**v.as_dict(), "line": line.get(fac).as_dict()})
     else:

@@ -73,7 +73,7 @@ NO_CHECKS_NOTE = """\
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print the effective configuration as JSON.")
 def config_cmd(as_json: bool) -> None:
-    """Validate factory.toml (every problem at once) and print the effective configuration.
+    """Validate factory.toml and print the effective configuration (every problem at once).
 
     \b
     [factory] name         the factory's name (default: the directory's name)
