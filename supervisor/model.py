@@ -186,6 +186,8 @@ class QueueEntry:
     updated_at: float
     verdict: dict[str, Any] | None
     merged_as: str | None
+    testing_since: float | None = None  # when its candidate last went under test
+    running: tuple[str, ...] = ()  # the checks of that candidate running now
 
 
 @dataclass(frozen=True)

@@ -536,3 +536,40 @@ def test_the_dashboard_shows_a_red_verdict_with_its_prefix_once(factory: Path) -
 
     cell = dashboard.snapshot(Factory(factory))["last_verdict"]["w1"]
     assert cell == "red: always-red"
+
+
+def test_fac_queue_shows_a_testing_entry_its_elapsed_time_and_its_running_check(factory: Path) -> None:
+    # `slow` runs until the test lets it end: meanwhile `fac queue` must say what the entry is doing.
+    import threading
+
+    go = factory.parent / "go"
+    script_suite(
+        factory,
+        {
+            "fast": "#!/bin/sh\nexit 0\n",
+            "slow": f"#!/bin/sh\nfor i in $(seq 1200); do [ -e {go} ] && exit 0; sleep 0.1; done; exit 1\n",
+        },
+    )
+    commit(spawn_worker(factory, "w1"), {f"{SUT}/README.md": "more\n"}, "w1: readme")
+    submit("w1")
+    runner = threading.Thread(target=run_queue, args=(factory,))
+    runner.start()
+    try:
+        row = wait_for(
+            lambda: next(
+                (r for r in fac_json("queue") if r["state"] == "testing" and r["running"] == ["slow"]), None
+            ),
+            timeout=90,
+            message="the testing entry to show `slow` as its running check",
+        )
+        assert row["elapsed"] is not None and row["elapsed"] >= 0
+        assert isinstance(row["testing_since"], float)
+        assert row["progress"].startswith("testing ") and row["progress"].endswith(": running slow")
+        text = fac_ok("queue").stdout
+        assert "testing" in text and ": running slow" in text
+    finally:
+        go.touch()
+        runner.join(timeout=120)
+    assert entries(factory)["w1"].state == "merged"
+    done = fac_json("queue")
+    assert all(r["running"] == [] and r["elapsed"] is None and r["progress"] == "" for r in done)

@@ -58,7 +58,11 @@ def submit(worker: str | None, as_json: bool) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include superseded and cancelled entries.")
 @click.pass_context
 def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
-    """The merge queue: list entries (default), `run` the bot, `wait` for it to drain."""
+    """The merge queue: list entries (default), `run` the bot, `wait` for it to drain.
+
+    A testing entry shows how long it has been under test and the checks running now (--json:
+    `testing_since`, `elapsed` in seconds, `running`, `progress`).
+    """
     if ctx.invoked_subcommand:
         return
     from supervisor.queue import queue_rows
@@ -78,7 +82,7 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
             short_sha(r["sha"]),
             r["state"],
             str(r["attempts"]),
-            r["last_verdict"],
+            r["progress"] or r["last_verdict"],
             ago(r["updated_at"]),
         ]
         for r in rows

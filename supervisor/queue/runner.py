@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from supervisor import checks, deltas, env, gate, health, line, locks, repo, wake
-from supervisor.checks import Suite, Verdict
+from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.model import QueueEntry
@@ -336,6 +337,17 @@ class MergeQueue:
         store = self.fac.store
         ids = [e.id for e in cand.entries]
         store.start_testing(ids)
+        running: list[str] = []
+        lock = threading.Lock()
+
+        def progress(name: str, result: CheckResult | None) -> None:
+            with lock:
+                if result is None:
+                    running.append(name)
+                elif name in running:
+                    running.remove(name)
+                store.set_running(ids, list(running))
+
         cache: gate.CachePolicy = "off" if not self.use_cache else "refresh" if fresh else "use"
         verdict = gate.judge(
             self.fac,
@@ -348,6 +360,7 @@ class MergeQueue:
             tree=cand.tree,
             waive=screening.waived_tests(self.fac, cand.entries, cand.base),
             trusted=screening.trusted_infra(self.fac, cand.entries, cand.base),
+            progress=progress,
         )
         if verdict.cached:
             self.stats["cache_hits"] += 1

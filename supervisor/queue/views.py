@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from supervisor.factory import Factory
@@ -9,12 +10,22 @@ from supervisor.model import EntryState
 from supervisor.text import iso_time
 
 
+def testing_progress(state: str, since: float | None, running: tuple[str, ...], now: float) -> str:
+    """What a testing entry is doing: how long it has been under test and which checks run now."""
+    if state != "testing" or since is None:
+        return ""
+    took = f"testing {max(0.0, now - since):.0f}s"
+    return f"{took}: running {', '.join(running)}" if running else took
+
+
 def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
+    now = time.time()
     shown: tuple[EntryState, ...] = ("queued", "testing", "held", "red", "conflict", "merged")
     states = None if all_entries else shown
     rows = []
     for e in fac.store.queue(states):
         v = e.verdict or {}
+        since = e.testing_since if e.state == "testing" else None
         if not v:
             last = ""
         elif v.get("ok"):
@@ -40,6 +51,10 @@ def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
                 "last_verdict": last,
                 "merged_as": e.merged_as,
                 "verdict": e.verdict,
+                "testing_since": since,
+                "elapsed": round(max(0.0, now - since), 1) if since is not None else None,
+                "running": list(e.running) if since is not None else [],
+                "progress": testing_progress(e.state, e.testing_since, e.running, now),
             }
         )
     return rows

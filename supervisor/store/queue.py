@@ -86,7 +86,18 @@ class QueueRecords(WorkerRecords):
             for qid in ids:
                 row = db.execute("SELECT attempts FROM queue WHERE id = ?", (qid,)).fetchone()
                 if row is not None:
-                    self._set_entry(db, qid, "testing", {"attempts": row[0] + 1})
+                    fields = {"attempts": row[0] + 1, "testing_since": time.time(), "running": "[]"}
+                    self._set_entry(db, qid, "testing", fields)
+
+    def set_running(self, ids: list[int], running: list[str]) -> None:
+        """The checks of the candidate of entries `ids` that are running now (progress, for `fac queue`).
+
+        One statement, no transaction of its own: it is told from the threads that run the checks."""
+        marks = ", ".join("?" for _ in ids)
+        self.db.execute(
+            f"UPDATE queue SET running = ? WHERE state = 'testing' AND id IN ({marks})",
+            [json.dumps(running), *ids],
+        )
 
     def cancel_queued(self, worker: str, db: sqlite3.Connection) -> None:
         """A removed worker's waiting entries are cancelled."""
@@ -193,4 +204,5 @@ class QueueRecords(WorkerRecords):
 def _entry(r: sqlite3.Row) -> QueueEntry:
     d = dict(r)
     d["verdict"] = json.loads(d["verdict"]) if d["verdict"] else None
+    d["running"] = tuple(json.loads(d["running"] or "[]"))
     return QueueEntry(**d)

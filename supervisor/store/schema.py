@@ -171,6 +171,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN reason TEXT;
     """,
+    # 6: progress of a testing entry: since when its candidate is under test, and its running checks
+    """
+    ALTER TABLE queue ADD COLUMN testing_since REAL;
+    ALTER TABLE queue ADD COLUMN running TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
