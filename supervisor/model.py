@@ -295,3 +295,20 @@ def paste_plain(runtime: str) -> bool:
     """Whether runtime `runtime` takes messages as plain prompts (an unknown one gets comments)."""
     spec = RUNTIMES.get(runtime)
     return spec is not None and spec.paste_plain
+
+
+# A worker's task reaches its pane as $FAC_TASK through tmux, whose whole command (every variable of
+# the pane's environment included) must fit one of its messages (16 KiB): a larger task would fail
+# only when the worker's window starts ("command too long"), or when the supervisor pulls the task.
+MAX_TASK_BYTES = 8000
+
+
+def check_task_size(task: str) -> None:
+    """Refuse a task too large for a pane's environment, with what to do instead."""
+    size = len(task.encode("utf-8", "surrogateescape"))
+    if size > MAX_TASK_BYTES:
+        raise FacError(
+            f"the task is {size} bytes; a worker's task ($FAC_TASK) holds at most {MAX_TASK_BYTES}",
+            hint="keep the task short and put the details in a file in the repository "
+            "(e.g. docs/tasks/NAME.md), naming that file in the task",
+        )

@@ -8,7 +8,7 @@ from typing import Any
 from supervisor import roles
 from supervisor.errors import FacError
 from supervisor.factory import Factory
-from supervisor.model import TASK_RETRYABLE, Task, TaskState, WorkerState, task_removable
+from supervisor.model import TASK_RETRYABLE, Task, TaskState, WorkerState, check_task_size, task_removable
 
 # Workers that occupy a WIP slot: everything that is not finished or parked.
 FINISHED = ("done", "exited", "merged", "stopped")
@@ -25,6 +25,7 @@ def add(
 ) -> int:
     if not text.strip():
         raise FacError("the task is empty", hint='fac task add "what to build"')
+    check_task_size(text)
     spec = roles.get(fac.root, role)
     if (runtime or spec.runtime) == "command" and not (command or "").strip():
         # caught here, not when the supervisor pulls the task and its spawn fails

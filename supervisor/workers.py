@@ -16,6 +16,7 @@ from supervisor import env as sysenv
 from supervisor import repo, roles, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.model import check_task_size
 from supervisor.runtimes import Launch
 from supervisor.runtimes import get as get_runtime
 from supervisor.runtimes import prepare as prepare_runtime
@@ -102,6 +103,8 @@ def spawn(
     """Create branch + worktree + window for a new worker, or nothing at all."""
     from supervisor.tmux import require_tmux
 
+    if task:
+        check_task_size(task)  # before anything is created: tmux would refuse it only at the window
     repo.require_git()
     require_tmux()
     role = roles.get(fac.root, role_name)

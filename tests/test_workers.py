@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -402,3 +404,72 @@ def test_a_state_set_during_the_check_is_kept(factory: Path) -> None:
     assert fac.worker("w1").state == "needs-human"
     with workers.waiting_for_check(fac, None):  # no worker (`fac check` outside a pane): nothing to do
         pass
+
+
+def _fac_with_stdin(factory: Path, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    from helpers import FAC
+
+    return subprocess.run([*FAC, *args], cwd=factory, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_a_task_from_a_file_or_stdin_reaches_the_pane_whole(factory: Path, tmux_socket: str) -> None:
+    from supervisor.model import MAX_TASK_BYTES
+
+    # The largest task a pane takes, with the bytes a shell would trip on: tmux still accepts it.
+    task = ("fix it; $(not run) `x` 'q' \"d\"\n" * 400)[: MAX_TASK_BYTES - 1] + "."
+    assert len(task.encode()) == MAX_TASK_BYTES
+    (factory.parent / "task.md").write_text(task, encoding="utf-8")
+    cmd = 'printf %s "$FAC_TASK" > "$FAC_ROOT/$FAC_WORKER.txt"'
+    a = fac_json(
+        "spawn", "worker", "--no-up", "--name", "a", "--cmd", cmd, "--task-file", "../task.md", "--json"
+    )
+    proc = _fac_with_stdin(
+        factory,
+        "from stdin\n",
+        "spawn",
+        "worker",
+        "--no-up",
+        "--name",
+        "b",
+        "--cmd",
+        cmd,
+        "--task",
+        "-",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    b = json.loads(proc.stdout)
+    for report in (a, b):
+        wait_until_exited(tmux_socket, report["pane"])
+    assert (factory / "a.txt").read_text(encoding="utf-8") == task
+    assert (factory / "b.txt").read_text() == "from stdin\n"
+
+
+def test_a_task_too_large_for_a_pane_is_refused_up_front_with_a_hint(factory: Path, tmux_socket: str) -> None:
+    big = factory.parent / "big.md"
+    big.write_text("x" * 110_000)
+    proc = run_fac("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "true", "--task-file", str(big))
+    assert_usage_error(proc, "the task is 110000 bytes", "at most 8000", "put the details in a file")
+    assert "fac/w1" not in branches(factory)
+    proc = _fac_with_stdin(factory, "y" * 9000, "spawn", "worker", "--no-up", "--cmd", "true", "--task", "-")
+    assert proc.returncode == 2 and "the task is 9000 bytes" in proc.stderr, proc.stderr
+    missing = run_fac("spawn", "worker", "--no-up", "--cmd", "true", "--task-file", "nowhere.md")
+    assert_usage_error(missing, "cannot read the task file nowhere.md", "check the path")
+    both = run_fac("spawn", "worker", "--no-up", "--cmd", "true", "--task", "t", "--task-file", str(big))
+    assert_usage_error(both, "pass the task once")
+
+
+def test_task_add_takes_a_task_from_a_file_or_stdin_and_refuses_one_too_large(factory: Path) -> None:
+    (factory.parent / "t.md").write_text("from a file\n")
+    fac_ok("task", "add", "--task-file", str(factory.parent / "t.md"), "--cmd", "true")
+    proc = _fac_with_stdin(factory, "from stdin", "task", "add", "-", "--cmd", "true")
+    assert proc.returncode == 0, proc.stderr
+    proc = _fac_with_stdin(factory, "via --task -", "task", "add", "--task", "-", "--cmd", "true")
+    assert proc.returncode == 0, proc.stderr
+    texts = [t["text"] for t in fac_json("task", "--json")]
+    assert texts == ["from a file\n", "from stdin", "via --task -"]
+    (factory.parent / "big.md").write_text("x" * 110_000)
+    big = run_fac("task", "add", "--task-file", str(factory.parent / "big.md"), "--cmd", "true")
+    assert_usage_error(big, "the task is 110000 bytes", "put the details in a file")
+    assert_usage_error(run_fac("task", "add", "--cmd", "true"), "no task given", "--task-file")
+    assert len(fac_json("task", "--json")) == 3

@@ -41,6 +41,40 @@ def worker_arg(worker: str | None) -> str:
     return w
 
 
+def task_text(task: str | None, task_file: str | None, required: bool = False) -> str | None:
+    """The task from --task TEXT, --task - (stdin) or --task-file PATH (one of them), size-checked.
+
+    A long task given in a file or on stdin never meets the shell's limit on one argument.
+    """
+    from pathlib import Path
+
+    from supervisor.model import check_task_size
+    from supervisor.text import read_stdin_text
+
+    if task is not None and task_file is not None:
+        raise FacError("pass the task once: --task or --task-file, not both")
+    if task_file is not None:
+        try:
+            data = Path(task_file).read_bytes()
+        except OSError as e:
+            raise FacError(
+                f"cannot read the task file {task_file}: {e.strerror}", hint="check the path"
+            ) from None
+        task = data.decode("utf-8", "backslashreplace")
+    elif task == "-":
+        task = read_stdin_text(sys.stdin)
+    if task is None:
+        if required:
+            raise FacError(
+                "no task given", hint='fac task add "what to build" (or --task-file PATH, or - for stdin)'
+            )
+        return None
+    if not task.strip():
+        raise FacError("the task is empty", hint='fac task add "what to build"')
+    check_task_size(task)
+    return task
+
+
 def timestamped(msg: str) -> None:
     """Print one line with the time in front, flushed at once (the queue's and supervisor's windows)."""
     click.echo(f"{time.strftime('%H:%M:%S')} {msg}")

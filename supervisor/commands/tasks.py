@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from supervisor.commands import echo_json, find_factory
+from supervisor.commands import echo_json, find_factory, task_text
+from supervisor.errors import FacError
 from supervisor.model import RUNTIME_NAMES
 from supervisor.text import table
 
@@ -71,14 +72,35 @@ def task_retry(tid: int) -> None:
 
 
 @task.command("add")
-@click.argument("text")
+@click.argument("text", required=False)
+@click.option("--task", "task_opt", help="The task (as TEXT); - reads it from stdin.")
+@click.option(
+    "--task-file", type=click.Path(dir_okay=False), help="Read the task from this file (UTF-8 text)."
+)
 @click.option("--role", default="worker", show_default=True)
 @click.option("--runtime", type=click.Choice(RUNTIME_NAMES))
 @click.option("--cmd", "command", help="For the command runtime: the command the worker runs.")
 @click.option("--delta", help="The delta this task implements.")
-def task_add(text: str, role: str, runtime: str | None, command: str | None, delta: str | None) -> None:
-    """Queue a task; a worker is spawned for it when the factory is under [supervisor] max_workers."""
+def task_add(
+    text: str | None,
+    task_opt: str | None,
+    task_file: str | None,
+    role: str,
+    runtime: str | None,
+    command: str | None,
+    delta: str | None,
+) -> None:
+    """Queue a task; a worker is spawned for it when the factory is under [supervisor] max_workers.
+
+    The task is TEXT, or --task TEXT, or read from stdin (TEXT or --task is -), or from --task-file.
+    """
     from supervisor import roles, tasks
+
+    if text is not None and task_opt is not None:
+        raise FacError("pass the task once: TEXT or --task, not both")
+    found = task_text(text if text is not None else task_opt, task_file, required=True)
+    assert found is not None
+    text = found
 
     runtime = roles.runtime_for(runtime, command)
     tid = tasks.add(find_factory(), text, role=role, runtime=runtime, command=command, delta=delta)

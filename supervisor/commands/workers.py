@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import click
 
-from supervisor.commands import echo_json, find_factory
+from supervisor.commands import echo_json, find_factory, task_text
 from supervisor.errors import FacError
 from supervisor.model import RUNTIME_NAMES
 
@@ -17,7 +17,12 @@ from supervisor.model import RUNTIME_NAMES
 @click.command()
 @click.argument("role")
 @click.option("--name", help="Worker name (default: ROLE-N).")
-@click.option("--task", help="The task, given to the agent in its context (and $FAC_TASK).")
+@click.option(
+    "--task", help="The task, given to the agent in its context (and $FAC_TASK); - reads it from stdin."
+)
+@click.option(
+    "--task-file", type=click.Path(dir_okay=False), help="Read the task from this file (UTF-8 text)."
+)
 @click.option("--runtime", type=click.Choice(RUNTIME_NAMES), help="Default: the role's.")
 @click.option("--cmd", "command", help="Command line to run in the pane; implies --runtime command.")
 @click.option("--base", help="Branch point (default: main).")
@@ -30,6 +35,7 @@ def spawn(
     role: str,
     name: str | None,
     task: str | None,
+    task_file: str | None,
     runtime: str | None,
     command: str | None,
     base: str | None,
@@ -46,6 +52,7 @@ def spawn(
     """
     from supervisor import roles, session, workers
 
+    task = task_text(task, task_file)
     fac = find_factory()
     was_up = fac.session_running()  # a same-named session of another factory is refused here
     runtime = roles.runtime_for(runtime, command)
