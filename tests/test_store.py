@@ -275,3 +275,40 @@ def test_a_delta_row_only_moves_forward(tmp_path: Path) -> None:
     assert store.update_delta("0001", status="rejected") is False
     assert not store.deltas_under_way()
     assert store.delta_ids() == {"0001"}
+
+
+def test_a_testing_entry_records_since_when_and_its_running_checks(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _worker(store)
+    qid, _ = store.enqueue("w1", "fac/w1", "abc", None)
+    queued = store.queue_entry(qid)
+    assert queued is not None and (queued.testing_since, queued.running) == (None, ())
+    assert store.set_running([qid], ["tests"])  # not testing yet: nothing changes
+    assert store.queue_entry(qid) == queued
+    store.start_testing([qid])
+    assert store.set_running([qid], ["tests", "lint"])
+    e = store.queue_entry(qid)
+    assert e is not None and e.state == "testing" and e.running == ("tests", "lint")
+    assert e.testing_since is not None and e.testing_since >= queued.submitted_at
+    store.start_testing([qid])  # a retry starts with no check running
+    again = store.queue_entry(qid)
+    assert again is not None and again.running == () and again.attempts == 2
+
+
+@pytest.mark.parametrize(
+    "state,since,running,shown",
+    [
+        ("testing", 100.0, ("tests",), "testing 42s: running tests"),
+        ("testing", 100.0, ("tests", "lint"), "testing 42s: running tests, lint"),
+        ("testing", 100.0, (), "testing 42s"),
+        ("testing", None, (), ""),  # a store from before the column: nothing is known
+        ("queued", 100.0, ("tests",), ""),
+        ("testing", 150.0, (), "testing 0s"),  # a clock that went back never shows a negative time
+    ],
+)
+def test_testing_progress_reads_as_elapsed_time_and_running_checks(
+    state: str, since: float | None, running: tuple[str, ...], shown: str
+) -> None:
+    from supervisor.queue.views import testing_progress
+
+    assert testing_progress(state, since, running, now=142.0) == shown

@@ -89,15 +89,20 @@ class QueueRecords(WorkerRecords):
                     fields = {"attempts": row[0] + 1, "testing_since": time.time(), "running": "[]"}
                     self._set_entry(db, qid, "testing", fields)
 
-    def set_running(self, ids: list[int], running: list[str]) -> None:
+    def set_running(self, ids: list[int], running: list[str]) -> bool:
         """The checks of the candidate of entries `ids` that are running now (progress, for `fac queue`).
 
-        One statement, no transaction of its own: it is told from the threads that run the checks."""
+        One statement, no transaction of its own: it is told from the threads that run the checks.
+        Progress only: a store too busy to take it (False) must not fail the check that told it."""
         marks = ", ".join("?" for _ in ids)
-        self.db.execute(
-            f"UPDATE queue SET running = ? WHERE state = 'testing' AND id IN ({marks})",
-            [json.dumps(running), *ids],
-        )
+        try:
+            self.db.execute(
+                f"UPDATE queue SET running = ? WHERE state = 'testing' AND id IN ({marks})",
+                [json.dumps(running), *ids],
+            )
+        except sqlite3.OperationalError:
+            return False
+        return True
 
     def cancel_queued(self, worker: str, db: sqlite3.Connection) -> None:
         """A removed worker's waiting entries are cancelled."""
