@@ -563,7 +563,7 @@ def test_fac_queue_shows_a_testing_entry_its_elapsed_time_and_its_running_check(
             message="the testing entry to show `slow` as its running check",
         )
         assert row["elapsed"] is not None and row["elapsed"] >= 0
-        assert isinstance(row["testing_since"], float)
+        assert isinstance(row["testing_since"], float) and row["testing_since_iso"].startswith("20")
         assert row["progress"].startswith("testing ") and row["progress"].endswith(": running slow")
         text = fac_ok("queue").stdout
         assert "testing" in text and ": running slow" in text

@@ -61,7 +61,7 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
     """The merge queue: list entries (default), `run` the bot, `wait` for it to drain.
 
     A testing entry shows how long it has been under test and the checks running now (--json:
-    `testing_since`, `elapsed` in seconds, `running`, `progress`).
+    `testing_since` and `testing_since_iso`, `elapsed` in seconds, `running`, `progress`).
     """
     if ctx.invoked_subcommand:
         return

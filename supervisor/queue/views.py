@@ -52,6 +52,7 @@ def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
                 "merged_as": e.merged_as,
                 "verdict": e.verdict,
                 "testing_since": since,
+                "testing_since_iso": iso_time(since),
                 "elapsed": round(max(0.0, now - since), 1) if since is not None else None,
                 "running": list(e.running) if since is not None else [],
                 "progress": testing_progress(e.state, e.testing_since, e.running, now),
