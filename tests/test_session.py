@@ -163,8 +163,11 @@ def test_a_session_fac_did_not_create_for_this_factory_is_never_adopted(
     assert f"belongs to the factory at {other}" in fac_ok("status", cwd=factory).stdout
 
     # A session a human made by hand under that name is not fac's either.
+    # A second session keeps the server alive: killing its last session makes tmux exit, and a
+    # new-session racing that exit can fail (then `fac up` would rightly start its own).
+    assert tmux(tmux_socket, "new-session", "-d", "-s", "keep", "sleep 600").returncode == 0
     tmux(tmux_socket, "kill-session", "-t", "=shared")
-    tmux(tmux_socket, "new-session", "-d", "-s", "shared", "sleep 600")
+    assert tmux(tmux_socket, "new-session", "-d", "-s", "shared", "sleep 600").returncode == 0
     assert_usage_error(run_fac("up", cwd=factory), "fac did not create it")
     assert_usage_error(run_fac("down", cwd=factory), "fac did not create it")
     assert tmux(tmux_socket, "has-session", "-t", "=shared").returncode == 0
