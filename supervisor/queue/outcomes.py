@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any, Literal
 
 from supervisor import andon, line, messages, repo
 from supervisor.checks import Verdict
@@ -82,7 +83,6 @@ class Outcomes:
     ) -> None:
         """Red: the owner gets the failed checks, the tested commit and how to reproduce it (and, for a
         guard, what else will wait for a human, so one round tells everything)."""
-        store = self.fac.store
         tested = cand.sha if cand else e.sha
         if cand:
             # Keep the red candidate reachable so `fac check --ref` can reproduce it later.
@@ -128,19 +128,38 @@ class Outcomes:
                 for r in failed
             ],
         }
+        self._route(
+            e,
+            "red",
+            compact,
+            body,
+            full_log=logs[0] if logs else None,
+            tested=tested,
+            reason=reason,
+            failed=[r.name for r in failed],
+        )
+        self.stats["red"] += 1
+        self.say(f"  {e.worker}: RED ({', '.join(r.name for r in failed)}); routed to its inbox and pane")
+        self._count_red(e.worker)
+
+    def _route(
+        self,
+        e: QueueEntry,
+        state: Literal["red", "conflict", "held"],
+        verdict: dict[str, Any],
+        body: str,
+        *,
+        full_log: str | None = None,
+        **payload: Any,
+    ) -> None:
+        """One outcome, in one transaction: the entry's state and verdict, the worker's state (a hold
+        leaves it), the event, and the owner's message; then the message goes to its pane."""
+        store = self.fac.store
         with store.tx() as db:
-            store.set_entry(e.id, db=db, state="red", verdict=compact)
-            store.update_worker(e.worker, db=db, state="red")
-            store.event(
-                "red",
-                e.worker,
-                correlation=f"q{e.id}",
-                db=db,
-                sha=e.sha,
-                tested=tested,
-                reason=reason,
-                failed=[r.name for r in failed],
-            )
+            store.set_entry(e.id, db=db, state=state, verdict=verdict)
+            if state != "held":
+                store.update_worker(e.worker, db=db, state=state)
+            store.event(state, e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, **payload)
             mid = None
             if store.worker(e.worker):
                 mid = messages.store(
@@ -149,15 +168,12 @@ class Outcomes:
                     e.worker,
                     body,
                     sender="merge-queue",
-                    kind="red",
+                    kind=state,
                     correlation=f"q{e.id}",
-                    full_log=logs[0] if logs else None,
+                    full_log=full_log,
                 )
-        self.stats["red"] += 1
-        self.say(f"  {e.worker}: RED ({', '.join(r.name for r in failed)}); routed to its inbox and pane")
         if mid is not None:
             messages.deliver(self.fac, e.worker, mid)
-        self._count_red(e.worker)
 
     def _count_red(self, worker: str) -> None:
         """Andon: a branch that keeps coming back red is escalated to a human."""
@@ -179,7 +195,6 @@ class Outcomes:
     def hold(self, e: QueueEntry, reasons: list[str]) -> None:
         """A human gate: the entry waits, untested, until `fac approve` names its commit. Each reason
         is `path: why` (test infrastructure, or a match of `[queue] approval_paths`)."""
-        store = self.fac.store
         paths = list(dict.fromkeys(r.split(": ", 1)[0] for r in reasons))
         shown = reasons[:20] + ([f"... and {len(reasons) - 20} more"] if len(reasons) > 20 else [])
         body = "\n".join(
@@ -194,22 +209,10 @@ class Outcomes:
             ]
         )
         verdict = {"ok": False, "reason": "approval", "paths": paths, "why": reasons}
-        with store.tx() as db:
-            store.set_entry(e.id, db=db, state="held", verdict=verdict)
-            store.event("held", e.worker, correlation=f"q{e.id}", db=db, sha=e.sha, paths=paths, why=reasons)
-            mid = (
-                messages.store(
-                    self.fac, db, e.worker, body, sender="merge-queue", kind="held", correlation=f"q{e.id}"
-                )
-                if store.worker(e.worker)
-                else None
-            )
+        self._route(e, "held", verdict, body, paths=paths, why=reasons)
         self.say(f"  {e.worker}: HELD for approval: {'; '.join(reasons[:3])}")
-        if mid is not None:
-            messages.deliver(self.fac, e.worker, mid)
 
     def conflict(self, e: QueueEntry, main_sha: str, paths: tuple[str, ...]) -> None:
-        store = self.fac.store
         main = self.fac.main
         body = "\n".join(
             [
@@ -220,38 +223,10 @@ class Outcomes:
                 f"Merge {main} into your branch (git merge {main}), resolve, commit, then `fac submit`.",
             ]
         )
-        with store.tx() as db:
-            store.set_entry(
-                e.id,
-                db=db,
-                state="conflict",
-                verdict={"ok": False, "reason": "conflict", "paths": list(paths)},
-            )
-            store.update_worker(e.worker, db=db, state="conflict")
-            store.event(
-                "conflict",
-                e.worker,
-                correlation=f"q{e.id}",
-                db=db,
-                sha=e.sha,
-                main=main_sha,
-                paths=list(paths),
-            )
-            mid = None
-            if store.worker(e.worker):
-                mid = messages.store(
-                    self.fac,
-                    db,
-                    e.worker,
-                    body,
-                    sender="merge-queue",
-                    kind="conflict",
-                    correlation=f"q{e.id}",
-                )
+        verdict = {"ok": False, "reason": "conflict", "paths": list(paths)}
+        self._route(e, "conflict", verdict, body, main=main_sha, paths=list(paths))
         self.stats["conflict"] += 1
         self.say(f"  {e.worker}: CONFLICT in {', '.join(paths)}; routed to its inbox and pane")
-        if mid is not None:
-            messages.deliver(self.fac, e.worker, mid)
         self._count_red(e.worker)
 
 
