@@ -6,6 +6,7 @@ main branch, the store, the gate checks on main, the session and fac's own two p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,34 +38,22 @@ def _version(v: tuple[int, int]) -> str:
     return ".".join(map(str, v))
 
 
+def _tool(name: str, version: Callable[[], tuple[int, int]], minimum: tuple[int, int]) -> Finding:
+    """A required program and its version: ok, too old, or missing (its own error says how)."""
+    try:
+        v = version()
+    except FacError as e:
+        return Finding(name, "fail", e.message, e.hint or "")
+    if v >= minimum:
+        return Finding(name, "ok", f"{name} {_version(v)}")
+    return Finding(name, "fail", f"{name} {_version(v)}", f"install {name} >= {_version(minimum)}")
+
+
 def machine() -> list[Finding]:
-    out: list[Finding] = []
-    try:
-        v = repo.git_version()
-        ok = v >= repo.MIN_GIT
-        out.append(
-            Finding(
-                "git",
-                "ok" if ok else "fail",
-                f"git {_version(v)}",
-                "" if ok else f"install git >= {_version(repo.MIN_GIT)}",
-            )
-        )
-    except FacError as e:
-        out.append(Finding("git", "fail", e.message, e.hint or ""))
-    try:
-        t = tmux.tmux_version()
-        ok = t >= tmux.MIN_TMUX
-        out.append(
-            Finding(
-                "tmux",
-                "ok" if ok else "fail",
-                f"tmux {_version(t)}",
-                "" if ok else f"install tmux >= {_version(tmux.MIN_TMUX)}",
-            )
-        )
-    except FacError as e:
-        out.append(Finding("tmux", "fail", e.message, e.hint or ""))
+    out = [
+        _tool("git", repo.git_version, repo.MIN_GIT),
+        _tool("tmux", tmux.tmux_version, tmux.MIN_TMUX),
+    ]
     engine = sandbox.container_engine()
     bwrap = sandbox.bwrap_version()
     if bwrap:

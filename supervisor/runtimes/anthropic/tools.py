@@ -113,19 +113,6 @@ Messages from the factory and from humans arrive as user messages that start wit
 """
 
 
-HOW = """\
-# How you work as fac's built-in agent
-
-You act only through your tools; there is no shell prompt. Paths are relative to your worktree.
-- `check()` is `fac check`: run it before you submit.
-- `submit(message)` commits everything and runs `fac submit`; the queue's verdict comes back to you
-  as a message. MERGED ends your task. RED and CONFLICT come with what to fix: fix it and submit again.
-- `ask(question)` is `fac ask`: use it only for decisions a human must make.
-- `run(command)` runs a program in a sandbox, e.g. `python -m pytest -q` in system-under-construction.
-Messages from the factory and from humans arrive as user messages that start with [inbox].
-"""
-
-
 class ToolError(Exception):
     """A tool call the agent got wrong: returned to the model as an error tool_result."""
 
