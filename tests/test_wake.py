@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 
 from supervisor import wake
 
@@ -47,7 +47,7 @@ def test_the_filter_sees_each_path_and_a_given_event_is_the_one_set(tmp_path: Pa
     try:
         assert w.event is mine
         (tmp_path / "other").write_text("changed")
-        time.sleep(0.3)
+        wait_for(lambda: str(tmp_path / "other") in seen, 5, "the watcher to see the other file")
         assert not mine.is_set()
         assert str(tmp_path / "other") in seen
         (tmp_path / "wanted").write_text("changed")
@@ -83,34 +83,27 @@ def test_without_inotify_it_says_why_and_the_caller_polls(
 
 
 def test_the_supervisor_keeps_running_without_inotify(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    factory: Path, tmux_socket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before wake.py a failed inotify took the supervisor down; now it says so and polls at its tick."""
     import watchdog.observers
 
     from supervisor.daemon import Supervisor
+    from supervisor.factory import Factory
 
-    class NoInotify:
+    class NoInotify:  # what watchdog raises when the kernel's inotify limits are spent
         def __init__(self) -> None:
             raise OSError(28, "no space left on device")
 
     monkeypatch.setattr(watchdog.observers, "Observer", NoInotify)
     said: list[str] = []
-
-    class Fac:  # just what Supervisor.watch touches
-        fac_dir = tmp_path
-        root = tmp_path
-        session = "none"
-
-        class config:  # noqa: N801
-            class supervisor:  # noqa: N801
-                tick = 3.0
-
-        class tmux:  # noqa: N801
-            @staticmethod
-            def set_hook(*_a: object) -> None:
-                pass
-
-    sup = Supervisor(Fac(), say=said.append)  # type: ignore[arg-type]
-    sup.watch()
-    assert said == ["no inotify (OSError: [Errno 28] no space left on device): polling every 3s instead"]
+    fac = Factory(factory)
+    try:
+        sup = Supervisor(fac, say=said.append)
+        sup.watch()
+    finally:
+        fac.store.close()
+    tick = fac.config.supervisor.tick
+    assert said == [
+        f"no inotify (OSError: [Errno 28] no space left on device): polling every {tick:g}s instead"
+    ]
