@@ -299,7 +299,7 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
         elif main_ids is not None:
             main = dict.fromkeys(main_ids, "passed")
     if base is not None:
-        guard_results[c.name] = count_guard(fac, c, ctx.own or ctx.wt, own, main)
+        guard_results[c.name] = count_guard(fac, c, own, main)
     return verdict_of(run, report, collected, main, second, junit.waived(main or {}, ctx.waive))
 
 
@@ -441,14 +441,12 @@ def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str, sb: Sandbo
 
 
 def count_guard(
-    fac: Factory, check: CheckDef, workdir: Path, collected: list[str] | None, main: dict[str, str] | None
+    fac: Factory, check: CheckDef, collected: list[str] | None, main: dict[str, str] | None
 ) -> CheckResult:
     """no-weakening: the candidate collects at least as many tests as main runs for a pytest check."""
     name = f"guard:test-count:{check.name}"
     have = len(collected) if collected is not None else None
     want = len(main) if main is not None else None
-    if have is not None:
-        fac.store.remember_count(repo.tree_of(workdir, "HEAD"), check.name, have)
     if have is None or want is None or have >= want:
         return CheckResult(name, True, 0, 0.0, "", f"collected {have} (main: {want})")
     return CheckResult(

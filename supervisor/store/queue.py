@@ -149,6 +149,8 @@ class QueueRecords(WorkerRecords):
             sql += f" WHERE cached = {int(cached)}"
         return int(self.db.execute(sql).fetchone()[0])
 
+    # Test counts: the gate now compares per-test ids (observations), so it no longer writes these;
+    # the table keeps what older versions recorded (migration 4), readable for `fac` tooling and tests.
     def remember_count(self, tree: str, check: str, count: int) -> None:
         """How many tests `check` collects on `tree` (the no-weakening guard compares with main's)."""
         with self.tx() as db:
