@@ -92,6 +92,11 @@ class TmuxResult:
     stderr: list[str]
 
 
+def status_left_length(session: str) -> int:
+    """Room for the default status-left, `[NAME] `, with the whole session name in it."""
+    return max(40, len(session) + 3)
+
+
 def _lines(text: str) -> list[str]:
     lines = text.split("\n")
     while lines and lines[-1] == "":
@@ -259,8 +264,8 @@ class Tmux:
                     *placeholder,
                 ],
                 *mark,
-                # the status line shows the whole session name, hash and all
-                ["set-option", "-t", f"={session}:", "status-left-length", "40"],
+                # the status line shows the whole session name, hash and all (tmux cuts it at 10)
+                ["set-option", "-t", f"={session}:", "status-left-length", str(status_left_length(session))],
             )
         if res.returncode != 0 or not res.stdout:
             raise TmuxError(f"tmux new-window failed: {' '.join(res.stderr).strip()}")

@@ -220,3 +220,14 @@ def test_spawn_no_up_starts_only_the_worker_and_says_what_that_means(factory: Pa
     out = fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", cwd=factory).stdout
     assert "the factory is not up (--no-up)" in out and "`fac up`" in out
     assert window_names(tmux_socket, session_of()) == ["w1"]
+
+
+def test_the_status_line_shows_the_whole_session_name(tmp_path: Path, tmux_socket: str) -> None:
+    root = tmp_path / "a-factory-whose-directory-name-is-rather-long"
+    fac_ok("init", str(root), "--sample", cwd=tmp_path)
+    session = fac_json("up", cwd=root)["session"]
+    assert len(session) > 40  # longer than the room fac used to give it
+    shown = tmux(tmux_socket, "display-message", "-p", "-t", f"={session}:", "#{T:status-left}").stdout
+    room = tmux(tmux_socket, "display-message", "-p", "-t", f"={session}:", "#{status-left-length}").stdout
+    assert session in shown
+    assert len(shown.rstrip("\n")) <= int(room), (shown, room)
