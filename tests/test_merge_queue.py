@@ -191,10 +191,26 @@ def test_max_batch_1_is_a_plain_serial_queue(factory: Path) -> None:
     assert_main_only_tested(factory, git(factory, "rev-parse", "main~3"))
 
 
+def test_cache_and_no_cache_are_one_spelling_for_every_command_and_cached_still_works(factory: Path) -> None:
+    sha = commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    fac_ok("check", "--ref", sha, "--stage", "gate")  # runs: a check of a commit is fresh by default
+    for flag in ("--cache", "--cached"):  # the documented spelling, and the old one, hidden
+        assert fac_json("check", "--ref", sha, "--stage", "gate", flag, "--json")["cached"] is True
+    assert uncached_runs(factory) == 1
+    assert fac_json("check", "--ref", sha, "--stage", "gate", "--no-cache", "--json")["cached"] is False
+    assert uncached_runs(factory) == 2
+    for flag in ("--cache", "--cache", "--no-cache"):  # the gate on main takes both spellings too
+        fac_ok("verify", flag)
+    assert uncached_runs(factory) == 4  # the second --cache reused main's first run; --no-cache ran
+    for argv in (["check"], ["verify"], ["queue", "run"]):
+        shown = fac_ok(*argv, "--help").stdout
+        assert "--cache / --no-cache" in shown and "--cached" not in shown
+
+
 def test_the_cache_prevents_a_second_run_of_an_identical_tree(factory: Path) -> None:
     sha = commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
     for _ in range(2):
-        res = fac("check", "--ref", sha, "--stage", "gate", "--cached", "--json")
+        res = fac("check", "--ref", sha, "--stage", "gate", "--cache", "--json")
         assert res.exit_code == 0, res.output
     assert uncached_runs(factory) == 1
     assert json.loads(res.stdout)["cached"] is True

@@ -6,10 +6,12 @@ they call are imported inside the command bodies.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,6 +31,22 @@ def find_factory() -> Factory:
 
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def cache_option(default: bool, help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """`--cache/--no-cache`, one spelling for every command that may answer from stored results
+    (its default differs: `fac check --ref` runs unless asked, the gate on main reuses). The older
+    `--cached` of `fac check` still works, hidden."""
+
+    def decorate(f: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(f)
+        def run(*args: Any, cached_alias: bool, cache: bool, **kwargs: Any) -> None:
+            f(*args, cache=cache or cached_alias, **kwargs)
+
+        run = click.option("--cached", "cached_alias", is_flag=True, hidden=True)(run)
+        return click.option("--cache/--no-cache", default=default, show_default=True, help=help)(run)
+
+    return decorate
 
 
 def worker_arg(worker: str | None) -> str:

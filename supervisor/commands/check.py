@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from supervisor.commands import echo_json, find_factory
+from supervisor.commands import cache_option, echo_json, find_factory
 from supervisor.errors import EXIT_FAILED
 
 if TYPE_CHECKING:
@@ -43,9 +43,9 @@ def _progress(as_json: bool) -> Progress | None:
     show_default=True,
     help="inner: the fast loop, the tree's own checks; gate: main's checks plus the guards.",
 )
-@click.option("--cached", is_flag=True, help="With --ref: reuse a stored result for the same tree and suite.")
+@cache_option(False, "With --ref: reuse a stored result for the same tree and suite (--cache), or run.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
-def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_json: bool) -> None:
+def check_cmd(ref: str | None, worker: str | None, stage: str, cache: bool, as_json: bool) -> None:
     """Run the checks; exit 0 when green, 1 when red.
 
     Without --ref or --worker it checks the working tree you are in (in a worker's pane: that
@@ -61,7 +61,7 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
     # tree must not turn W into waiting-for-check (the supervisor would log W's exit a second time).
     with workers.waiting_for_check(fac, worker if not ref and worker == own else None):
         report = verify.check(
-            fac, ref=ref, worker=worker, stage=stage, use_cache=cached, progress=_progress(as_json)
+            fac, ref=ref, worker=worker, stage=stage, use_cache=cache, progress=_progress(as_json)
         )
     if as_json:
         echo_json(report.as_dict())
@@ -94,14 +94,14 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cached: bool, as_
 
 
 @click.command()
-@click.option("--no-cache", is_flag=True, help="Run the checks even if this tree was verified before.")
+@cache_option(True, "Reuse the verdict of a tree verified before (--cache), or run the checks again.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
-def verify(no_cache: bool, as_json: bool) -> None:
+def verify(cache: bool, as_json: bool) -> None:
     """Run the gate on main itself: red stops the line (jidoka), green restarts it. Exit 1 when red."""
     from supervisor import line
 
     fac = find_factory()
-    v = line.verify(fac, use_cache=not no_cache, progress=_progress(as_json))
+    v = line.verify(fac, use_cache=cache, progress=_progress(as_json))
     if as_json:
         echo_json({**v.as_dict(), "line": line.get(fac).as_dict()})
     else:

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from supervisor.commands import ago, echo_json, find_factory, timestamped, worker_arg
+from supervisor.commands import ago, cache_option, echo_json, find_factory, timestamped, worker_arg
 from supervisor.errors import EXIT_FAILED
 from supervisor.text import short_sha, table
 
@@ -93,8 +93,8 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
 @queue.command("run")
 @click.option("--once", is_flag=True, help="Exit when nothing is pending instead of waiting for submissions.")
 @click.option("--max-batch", type=click.IntRange(1), help="Override [queue] max_batch (1 = serial).")
-@click.option("--no-cache", is_flag=True, help="Never reuse stored check results.")
-def queue_run(once: bool, max_batch: int | None, no_cache: bool) -> None:
+@cache_option(True, "Reuse stored check results for a tree already judged (--cache), or never (--no-cache).")
+def queue_run(once: bool, max_batch: int | None, cache: bool) -> None:
     """Run the merge queue (`fac up` starts it in the window `merge-queue`).
 
     In its own window it also restarts a dead supervisor window (each restart is an event in `fac log`).
@@ -103,7 +103,7 @@ def queue_run(once: bool, max_batch: int | None, no_cache: bool) -> None:
     from supervisor.queue import MergeQueue
 
     keep = (health.SUPERVISOR_WINDOW,) if os.environ.get(health.WINDOW_ENV) == health.QUEUE_WINDOW else ()
-    mq = MergeQueue(find_factory(), max_batch=max_batch, use_cache=not no_cache, say=timestamped, keep=keep)
+    mq = MergeQueue(find_factory(), max_batch=max_batch, use_cache=cache, say=timestamped, keep=keep)
     stats = mq.run(once=once)
     timestamped(
         "done: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) if stats else "done: nothing to do"
