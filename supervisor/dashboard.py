@@ -40,12 +40,15 @@ def verdict_cell(state: str, verdict: str) -> str:
 def snapshot(fac: Factory) -> dict[str, Any]:
     from supervisor import status
     from supervisor.queue import queue_rows
+    from supervisor.queue.views import line_holds
 
     data = status.collect(fac)
     last: dict[str, str] = {}
     for row in queue_rows(fac):
-        last[row["worker"]] = verdict_cell(row["state"], row["last_verdict"])
+        # a testing entry: how long it has been under test and the checks running now
+        last[row["worker"]] = row["progress"] or verdict_cell(row["state"], row["last_verdict"])
     data["last_verdict"] = last
+    data["line_holds"] = line_holds(fac)
     data["line"] = line.get(fac).as_dict()
     data["tasks"] = [t.__dict__ for t in tasks.all_tasks(fac) if t.state == "todo"]
     data["deltas_waiting"] = [v.id for v in tasks.waiting_deltas(fac)]
@@ -108,6 +111,12 @@ def render(data: dict[str, Any]) -> Any:
             for why in h["why"]:
                 ht.append(f"   {why}\n")
         parts.append(Panel(ht, title="held for a human's approval", border_style="yellow"))
+    for hold in data.get("line_holds", []):
+        lt = Text(f"{hold['why']}\n")
+        for e in hold["entries"]:
+            lt.append(f"   {e['worker']} ", style="bold yellow")
+            lt.append(f"{e['branch']} at {short_sha(e['sha'])} waits\n")
+        parts.append(Panel(lt, title=f"held: {hold['reason']}", border_style="yellow"))
     if data["tasks"]:
         parts.append(
             Text("tasks waiting: " + "; ".join(f"#{t['id']} {t['text'][:40]}" for t in data["tasks"]))

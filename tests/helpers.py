@@ -191,3 +191,17 @@ def pane_end(socket: str, pane: str) -> PaneInfo | None:
             if p.pane_id == pane and p.settled:
                 return p
     return None
+
+
+def dashboard_text(root: Path) -> str:
+    """The dashboard as the supervisor's window draws it (200 columns), as plain text."""
+    import io
+
+    from rich.console import Console
+
+    from supervisor import dashboard
+    from supervisor.factory import Factory
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(dashboard.render(dashboard.snapshot(Factory(root))))
+    return console.export_text()

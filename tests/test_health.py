@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import fac_json, fac_ok, run_fac, session_of, tmux, wait_for
+from helpers import dashboard_text, fac_json, fac_ok, run_fac, session_of, tmux, wait_for
 
 from supervisor import health, locks
 
@@ -143,12 +142,5 @@ def test_doctor_names_a_store_that_is_not_a_database(factory: Path) -> None:
 
 
 def test_the_dashboard_shows_whether_facs_processes_run(factory: Path, tmux_socket: str) -> None:
-    from rich.console import Console
-
-    from supervisor import dashboard
-    from supervisor.factory import Factory
-
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(dashboard.render(dashboard.snapshot(Factory(factory))))
-    text = console.export_text()
+    text = dashboard_text(factory)
     assert "supervisor: not running (no window)" in text and "merge-queue: not running (no window)" in text

@@ -7,11 +7,22 @@ scripted agent would), submits them, and runs the queue in-process or through th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import assert_usage_error, capture_pane, fac_json, fac_ok, git, run_fac, session_of, wait_for
+from helpers import (
+    assert_usage_error,
+    capture_pane,
+    dashboard_text,
+    fac_json,
+    fac_ok,
+    git,
+    run_fac,
+    session_of,
+    wait_for,
+)
 from queue_helpers import (
     SUT,
     assert_main_only_tested,
@@ -483,6 +494,8 @@ def test_a_factory_without_gate_checks_holds_the_queue_until_it_is_allowed(
     assert git(root, "log", "-1", "--format=%s", "main") == "fac init: factory layout"
     (held,) = [e for e in Factory(root).store.events() if e.kind == "queue-held"]
     assert held.payload["entries"] == [entry]
+    shown = dashboard_text(root)  # the dashboard shows the hold as a hold, with its reason
+    assert "held: no gate checks" in shown and "nothing would be tested" in shown and "fac/w1" in shown
 
     human_commit(root, {"factory.toml": DEFAULT_TOML + "allow_no_checks = true\n"}, "human: merge untested")
     assert fac_json("config")["queue"]["allow_no_checks"] is True
@@ -542,6 +555,19 @@ def test_a_red_verdict_from_the_cache_says_its_log_is_an_earlier_runs(factory: P
     assert full_output(third).split(": ", 1)[1] != first_log
 
 
+def test_the_dashboard_shows_entries_held_by_a_stopped_line_with_its_reason(factory: Path) -> None:
+    script_suite(factory, {"always-red": "#!/bin/sh\nexit 3\n"})
+    assert run_fac("verify").returncode == 1  # main is red: the line stops
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    submit("w1")
+    run_queue(factory)
+    assert entries(factory)["w1"].state == "queued"  # waits, not blamed
+
+    shown = dashboard_text(factory)
+    assert "held: line stopped" in shown and "only fixes merge" in shown, shown
+    assert "always-red" in shown and "w1 fac/w1" in shown
+
+
 def test_the_dashboard_shows_a_red_verdict_with_its_prefix_once(factory: Path) -> None:
     from supervisor import dashboard
 
@@ -583,6 +609,8 @@ def test_fac_queue_shows_a_testing_entry_its_elapsed_time_and_its_running_check(
         assert row["progress"].startswith("testing ") and row["progress"].endswith(": running slow")
         text = fac_ok("queue").stdout
         assert "testing" in text and ": running slow" in text
+        # the dashboard says the same, from the same rows
+        assert re.search(r"w1 .*testing \d+s: running slow", dashboard_text(factory)), dashboard_text(factory)
     finally:
         go.touch()
         runner.join(timeout=120)

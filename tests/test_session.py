@@ -231,3 +231,33 @@ def test_the_status_line_shows_the_whole_session_name(tmp_path: Path, tmux_socke
     room = tmux(tmux_socket, "display-message", "-p", "-t", f"={session}:", "#{status-left-length}").stdout
     assert session in shown
     assert len(shown.rstrip("\n")) <= int(room), (shown, room)
+
+
+def test_the_dashboard_repaints_whole_when_its_window_is_resized(factory: Path, tmux_socket: str) -> None:
+    session = fac_json("up", cwd=factory)["session"]
+    target = f"={session}:supervisor"
+    title = f"fac {session}"
+
+    def frame() -> list[str]:  # the screen as it is, row by row (no history, rows not joined)
+        return tmux(tmux_socket, "capture-pane", "-p", "-t", target).stdout.splitlines()
+
+    def one_whole_frame(width: int) -> bool:
+        lines = frame()
+        drawn = [ln for ln in lines if ln.strip()]
+        # exactly one frame: one title, its top border first, its bottom border after the table,
+        # every line within the window's width (nothing left of the old size's wider frame)
+        return (
+            bool(drawn)
+            and sum(title in ln for ln in lines) == 1
+            and title in drawn[0]
+            and all(len(ln.rstrip()) <= width for ln in lines)
+            and any(ln.lstrip().startswith("╰") for ln in drawn)
+        )
+
+    wait_for(lambda: one_whole_frame(220), timeout=30, message="the dashboard's first frame")
+    for width, height in ((90, 30), (140, 40), (70, 20)):
+        tmux(tmux_socket, "resize-window", "-t", target, "-x", str(width), "-y", str(height))
+        try:
+            wait_for(lambda w=width: one_whole_frame(w), timeout=15)  # type: ignore[misc]
+        except AssertionError as e:
+            raise AssertionError(f"no whole repaint at width {width}:\n" + "\n".join(frame())) from e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -42,7 +43,10 @@ def supervise(no_dashboard: bool) -> None:
         recent.append(f"{time.strftime('%H:%M:%S')} {msg}")
         del recent[:-8]
 
-    with Live(console=Console(), auto_refresh=False, screen=False) as live:
+    # The alternate screen: each refresh repaints the whole window, so a resize leaves no remains of
+    # the previous size's frame (Live's in-place mode moves up by the old line count, which a resize
+    # rewraps); a resize (SIGWINCH) wakes the loop to repaint at once.
+    with Live(console=Console(), auto_refresh=False, screen=True) as live:
 
         def redraw() -> None:
             from rich.console import Group
@@ -51,4 +55,6 @@ def supervise(no_dashboard: bool) -> None:
             table = dashboard.render(dashboard.snapshot(fac))
             live.update(Group(table, Text("\n".join(recent), style="dim")), refresh=True)
 
-        Supervisor(fac, say=note, on_reconcile=redraw, keep=keep).run()
+        sup = Supervisor(fac, say=note, on_reconcile=redraw, keep=keep)
+        signal.signal(signal.SIGWINCH, lambda _sig, _frame: sup.wake.set())
+        sup.run()

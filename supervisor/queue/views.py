@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from supervisor import checks, line, repo
 from supervisor.factory import Factory
 from supervisor.model import EntryState
+from supervisor.queue import planner
+from supervisor.queue.runner import NO_CHECKS
 from supervisor.text import iso_time
 
 
@@ -59,3 +62,35 @@ def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def line_holds(fac: Factory) -> list[dict[str, Any]]:
+    """The queue's holds on queued entries, by the planner's own rules: while the line is stopped
+    only fixes merge ("line stopped", with its reason), and with no gate check on main nothing merges
+    ("no gate checks"). Each: {"reason", "why", "entries": [{"id", "worker", "branch", "sha"}]}."""
+    pending = fac.store.queue(("queued",))
+    if not pending:
+        return []
+    holds: list[dict[str, Any]] = []
+    ln = line.get(fac)
+    if ln.stopped:
+
+        def is_fix(e: Any) -> bool:
+            w = fac.store.worker(e.worker)
+            return w is not None and w.role in line.FIX_ROLES
+
+        may = {e.id for e in planner.eligible(pending, line_stopped=True, is_fix=is_fix)}
+        waiting = [e for e in pending if e.id not in may]
+        if waiting:
+            why = f"line stopped: {ln.reason}; only fixes merge until main is green"
+            holds.append({"reason": "line stopped", "why": why, "entries": _brief(waiting)})
+    main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
+    if main is not None:
+        suite = checks.suite_from_rev(fac.root, main, fac.fac_dir / "suites")
+        if planner.hold_for_no_checks(len(suite.for_stage("gate")), fac.config.queue.allow_no_checks):
+            holds.append({"reason": "no gate checks", "why": NO_CHECKS, "entries": _brief(pending)})
+    return holds
+
+
+def _brief(entries: list[Any]) -> list[dict[str, Any]]:
+    return [{"id": e.id, "worker": e.worker, "branch": e.branch, "sha": e.sha} for e in entries]
