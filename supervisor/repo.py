@@ -34,9 +34,10 @@ class GitError(FacError):
 
 
 # Settings that would run a program or change what git shows, whoever wrote them into the shared
-# config: hooks (reference-transaction runs on update-ref), fsmonitor (runs on every index read),
-# attributes outside the repository, commit signing (commit-tree runs gpg.program), signature
-# checks, renormalizing merges (they run clean filters).
+# config (or a file it includes): hooks (reference-transaction runs on update-ref), fsmonitor (runs
+# on every index read), attributes outside the repository, commit signing (commit-tree runs
+# gpg.program), signature checks, renormalizing merges (they run clean filters). The system-wide
+# config is not read at all (GIT_CONFIG_NOSYSTEM in `hardened_env`).
 HARDENING = (
     "-c",
     "core.hooksPath=/dev/null",
@@ -54,6 +55,16 @@ HARDENING = (
     "merge.renormalize=false",
     "-c",
     "diff.noprefix=false",
+    # no helper program for a password, no submodule work (a submodule has its own config and hooks),
+    # no automatic gc or maintenance in the background after fac's own commits
+    "-c",
+    "credential.helper=",
+    "-c",
+    "submodule.recurse=false",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
 )
 # Environment a caller may carry that would point git elsewhere or run a program.
 _DROPPED_ENV = (
@@ -116,13 +127,38 @@ def neutralizers(names: dict[str, set[str]]) -> list[str]:
     return out
 
 
+MAX_INCLUDE_DEPTH = 10  # git's own limit on nested includes
+
+
+def _global_configs() -> list[Path]:
+    """The user's own config files git reads (the system's is off: GIT_CONFIG_NOSYSTEM)."""
+    given = os.environ.get("GIT_CONFIG_GLOBAL")
+    if given is not None:
+        return [Path(given)] if given else []
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [Path(xdg) / "git" / "config", Path.home() / ".gitconfig"]
+
+
 def _config_text(common: Path) -> str:
-    """The shared config and the files it includes (one level), where a driver could be defined."""
-    text = _read(common / "config")
-    for m in _INCLUDE.finditer(text):
-        inc = Path(m.group(1).strip('"')).expanduser()
-        text += "\n" + _read(inc if inc.is_absolute() else common / inc)
-    return text
+    """Every config file git reads for the repository, where a driver could be defined: the user's,
+    the shared config, and every file they include (`include` and `includeIf`, as deep as git
+    follows them), relative paths resolved against the including file."""
+    seen: set[Path] = set()
+    texts: list[str] = []
+
+    def visit(path: Path, depth: int) -> None:
+        if depth > MAX_INCLUDE_DEPTH or path in seen:
+            return
+        seen.add(path)
+        text = _read(path)
+        texts.append(text)
+        for m in _INCLUDE.finditer(text):
+            inc = Path(m.group(1).strip('"')).expanduser()
+            visit(inc if inc.is_absolute() else path.parent / inc, depth + 1)
+
+    for path in [*_global_configs(), common / "config"]:
+        visit(path, 0)
+    return "\n".join(texts)
 
 
 @functools.cache
@@ -171,6 +207,7 @@ def hardened_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every git call: no system attributes, nothing that redirects git."""
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
     env["GIT_ATTR_NOSYSTEM"] = "1"
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
     env["GIT_TERMINAL_PROMPT"] = "0"
     return {**env, **(extra or {})}
 
@@ -229,11 +266,13 @@ def git(
 
 
 def identity_env(root: Path) -> dict[str, str]:
-    """An identity for commits fac makes itself, when git has none configured (fresh machines)."""
+    """An identity for commits fac makes itself: the user's own (their global config, or GIT_AUTHOR_*
+    in fac's environment), else fac's. Never the repository's config: a worker can write that one,
+    and would sign the queue's merge commits with any name it likes."""
     env: dict[str, str] = {}
-    if not git(root, "config", "user.name", check=False):
+    if not git(root, "config", "--global", "user.name", check=False):
         env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = FAC_IDENTITY["name"]
-    if not git(root, "config", "user.email", check=False):
+    if not git(root, "config", "--global", "user.email", check=False):
         env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = FAC_IDENTITY["email"]
     return env
 
@@ -245,8 +284,9 @@ def rev_parse(root: Path, ref: str) -> str | None:
 
 def tree_id(root: Path, rev: str, path: str) -> str | None:
     """The id of the tree at `path` in `rev` (a content hash of that directory), or None if it has none."""
-    proc = subprocess.run(["git", "ls-tree", "-z", rev, "--", path], cwd=root, capture_output=True, text=True)
-    for item in proc.stdout.split("\0") if proc.returncode == 0 else []:
+    proc = _run(root, ["ls-tree", "-z", rev, "--", path], trusted=True)
+    out = proc.stdout.decode("utf-8", errors="replace")
+    for item in out.split("\0") if proc.returncode == 0 else []:
         meta, _, name = item.partition("\t")
         parts = meta.split()
         if name == path and len(parts) == 3 and parts[1] == "tree":
