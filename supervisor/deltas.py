@@ -141,14 +141,21 @@ def waived_tests(fac: Factory, did: str, main: str) -> list[str]:
 
 def commit_on_main(fac: Factory, changes: dict[str, str], message: str) -> str:
     """A human's change to specs/, committed on main by fac (compare-and-swap; the checkout follows)."""
-    from supervisor.mainline import move_main
+    from supervisor.mainline import move_main, moved_outside
 
     for _ in range(5):
         old = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
         if old is None:
             raise FacError(f"branch {fac.main} does not exist", hint="check [factory] main in factory.toml")
+        # fac commits only on a main it wrote or judged: never on top of (and so hiding) another's move
+        move = moved_outside(fac)
+        if move is not None:
+            raise FacError(
+                f"{move.describe(fac.main)}: it is not judged yet",
+                hint="the merge queue judges it before its next round (`fac up`), or run `fac verify`",
+            )
         new = repo.build_commit(fac.root, old, changes, message)
-        if move_main(fac, old, new):
+        if move_main(fac, old, new, by="delta"):
             return new
     raise FacError(f"{fac.main} kept moving while fac tried to commit", hint="try again")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from supervisor import checks, env, gate, repo
+from supervisor import checks, env, gate, mainline, repo
 from supervisor.checks import Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -96,11 +96,44 @@ def verify(fac: Factory, *, use_cache: bool = True, progress: checks.Progress | 
         raise
     fac.store.event("verified", None, main=sha, ok=verdict.ok, failed=[r.name for r in verdict.failed()])
     if verdict.ok:
+        if fac.store.last_main() != sha:  # a main moved outside fac, judged green here: adopted
+            fac.store.record_main(sha, fac.store.last_main(), "verify, green")
         resume(fac, by="green verify", main_sha=sha)
     else:
-        failed = verdict.failed()
-        detail = "; ".join(
-            f"{r.name}: {r.feedback.splitlines()[0] if r.feedback else 'failed'}" for r in failed
-        )
-        stop(fac, f"{fac.main} {sha[:10]} is red: {detail}", sha)
+        stop(fac, f"{fac.main} {sha[:10]} is red: {red_detail(verdict)}", sha)
     return verdict
+
+
+def red_detail(verdict: Verdict) -> str:
+    """Each failed check with the first line of its feedback."""
+    return "; ".join(
+        f"{r.name}: {r.feedback.splitlines()[0] if r.feedback else 'failed'}" for r in verdict.failed()
+    )
+
+
+def judge_outside_move(fac: Factory, *, say: Callable[[str], None]) -> mainline.OutsideMove | None:
+    """Before a round: if main moved other than through fac, record who and what, and run the gate on
+    the new main before anything builds on it. Green adopts it; red stops the line with the move and
+    the failures as its reason. None when main did not move (or its environment does not build yet:
+    judged next round)."""
+    move = mainline.moved_outside(fac)
+    if move is None:
+        return None
+    what = move.describe(fac.main)
+    fac.store.event("main-moved-outside", None, **move.as_dict())
+    say(f"{what}: running the gate on it before building on it")
+    suite = checks.suite_from_rev(fac.root, move.new, fac.fac_dir / "suites")
+    try:
+        verdict = gate.judge(fac, move.new, suite, cache="use")
+    except env.EnvBuildFailed as err:
+        env_failed(fac, err)
+        return None
+    fac.store.record_main(move.new, move.old, f"outside fac, judged {'green' if verdict.ok else 'red'}")
+    if verdict.ok:
+        fac.store.event("main-adopted", None, sha=move.new, old=move.old)
+        say(f"  {fac.main} {move.new[:10]} is green: adopted")
+    else:
+        reason = f"{what}, and it is red: {red_detail(verdict)}"
+        stop(fac, reason, move.new)
+        say(f"  line STOPPED: {reason}")
+    return move

@@ -147,6 +147,8 @@ class MergeQueue:
         # next gate run, outside it; one that does not build stops the line and waits for a human.
         if not self._environment_ready():
             return False
+        # Main moves only through fac: a move by anything else is judged before anything builds on it.
+        line.judge_outside_move(self.fac, say=self.say)
         pending = store.queue(("queued",))
         # Jidoka: while main is red only fixes merge; everyone else waits instead of being blamed.
         stopped = bool(pending) and line.get(self.fac).stopped

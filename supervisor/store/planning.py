@@ -51,6 +51,22 @@ class PlanRecords(Connection):
             self._update(conn, "line", "id", 1, fields)
             return old
 
+    # --- main: the shas fac wrote (or adopted) ---
+
+    def record_main(
+        self, sha: str, old: str | None, by: str, *, db: sqlite3.Connection | None = None
+    ) -> None:
+        """fac wrote `sha` to main (from `old`), or adopted it after a move outside fac: `by` says which."""
+        with self._within(db) as conn:
+            conn.execute(
+                "INSERT INTO main_writes (ts, sha, old, by) VALUES (?, ?, ?, ?)", (time.time(), sha, old, by)
+            )
+
+    def last_main(self) -> str | None:
+        """The last sha fac wrote to main or adopted (None before the first)."""
+        row = self.db.execute("SELECT sha FROM main_writes ORDER BY id DESC LIMIT 1").fetchone()
+        return str(row["sha"]) if row else None
+
     # --- tasks ---
 
     def add_task(

@@ -176,6 +176,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE queue ADD COLUMN testing_since REAL;
     ALTER TABLE queue ADD COLUMN running TEXT NOT NULL DEFAULT '[]';
     """,
+    # 7: every sha fac writes to main (the queue, the delta commands) or adopts after a move outside
+    # fac: before each round the queue compares main with the last one
+    """
+    CREATE TABLE main_writes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        sha TEXT NOT NULL,
+        old TEXT,
+        by TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

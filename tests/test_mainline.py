@@ -1,0 +1,118 @@
+"""Main moves only through fac: the queue and the delta commands record every sha they write to main,
+and before each round the queue compares. A move by anything else (a human's own commit, a worker's
+`git update-ref` from its worktree) is recorded with who and what, and judged by the gate before
+anything builds on it: red stops the line with that explanation, green is adopted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import fac_json, git, run_fac, wait_for
+from queue_helpers import (
+    SUT,
+    commit,
+    entries,
+    human_commit,
+    passing_test,
+    run_queue,
+    spawn_worker,
+    submit,
+)
+
+from supervisor.factory import Factory
+
+CODE = f"{SUT}/textstats/__init__.py"
+GOOD_LINE_COUNT = 'return text.count("\\n") + (0 if text.endswith("\\n") else 1)'
+
+
+def events(root: Path, kind: str) -> list[dict[str, object]]:
+    return [e.payload for e in Factory(root).store.events() if e.kind == kind]
+
+
+def main_sha(root: Path) -> str:
+    return git(root, "rev-parse", "main")
+
+
+def test_a_worker_moving_main_with_update_ref_is_caught_gated_and_stops_the_line(
+    factory: Path, tmp_path: Path, tmux_socket: str
+) -> None:
+    # The queue has run once: main as it stood is fac's starting point, and what fac writes is recorded.
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: a test")
+    submit("w1")
+    run_queue(factory)
+    assert entries(factory)["w1"].state == "merged"
+    known = main_sha(factory)
+
+    # A hostile worker, from its own pane: a real bug (main's tests catch it), committed, and main
+    # moved to it directly (worktrees share the factory's git directory).
+    done = tmp_path / "moved"
+    src = (factory / CODE).read_text()
+    assert GOOD_LINE_COUNT in src
+    buggy = tmp_path / "buggy.py"  # a last line without a newline is not counted
+    buggy.write_text(src.replace(GOOD_LINE_COUNT, 'return text.count("\\n")'))
+    script = tmp_path / "hostile.sh"
+    script.write_text(
+        "set -e\n"
+        f"cp {buggy} {CODE}\n"
+        "git commit -qam 'mallory: simpler line count'\n"
+        "git update-ref refs/heads/main HEAD\n"
+        f"touch {done}\n"
+    )
+    spawn_worker(factory, "mallory", cmd=f"sh {script}")
+    wait_for(done.exists, timeout=60, message="the hostile worker to move main")
+    bad = main_sha(factory)
+    assert bad != known and GOOD_LINE_COUNT not in git(factory, "show", f"main:{CODE}")
+    # An honest worker submits meanwhile: it must not be built on the bug.
+    commit(spawn_worker(factory, "w2"), passing_test("w2"), "w2: a test")
+    submit("w2")
+
+    proc = run_fac("queue", "run", "--once", timeout=180)  # the real queue
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    (moved,) = events(factory, "main-moved-outside")
+    assert (moved["old"], moved["new"], moved["commits"]) == (known, bad, 1)
+    assert moved["subject"] == "mallory: simpler line count" and moved["author"], moved
+    ln = fac_json("status")["line"]
+    assert ln["state"] == "stopped" and ln["main_sha"] == bad
+    reason = str(ln["reason"])
+    assert f"moved outside fac from {known[:10]} to {bad[:10]}" in reason, reason
+    assert "mallory: simpler line count" in reason and "and it is red: tests" in reason, reason
+    assert "moved outside fac" in proc.stdout
+    line_cmd = run_fac("line")
+    assert line_cmd.returncode == 1 and "moved outside fac" in line_cmd.stdout
+    # Nothing was built on it: main is still the bug itself, the honest entry waits (not blamed).
+    assert main_sha(factory) == bad
+    assert entries(factory)["w2"].state == "queued"
+    assert events(factory, "main-adopted") == []
+    assert Factory(factory).store.last_main() == bad  # judged (red), so recorded: not judged twice
+    # A second round does not judge it again: the line stays stopped for the same reason.
+    run_fac("queue", "run", "--once", timeout=180)
+    assert len(events(factory, "main-moved-outside")) == 1
+
+
+def test_a_humans_own_green_commit_on_main_is_adopted_and_built_on(factory: Path) -> None:
+    run_queue(factory)  # the starting point
+    start = main_sha(factory)
+    mine = human_commit(factory, {f"{SUT}/NOTES.md": "notes\n"}, "human: notes")
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: a test")
+    submit("w1")
+
+    run_queue(factory)
+
+    (moved,) = events(factory, "main-moved-outside")
+    assert (moved["old"], moved["new"], moved["subject"]) == (start, mine, "human: notes")
+    assert events(factory, "main-adopted") == [{"sha": mine, "old": start}]
+    assert fac_json("status")["line"]["state"] == "running"
+    assert entries(factory)["w1"].state == "merged"
+    assert git(factory, "rev-parse", "main^1") == mine  # built on the human's commit
+
+
+def test_a_delta_command_does_not_commit_on_top_of_an_unjudged_move(factory: Path) -> None:
+    run_queue(factory)
+    human_commit(factory, {f"{SUT}/NOTES.md": "notes\n"}, "human: notes")
+    proc = run_fac("delta", "new", "Count emoji", "--check", "tests")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "moved outside fac" in proc.stderr and "not judged yet" in proc.stderr
+    assert "fac verify" in proc.stderr
+    fac_json("verify", "--json")  # a human runs the gate on it: green, adopted
+    fac_json("delta", "new", "Count emoji", "--check", "tests")
