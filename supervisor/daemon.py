@@ -197,21 +197,36 @@ class Supervisor:
             restart_delays=cfg.restart_delays,
             crash_loop=cfg.crash_loop,
             crash_window=cfg.crash_window,
+            exit_status=None if p is None or p.dead_signal else p.dead_status,
         )
         crashes = list(decision.crashes)
-        if decision.action is Action.GIVE_UP:
+        if decision.action in (Action.GIVE_UP, Action.CANNOT_RUN):
+            loop = decision.action is Action.GIVE_UP
             with self.fac.store.tx() as db:
                 self.fac.store.update_worker(w.name, db=db, crashes=json.dumps(crashes), next_restart=None)
-                self.fac.store.event("crashed", w.name, db=db, status=status, crashes=len(crashes), loop=True)
+                self.fac.store.event(
+                    "crashed",
+                    w.name,
+                    db=db,
+                    status=status,
+                    crashes=len(crashes),
+                    loop=loop,
+                    cannot_run=not loop,
+                )
             minutes = cfg.crash_window / 60
-            andon.ask(
-                self.fac,
-                w.name,
+            question = (
                 f"crash loop: {len(crashes)} crashes within {minutes:g} min (last: {status}); "
-                f"read its pane (fac attach {w.name}), then `fac answer {w.name} ...` to restart it",
-                by="supervisor",
+                f"read its pane (fac attach {w.name}), then `fac answer {w.name} ...` to restart it"
+                if loop
+                else f"its program cannot run ({status}): not restarting it; read its pane (fac attach "
+                f"{w.name}), fix the command, then `fac kill {w.name} --rm` and spawn it again"
             )
-            self.say(f"{w.name}: crash loop ({len(crashes)} crashes): andon cord pulled")
+            andon.ask(self.fac, w.name, question, by="supervisor")
+            self.say(
+                f"{w.name}: crash loop ({len(crashes)} crashes): andon cord pulled"
+                if loop
+                else f"{w.name}: its program cannot run ({status}): not restarting it; andon cord pulled"
+            )
             return None
         delay = decision.delay
         with self.fac.store.tx() as db:

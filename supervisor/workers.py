@@ -49,6 +49,45 @@ def fac_bin_dir() -> str:
     return str(Path(sys.executable).parent)
 
 
+def pane_path(fac: Factory) -> str:
+    """A pane's PATH: the system's environment first (through `.fac/envs/current`: a rebuilt env
+    reaches a running pane), then fac's own directory for `fac` itself, then fac's own PATH."""
+    return os.pathsep.join([str(sysenv.pane_path(fac)), fac_bin_dir(), os.environ.get("PATH", "")])
+
+
+def missing_program(fac: Factory, command: str, base_ref: str, worktree: Path) -> str | None:
+    """Why `command` cannot start in a pane on a worktree of `base_ref` (its program is not on the
+    pane's PATH, or its file or its interpreter's script is not there), or None when it can."""
+    from supervisor.runtimes.command import needs
+
+    need = needs(command)
+    for word, kind in ((need.program, "program"), (need.script, "script")):
+        if word is None:
+            continue
+        if kind == "program" and "/" not in word:
+            if shutil.which(word, path=pane_path(fac)) is None:
+                return f"command not found: {word}"
+            continue
+        path = Path(word).expanduser()
+        rel = os.path.normpath(word)
+        if not path.is_absolute() and not rel.startswith(".."):
+            # in the worktree, which does not exist yet: as `base_ref` has it
+            found = [m for m, _sha, p in repo.ls_tree(fac.root, base_ref, rel) if p == rel]
+            if not found:
+                return (
+                    f"{kind} not found: {word} (not committed in {base_ref}, which the worktree starts from)"
+                )
+            if kind == "program" and found[0] != "100755":
+                return f"not executable: {word} (committed without its executable bit)"
+            continue
+        path = path if path.is_absolute() else worktree / word
+        if not path.is_file():
+            return f"{kind} not found: {word}"
+        if kind == "program" and not os.access(path, os.X_OK):
+            return f"not executable: {word}"
+    return None
+
+
 def pane_env(
     fac: Factory, name: str, role: str, branch: str, context: Path, task: str | None
 ) -> dict[str, str]:
@@ -58,9 +97,7 @@ def pane_env(
         "FAC_ROLE": role,
         "FAC_BRANCH": branch,
         "FAC_CONTEXT": str(context),
-        # The system's environment first (through `.fac/envs/current`: a rebuilt env reaches a
-        # running pane), then fac's own directory for `fac` itself.
-        "PATH": os.pathsep.join([str(sysenv.pane_path(fac)), fac_bin_dir(), os.environ.get("PATH", "")]),
+        "PATH": pane_path(fac),
     }
     if task:
         env["FAC_TASK"] = task
@@ -132,6 +169,15 @@ def spawn(
     launch = Launch(name, role.name, worktree, context, task, command, role.prompt, root=fac.root)
     rt.check_available(launch)
     base_ref = base or fac.main
+    if runtime == "command" and command:
+        # Before anything is created: a program that cannot start would only crash, restart, crash.
+        why = missing_program(fac, command, base_ref, worktree)
+        if why:
+            raise FacError(
+                f"cannot start {name}: {why}",
+                hint="fix the --cmd (it runs in the worker's worktree, a checkout of "
+                f"{base_ref}: commit a script there first, or give its absolute path)",
+            )
 
     undo: list[Callable[[], object]] = []
     store = fac.store

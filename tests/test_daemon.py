@@ -89,6 +89,26 @@ def test_a_crash_loop_pulls_the_andon_cord(factory: Path) -> None:
     assert [x["question"] for x in status["workers"] if x["name"] == "loopy"][0].startswith("crash loop")
 
 
+def test_an_agent_whose_program_cannot_run_is_not_restarted_and_status_says_why(factory: Path) -> None:
+    configure(factory, "[supervisor]\nrestart_delays = [0]\ncrash_loop = 100\n")
+    # spawn cannot know what an inline script runs: bash starts, then its program is not found (127)
+    spawn(factory, "nofile", "bash -c 'exec ./gone-4711.sh'")
+    with running_supervisor(factory):
+        wait_for(
+            lambda: worker(factory, "nofile").state == "needs-human", 60, "the supervisor to give up at once"
+        )
+    sup = Supervisor(Factory(factory))
+    sup.reconcile()
+    sup.reconcile()  # more passes: still not restarted
+    w = worker(factory, "nofile")
+    assert w.restarts == 0
+    assert w.question.startswith("its program cannot run (exit 127 (command not found)): not restarting it")
+    crashed = [e.payload for e in Factory(factory).store.events(worker="nofile") if e.kind == "crashed"]
+    assert len(crashed) == 1 and crashed[0]["cannot_run"] is True
+    text = fac_ok("status", cwd=factory).stdout
+    assert "nofile asks: its program cannot run (exit 127 (command not found))" in text, text
+
+
 ACKING_AGENT = r"""
 while IFS= read -r line; do
   case "$line" in

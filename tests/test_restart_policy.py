@@ -88,3 +88,19 @@ def test_a_zero_delay_restarts_now_and_a_positive_one_later() -> None:
     assert policy([], delays=(0.0,)).restart_at == NOW
     assert policy([], delays=(0.5,)).action is Action.RESTART_LATER
     assert policy([NOW - 1], delays=(0.0,), loop=10).action is Action.RESTART_NOW
+
+
+@pytest.mark.parametrize(
+    ("status", "action"),
+    [
+        (127, Action.CANNOT_RUN),  # command not found: the same command fails the same way
+        (126, Action.CANNOT_RUN),  # not executable
+        (1, Action.RESTART_NOW),
+        (7, Action.RESTART_NOW),
+        (None, Action.RESTART_NOW),  # killed by a signal, or not known
+    ],
+)
+def test_a_program_that_cannot_run_is_not_restarted_even_once(status: int | None, action: Action) -> None:
+    d = decide([], NOW, restart_delays=DELAYS, crash_loop=4, crash_window=900.0, exit_status=status)
+    assert d.action is action
+    assert (d.restart_at is None) is (action is Action.CANNOT_RUN)

@@ -473,3 +473,60 @@ def test_task_add_takes_a_task_from_a_file_or_stdin_and_refuses_one_too_large(fa
     assert_usage_error(big, "the task is 110000 bytes", "put the details in a file")
     assert_usage_error(run_fac("task", "add", "--cmd", "true"), "no task given", "--task-file")
     assert len(fac_json("task", "--json")) == 3
+
+
+@pytest.mark.parametrize(
+    ("command", "program", "script"),
+    [
+        ("bash ./agent.sh", "bash", "./agent.sh"),
+        ("bash --norc -e agent.sh --fast", "bash", "agent.sh"),
+        ("bash -c 'exit 3'", "bash", None),  # inline code: no script file
+        ("python3 -m agent", "python3", None),
+        ("python3 -u run.py", "python3", "run.py"),
+        ("python3 -W ignore run.py", "python3", None),  # an option fac does not read: not guessed
+        ("sleep 600", "sleep", None),
+        ("FOO=1 BAR=2 ./run.sh --x", "./run.sh", None),
+        ("exec ./run.sh", "./run.sh", None),
+        ("tool>out.log", "tool", None),
+        ("echo broken; exit 7", "echo", None),
+        ("cd sub && ./run.sh", None, None),  # bash runs `cd` itself: not checked
+        ("if true; then x; fi", None, None),
+        ("'unbalanced", None, None),
+    ],
+)
+def test_what_a_command_line_runs_first(command: str, program: str | None, script: str | None) -> None:
+    from supervisor.runtimes.command import Needs, needs
+
+    assert needs(command) == Needs(program, script)
+
+
+@pytest.mark.parametrize(
+    ("command", "why"),
+    [
+        ("bash ./missing.sh", "script not found: ./missing.sh (not committed in main"),
+        ("no-such-program-4711 --flag", "command not found: no-such-program-4711"),
+        ("./system-under-construction/README.md", "not executable: ./system-under-construction/README.md"),
+        ("sh /nonexistent/agent.sh", "script not found: /nonexistent/agent.sh"),
+    ],
+)
+def test_spawn_refuses_a_program_that_cannot_start_before_creating_anything(
+    factory: Path, tmux_socket: str, command: str, why: str
+) -> None:
+    proc = run_fac("spawn", "worker", "--name", "w1", "--cmd", command, cwd=factory)
+
+    assert_usage_error(proc, f"cannot start w1: {why}", "hint: fix the --cmd")
+    assert "fac/w1" not in branches(factory)
+    assert not (factory / ".fac" / "worktrees" / "w1").exists()
+    assert not (factory / ".fac" / "runs" / "w1").exists()
+    assert status(factory)["workers"] == [] and status(factory)["session_running"] is False
+
+
+def test_spawn_accepts_a_committed_script_and_a_program_on_path(factory: Path, tmux_socket: str) -> None:
+    agent = factory / "agent.sh"
+    agent.write_text("sleep 600\n")
+    git(factory, "add", "agent.sh")
+    git(factory, "commit", "-qm", "an agent script")
+    spawn(factory, "w1", "bash ./agent.sh")
+    spawn(factory, "w2", "sleep 600")
+    assert worker_view(factory, "w1")["process"] == "running"
+    assert worker_view(factory, "w2")["process"] == "running"
