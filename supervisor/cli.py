@@ -14,6 +14,7 @@ import click
 
 from supervisor import __version__
 from supervisor.errors import FacError
+from supervisor.text import typed
 
 
 class Lazy(NamedTuple):
@@ -151,7 +152,7 @@ def _usage_error(ctx: click.Context, e: click.UsageError) -> NoReturn:
     if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # `fac` alone: its help
         raise e
     click.echo(f"fac: error: {' '.join(e.format_message().split())}", err=True)
-    click.echo(f"  hint: see `{e.ctx.command_path if e.ctx else 'fac'} --help`", err=True)
+    click.echo(typed(f"  hint: see `{e.ctx.command_path if e.ctx else 'fac'} --help`"), err=True)
     ctx.exit(e.exit_code)
 
 
@@ -203,8 +204,8 @@ class FacGroup(click.Group):
             return super().invoke(ctx)
         except FacError as e:
             click.echo(f"fac: error: {e.message}", err=True)
-            if e.hint:
-                click.echo(f"  hint: {e.hint}", err=True)
+            if e.hint:  # spelled as the user's shell can run it (fac may not be on PATH)
+                click.echo(f"  hint: {typed(e.hint)}", err=True)
             ctx.exit(e.exit_code)
         except click.UsageError as e:
             _usage_error(ctx, e)

@@ -7,7 +7,7 @@ from typing import Any
 
 from supervisor import health, line, tasks
 from supervisor.factory import Factory
-from supervisor.text import clock, short_sha
+from supervisor.text import clock, short_sha, typed
 
 STATE_STYLE = {
     "working": "green",
@@ -101,13 +101,13 @@ def render(data: dict[str, Any]) -> Any:
         qt = Text()
         for name, question in questions:
             qt.append(f"{name}: ", style="bold magenta")
-            qt.append(f'{question}\n   answer with: fac answer {name} "..."\n')
+            qt.append(f"{question}\n   " + typed(f'answer with: fac answer {name} "..."') + "\n")
         parts.append(Panel(qt, title="andon: open questions", border_style="magenta"))
     if data.get("held"):
         ht = Text()
         for h in data["held"]:
             ht.append(f"{h['branch']} ", style="bold yellow")
-            ht.append(f"at {h['sha'][:10]}: approve with fac approve {h['branch']}\n")
+            ht.append(f"at {h['sha'][:10]}: " + typed(f"approve with fac approve {h['branch']}") + "\n")
             for why in h["why"]:
                 ht.append(f"   {why}\n")
         parts.append(Panel(ht, title="held for a human's approval", border_style="yellow"))

@@ -7,7 +7,7 @@ from typing import Any
 from supervisor import health, line, repo
 from supervisor.errors import FacError
 from supervisor.factory import Factory
-from supervisor.text import short_sha, with_iso_times
+from supervisor.text import short_sha, typed, with_iso_times
 
 
 def collect(fac: Factory) -> dict[str, Any]:
@@ -85,8 +85,10 @@ def render(data: dict[str, Any]) -> str:
         dead = [n for n, p in procs.items() if not p["running"]]
         if dead and data["session_running"]:
             lines.append(
-                f"warning: {' and '.join(dead)} not running: `fac up` starts "
-                f"{'it' if len(dead) == 1 else 'them'} again; `fac doctor` checks the rest"
+                typed(
+                    f"warning: {' and '.join(dead)} not running: `fac up` starts "
+                    f"{'it' if len(dead) == 1 else 'them'} again; `fac doctor` checks the rest"
+                )
             )
     if not data.get("main_sha"):
         lines.append(
@@ -96,19 +98,24 @@ def render(data: dict[str, Any]) -> str:
     ln = data["line"]
     if ln["state"] == "stopped":
         lines.append(
-            f"LINE STOPPED: {ln['reason']}  (fix main; `fac verify` or `fac line resume` restarts it)"
+            f"LINE STOPPED: {ln['reason']}  "
+            + typed("(fix main; `fac verify` or `fac line resume` restarts it)")
         )
     questions = [w for w in data["workers"] if w.get("question")]
     for w in questions:
-        lines.append(f'andon: {w["name"]} asks: {w["question"]}  (answer: fac answer {w["name"]} "...")')
+        lines.append(
+            f"andon: {w['name']} asks: {w['question']}  " + typed(f'(answer: fac answer {w["name"]} "...")')
+        )
     for h in data.get("held", []):
-        lines.append(f"held: {h['branch']} at {h['sha'][:10]} waits for `fac approve {h['branch']}`:")
+        lines.append(
+            f"held: {h['branch']} at {h['sha'][:10]} " + typed(f"waits for `fac approve {h['branch']}`:")
+        )
         lines.extend(f"  {why}" for why in h["why"])
     if data["checkout"]["note"]:
         lines.append("note: " + data["checkout"]["note"])
     ws = data["workers"]
     if not ws:
-        lines.append('no workers: start one with `fac spawn worker --cmd "..."`')
+        lines.append(typed('no workers: start one with `fac spawn worker --cmd "..."`'))
     else:
         rows = [
             [

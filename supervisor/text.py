@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import shlex
+import shutil
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 
@@ -61,3 +68,40 @@ def with_iso_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
         if k in row and (row[k] is None or isinstance(row[k], int | float)):
             out[f"{k}_iso"] = iso_time(row[k])
     return out
+
+
+# fac's commands, as hints name them (tests/test_cli.py keeps this equal to the CLI's own registry).
+COMMAND_NAMES = frozenset(
+    "agent answer approve ask attach check config context delta demo doctor down env hook inbox init kill "
+    "line llm-review log queue report roles send spawn spec state status submit supervise task up "
+    "verify".split()
+)
+_NAMED = re.compile(
+    r"(?<![\w./-])fac (?=(?:"
+    + "|".join(sorted(map(re.escape, COMMAND_NAMES), key=len, reverse=True))
+    + r")\b)"
+)
+
+
+@functools.cache
+def fac_command() -> str:
+    """How the user's shell runs this fac: `fac` when PATH finds this same installation, else the
+    absolute path of this installation's `fac` script (or `python -m supervisor` without one)."""
+    mine = Path(sys.executable).parent / "fac"
+    found = shutil.which("fac")
+    if found and mine.is_file():
+        try:
+            if os.path.samefile(found, mine):
+                return "fac"
+        except OSError:
+            pass
+    if mine.is_file():
+        return shlex.quote(str(mine))
+    return f"{shlex.quote(sys.executable)} -m supervisor"
+
+
+def typed(text: str) -> str:
+    """`text` (a hint, a next step) with each `fac COMMAND` in it spelled as the user's shell can run
+    it: unchanged when `fac` is on PATH, else with this installation's absolute path."""
+    cmd = fac_command()
+    return text if cmd == "fac" else _NAMED.sub(lambda _m: f"{cmd} ", text)

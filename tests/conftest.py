@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,11 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch, empty_home: Path, pycache: Pa
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     for var, value in GIT_IDENTITY.items():
         monkeypatch.setenv(var, value)
+    # A user who put fac on PATH as the README says, so hints read `fac ...` (tests of the other case,
+    # fac not on PATH, set PATH themselves: tests/test_cli.py).
+    here = str(Path(sys.executable).parent)
+    if here not in os.environ.get("PATH", "").split(os.pathsep):
+        monkeypatch.setenv("PATH", f"{here}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 @pytest.fixture

@@ -545,3 +545,61 @@ def test_a_failed_task_shows_why_and_can_be_retried_or_removed(factory: Path) ->
     assert fac_json("task", cwd=factory) == []
     kinds = [e.kind for e in Factory(factory).store.events()]
     assert {"task-pull-failed", "task-retried", "task-pulled", "task-abandoned", "task-removed"} <= set(kinds)
+
+
+# --- hints name the command that works in the user's shell ---
+
+FAC_SCRIPT = Path(sys.executable).parent / "fac"
+
+
+def path_without_fac() -> str:
+    """The PATH of a user who ran scripts/setup and did not put .venv/bin on PATH."""
+    here = str(FAC_SCRIPT.parent)
+    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and p != here)
+
+
+def test_the_command_names_hints_rewrite_are_the_clis_commands() -> None:
+    from supervisor.text import COMMAND_NAMES
+
+    assert set(COMMANDS) == COMMAND_NAMES
+
+
+@pytest.mark.parametrize("on_path", [True, False])
+def test_hints_name_fac_as_the_users_shell_can_run_it(
+    tmp_path: Path, tmux_socket: str, on_path: bool
+) -> None:
+    assert FAC_SCRIPT.is_file()
+    path = os.environ["PATH"] if on_path else path_without_fac()
+    assert (shutil.which("fac", path=path) is not None) is on_path
+    env = {"PATH": path}
+    fac = "fac" if on_path else str(FAC_SCRIPT)
+
+    init = run_fac("init", str(tmp_path / "f"), "--sample", cwd=tmp_path, env=env)
+    assert init.returncode == 0, init.stderr
+    (nxt,) = [ln for ln in init.stdout.splitlines() if ln.startswith("next: ")]
+    assert nxt == f"next: cd {tmp_path / 'f'} && {fac} up"
+    root = tmp_path / "f"
+    # A FacError's hint, a next step and a status line: each names the same runnable command.
+    bad = run_fac("spawn", "worker", "--name", "w1", "--cmd", "bash ./missing.sh", cwd=root, env=env)
+    assert bad.returncode == 2
+    status = run_fac("status", cwd=root, env=env)
+    assert f'start one with `{fac} spawn worker --cmd "..."`' in status.stdout, status.stdout
+    missing = run_fac("delta", "show", "99", cwd=root, env=env)
+    assert missing.returncode == 2 and f"hint: list them with `{fac} delta ls`" in missing.stderr, (
+        missing.stderr
+    )
+    usage = run_fac("spawn", "--bogus", cwd=root, env=env)
+    assert f"hint: see `{fac} spawn --help`" in usage.stderr, usage.stderr
+    if not on_path:
+        assert "`fac " not in status.stdout and " fac spawn" not in status.stdout
+    # The printed next step runs as printed, in a shell with exactly that PATH.
+    ran = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", nxt.removeprefix("next: ")],
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "supervisor" in ran.stdout or "started" in ran.stdout, ran.stdout
+    run_fac("down", cwd=root, env=env)

@@ -8,6 +8,7 @@ import click
 
 from supervisor.commands import echo_json
 from supervisor.errors import EXIT_FAILED
+from supervisor.text import typed
 
 
 @click.command()
@@ -34,7 +35,7 @@ def doctor(as_json: bool) -> None:
         for f in findings:
             click.echo(f"{mark[f.level]}  {f.name}: {f.detail}")
             if f.fix and f.level != "ok":
-                click.echo(f"      fix: {f.fix}")
+                click.echo(f"      fix: {typed(f.fix)}")
         click.echo("all is well" if ok else "something needs fixing (see FAIL above)")
     if not ok:
         sys.exit(EXIT_FAILED)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from supervisor.commands import echo_json, find_factory
+from supervisor.text import typed
 
 
 @click.command()
@@ -56,8 +57,8 @@ def init(directory: Path, sample: bool, as_json: bool) -> None:
     elif report.created:
         click.echo("  not committed: review, then `git add -A && git commit -m 'fac init'`")
     if not gate:
-        click.echo(NO_CHECKS_NOTE)
-    click.echo(f"next: cd {directory} && fac up")
+        click.echo(typed(NO_CHECKS_NOTE))
+    click.echo(typed(f"next: cd {directory} && fac up"))
 
 
 NO_CHECKS_NOTE = """\

@@ -10,7 +10,7 @@ import click
 
 from supervisor.commands import echo_json, find_factory, worker_arg
 from supervisor.errors import EXIT_FAILED, FacError
-from supervisor.text import read_stdin_text, shown_escaped
+from supervisor.text import read_stdin_text, shown_escaped, typed
 
 
 @click.command()
@@ -118,7 +118,9 @@ def ask(question: str, worker: str | None) -> None:
 
     name = worker_arg(worker)
     andon.ask(find_factory(), name, shown_escaped(question))
-    click.echo(f"asked: a human will answer with `fac answer {name} ...`; the answer arrives in your inbox")
+    click.echo(
+        typed(f"asked: a human will answer with `fac answer {name} ...`; the answer arrives in your inbox")
+    )
 
 
 @click.command()

@@ -6,7 +6,7 @@ import click
 
 from supervisor.commands import echo_json, find_factory
 from supervisor.model import RUNTIME_NAMES
-from supervisor.text import table
+from supervisor.text import table, typed
 
 
 @click.group(invoke_without_command=True)
@@ -58,4 +58,4 @@ def roles_new(name: str, description: str, runtime: str) -> None:
     from supervisor import roles as rolesmod
 
     path = rolesmod.scaffold(find_factory().root, name, description, runtime)
-    click.echo(f"created {path}; edit its prompt, then `fac spawn {name} ...`")
+    click.echo(typed(f"created {path}; edit its prompt, then `fac spawn {name} ...`"))

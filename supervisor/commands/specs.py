@@ -9,6 +9,7 @@ import click
 
 from supervisor.commands import echo_json, find_factory
 from supervisor.errors import EXIT_FAILED, FacError
+from supervisor.text import typed
 
 
 @click.group(invoke_without_command=True)
@@ -65,7 +66,7 @@ def delta_new(
         return
     where = v.delta.path + (" (committed on main)" if v.file_status else " (a proposal: a human approves it)")
     click.echo(f"delta {v.id} proposed: {v.delta.title}\n  {where}")
-    click.echo(f"next: review it (fac delta show {v.id}), then `fac delta approve {v.id}`")
+    click.echo(typed(f"next: review it (fac delta show {v.id}), then `fac delta approve {v.id}`"))
 
 
 @delta.command("ls")
@@ -80,7 +81,7 @@ def delta_ls(as_json: bool) -> None:
         echo_json([v.as_dict() for v in vs])
         return
     if not vs:
-        click.echo('no deltas: propose one with `fac delta new "TITLE" --statement "... MUST ..."`')
+        click.echo(typed('no deltas: propose one with `fac delta new "TITLE" --statement "... MUST ..."`'))
         return
     rows = [
         [
@@ -134,7 +135,7 @@ def delta_approve(ident: str, as_json: bool) -> None:
         echo_json(v.as_dict())
         return
     click.echo(f"delta {v.id} approved: {v.delta.title} ({v.delta.path} on main)")
-    click.echo(f"next: fac spawn worker --delta {v.id}")
+    click.echo(typed(f"next: fac spawn worker --delta {v.id}"))
 
 
 @delta.command("reject")

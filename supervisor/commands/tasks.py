@@ -7,7 +7,7 @@ import click
 from supervisor.commands import echo_json, find_factory, task_text
 from supervisor.errors import FacError
 from supervisor.model import RUNTIME_NAMES
-from supervisor.text import table
+from supervisor.text import table, typed
 
 
 @click.group(invoke_without_command=True)
@@ -44,7 +44,7 @@ def _list(as_json: bool) -> None:
         echo_json([asdict(t) for t in ts])
         return
     if not ts:
-        click.echo('no tasks: add one with fac task add "..."')
+        click.echo(typed('no tasks: add one with fac task add "..."'))
         return
     rows = [[str(t.id), t.state, t.role, t.worker or "-", t.text[:60], t.reason or ""] for t in ts]
     click.echo(table(rows, ["ID", "STATE", "ROLE", "WORKER", "TASK", "REASON"]))

@@ -12,6 +12,7 @@ import click
 from supervisor.commands import echo_json, find_factory, task_text
 from supervisor.errors import FacError
 from supervisor.model import RUNTIME_NAMES
+from supervisor.text import typed
 
 
 @click.command()
@@ -71,8 +72,10 @@ def spawn(
     if started:
         click.echo(f"the factory was not up: started {', '.join(started)} in session {fac.session}")
     elif not was_up:
-        click.echo("note: the factory is not up (--no-up): nothing restarts, messages or merges it; `fac up`")
-    click.echo(f"watch it: fac attach {res['name']}")
+        click.echo(
+            typed("note: the factory is not up (--no-up): nothing restarts, messages or merges it; `fac up`")
+        )
+    click.echo(typed(f"watch it: fac attach {res['name']}"))
 
 
 @click.command()
