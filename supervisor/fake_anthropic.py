@@ -1,7 +1,12 @@
 """A small fake of the Anthropic Messages API for tests and `fac demo`: scripted answers, no network.
 
 It listens on 127.0.0.1 (a random port by default) and answers `POST /v1/messages` with the next
-scripted turn, in the JSON shape the real API uses, so the real `anthropic` client parses it. Like the
+scripted turn, in the JSON shape the real API uses, or as the real API's server-sent events when the
+request says `"stream": true` (message_start, content_block_start, content_block_delta with text and
+tool input split in several pieces, content_block_stop, message_delta, message_stop, and a ping), so
+the real `anthropic` client and the real Claude Code both parse it. Claude Code's requests beside the
+conversation (naming the session, `count_tokens`, a max_tokens=1 probe) get answers of their own and
+never consume a scripted turn; its `system`-role messages between the turns are accepted. Like the
 real API it wants a key (`x-api-key` or `Authorization: Bearer`), an `anthropic-version` header, and a
 `tool_result` for every `tool_use` of the previous assistant turn; otherwise it answers with the real
 API's error JSON. It records every request (so a test can read the tool results an agent sent back)
@@ -78,6 +83,8 @@ class FakeAnthropic:
         self.key = key
         self.turns: list[dict[str, Any]] = list(turns)
         self.requests: list[dict[str, Any]] = []  # bodies of the requests that got a scripted answer
+        self.side: list[dict[str, Any]] = []  # bodies of side requests (titles, probes), answered aside
+        self.seen: list[tuple[str, str]] = []  # (method, path) of every request, in order
         self.rejected: list[tuple[int, str]] = []  # (status, message) of every error answered
         self.exhausted = 0  # requests that came after the script ran out
         self._lock = threading.RLock()
@@ -135,34 +142,43 @@ class FakeAnthropic:
 
     # --- answering ---
 
-    def answer(self, headers: dict[str, str], path: str, raw: bytes) -> tuple[int, dict[str, Any]]:
-        """(status, JSON body) for one request; the HTTP handler only moves bytes."""
-        if path.split("?")[0].rstrip("/") != "/v1/messages":
-            return self._error(404, f"{path} is not an endpoint of this fake (only POST /v1/messages)")
+    def answer(self, headers: dict[str, str], path: str, raw: bytes) -> tuple[int, dict[str, Any], bool]:
+        """(status, JSON body, stream it as SSE?) for one request; the HTTP handler only moves bytes."""
+        endpoint = path.split("?")[0].rstrip("/")
+        with self._lock:
+            self.seen.append(("POST", endpoint))
+        if endpoint not in ("/v1/messages", "/v1/messages/count_tokens"):
+            return self._refuse(404, f"{path} is not an endpoint of this fake (only POST /v1/messages)")
         given = headers.get("x-api-key") or _bearer(headers.get("authorization", ""))
         if not given:
-            return self._error(401, "x-api-key header is required")
+            return self._refuse(401, "x-api-key header is required")
         if given != self.key:
-            return self._error(401, "invalid x-api-key")
+            return self._refuse(401, "invalid x-api-key")
         if not headers.get("anthropic-version"):
-            return self._error(400, "anthropic-version: header is required")
+            return self._refuse(400, "anthropic-version: header is required")
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError as e:
-            return self._error(400, f"the request body is not JSON: {e}")
+            return self._refuse(400, f"the request body is not JSON: {e}")
+        if endpoint.endswith("/count_tokens"):  # Claude Code measures its context: no turn consumed
+            return 200, {"input_tokens": max(1, len(json.dumps(body)) // 4)}, False
         problem = _validate(body)
         if problem:
-            return self._error(400, problem)
+            return self._refuse(400, problem)
+        stream = bool(body.get("stream"))
         with self._lock:
             if self._fail:
                 status = self._fail.pop(0)
-                return self._error(status, "Overloaded" if status == 529 else "Internal server error")
+                return self._refuse(status, "Overloaded" if status == 529 else "Internal server error")
+            n = next(self._ids)
+            if is_side_request(body):
+                self.side.append(body)
+                return 200, self._message(n, body, side_answer(body)), stream
             self.requests.append(body)
             scripted = self.turns.pop(0) if self.turns else None
             if scripted is None:
                 self.exhausted += 1
-            n = next(self._ids)
-        return 200, self._message(n, body, scripted or {"content": [text(EXHAUSTED)]})
+        return 200, self._message(n, body, scripted or {"content": [text(EXHAUSTED)]}), stream
 
     def _message(self, n: int, request: dict[str, Any], scripted: dict[str, Any]) -> dict[str, Any]:
         content = []
@@ -191,6 +207,9 @@ class FakeAnthropic:
             "usage": usage,
         }
 
+    def _refuse(self, status: int, message: str) -> tuple[int, dict[str, Any], bool]:
+        return (*self._error(status, message), False)
+
     def _error(self, status: int, message: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.rejected.append((status, message))
@@ -210,36 +229,101 @@ def _validate(body: Any) -> str | None:
     for key in ("model", "max_tokens", "messages"):
         if key not in body:
             return f"{key}: Field required"
-    if body.get("stream"):
-        return "stream: this fake answers only non-streaming requests"
     msgs = body["messages"]
     if not isinstance(msgs, list) or not msgs:
         return "messages: at least one message is required"
     if msgs[0].get("role") != "user":
         return "messages: the first message must use the user role"
+    # Claude Code puts `system`-role messages (its notes on the environment) between the turns; user
+    # and assistant must alternate among the others.
+    turns: list[tuple[int, dict[str, Any]]] = []
     for i, m in enumerate(msgs):
-        if m.get("role") not in ("user", "assistant"):
-            return f"messages.{i}.role: must be user or assistant"
-        if i and m.get("role") == msgs[i - 1].get("role"):
+        if m.get("role") not in ("user", "assistant", "system"):
+            return f"messages.{i}.role: must be user, assistant or system"
+        if m.get("role") != "system":
+            turns.append((i, m))
+    for k, (i, m) in enumerate(turns):
+        if k and m.get("role") == turns[k - 1][1].get("role"):
             return f"messages.{i}: roles must alternate between user and assistant"
         if m.get("role") != "assistant" or not isinstance(m.get("content"), list):
             continue
         ids = [b.get("id") for b in m["content"] if b.get("type") == "tool_use"]
         if not ids:
             continue
-        nxt = msgs[i + 1] if i + 1 < len(msgs) else None
+        j, nxt = turns[k + 1] if k + 1 < len(turns) else (i + 1, None)
         blocks = nxt["content"] if nxt and isinstance(nxt.get("content"), list) else []
         results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
         missing = [x for x in ids if x not in results]
         if missing:
             return (
-                f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks immediately "
+                f"messages.{j}: `tool_use` ids were found without `tool_result` blocks immediately "
                 f"after: {', '.join(map(str, missing))}"
             )
         kinds = [b.get("type") for b in blocks]
         if kinds[: len(results)] != ["tool_result"] * len(results):
-            return f"messages.{i + 1}: tool_result blocks must come first in the user message"
+            return f"messages.{j}: tool_result blocks must come first in the user message"
     return None
+
+
+def is_side_request(body: dict[str, Any]) -> bool:
+    """One of Claude Code's requests beside the conversation? It names each session (a request with
+    no tools asking for a JSON title) and may probe its quota (max_tokens 1): those get an answer of
+    their own and never consume a scripted turn."""
+    if body.get("max_tokens") == 1:
+        return True
+    return not body.get("tools") and "Claude Code" in _system_text(body)
+
+
+def side_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """A short answer that fits what a side request asks for (the fields of its JSON schema, if any)."""
+    fmt = (body.get("output_config") or {}).get("format") or {}
+    schema = fmt.get("schema") or {}
+    if fmt.get("type") == "json_schema" and schema.get("type") == "object":
+        fields = schema.get("required") or list(schema.get("properties", {}))
+        return {"content": [text(json.dumps(dict.fromkeys(fields, "Fake session")))]}
+    return {"content": [text("Fake session")]}
+
+
+def _system_text(body: dict[str, Any]) -> str:
+    system = body.get("system")
+    if isinstance(system, list):
+        return "\n".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
+    return str(system or "")
+
+
+CHUNK = 12  # characters per text_delta / input_json_delta: every block arrives in several pieces
+
+
+def sse_events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The server-sent events the real API streams for `message`, in order, deltas split in pieces."""
+    usage = message["usage"]
+    head = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+    head["usage"] = {**usage, "output_tokens": 1}
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": head})]
+    events.append(("ping", {"type": "ping"}))
+    for i, block in enumerate(message["content"]):
+        if block.get("type") == "tool_use":
+            start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            whole, kind, key = json.dumps(block.get("input", {})), "input_json_delta", "partial_json"
+        elif block.get("type") == "text":
+            start = {"type": "text", "text": ""}
+            whole, kind, key = str(block.get("text", "")), "text_delta", "text"
+        else:  # any other block arrives whole in its start event
+            start, whole, kind, key = block, "", "", ""
+        events.append(
+            ("content_block_start", {"type": "content_block_start", "index": i, "content_block": start})
+        )
+        for j in range(0, len(whole), CHUNK):
+            delta = {"type": kind, key: whole[j : j + CHUNK]}
+            events.append(
+                ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta})
+            )
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
+    stop = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    tail = {"type": "message_delta", "delta": stop, "usage": {"output_tokens": usage["output_tokens"]}}
+    events.append(("message_delta", tail))
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events
 
 
 def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
@@ -250,10 +334,15 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, body = fake.answer(headers, self.path, raw)
-            self._send(status, body)
+            status, body, stream = fake.answer(headers, self.path, raw)
+            if stream and status == 200:
+                self._stream(body)
+            else:
+                self._send(status, body)
 
         def do_GET(self) -> None:
+            with fake._lock:
+                fake.seen.append(("GET", self.path.split("?")[0]))
             self._send(*fake._error(404, f"{self.path}: only POST /v1/messages is served"))
 
         def _send(self, status: int, body: dict[str, Any]) -> None:
@@ -266,6 +355,21 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self.send_header("retry-after", "1")
             self.end_headers()
             self.wfile.write(data)
+
+        def _stream(self, message: dict[str, Any]) -> None:
+            # One chunk per event, flushed, as the real API streams: the client must join the pieces.
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream; charset=utf-8")
+            self.send_header("cache-control", "no-cache")
+            self.send_header("transfer-encoding", "chunked")
+            self.send_header("request-id", f"req_fake_{message['id']}")
+            self.end_headers()
+            for event, data in sse_events(message):
+                chunk = f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (quiet: no access log)
             pass

@@ -18,6 +18,7 @@ from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.model import check_task_size
 from supervisor.runtimes import Launch
+from supervisor.runtimes import config_dir as runtime_config_dir
 from supervisor.runtimes import get as get_runtime
 from supervisor.runtimes import prepare as prepare_runtime
 
@@ -217,7 +218,7 @@ def spawn(
         undo.append(lambda: shutil.rmtree(fac.run_dir(name), ignore_errors=True))
         _fault("context")
 
-        prepare_runtime(rt, launch)
+        notes = prepare_runtime(rt, launch)
         env = pane_env(fac, name, role.name, branch, context, task)
         log = str(fac.run_dir(name) / "pane.log")  # the pane's output, kept after its window is gone
         window_id, pane_id = fac.new_window(name, str(worktree), rt.argv(launch), env, log=log)
@@ -261,6 +262,8 @@ def spawn(
         "window": window_id,
         "pane": pane_id,
         "session": fac.session,
+        "config_dir": str(d) if (d := runtime_config_dir(rt, launch)) else None,
+        "notes": notes,
     }
 
 

@@ -18,12 +18,13 @@ from supervisor.factory import Factory
 # A stand-in for the `claude` CLI: records its argv, then does what Claude Code does at start-up:
 # runs the SessionStart hook from .claude/settings.local.json with JSON on stdin, keeping its output.
 FAKE_CLAUDE = r"""#!/usr/bin/env python3
-import json, subprocess, sys, time, pathlib
+import json, os, subprocess, sys, time, pathlib
 def put(name, text):  # whole or not at all: the test reads the file as soon as it exists
     tmp = pathlib.Path(name + ".tmp")
     tmp.write_text(text)
     tmp.rename(name)
 put("claude-argv.json", json.dumps(sys.argv[1:]))
+put("claude-env.json", json.dumps(dict(os.environ)))
 settings = json.loads(pathlib.Path(".claude/settings.local.json").read_text())
 cmd = settings["hooks"]["SessionStart"][0]["hooks"][0]["command"]
 payload = {"session_id": "sess-1234", "hook_event_name": "SessionStart", "source": "startup",
@@ -183,7 +184,9 @@ def test_a_restart_resumes_the_session(factory: Path, fake_claude: Path) -> None
     wait_for(lambda: fac.store.worker("c1").session_id, 15, "the SessionStart hook")
     argv, _env = workers.launch_for(fac, fac.store.worker("c1"))
     assert argv[-2:] == ["--resume", "sess-1234"]
-    assert shlex.join(argv).startswith("claude --permission-mode acceptEdits")
+    claude = argv[argv.index("--") + 1 :]  # after fac's launcher, which hands over the saved environment
+    assert Path(claude[0]) == fake_claude
+    assert shlex.join(claude[1:]).startswith("--permission-mode acceptEdits")
 
 
 def test_a_role_can_choose_its_permission_mode(factory: Path, fake_claude: Path) -> None:
@@ -215,3 +218,99 @@ def test_messages_reach_claude_as_plain_text_not_as_memory_comments(
     pane = capture_pane(tmux_socket, f"={session_of()}:=c1")
     line = next(x for x in pane.splitlines() if "please look at test_x" in x)
     assert not line.lstrip().startswith("#"), "a leading # would make Claude Code store it as a memory"
+
+
+def test_claude_gets_the_spawners_environment_not_the_tmux_servers_stale_copy(
+    factory: Path, fake_claude: Path, monkeypatch: pytest.MonkeyPatch, tmux_socket: str
+) -> None:
+    # The tmux server starts (as `fac up` would) with no Anthropic settings at all ...
+    for var in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "CLAUDE_CONFIG_DIR", "CLAUDE_CODE_TMPDIR"):
+        monkeypatch.delenv(var, raising=False)
+    subprocess.run(["tmux", "-L", tmux_socket, "new-session", "-d", "-s", "elsewhere"], check=True)
+    # ... and the user exports them afterwards, then spawns.
+    env = {
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
+        "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdefghij",
+        "CLAUDE_CODE_TMPDIR": str(factory / "claude-tmp"),
+    }
+    res = fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory, env=env)
+    wt = Path(res["worktree"])
+    wait_for(lambda: (wt / "claude-env.json").exists(), 15, "the fake claude")
+    seen = json.loads((wt / "claude-env.json").read_text())
+    for var, value in env.items():
+        assert seen.get(var) == value, var
+    run_dir = factory / ".fac/runs/c1"
+    assert seen["CLAUDE_CONFIG_DIR"] == str(run_dir / "claude-config") == res["config_dir"]
+    saved = run_dir / "claude.env"
+    assert saved.stat().st_mode & 0o777 == 0o600  # the key is kept from other users
+    # The key never appears on a command line (`ps` would show it to every user of the machine).
+    argv, _ = workers.launch_for(Factory(factory), Factory(factory).store.worker("c1"))
+    assert not any(env["ANTHROPIC_API_KEY"] in a for a in argv)
+    # First-run dialogs are settled in the worker's own config, and spawn said so once.
+    config = json.loads((run_dir / "claude-config" / ".claude.json").read_text())
+    assert config["hasCompletedOnboarding"] is True
+    assert config["projects"][str(wt)]["hasTrustDialogAccepted"] is True
+    assert config["customApiKeyResponses"]["approved"] == [env["ANTHROPIC_API_KEY"][-20:]]
+    assert len(res["notes"]) == 1 and "first-run dialogs" in res["notes"][0]
+
+
+def test_an_oauth_user_keeps_their_own_config_and_login(
+    factory: Path, fake_claude: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "oauth-home"
+    (home / ".claude").mkdir(parents=True)
+    login = {"claudeAiOauth": {"accessToken": "a", "refreshToken": "r"}}
+    (home / ".claude/.credentials.json").write_text(json.dumps(login))
+    (home / ".claude.json").write_text(json.dumps({"oauthAccount": {"emailAddress": "u@x"}, "theme": "dark"}))
+    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CONFIG_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    res = fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
+    wt = Path(res["worktree"])
+    wait_for(lambda: (wt / "claude-env.json").exists(), 15, "the fake claude")
+    assert "CLAUDE_CONFIG_DIR" not in json.loads((wt / "claude-env.json").read_text())
+    assert res["config_dir"] == str(home / ".claude")
+    assert json.loads((home / ".claude/.credentials.json").read_text()) == login  # untouched
+    config = json.loads((home / ".claude.json").read_text())
+    assert config["oauthAccount"] == {"emailAddress": "u@x"} and config["theme"] == "dark"
+    assert config["projects"][str(wt)]["hasTrustDialogAccepted"] is True
+    assert "customApiKeyResponses" not in config
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "settled"),
+    [
+        ({}, None, ["onboarding done", "trusted /w"]),
+        (
+            {},
+            "sk-" + "k" * 30,
+            ["onboarding done", "trusted /w", "approved the ANTHROPIC_API_KEY you exported"],
+        ),
+        ({"hasCompletedOnboarding": True, "projects": {"/w": {"hasTrustDialogAccepted": True}}}, None, []),
+        (  # a key the user once refused is approved: they exported it and spawned with it
+            {"hasCompletedOnboarding": True, "customApiKeyResponses": {"rejected": ["k" * 20]}},
+            "sk-" + "k" * 30,
+            ["trusted /w", "approved the ANTHROPIC_API_KEY you exported"],
+        ),
+    ],
+)
+def test_first_run_dialogs_are_settled_only_for_what_spawning_asked(
+    config: dict, key: str | None, settled: list[str]
+) -> None:
+    from supervisor.runtimes.claude import settle_first_run
+
+    out, done = settle_first_run(config, "/w", key)
+    assert done == settled
+    assert out["hasCompletedOnboarding"] is True and out["projects"]["/w"]["hasTrustDialogAccepted"] is True
+    assert set(out["projects"]) == {"/w"}  # no other folder is trusted
+    if key:
+        assert out["customApiKeyResponses"]["approved"] == ["k" * 20]
+        assert out["customApiKeyResponses"]["rejected"] == []
+    else:
+        assert out.get("customApiKeyResponses") == config.get("customApiKeyResponses")
+
+
+def test_the_default_allow_list_runs_the_tests_either_way_python_is_called() -> None:
+    from supervisor.runtimes.claude import ALLOW
+
+    assert {"Bash(python -m pytest:*)", "Bash(python3 -m pytest:*)"} <= set(ALLOW)

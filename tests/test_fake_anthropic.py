@@ -142,3 +142,67 @@ def test_runs_as_a_process_with_a_script_file_and_a_port_file(tmp_path: Path) ->
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_a_streamed_turn_arrives_as_server_sent_events_in_pieces_the_real_client_joins() -> None:
+    long_text = "I will write the file and then run the tests, " * 3
+    with FakeAnthropic(
+        [turn(text(long_text), tool("Write", file_path="a.py", content="x = 1\n" * 5))]
+    ) as fake:
+        with client(fake).messages.stream(model="m", max_tokens=100, messages=HELLO) as stream:
+            kinds = [event.type for event in stream]
+            msg = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert {"content_block_start", "content_block_delta", "content_block_stop", "message_delta"} <= set(kinds)
+    assert msg.content[0].type == "text" and msg.content[0].text == long_text
+    use = msg.content[1]
+    assert use.type == "tool_use" and use.input == {"file_path": "a.py", "content": "x = 1\n" * 5}
+    assert msg.stop_reason == "tool_use"
+
+
+def test_the_raw_stream_splits_text_and_tool_input_in_several_deltas() -> None:
+    with FakeAnthropic([turn(text("a" * 40), tool("Bash", command="python3 -m pytest -q"))]) as fake:
+        req = urllib.request.Request(
+            fake.url + "/v1/messages",
+            data=json.dumps({"model": "m", "max_tokens": 10, "messages": HELLO, "stream": True}).encode(),
+            headers={"x-api-key": DEFAULT_KEY, "anthropic-version": "2023-06-01"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            raw = resp.read().decode()
+    events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: ")]
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    assert sum(1 for d in deltas if d["type"] == "text_delta") > 1
+    partial = [d["partial_json"] for d in deltas if d["type"] == "input_json_delta"]
+    assert len(partial) > 1 and json.loads("".join(partial)) == {"command": "python3 -m pytest -q"}
+    assert "ping" in [e["type"] for e in events]
+
+
+def test_claude_codes_system_messages_and_side_requests_consume_no_scripted_turn() -> None:
+    conversation = [
+        {"role": "user", "content": "hello"},
+        {"role": "system", "content": [{"type": "text", "text": "# Environment ..."}]},
+    ]
+    title = {
+        "model": "m",
+        "max_tokens": 100,
+        "tools": [],
+        "system": [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."}],
+        "messages": HELLO,
+        "output_config": {
+            "format": {"type": "json_schema", "schema": {"type": "object", "required": ["title"]}}
+        },
+    }
+    with FakeAnthropic([turn(text("the real answer"))]) as fake:
+        c = client(fake)
+        named = c.post("/v1/messages", cast_to=object, body=title)
+        counted = c.post("/v1/messages/count_tokens", cast_to=object, body={"model": "m", "messages": HELLO})
+        probe = c.messages.create(model="m", max_tokens=1, messages=[{"role": "user", "content": "quota"}])
+        msg = c.messages.create(model="m", max_tokens=10, messages=conversation)  # type: ignore[arg-type]
+    assert json.loads(named["content"][0]["text"]) == {"title": "Fake session"}  # type: ignore[index]
+    assert counted["input_tokens"] > 0  # type: ignore[index]
+    assert probe.content[0].type == "text"
+    assert msg.content[0].text == "the real answer"
+    assert len(fake.requests) == 1 and len(fake.side) == 2
+    assert ("POST", "/v1/messages/count_tokens") in fake.seen

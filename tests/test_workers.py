@@ -56,6 +56,8 @@ def test_spawn_creates_branch_worktree_and_window(factory: Path, tmux_socket: st
         "window": report["window"],
         "pane": report["pane"],
         "session": session_of(),
+        "config_dir": None,  # the command runtime keeps no configuration of its own
+        "notes": [],  # nothing was settled on the user's behalf
         "started": [],  # --no-up: only the worker's window, the factory is not started
     }
     assert "fac/w1" in branches(factory)

@@ -69,6 +69,8 @@ def spawn(
     click.echo(
         f"spawned {res['name']} ({res['role']}, {res['runtime']}) on {res['branch']} in {res['worktree']}"
     )
+    for note in res["notes"]:
+        click.echo(note)
     if started:
         click.echo(f"the factory was not up: started {', '.join(started)} in session {fac.session}")
     elif not was_up:

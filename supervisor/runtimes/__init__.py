@@ -38,11 +38,19 @@ class Runtime(Protocol):
     def argv(self, launch: Launch) -> list[str]: ...
 
 
-def prepare(rt: Runtime, launch: Launch) -> None:
-    """Let a runtime write what it needs into the worktree before its process starts (optional)."""
+def prepare(rt: Runtime, launch: Launch) -> list[str]:
+    """Let a runtime write what it needs before its process starts (optional); what it says it did
+    on the user's behalf, for spawn to print once."""
     hook = getattr(rt, "prepare", None)
-    if hook is not None:
-        hook(launch)
+    notes = hook(launch) if hook is not None else None
+    return list(notes or [])
+
+
+def config_dir(rt: Runtime, launch: Launch) -> Path | None:
+    """The directory a runtime's own configuration lives in, which its agent must be able to write
+    (Claude Code's CLAUDE_CONFIG_DIR); None for a runtime without one."""
+    hook = getattr(rt, "config_dir", None)
+    return Path(hook(launch)) if hook is not None else None
 
 
 def get(name: str) -> Runtime:

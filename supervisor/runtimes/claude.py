@@ -5,21 +5,46 @@ Stop, Notification) that call `fac hook ...`, so fac knows what the agent is doi
 guessing from the screen, and permissions that let it edit its worktree and run fac's and git's
 commands. The Stop hook runs the inner checks and, while they are red, tells Claude why instead of
 letting it stop (once per turn: `stop_hook_active` ends the loop). A restart resumes the session.
+
+The pane starts through `supervisor.runtimes.launch`, which hands Claude the spawner's environment
+(ANTHROPIC_*, CLAUDE_CODE_*, ... saved 0600 in the run directory; a pane would otherwise get the tmux
+server's stale copy). Claude Code's first-run dialogs would stop a fresh agent (onboarding, "trust
+this folder?", "use this API key?"); spawn settles them through the documented fields of the config
+file, for what the user asked by spawning: onboarding done, the worker's own tree trusted, the key
+the user exported approved. An OAuth user keeps their own config directory (their login is never
+copied, so a token refresh cannot log them out); anyone else gets a config directory per worker.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from supervisor.errors import FacError
 from supervisor.runtimes import Launch
 
-INSTALL = "npm install -g @anthropic-ai/claude-code"
+TESTED_VERSION = "2.1.332"  # the Claude Code that fac's suite runs (scripts/setup --test installs it)
+PACKAGE = "@anthropic-ai/claude-code"
+INSTALL = f"npm install -g {PACKAGE}@{TESTED_VERSION}"
+ENV_FILE = "claude.env"  # in the worker's run dir, 0600: the spawner's variables for Claude
+CONFIG_DIR = "claude-config"  # in the worker's run dir: its own CLAUDE_CONFIG_DIR (not for OAuth users)
+CREDENTIALS = ".credentials.json"  # where Claude Code keeps an OAuth login on Linux
+# What Claude Code reads from its environment: the API's address and credentials, its own switches,
+# the cloud providers' settings, proxies.
+PASSED_PREFIXES = ("ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_", "AWS_", "CLOUD_ML_", "VERTEX_REGION_")
+PASSED_NAMES = (
+    "CLAUDE_CONFIG_DIR",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
 DEFAULT_PERMISSION_MODE = (
     "acceptEdits"  # edits in its worktree without asking; shell commands per the allow list
 )
@@ -38,6 +63,7 @@ ALLOW = [
     "Bash(git commit:*)",
     "Bash(git merge main:*)",
     "Bash(python -m pytest:*)",
+    "Bash(python3 -m pytest:*)",
     "Bash(pytest:*)",
 ]
 DENY = ["Bash(git push:*)", "Bash(git reset --hard:*)", "Bash(rm -rf:*)"]
@@ -70,6 +96,87 @@ def settings(worker: str) -> dict[str, Any]:
     }
 
 
+def passed_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The spawner's variables that Claude Code reads, to hand to its pane."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if v and (k in PASSED_NAMES or any(k.startswith(p) for p in PASSED_PREFIXES))
+    }
+
+
+def user_config_dir(environ: Mapping[str, str]) -> Path:
+    """The user's own Claude Code config directory: $CLAUDE_CONFIG_DIR, else ~/.claude."""
+    if environ.get("CLAUDE_CONFIG_DIR"):
+        return Path(environ["CLAUDE_CONFIG_DIR"])
+    return Path(environ.get("HOME") or Path.home()) / ".claude"
+
+
+def config_file(environ: Mapping[str, str]) -> Path:
+    """Claude Code's global config file: in $CLAUDE_CONFIG_DIR when set, else ~/.claude.json."""
+    if environ.get("CLAUDE_CONFIG_DIR"):
+        return Path(environ["CLAUDE_CONFIG_DIR"]) / ".claude.json"
+    return Path(environ.get("HOME") or Path.home()) / ".claude.json"
+
+
+def settle_first_run(
+    config: Mapping[str, Any], worktree: str, api_key: str | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The config with Claude Code's first-run dialogs settled for one worker, and what was settled.
+
+    Only what spawning asked for: onboarding done, the worker's own tree trusted, and the API key the
+    user exported approved (Claude Code keeps the last 20 characters of an approved key).
+    """
+    out = dict(config)
+    done: list[str] = []
+    if not out.get("hasCompletedOnboarding"):
+        out["hasCompletedOnboarding"] = True
+        done.append("onboarding done")
+    projects = dict(out.get("projects") or {})
+    project = dict(projects.get(worktree) or {})
+    if not project.get("hasTrustDialogAccepted"):
+        project["hasTrustDialogAccepted"] = True
+        done.append(f"trusted {worktree}")
+    projects[worktree] = project
+    out["projects"] = projects
+    if api_key:
+        responses = dict(out.get("customApiKeyResponses") or {})
+        approved = list(responses.get("approved") or [])
+        tail = api_key[-20:]
+        if tail not in approved:
+            responses["approved"] = [*approved, tail]
+            responses["rejected"] = [k for k in responses.get("rejected") or [] if k != tail]
+            out["customApiKeyResponses"] = responses
+            done.append("approved the ANTHROPIC_API_KEY you exported")
+    return out, done
+
+
+def uses_own_login(environ: Mapping[str, str]) -> bool:
+    """Does the user log in to Claude with OAuth (a credentials file, no key exported)? Then the worker
+    shares their config directory: a copy of the login would go stale at the first token refresh."""
+    if environ.get("ANTHROPIC_API_KEY") or environ.get("ANTHROPIC_AUTH_TOKEN"):
+        return False
+    return (user_config_dir(environ) / CREDENTIALS).is_file()
+
+
+def _write_json(path: Path, data: Mapping[str, Any], mode: int = 0o600) -> None:
+    """Whole or not at all: Claude Code may read the file at any moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.fac-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class ClaudeRuntime:
     name = "claude"
 
@@ -77,14 +184,42 @@ class ClaudeRuntime:
         if shutil.which("claude") is None:
             raise FacError(
                 "the claude runtime needs Claude Code, and `claude` is not on PATH",
-                hint=f"install it with `{INSTALL}` (Node.js >= 18), or use --runtime anthropic",
+                hint=f"install it with `{INSTALL}` (the version fac is tested with; the package brings "
+                "its own native binary), or use --runtime anthropic",
             )
 
-    def prepare(self, launch: Launch) -> None:
+    def prepare(self, launch: Launch) -> list[str]:
         path = launch.worktree / SETTINGS
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings(launch.worker), indent=2) + "\n", encoding="utf-8")
         _exclude(launch.worktree, "/.claude/settings.local.json")
+        return self.settle(launch, os.environ)
+
+    def settle(self, launch: Launch, environ: Mapping[str, str]) -> list[str]:
+        """Save the pane's environment and settle the first-run dialogs; one line saying what was done."""
+        run_dir = launch.context_file.parent
+        env = passed_env(environ)
+        if uses_own_login(environ):
+            target = config_file(environ)
+            where = f"your own Claude config ({target}; your login stays yours)"
+        else:
+            env["CLAUDE_CONFIG_DIR"] = str(run_dir / CONFIG_DIR)
+            target = config_file(env)
+            where = f"the worker's own Claude config ({target})"
+        exe = shutil.which("claude", path=environ.get("PATH")) or "claude"
+        _write_json(run_dir / ENV_FILE, {**env, "FAC_CLAUDE": exe})
+        config, done = settle_first_run(
+            _read_json(target), str(launch.worktree), env.get("ANTHROPIC_API_KEY")
+        )
+        if done:
+            _write_json(target, config)
+            return [f"claude: in {where}, fac settled Claude Code's first-run dialogs: {', '.join(done)}"]
+        return []
+
+    def config_dir(self, launch: Launch) -> Path:
+        """The CLAUDE_CONFIG_DIR the worker's Claude uses (and must be able to write)."""
+        saved = _read_json(launch.context_file.parent / ENV_FILE)
+        return user_config_dir({"HOME": str(Path.home()), **saved})
 
     def permission_mode(self, launch: Launch) -> str:
         if launch.root is None:
@@ -104,7 +239,11 @@ class ClaudeRuntime:
             system = (
                 system[:SYSTEM_PROMPT_MAX] + f"\n... (cut; the whole context is in {launch.context_file})"
             )
-        argv = ["claude", "--permission-mode", self.permission_mode(launch), "--append-system-prompt", system]
+        env_file = launch.context_file.parent / ENV_FILE
+        exe = str(_read_json(env_file).get("FAC_CLAUDE") or "claude")
+        launcher = [sys.executable, "-m", "supervisor.runtimes.launch", str(env_file), "--"]
+        argv = [*launcher, exe, "--permission-mode", self.permission_mode(launch)]
+        argv += ["--append-system-prompt", system]
         if launch.session_id:
             return [*argv, "--resume", launch.session_id]
         first = launch.task or "Read your role and context in the system prompt, then start on your task."

@@ -1,0 +1,164 @@
+"""The real Claude Code (the pinned version `scripts/setup --test` installs in .cache/claude-code/)
+in a real factory: `fac spawn --runtime claude`, real tmux on the private socket, real git, the real
+supervisor and merge queue, and the project's fake Messages API on 127.0.0.1 as the model. Claude
+Code's own tools (Write, Read, Edit, Bash) do the work; only the model's choices are scripted.
+
+Nothing is written outside the test's temp dirs: HOME, CLAUDE_CONFIG_DIR, CLAUDE_CODE_TMPDIR and
+XDG_DATA_HOME point into them, the key is the fake's, and Claude's non-essential traffic is off.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import capture_pane, fac_json, git, session_of, wait_for
+
+from supervisor.factory import Factory
+from supervisor.fake_anthropic import DEFAULT_KEY, FakeAnthropic, text, tool, turn
+from supervisor.runtimes.claude import TESTED_VERSION
+
+REPO = Path(__file__).resolve().parent.parent
+CLAUDE_BIN = REPO / ".cache" / "claude-code" / TESTED_VERSION / "node_modules" / ".bin"
+SUT = "system-under-construction"
+CODE = '''from textstats import words
+
+
+def unique_words(text: str) -> int:
+    """How many different words `text` has."""
+    return len(set(words(text)))
+'''
+TEST = """from textstats.unique import unique_words
+
+
+def test_unique_words_counts_each_word_once():
+    assert unique_words("a b A c") == 3
+"""
+
+
+@pytest.fixture(scope="session")
+def claude_bin() -> Path:
+    """The pinned Claude Code's bin directory; CI installs it (scripts/setup --test), so CI never skips."""
+    if not (CLAUDE_BIN / "claude").exists():
+        why = f"Claude Code {TESTED_VERSION} is not in {CLAUDE_BIN}: run `bash scripts/setup --test`"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return CLAUDE_BIN
+
+
+@pytest.fixture
+def fake(
+    claude_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factory: Path
+) -> Iterator[FakeAnthropic]:
+    """The fake API, and an environment in which the real `claude` reaches only it and temp dirs."""
+    for name in ("claude-home", "claude-config", "claude-tmp", "xdg-data"):
+        (tmp_path / name).mkdir()
+    with FakeAnthropic() as f:
+        monkeypatch.setenv("PATH", f"{claude_bin}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("HOME", str(tmp_path / "claude-home"))
+        monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
+        monkeypatch.setenv("CLAUDE_CODE_TMPDIR", str(tmp_path / "claude-tmp"))
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+        monkeypatch.setenv("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        monkeypatch.setenv("DISABLE_AUTOUPDATER", "1")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", f.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", DEFAULT_KEY)
+        for var in ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_MODEL"):
+            monkeypatch.delenv(var, raising=False)
+        yield f
+
+
+def spawn_claude(root: Path, name: str, task: str) -> dict[str, Any]:
+    """`fac spawn worker --runtime claude` as a user types it: it starts the factory (supervisor, queue)."""
+    return fac_json("spawn", "worker", "--runtime", "claude", "--name", name, "--task", task, cwd=root)
+
+
+def commit_and_submit(message: str) -> list[dict[str, Any]]:
+    return [
+        turn(tool("Bash", command=f"git add -A {SUT}", description="stage the change")),
+        turn(tool("Bash", command=f"git commit -q -m '{message}'", description="commit")),
+        turn(
+            text("Committed; submitting to the merge queue."),
+            tool("Bash", command="fac submit", description="submit"),
+        ),
+    ]
+
+
+def screen(root: Path, socket: str, name: str) -> str:
+    return capture_pane(socket, f"={session_of(root)}:={name}")
+
+
+def on_main(root: Path, path: str) -> bool:
+    probe = ["git", "cat-file", "-e", f"main:{path}"]
+    return subprocess.run(probe, cwd=root, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def wait_watching(predicate: Callable[[], Any], timeout: float, what: str, root: Path, socket: str) -> Any:
+    """wait_for, and on a time-out the worker's screen and the factory's log in the failure."""
+    try:
+        return wait_for(predicate, timeout, what, interval=0.2)
+    except AssertionError as e:
+        log = subprocess.run(["fac", "log"], cwd=root, capture_output=True, text=True).stdout
+        raise AssertionError(
+            f"{e}\n--- pane c1:\n{screen(root, socket, 'c1')}\n--- fac log:\n{log}"
+        ) from None
+
+
+def test_real_claude_code_writes_tests_commits_submits_and_its_branch_merges(
+    factory: Path, fake: FakeAnthropic, tmux_socket: str
+) -> None:
+    wt = Factory(factory).worktree_path("c1")
+    unique, test = wt / SUT / "textstats/unique.py", wt / SUT / "tests/test_unique.py"
+    fake.add(
+        turn(
+            text("I'll look at textstats first."),
+            tool("Read", file_path=str(wt / SUT / "textstats/__init__.py")),
+        ),
+        turn(
+            text("Writing unique_words and its test."),
+            tool("Write", file_path=str(unique), content=CODE.replace("different", "distinct")),
+            tool("Write", file_path=str(test), content=TEST),
+        ),
+        turn(tool("Edit", file_path=str(unique), old_string="distinct", new_string="different")),
+        turn(tool("Bash", command="fac check", description="run the inner checks")),
+        *commit_and_submit("Add unique_words"),
+        turn(text("Submitted.")),
+    )
+    start = time.monotonic()
+    res = spawn_claude(factory, "c1", "Add unique_words(text): how many different words")
+    assert res["runtime"] == "claude" and "first-run dialogs" in " ".join(res["notes"])
+    wait_watching(
+        lambda: on_main(factory, f"{SUT}/textstats/unique.py"),
+        240,
+        "the branch to merge",
+        factory,
+        tmux_socket,
+    )
+    seconds = time.monotonic() - start
+    assert git(factory, "show", f"main:{SUT}/textstats/unique.py") == CODE.rstrip("\n")
+    assert git(factory, "show", f"main:{SUT}/tests/test_unique.py") == TEST.rstrip("\n")
+    # Claude Code's own tools ran and their real results went back to the model.
+    results = [r["content"] for i in range(1, len(fake.requests)) for r in fake.tool_results(i)]
+    flat = "\n".join(str(r) for r in results)
+    assert "def words(text: str)" in flat  # Read
+    assert "queued fac/c1" in flat or "submitted" in flat.lower()  # fac submit's own output
+    assert not fake.rejected, fake.rejected
+    assert fake.exhausted == 0
+    # It was a conversation: a system prompt with fac's context, Claude Code's own tools offered.
+    first = fake.requests[0]
+    assert {"Write", "Edit", "Read", "Bash"} <= {t["name"] for t in first["tools"]}
+    assert "You are a worker in a software factory run by fac" in str(first["system"])
+    state = wait_for(
+        lambda: (w := Factory(factory).store.worker("c1")) and w.state in ("merged", "done") and w.state,
+        60,
+        "the worker to show merged",
+    )
+    assert state in ("merged", "done")
+    loop = "spawn -> read -> write -> edit -> check -> commit -> submit -> merged"
+    print(f"\nreal Claude Code {TESTED_VERSION}: {loop}: {seconds:.1f}s")
