@@ -182,7 +182,7 @@ class Supervisor:
             self._unsettled.pop(p.pane_id, None)
         if p is not None and p.dead and p.dead_status == 0 and not p.dead_signal:
             ended = exit_state(w.state)
-            workers_state(self.fac, w.name, ended, "finished", exit_status=0, ended=ended)
+            workers_state(self.fac, w.name, ended, "finished", by="liveness", exit_status=0, ended=ended)
             self.say(f"{w.name}: finished (exit 0)" + ("" if ended == "done" else ", its work not merged"))
             return None
         status = how_it_ended(p)
@@ -230,9 +230,16 @@ class Supervisor:
             return None
         delay = decision.delay
         with self.fac.store.tx() as db:
-            self.fac.store.update_worker(
-                w.name, db=db, state="crashed", crashes=json.dumps(crashes), next_restart=now + delay
+            now_state = self.fac.store.update_worker(
+                w.name,
+                db=db,
+                state="crashed",
+                by="liveness",
+                crashes=json.dumps(crashes),
+                next_restart=now + delay,
             )
+            if now_state != "crashed":  # `fac kill` stopped (or removed) it meanwhile: not a crash
+                return None
             self.fac.store.event(
                 "crashed", w.name, db=db, status=status, crashes=len(crashes), restart_in=delay
             )
@@ -244,9 +251,11 @@ class Supervisor:
 
     def restart(self, w: Worker, status: str) -> float | None:
         try:
-            workers.restart(self.fac, w.name, reason=status)
+            res = workers.restart(self.fac, w.name, reason=status)
         except FacError as e:
             andon.ask(self.fac, w.name, f"cannot restart: {e.message}", by="supervisor")
+            return None
+        if res is None:  # stopped or removed (fac kill) while its restart was due
             return None
         self._restarted = True
         self.say(f"{w.name}: restarted (restart #{w.restarts + 1})")

@@ -23,7 +23,7 @@ STATE_STYLE = {
     "crashed": "red",
     "stopped": "dim",
     "waiting-for-check": "blue",
-    "waiting-for-permission": "magenta",
+    "waiting-for-human": "magenta",
 }
 
 
@@ -103,6 +103,13 @@ def render(data: dict[str, Any]) -> Any:
             qt.append(f"{name}: ", style="bold magenta")
             qt.append(f"{question}\n   " + typed(f'answer with: fac answer {name} "..."') + "\n")
         parts.append(Panel(qt, title="andon: open questions", border_style="magenta"))
+    waiting = [(w["name"], w["todo"]) for w in data["workers"] if w.get("todo")]
+    if waiting:
+        wt = Text()
+        for name, todo in waiting:
+            wt.append(f"{name}: ", style="bold magenta")
+            wt.append(typed(todo) + "\n")
+        parts.append(Panel(wt, title="waiting for a human at the window", border_style="magenta"))
     if data.get("held"):
         ht = Text()
         for h in data["held"]:

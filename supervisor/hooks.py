@@ -18,10 +18,12 @@ from supervisor.model import WorkerCause, WorkerState
 from supervisor.store import UNSET
 
 
-def workers_state(fac: Factory, name: str, state: WorkerState, event: str, **payload: Any) -> None:
-    """Set a worker's state and log why, in one transaction."""
+def workers_state(
+    fac: Factory, name: str, state: WorkerState, event: str, *, by: WorkerCause = "fac", **payload: Any
+) -> None:
+    """Set a worker's state (as `by` may) and log why, in one transaction."""
     with fac.store.tx() as db:
-        fac.store.update_worker(name, db=db, state=state)
+        fac.store.update_worker(name, db=db, state=state, by=by)
         fac.store.event(event, name, db=db, **payload)
 
 
@@ -31,8 +33,32 @@ HOOK_STATES: dict[str, WorkerState] = {
     "working": "working",
     "stop": "idle",
     "idle": "idle",
-    "notification": "waiting-for-permission",
+    "notification": "waiting-for-human",  # unless `notification_state` says otherwise
 }
+
+
+def notification_state(worker: str, data: dict[str, Any]) -> tuple[WorkerState, str | None]:
+    """What a Claude Code Notification means, and what a human should do about it (None: nothing).
+
+    `idle_prompt` (sent a while after each turn) means the agent waits at its prompt, not for a
+    human; a permission prompt, a question of Claude's (elicitation) or any dialog fac does not know
+    needs someone at the window.
+    """
+    kind = str(data.get("notification_type") or "")
+    message = str(data.get("message") or "").strip()
+    if kind == "idle_prompt" or (not kind and "waiting for your input" in message.lower()):
+        return "idle", None
+    if kind == "auth_success":
+        return "working", None
+    attach = f"answer it in its window: fac attach {worker}"
+    if kind == "permission_prompt" or (not kind and "permission" in message.lower()):
+        todo = (
+            f"{attach}; to allow such commands for the role, set permission_mode in its role file "
+            "(roles/ROLE.md), or extend fac's allow list"
+        )
+    else:
+        todo = attach
+    return "waiting-for-human", f"{message or 'Claude Code shows a dialog'}: {todo}"
 
 
 MESSAGE_REF = re.compile(r"\(message (\d+):")
@@ -58,10 +84,12 @@ def hook(
     # model.worker_transition keeps what the queue or andon set against a runtime saying "working"
     session = str(data["session_id"]) if data.get("session_id") else UNSET
     by: WorkerCause = "prompt" if event == "prompt" else "runtime"
+    wanted, todo = notification_state(worker, data) if event == "notification" else (HOOK_STATES[event], None)
     with fac.store.tx() as db:
-        state = fac.store.update_worker(worker, db=db, state=HOOK_STATES[event], by=by, session_id=session)
+        state = fac.store.update_worker(worker, db=db, state=wanted, by=by, session_id=session)
         state = state or w.state
-        fac.store.event(f"hook:{event}", worker, db=db, state=state)
+        extra = {"todo": todo, "type": data.get("notification_type")} if event == "notification" else {}
+        fac.store.event(f"hook:{event}", worker, db=db, state=state, **extra)
     out["state"] = state
     if event == "session-start":
         unread = [m for m in fac.store.unacked() if m.worker == worker]

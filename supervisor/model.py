@@ -17,7 +17,7 @@ WorkerState = Literal[
     "starting",  # spawn is creating it
     "working",
     "idle",  # its runtime says it stopped and waits for input
-    "waiting-for-permission",
+    "waiting-for-human",  # a permission prompt or a dialog only a human can answer is open in its pane
     "waiting-for-check",  # `fac check` runs for it
     "needs-human",  # andon: an open question
     "queued",  # its branch waits in the merge queue
@@ -38,17 +38,25 @@ WorkerCause = Literal[
     "prompt",  # a runtime's hook reports a new prompt: the agent works on a new instruction
     "check",  # `fac check` starts for the worker
     "check-done",  # `fac check` ended: the state it had before comes back
+    "liveness",  # the supervisor saw the process end, or restarts it: never over a stopped worker
 ]
 
-# States set by the queue or andon that a runtime reporting "working" must not paper over: the
-# agent keeps running after it submits or asks, but the worker still waits for that answer.
-HELD_AGAINST_RUNTIME: frozenset[WorkerState] = frozenset({"needs-human", "red", "conflict", "queued"})
+# States that a runtime's hooks never overwrite: the queue or andon set them (the agent keeps
+# running after it submits or asks, but the worker still waits for that answer), or its work merged.
+# Only a new prompt (the agent works on a new instruction) or the trusted side moves it on.
+HELD_AGAINST_RUNTIME: frozenset[WorkerState] = frozenset(
+    {"needs-human", "red", "conflict", "queued", "merged"}
+)
 
 
 def worker_transition(old: WorkerState, new: WorkerState, by: WorkerCause) -> bool:
     """May a worker in state `old` change to `new` at the request of `by`?"""
     if by == "runtime":
-        return not (new == "working" and old in HELD_AGAINST_RUNTIME)
+        return old not in HELD_AGAINST_RUNTIME
+    if by == "liveness":
+        # `fac kill` marks the worker stopped before its window goes; a supervisor pass that saw the
+        # window vanish must not call that a crash and start the agent again.
+        return old != "stopped"
     if by == "check-done":
         # Only undo what `fac check` did: a state set meanwhile (merged, red, ...) stays.
         return old == "waiting-for-check"

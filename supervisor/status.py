@@ -106,6 +106,9 @@ def render(data: dict[str, Any]) -> str:
         lines.append(
             f"andon: {w['name']} asks: {w['question']}  " + typed(f'(answer: fac answer {w["name"]} "...")')
         )
+    for w in data["workers"]:
+        if w.get("todo"):
+            lines.append(f"waiting-for-human: {w['name']}: " + typed(w["todo"]))
     for h in data.get("held", []):
         lines.append(
             f"held: {h['branch']} at {h['sha'][:10]} " + typed(f"waits for `fac approve {h['branch']}`:")

@@ -290,8 +290,13 @@ def launch_for(fac: Factory, w: Any) -> tuple[list[str], dict[str, str]]:
     return rt.argv(launch), pane_env(fac, w.name, w.role, w.branch, context, w.task)
 
 
-def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
-    """Start a stored worker's agent again in its own worktree, window and branch."""
+def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any] | None:
+    """Start a stored worker's agent again in its own worktree, window and branch; None when `fac kill`
+    stopped or removed it first (before the restart claimed it, or while its window was being made)."""
+    with fac.store.tx() as db:
+        claimed = fac.store.update_worker(name, db=db, state="starting", by="liveness")
+    if claimed != "starting":
+        return None
     w = fac.worker(name)
     if not Path(w.worktree).is_dir():
         raise FacError(
@@ -306,16 +311,23 @@ def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
     else:
         window_id, pane_id = fac.new_window(name, w.worktree, argv, env)
     with fac.store.tx() as db:
-        fac.store.update_worker(
+        now = fac.store.update_worker(
             name,
             db=db,
             window_id=window_id,
             pane_id=pane_id,
             state="working",
+            by="liveness",
             restarts=w.restarts + 1,
             next_restart=None,
         )
-        fac.store.event("restarted", name, db=db, reason=reason, restarts=w.restarts + 1, window=window_id)
+        if now == "working":
+            fac.store.event(
+                "restarted", name, db=db, reason=reason, restarts=w.restarts + 1, window=window_id
+            )
+    if now != "working":  # `fac kill` came while the window was made: it must not outlive the worker
+        fac.tmux.kill_window(window_id)
+        return None
     return {"name": name, "window": window_id, "pane": pane_id, "restarts": w.restarts + 1}
 
 
@@ -347,6 +359,7 @@ class WorkerView:
     question: str | None = None
     delta: str | None = None
     tokens: int = 0
+    todo: str | None = None  # waiting-for-human: what its pane shows, and what a human should do
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -391,9 +404,18 @@ def views(fac: Factory) -> list[WorkerView]:
                 question=w.question,
                 delta=w.delta,
                 tokens=w.tokens_in + w.tokens_out,
+                todo=_todo(fac, w.name) if w.state == "waiting-for-human" else None,
             )
         )
     return out
+
+
+def _todo(fac: Factory, name: str) -> str:
+    """What the runtime's last notification asked of a human (hooks.notification_state said it)."""
+    for e in reversed(fac.store.events(worker=name, limit=20)):
+        if e.kind == "hook:notification" and e.payload.get("todo"):
+            return str(e.payload["todo"])
+    return f"its pane waits for a human: fac attach {name}"
 
 
 def kill(fac: Factory, name: str, *, rm: bool = False, force: bool = False) -> dict[str, Any]:
@@ -405,6 +427,11 @@ def kill(fac: Factory, name: str, *, rm: bool = False, force: bool = False) -> d
             f"{name}'s worktree has uncommitted changes: {worktree}",
             hint=f"commit them, or pass --force to discard them (`fac kill {name} --rm --force`)",
         )
+    # Stopped first, then the window: a supervisor pass that sees the window gone must find the
+    # worker stopped, or it would call it a crash and start the agent again (model: "liveness").
+    with fac.store.tx() as db:
+        fac.store.update_worker(name, db=db, state="stopped")
+        fac.store.event("stopped", name, db=db)
     killed = _kill_window(fac, w.name, w.window_id)
     result: dict[str, Any] = {"name": name, "window_killed": killed, "removed": False}
     if rm:
@@ -415,10 +442,6 @@ def kill(fac: Factory, name: str, *, rm: bool = False, force: bool = False) -> d
             fac.store.cancel_queued(name, db)
             fac.store.event("removed", name, db=db, branch=w.branch, last_sha=sha)
         result.update(removed=True, branch=w.branch, last_sha=sha)
-    else:
-        with fac.store.tx() as db:
-            fac.store.update_worker(name, db=db, state="stopped")
-            fac.store.event("stopped", name, db=db)
     return result
 
 

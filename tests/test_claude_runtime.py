@@ -168,7 +168,19 @@ def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
         "notification",
         {"hook_event_name": "Notification", "message": "Claude needs your permission to use Bash"},
     )
-    assert store.worker("c1").state == "waiting-for-permission"
+    assert store.worker("c1").state == "waiting-for-human"
+    shown = run_fac("status", cwd=factory).stdout
+    assert "waiting-for-human: c1: Claude needs your permission to use Bash" in shown
+    assert "fac attach c1" in shown
+    # Claude's idle_prompt, a minute after a turn, means it waits at its prompt: idle, nothing to do.
+    idle = {
+        "hook_event_name": "Notification",
+        "notification_type": "idle_prompt",
+        "message": "Claude is waiting",
+    }
+    hook(factory, "c1", "notification", idle)
+    assert store.worker("c1").state == "idle"
+    assert "waiting-for-human" not in run_fac("status", cwd=factory).stdout
 
     # A new session (a restart) is given the unread messages as context, and that is their receipt.
     mid2 = fac_json("send", "c1", "rebase on main please", cwd=factory)["id"]
@@ -314,3 +326,33 @@ def test_the_default_allow_list_runs_the_tests_either_way_python_is_called() -> 
     from supervisor.runtimes.claude import ALLOW
 
     assert {"Bash(python -m pytest:*)", "Bash(python3 -m pytest:*)"} <= set(ALLOW)
+
+
+@pytest.mark.parametrize(
+    ("data", "state", "todo"),
+    [
+        ({"notification_type": "idle_prompt", "message": "Claude is waiting for your input"}, "idle", None),
+        ({"message": "Claude is waiting for your input"}, "idle", None),  # before notification_type
+        ({"notification_type": "auth_success", "message": "Logged in"}, "working", None),
+        (
+            {"notification_type": "permission_prompt", "message": "Claude needs your permission to use Bash"},
+            "waiting-for-human",
+            "fac attach w",
+        ),
+        ({"message": "Claude needs your permission to use Edit"}, "waiting-for-human", "permission_mode"),
+        (
+            {"notification_type": "elicitation_dialog", "message": "Pick one"},
+            "waiting-for-human",
+            "fac attach w",
+        ),
+        ({"notification_type": "something_new"}, "waiting-for-human", "Claude Code shows a dialog"),
+    ],
+)
+def test_a_notification_is_idle_or_waits_for_a_human_with_what_to_do(
+    data: dict, state: str, todo: str | None
+) -> None:
+    from supervisor.hooks import notification_state
+
+    got, what = notification_state("w", {"hook_event_name": "Notification", **data})
+    assert got == state
+    assert (what is None) if todo is None else (todo in str(what))

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +73,49 @@ def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path,
     assert w.restarts == 1
     kinds = [e.kind for e in Factory(factory).store.events(worker="w1")]
     assert "crashed" in kinds and "restarted" in kinds and "finished" in kinds
+
+
+def test_a_supervisor_pass_that_saw_the_window_vanish_does_not_revive_a_killed_worker(
+    factory: Path, tmux_socket: str
+) -> None:
+    """Issue 12, item 6: `fac kill --rm` used to kill the window before the row went, and a
+    supervisor pass in between restarted the agent, leaving it running untracked."""
+    from supervisor import workers
+
+    configure(factory, "[supervisor]\nrestart_delays = [0]\n")
+    spawn(factory, "w1", "sleep 600")
+    fac = Factory(factory)
+    sup = Supervisor(fac)
+    stale = fac.store.worker("w1")  # what a pass read just before the kill
+    workers.kill(fac, "w1")  # stopped, then the window goes
+    assert sup.check_worker(stale, None, time.time()) is None  # it sees no window: not a crash
+    assert fac.store.worker("w1").state == "stopped"
+    assert workers.restart(fac, "w1", reason="stale pass") is None  # nor a restart
+    assert "w1" not in [p.window_name for p in fac.panes()]
+    assert "crashed" not in [e.kind for e in fac.store.events(worker="w1")]
+
+
+def test_a_kill_while_a_restart_makes_the_window_leaves_no_window(
+    factory: Path, tmux_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from supervisor import workers
+
+    spawn(factory, "w1", "sleep 600")
+    fac = Factory(factory)
+    with fac.store.tx() as db:
+        fac.store.update_worker("w1", db=db, state="crashed")
+    fac.tmux.kill_window(fac.store.worker("w1").window_id)
+    real_new_window = Factory.new_window
+
+    def new_window_then_kill(self: Factory, *args: object, **kw: object) -> tuple[str, str]:
+        made = real_new_window(self, *args, **kw)  # type: ignore[arg-type]
+        workers.kill(Factory(factory), "w1", rm=True, force=True)  # `fac kill --rm` from another shell
+        return made
+
+    monkeypatch.setattr(Factory, "new_window", new_window_then_kill)
+    assert workers.restart(fac, "w1", reason="crashed") is None
+    assert fac.store.worker("w1") is None
+    assert [p.window_name for p in fac.panes()] == []
 
 
 def test_a_crash_loop_pulls_the_andon_cord(factory: Path) -> None:
@@ -314,7 +358,8 @@ def test_32_processes_submitting_reading_and_hooking_at_once_lose_no_update(fact
     events = fac.store.events()
     assert sum(1 for e in events if e.kind == "submitted") == 32
     assert sum(1 for e in events if e.kind == "hook:stop") == 32
-    assert {w.name: w.state for w in fac.store.workers()} == dict.fromkeys(names, "idle")
+    # The stop hook right after each submit did not paper over the queue's state (issue 12, item 7).
+    assert {w.name: w.state for w in fac.store.workers()} == dict.fromkeys(names, "queued")
     assert json.loads(json.dumps([e.id for e in entries]))  # ids are distinct integers
     assert len({e.id for e in entries}) == 32
 

@@ -21,7 +21,7 @@ from supervisor.model import (
     worker_transition,
 )
 
-HELD = ("needs-human", "red", "conflict", "queued")
+HELD = ("needs-human", "red", "conflict", "queued", "merged")
 
 
 @pytest.mark.parametrize(
@@ -45,14 +45,15 @@ def test_a_process_that_exits_0_is_done_only_when_its_work_merged(
 @pytest.mark.parametrize(
     ("old", "new", "by", "allowed"),
     [
-        # a runtime saying "working" never overwrites what the queue or andon set
-        *[(old, "working", "runtime", False) for old in HELD],
+        # a runtime's hooks never overwrite what the queue or andon set, nor a merge
+        *[(old, new, "runtime", False) for old in HELD for new in ("working", "idle", "waiting-for-human")],
+        ("queued", "idle", "runtime", False),  # `stop` right after `fac submit`: it still shows queued
+        ("merged", "idle", "runtime", False),  # and a merged agent keeps showing merged
         # ... but a new prompt means the agent works on a new instruction
         *[(old, "working", "prompt", True) for old in HELD],
-        # what runtimes report otherwise applies (today's behaviour: idle after `fac submit`)
-        ("queued", "idle", "runtime", True),
-        ("red", "waiting-for-permission", "runtime", True),
-        ("merged", "working", "runtime", True),
+        # what runtimes report otherwise applies
+        ("working", "waiting-for-human", "runtime", True),
+        ("waiting-for-human", "working", "runtime", True),
         ("idle", "working", "runtime", True),
         ("working", "idle", "runtime", True),
         ("starting", "working", "runtime", True),
@@ -81,9 +82,10 @@ def test_fac_may_set_any_worker_state() -> None:
         assert worker_transition(old, new, "fac")
 
 
-def test_a_runtime_refuses_only_working_over_a_held_state() -> None:
+def test_a_runtime_changes_every_state_but_a_held_one() -> None:
+    assert {"queued", "merged", "red", "conflict", "needs-human"} == set(HELD)
     for old, new in itertools.product(WORKER_STATES, WORKER_STATES):
-        assert worker_transition(old, new, "runtime") is not (new == "working" and old in HELD)
+        assert worker_transition(old, new, "runtime") is (old not in HELD)
 
 
 @pytest.mark.parametrize(
