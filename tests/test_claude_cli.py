@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import capture_pane, fac_json, git, session_of, wait_for
+from helpers import capture_pane, fac_json, fac_ok, git, session_of, wait_for
+from queue_helpers import human_commit
 
 from supervisor.factory import Factory
 from supervisor.fake_anthropic import DEFAULT_KEY, FakeAnthropic, text, tool, turn
@@ -129,6 +130,7 @@ def test_real_claude_code_writes_tests_commits_submits_and_its_branch_merges(
         turn(tool("Bash", command="fac check", description="run the inner checks")),
         *commit_and_submit("Add unique_words"),
         turn(text("Submitted.")),
+        turn(text("Merged; nothing more to do.")),  # the queue's MERGED note may come in as a prompt
     )
     start = time.monotonic()
     res = spawn_claude(factory, "c1", "Add unique_words(text): how many different words")
@@ -149,7 +151,6 @@ def test_real_claude_code_writes_tests_commits_submits_and_its_branch_merges(
     assert "def words(text: str)" in flat  # Read
     assert "queued fac/c1" in flat or "submitted" in flat.lower()  # fac submit's own output
     assert not fake.rejected, fake.rejected
-    assert fake.exhausted == 0
     # It was a conversation: a system prompt with fac's context, Claude Code's own tools offered.
     first = fake.requests[0]
     assert {"Write", "Edit", "Read", "Bash"} <= {t["name"] for t in first["tools"]}
@@ -162,3 +163,109 @@ def test_real_claude_code_writes_tests_commits_submits_and_its_branch_merges(
     assert state in ("merged", "done")
     loop = "spawn -> read -> write -> edit -> check -> commit -> submit -> merged"
     print(f"\nreal Claude Code {TESTED_VERSION}: {loop}: {seconds:.1f}s")
+
+
+GATE_CHECK = """import sys
+
+sys.path.insert(0, "system-under-construction")
+from textstats.unique import unique_words
+
+got = unique_words("a b A c")
+if got != 3:
+    print(f"unique_words('a b A c') is {got}, want 3 (each word once, case-insensitive)")
+    sys.exit(1)
+"""
+
+
+def test_a_red_verdict_reaches_real_claude_which_fixes_it_and_the_fix_merges(
+    factory: Path, fake: FakeAnthropic, tmux_socket: str
+) -> None:
+    # main's gate has a check the agent's own tests do not: its first submission passes the inner
+    # checks (the Stop hook lets it stop) and goes red in the queue.
+    toml = (factory / "factory.toml").read_text()
+    toml += '\n[checks.unique]\nrun = "python gate/unique_check.py"\nstage = ["gate"]\n'
+    human_commit(factory, {"factory.toml": toml, "gate/unique_check.py": GATE_CHECK}, "human: gate check")
+    wt = Factory(factory).worktree_path("c2")
+    unique = wt / SUT / "textstats/unique.py"
+    buggy = CODE.replace("len(set(words(text)))", "len(words(text))")
+    fake.add(
+        turn(
+            tool("Write", file_path=str(unique), content=buggy),
+            tool(
+                "Write",
+                file_path=str(wt / SUT / "tests/test_unique.py"),
+                content=TEST.replace("a b A c", "a b c"),
+            ),
+        ),
+        *commit_and_submit("Add unique_words"),
+        turn(text("Submitted.")),
+        # The RED note arrives as the next prompt.
+        turn(
+            text("The gate is red: unique_words counts repeats. Fixing."),
+            tool(
+                "Edit",
+                file_path=str(unique),
+                old_string="len(words(text))",
+                new_string="len(set(words(text)))",
+            ),
+        ),
+        *commit_and_submit("unique_words: count each word once"),
+        turn(text("Fixed and resubmitted.")),
+        turn(text("Merged; nothing more to do.")),
+    )
+    spawn_claude(factory, "c2", "Add unique_words(text): how many different words")
+    wait_watching(
+        lambda: on_main(factory, f"{SUT}/textstats/unique.py"), 300, "the fix to merge", factory, tmux_socket
+    )
+    assert git(factory, "show", f"main:{SUT}/textstats/unique.py") == CODE.rstrip("\n")
+    assert git(factory, "log", "-1", "--format=%s", "fac/c2") == "unique_words: count each word once"
+    fac = Factory(factory)
+    assert [e.state for e in fac.store.queue()][:2] == ["red", "merged"]
+    # What the model read after its first submission: fac's RED note with the failing check's words.
+    prompts = [str(r["messages"][-1]["content"]) for r in fake.requests]
+    red = next(p for p in prompts if "RED" in p)
+    assert "fac/c2" in red and "unique" in red and "want 3" in red
+
+
+def fac_processes(root: Path, name: str) -> list[int]:
+    """Processes started for worker `name` of the factory at `root` (fac puts both in their env)."""
+    found = []
+    want = {f"FAC_WORKER={name}".encode(), f"FAC_ROOT={root}".encode()}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = set((proc / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if want <= env:
+            found.append(int(proc.name))
+    return found
+
+
+def test_an_idle_real_claude_shows_idle_and_kill_rm_leaves_no_process(
+    factory: Path, fake: FakeAnthropic, tmux_socket: str
+) -> None:
+    toml = (factory / "factory.toml").read_text() + "\n[supervisor]\ntick = 0.5\n"
+    human_commit(factory, {"factory.toml": toml}, "human: a quick supervisor")
+    fake.add(turn(text("I have read my task and will wait for more instructions.")))
+    spawn_claude(factory, "c3", "Wait for instructions")
+    fac = Factory(factory)
+    wait_watching(lambda: fac.store.worker("c3").state == "idle", 120, "c3 to be idle", factory, tmux_socket)
+    view = next(w for w in fac_json("status", cwd=factory)["workers"] if w["name"] == "c3")
+    assert view["state"] == "idle" and view["process"] == "running" and view["todo"] is None
+    claude = [
+        pid for pid in fac_processes(factory, "c3") if "claude" in Path(f"/proc/{pid}/cmdline").read_text()
+    ]
+    assert claude, "the real claude runs in c3's pane"
+
+    fac_ok("kill", "c3", "--rm", "--force", cwd=factory)
+    # The supervisor keeps running its passes (every 0.5 s here); through several of them, nothing of
+    # c3 comes back: no window, no process, no row.
+    for _ in range(3):
+        wait_for(lambda: not fac_processes(factory, "c3"), 30, "c3's processes to end")
+        time.sleep(1)
+    assert not fac_processes(factory, "c3")
+    assert fac.store.worker("c3") is None
+    assert "c3" not in [p.window_name for p in fac.panes()]
+    assert "restarted" not in [e.kind for e in fac.store.events(worker="c3")]
