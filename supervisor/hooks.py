@@ -53,8 +53,8 @@ def notification_state(worker: str, data: dict[str, Any]) -> tuple[WorkerState, 
     attach = f"answer it in its window: fac attach {worker}"
     if kind == "permission_prompt" or (not kind and "permission" in message.lower()):
         todo = (
-            f"{attach}; to allow such commands for the role, set permission_mode in its role file "
-            "(roles/ROLE.md), or extend fac's allow list"
+            f"{attach}; to let the role run such commands without asking, set its permission_mode "
+            "in roles/ (one of Claude Code's modes: default, acceptEdits, plan, bypassPermissions)"
         )
     else:
         todo = attach

@@ -356,3 +356,21 @@ def test_a_notification_is_idle_or_waits_for_a_human_with_what_to_do(
     got, what = notification_state("w", {"hook_event_name": "Notification", **data})
     assert got == state
     assert (what is None) if todo is None else (todo in str(what))
+
+
+def test_the_launcher_hands_over_the_saved_environment_and_runs_without_one(tmp_path: Path) -> None:
+    import sys
+
+    saved = tmp_path / "claude.env"
+    saved.write_text(json.dumps({"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}))
+    show = [sys.executable, "-c", "import os; print(os.environ.get('ANTHROPIC_BASE_URL', '-'))"]
+    launch = [sys.executable, "-m", "supervisor.runtimes.launch"]
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_BASE_URL"}
+    out = subprocess.run([*launch, str(saved), "--", *show], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "http://127.0.0.1:9"
+    gone = subprocess.run(
+        [*launch, str(tmp_path / "gone"), "--", *show], capture_output=True, text=True, env=env
+    )
+    assert gone.stdout.strip() == "-"
+    missing = subprocess.run([*launch, str(saved), "--", "no-such-program-x"], capture_output=True, text=True)
+    assert missing.returncode == 127 and "cannot start no-such-program-x" in missing.stderr
