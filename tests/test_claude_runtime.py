@@ -362,15 +362,19 @@ def test_the_launcher_hands_over_the_saved_environment_and_runs_without_one(tmp_
     import sys
 
     saved = tmp_path / "claude.env"
-    saved.write_text(json.dumps({"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}))
-    show = [sys.executable, "-c", "import os; print(os.environ.get('ANTHROPIC_BASE_URL', '-'))"]
-    launch = [sys.executable, "-m", "supervisor.runtimes.launch"]
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_BASE_URL"}
-    out = subprocess.run([*launch, str(saved), "--", *show], capture_output=True, text=True, env=env)
-    assert out.stdout.strip() == "http://127.0.0.1:9"
-    gone = subprocess.run(
-        [*launch, str(tmp_path / "gone"), "--", *show], capture_output=True, text=True, env=env
+    saved.write_text(
+        json.dumps({"env": {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}, "unset": ["ANTHROPIC_"]})
     )
-    assert gone.stdout.strip() == "-"
+    names = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "OTHER")
+    show = [sys.executable, "-c", f"import os; print(*(os.environ.get(n, '-') for n in {names!r}))"]
+    launch = [sys.executable, "-m", "supervisor.runtimes.launch"]
+    # The tmux server's stale key (from `fac up`) goes: the spawner had none. Others stay.
+    stale = {**os.environ, "ANTHROPIC_API_KEY": "stale", "OTHER": "kept"}
+    out = subprocess.run([*launch, str(saved), "--", *show], capture_output=True, text=True, env=stale)
+    assert out.stdout.split() == ["http://127.0.0.1:9", "-", "kept"]
+    gone = subprocess.run(
+        [*launch, str(tmp_path / "gone"), "--", *show], capture_output=True, text=True, env=stale
+    )
+    assert gone.stdout.split() == ["-", "stale", "kept"]
     missing = subprocess.run([*launch, str(saved), "--", "no-such-program-x"], capture_output=True, text=True)
     assert missing.returncode == 127 and "cannot start no-such-program-x" in missing.stderr

@@ -207,7 +207,8 @@ class ClaudeRuntime:
             target = config_file(env)
             where = f"the worker's own Claude config ({target})"
         exe = shutil.which("claude", path=environ.get("PATH")) or "claude"
-        _write_json(run_dir / ENV_FILE, {**env, "FAC_CLAUDE": exe})
+        families = [*PASSED_PREFIXES, *PASSED_NAMES]
+        _write_json(run_dir / ENV_FILE, {"env": env, "unset": families, "exe": exe})
         config, done = settle_first_run(
             _read_json(target), str(launch.worktree), env.get("ANTHROPIC_API_KEY")
         )
@@ -218,7 +219,7 @@ class ClaudeRuntime:
 
     def config_dir(self, launch: Launch) -> Path:
         """The CLAUDE_CONFIG_DIR the worker's Claude uses (and must be able to write)."""
-        saved = _read_json(launch.context_file.parent / ENV_FILE)
+        saved = _read_json(launch.context_file.parent / ENV_FILE).get("env") or {}
         return user_config_dir({"HOME": str(Path.home()), **saved})
 
     def permission_mode(self, launch: Launch) -> str:
@@ -240,7 +241,7 @@ class ClaudeRuntime:
                 system[:SYSTEM_PROMPT_MAX] + f"\n... (cut; the whole context is in {launch.context_file})"
             )
         env_file = launch.context_file.parent / ENV_FILE
-        exe = str(_read_json(env_file).get("FAC_CLAUDE") or "claude")
+        exe = str(_read_json(env_file).get("exe") or "claude")
         launcher = [sys.executable, "-m", "supervisor.runtimes.launch", str(env_file), "--"]
         argv = [*launcher, exe, "--permission-mode", self.permission_mode(launch)]
         argv += ["--append-system-prompt", system]
