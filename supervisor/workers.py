@@ -429,9 +429,10 @@ def kill(fac: Factory, name: str, *, rm: bool = False, force: bool = False) -> d
         )
     # Stopped first, then the window: a supervisor pass that sees the window gone must find the
     # worker stopped, or it would call it a crash and start the agent again (model: "liveness").
-    with fac.store.tx() as db:
-        fac.store.update_worker(name, db=db, state="stopped")
-        fac.store.event("stopped", name, db=db)
+    if w.state != "stopped":
+        with fac.store.tx() as db:
+            fac.store.update_worker(name, db=db, state="stopped")
+            fac.store.event("stopped", name, db=db)
     killed = _kill_window(fac, w.name, w.window_id)
     result: dict[str, Any] = {"name": name, "window_killed": killed, "removed": False}
     if rm:
