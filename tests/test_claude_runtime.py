@@ -172,6 +172,16 @@ def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
     shown = run_fac("status", cwd=factory).stdout
     assert "waiting-for-human: c1: Claude needs your permission to use Bash" in shown
     assert "fac attach c1" in shown
+    import io
+
+    from rich.console import Console
+
+    from supervisor import dashboard
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(dashboard.render(dashboard.snapshot(Factory(factory))))
+    board = console.export_text()
+    assert "waiting for a human at the window" in board and "permission to use Bash" in board
     # Claude's idle_prompt, a minute after a turn, means it waits at its prompt: idle, nothing to do.
     idle = {
         "hook_event_name": "Notification",
