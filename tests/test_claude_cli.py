@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import capture_pane, fac_json, fac_ok, git, session_of, wait_for
+from helpers import capture_pane, fac_json, fac_ok, git, run_fac, session_of, wait_for
 from queue_helpers import human_commit
 
 from supervisor.factory import Factory
@@ -100,14 +100,16 @@ def on_main(root: Path, path: str) -> bool:
     return subprocess.run(probe, cwd=root, stderr=subprocess.DEVNULL).returncode == 0
 
 
-def wait_watching(predicate: Callable[[], Any], timeout: float, what: str, root: Path, socket: str) -> Any:
+def wait_watching(
+    predicate: Callable[[], Any], timeout: float, what: str, root: Path, socket: str, name: str = "c1"
+) -> Any:
     """wait_for, and on a time-out the worker's screen and the factory's log in the failure."""
     try:
         return wait_for(predicate, timeout, what, interval=0.2)
     except AssertionError as e:
-        log = subprocess.run(["fac", "log"], cwd=root, capture_output=True, text=True).stdout
+        log = run_fac("log", cwd=root).stdout
         raise AssertionError(
-            f"{e}\n--- pane c1:\n{screen(root, socket, 'c1')}\n--- fac log:\n{log}"
+            f"{e}\n--- pane {name}:\n{screen(root, socket, name)}\n--- fac log:\n{log}"
         ) from None
 
 
@@ -215,7 +217,12 @@ def test_a_red_verdict_reaches_real_claude_which_fixes_it_and_the_fix_merges(
     )
     spawn_claude(factory, "c2", "Add unique_words(text): how many different words")
     wait_watching(
-        lambda: on_main(factory, f"{SUT}/textstats/unique.py"), 300, "the fix to merge", factory, tmux_socket
+        lambda: on_main(factory, f"{SUT}/textstats/unique.py"),
+        300,
+        "the fix to merge",
+        factory,
+        tmux_socket,
+        "c2",
     )
     assert git(factory, "show", f"main:{SUT}/textstats/unique.py") == CODE.rstrip("\n")
     assert git(factory, "log", "-1", "--format=%s", "fac/c2") == "unique_words: count each word once"
@@ -251,7 +258,9 @@ def test_an_idle_real_claude_shows_idle_and_kill_rm_leaves_no_process(
     fake.add(turn(text("I have read my task and will wait for more instructions.")))
     spawn_claude(factory, "c3", "Wait for instructions")
     fac = Factory(factory)
-    wait_watching(lambda: fac.store.worker("c3").state == "idle", 120, "c3 to be idle", factory, tmux_socket)
+    wait_watching(
+        lambda: fac.store.worker("c3").state == "idle", 120, "c3 to be idle", factory, tmux_socket, "c3"
+    )
     view = next(w for w in fac_json("status", cwd=factory)["workers"] if w["name"] == "c3")
     assert view["state"] == "idle" and view["process"] == "running" and view["todo"] is None
     claude = [
@@ -269,3 +278,27 @@ def test_an_idle_real_claude_shows_idle_and_kill_rm_leaves_no_process(
     assert fac.store.worker("c3") is None
     assert "c3" not in [p.window_name for p in fac.panes()]
     assert "restarted" not in [e.kind for e in fac.store.events(worker="c3")]
+
+
+def test_a_real_permission_prompt_shows_waiting_for_human_with_what_to_do(
+    factory: Path, fake: FakeAnthropic, tmux_socket: str
+) -> None:
+    # A command outside fac's allow list: Claude Code asks before it runs it.
+    ask = "curl -s http://127.0.0.1:9/status"
+    fake.add(
+        turn(text("Let me ask the service."), tool("Bash", command=ask, description="query the service"))
+    )
+    spawn_claude(factory, "c4", "Is the service up?")
+    fac = Factory(factory)
+    wait_watching(
+        lambda: fac.store.worker("c4").state == "waiting-for-human",
+        120,
+        "the permission prompt",
+        factory,
+        tmux_socket,
+        "c4",
+    )
+    view = next(w for w in fac_json("status", cwd=factory)["workers"] if w["name"] == "c4")
+    assert "fac attach c4" in view["todo"] and "permission" in view["todo"].lower()
+    assert "curl" in screen(factory, tmux_socket, "c4")  # the prompt is still open, unanswered
+    assert len(fake.requests) == 1  # nothing answered it on the human's behalf
