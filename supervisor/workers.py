@@ -16,6 +16,7 @@ from supervisor import env as sysenv
 from supervisor import repo, roles, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.identity import SOCKET_ENV, SOCKET_NAME
 from supervisor.model import check_task_size
 from supervisor.runtimes import Launch
 from supervisor.runtimes import get as get_runtime
@@ -88,6 +89,11 @@ def missing_program(fac: Factory, command: str, base_ref: str, worktree: Path) -
     return None
 
 
+def socket_path(fac: Factory, name: str) -> Path:
+    """The worker's channel: the supervisor serves it, `fac` in the pane talks through it."""
+    return fac.run_dir(name) / SOCKET_NAME
+
+
 def pane_env(
     fac: Factory, name: str, role: str, branch: str, context: Path, task: str | None
 ) -> dict[str, str]:
@@ -97,6 +103,7 @@ def pane_env(
         "FAC_ROLE": role,
         "FAC_BRANCH": branch,
         "FAC_CONTEXT": str(context),
+        SOCKET_ENV: str(socket_path(fac, name)),
         "PATH": pane_path(fac),
     }
     if task:

@@ -10,13 +10,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import git as gitpython
 
+from supervisor.daemon import Supervisor
+from supervisor.factory import Factory
 from supervisor.tmux import LiveTmux, PaneInfo, Tmux
 
 T = TypeVar("T")
@@ -75,6 +79,23 @@ def assert_usage_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
     assert lines[0].startswith("fac: error: "), detail
     for needle in needles:
         assert needle in proc.stderr, f"{needle!r} not in stderr\n{detail}"
+
+
+@contextmanager
+def running_supervisor(root: Path) -> Iterator[Supervisor]:
+    """The real supervisor loop (and so the workers' channels) in a thread of this process, stopped
+    and joined afterwards."""
+    stop = threading.Event()
+    sup = Supervisor(Factory(root))
+    t = threading.Thread(target=sup.run, kwargs={"should_stop": stop.is_set}, daemon=True)
+    t.start()
+    try:
+        yield sup
+    finally:
+        stop.set()
+        sup.wake.set()
+        t.join(10)
+        assert not t.is_alive(), "the supervisor did not stop"
 
 
 def wait_for(

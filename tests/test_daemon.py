@@ -6,13 +6,20 @@ import json
 import os
 import signal
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import capture_pane, fac_json, fac_ok, git, run_fac, session_of, tmux, wait_for
+from helpers import (
+    capture_pane,
+    fac_json,
+    fac_ok,
+    git,
+    run_fac,
+    running_supervisor,
+    session_of,
+    tmux,
+    wait_for,
+)
 from queue_helpers import commit, passing_test
 
 from supervisor import line, tasks
@@ -26,22 +33,6 @@ def configure(root: Path, text: str) -> None:
     with open(root / "factory.toml", "a", encoding="utf-8") as f:
         f.write("\n" + text)
     git(root, "commit", "-qam", "configure the test factory")
-
-
-@contextmanager
-def running_supervisor(root: Path) -> Iterator[Supervisor]:
-    """The real supervisor loop in a thread of this process, stopped and joined afterwards."""
-    stop = threading.Event()
-    sup = Supervisor(Factory(root))
-    t = threading.Thread(target=sup.run, kwargs={"should_stop": stop.is_set}, daemon=True)
-    t.start()
-    try:
-        yield sup
-    finally:
-        stop.set()
-        sup.wake.set()
-        t.join(10)
-        assert not t.is_alive(), "the supervisor did not stop"
 
 
 def worker(root: Path, name: str):
@@ -120,16 +111,21 @@ done
 
 
 def test_a_message_is_delivered_once_with_a_receipt(factory: Path, tmux_socket: str) -> None:
-    configure(factory, "[supervisor]\nredeliver = 0.2\n")
+    configure(factory, "[supervisor]\nredeliver = 600\n")
     script = factory / ".fac" / "acking-agent.sh"
     script.parent.mkdir(exist_ok=True)
     script.write_text(ACKING_AGENT)
     spawn(factory, "reader", f"bash --norc --noprofile {script}")
     spawn(factory, "deaf", "sleep 600")  # never acknowledges anything
-    mid = fac_json("send", "reader", "please rebase", cwd=factory)["id"]
-    deaf_mid = fac_json("send", "deaf", "are you there?", cwd=factory)["id"]
     store = Factory(factory).store
-    wait_for(lambda: store.message(mid).acked_at is not None, 60, "the receipt")
+    with running_supervisor(factory):  # the reader acknowledges through its channel
+        wait_for(lambda: (factory / ".fac/runs/reader/fac.sock").exists(), 30, "the reader's channel")
+        mid = fac_json("send", "reader", "please rebase", cwd=factory)["id"]
+        wait_for(lambda: store.message(mid).acked_at is not None, 60, "the receipt")
+    toml = factory / "factory.toml"
+    toml.write_text(toml.read_text().replace("redeliver = 600", "redeliver = 0.2"))
+    git(factory, "commit", "-qam", "redeliver fast")
+    deaf_mid = fac_json("send", "deaf", "are you there?", cwd=factory)["id"]
     with running_supervisor(factory):
         wait_for(
             lambda: store.message(deaf_mid).attempts >= 3, 60, "redelivery of the unacknowledged message"
@@ -332,10 +328,12 @@ def test_auto_fix_spawns_a_fixer_whose_fix_restarts_the_line(factory: Path) -> N
     git(factory, "commit", "-qm", "a human breaks main")
     assert run_fac("verify", cwd=factory).returncode == 1
     fac = Factory(factory)
-    Supervisor(fac).reconcile()  # sees the stopped line: notices, and a fixer with the failure as its task
+    # The supervisor sees the stopped line: notices, and a fixer with the failure as its task, which
+    # submits through its channel.
+    with running_supervisor(factory):
+        wait_for(lambda: fac.store.queue(("queued",)), 60, "the fixer's submission")
     fixers = [w for w in fac.store.workers() if w.role == "fixer"]
     assert len(fixers) == 1 and "main is red" in fixers[0].task
-    wait_for(lambda: fac.store.queue(("queued",)), 60, "the fixer's submission")
     MergeQueue(fac).run(once=True)
     assert not line.get(fac).stopped
     assert fac.store.queue()[0].state == "merged"
