@@ -294,6 +294,8 @@ class Server:
     def _serve(self, peer: str, conn: socket.socket) -> None:
         """One request: its identity is `peer`, the socket that accepted it."""
         with conn:
+            if _peer_uid(conn) not in (os.getuid(), None):
+                return  # another user on this machine: not one of this factory's panes
             conn.settimeout(SILENCE)
             try:
                 frame = recv_frame(conn)
@@ -321,6 +323,15 @@ class Server:
                     _fail(conn, f"fac: error: the supervisor could not run the request: {e}\n")
                 return
             _Session(conn, proc).run()
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    uid: int = struct.unpack("3i", creds)[1]
+    return uid
 
 
 def _inode(path: Path) -> int:
