@@ -188,3 +188,22 @@ def test_the_channel_keeps_stdout_stderr_exit_code_and_stdin(factory: Path) -> N
     assert_usage_error(bad, "w1 has no message 999")
     m = Factory(factory).store.message(mid)
     assert (m.worker, m.sender, m.body.strip()) == ("w2", "w1", "from stdin")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("approve", "fac/w2"),
+        ("answer", "w1", "yes"),
+        ("line", "resume"),
+        ("kill", "w2"),
+        ("down",),
+        ("delta", "reject", "1"),
+        ("inbox", "--worker", "w2"),
+        ("submit", "--worker", "w2"),
+    ],
+)
+def test_a_pane_without_its_channel_fails_closed(factory: Path, argv: tuple[str, ...]) -> None:
+    """FAC_WORKER set and no socket (the supervisor down, or FAC_SOCKET unset): still that agent."""
+    proc = run_fac(*argv, cwd=factory, env={"FAC_WORKER": "w1"})
+    assert_usage_error(proc, "refused in worker w1's pane (FAC_WORKER=w1)")
