@@ -45,8 +45,9 @@ def capture(sock: str, target: str) -> str:
     ).stdout
 
 
-# The owner's agent: reads each verdict through its channel, every line marked as read that way.
-READER = "while true; do fac inbox --wait 600 | sed 's/^/CHANNEL /'; done"
+# The owner's agent: reads each verdict through its channel, every line marked as read that way;
+# a `cat` drains the terminal, where the pasted copies arrive (a full tty input queue drops them).
+READER = "cat </dev/tty >/dev/null & while true; do fac inbox --wait 600 | sed 's/^/CHANNEL /'; done"
 
 
 def routing_latency(root: Path, sock: str, samples: int) -> dict[str, list[float]]:

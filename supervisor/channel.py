@@ -37,7 +37,7 @@ CHUNK = 64 * 1024
 REQUEST_MAX = 1024 * 1024  # argv and cwd; stdin streams in CHUNK frames
 KEEPALIVE = 5.0  # seconds between K frames while a request runs
 SILENCE = 30.0  # a client gives up when the server says nothing this long
-CONNECT_GRACE = 5.0  # a fresh worker's socket may appear a moment after its pane starts
+CONNECT_GRACE = 10.0  # a new worker's socket appears at the supervisor's next pass (later on a busy machine)
 PATH_MAX = 107  # sun_path holds 108 bytes with its NUL
 
 
