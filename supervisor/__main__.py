@@ -33,7 +33,9 @@ def _relay(sock: str) -> None:
     except channel.ChannelDown as e:
         print(f"fac: error: {e.message}", file=sys.stderr)
         if e.hint:
-            print(f"  hint: {e.hint}", file=sys.stderr)
+            from supervisor.text import typed
+
+            print(f"  hint: {typed(e.hint)}", file=sys.stderr)
         # A runtime's hook must never block its agent on a missing supervisor (Claude Code reads 2
         # from a hook as "block"): hooks fail with 1, everything else with 2.
         code = 1 if sys.argv[1:2] == ["hook"] else 2
