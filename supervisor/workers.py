@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import env as sysenv
-from supervisor import repo, roles, worktrees
+from supervisor import isolation, repo, roles, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.identity import SOCKET_ENV, SOCKET_NAME
 from supervisor.model import check_task_size
-from supervisor.runtimes import Launch
+from supervisor.runtimes import Launch, Runtime, confined
 from supervisor.runtimes import get as get_runtime
 from supervisor.runtimes import prepare as prepare_runtime
 
@@ -216,7 +216,7 @@ def spawn(
 
         if worktree.exists():
             raise FacError(f"{worktree} already exists", hint=f"remove it, or `fac kill {name} --rm`")
-        worktrees.add(fac.root, worktree, branch, base_ref)
+        worktrees.add(fac.root, worktree, branch, base_ref, main=fac.main)
         undo.append(lambda: worktrees.remove(fac.root, worktree, branch))
         _fault("worktree")
 
@@ -225,9 +225,9 @@ def spawn(
         _fault("context")
 
         prepare_runtime(rt, launch)
-        env = pane_env(fac, name, role.name, branch, context, task)
+        argv, env = pane_command(fac, rt, launch, pane_env(fac, name, role.name, branch, context, task))
         log = str(fac.run_dir(name) / "pane.log")  # the pane's output, kept after its window is gone
-        window_id, pane_id = fac.new_window(name, str(worktree), rt.argv(launch), env, log=log)
+        window_id, pane_id = fac.new_window(name, str(worktree), argv, env, log=log)
         undo.append(lambda: fac.tmux.kill_window(window_id))
         _fault("window")
 
@@ -291,7 +291,23 @@ def launch_for(fac: Factory, w: Any) -> tuple[list[str], dict[str, str]]:
         root=fac.root,
     )
     rt = get_runtime(w.runtime)
-    return rt.argv(launch), pane_env(fac, w.name, w.role, w.branch, context, w.task)
+    return pane_command(fac, rt, launch, pane_env(fac, w.name, w.role, w.branch, context, w.task))
+
+
+def pane_command(
+    fac: Factory, rt: Runtime, launch: Launch, env: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """The runtime's argv inside the worker's sandbox (`isolation.wrap`), and the pane's environment."""
+    launch = confined(rt, launch)
+    argv, extra = isolation.wrap(
+        fac,
+        launch.worker,
+        rt.argv(launch),
+        launch.worktree,
+        writable=launch.writable,
+        readable=launch.readable,
+    )
+    return argv, {**env, **extra}
 
 
 def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
@@ -301,6 +317,9 @@ def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any]:
         raise FacError(
             f"{name}'s worktree {w.worktree} is gone", hint=f"remove the worker: fac kill {name} --rm"
         )
+    main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
+    if main:
+        worktrees.publish_main([Path(w.worktree)], fac.main, main)
     argv, env = launch_for(fac, w)
     panes = {p.window_name: p for p in fac.panes()}
     p = panes.get(name)
@@ -389,7 +408,9 @@ def views(fac: Factory) -> list[WorkerView]:
                 pane=p.pane_id if p else None,
                 worktree=w.worktree,
                 task=w.task,
-                head=heads.get(w.branch),
+                head=worktrees.head(fac.root, Path(w.worktree), w.branch)
+                if worktrees.is_agent_repo(Path(w.worktree))
+                else heads.get(w.branch),
                 updated_at=w.updated_at,
                 restarts=w.restarts,
                 question=w.question,
