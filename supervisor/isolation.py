@@ -98,9 +98,7 @@ def wrap(
         return argv, {}
     run_dir = fac.run_dir(worker)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for path in writable:
-        if not path.exists():
-            path.mkdir(parents=True, exist_ok=True)
+    writable = tuple(path for path in writable if path.exists())  # a runtime creates what it needs
     uid_run = Path(f"/run/user/{os.getuid()}")
     layout = plan(
         root=fac.root,

@@ -138,6 +138,20 @@ def window_names(socket: str, session: str | None = None) -> list[str]:
     return [w.window_name or "" for s in sessions for w in s.windows]
 
 
+def pane_script(root: Path, name: str, text: str) -> Path:
+    """A script for a worker's pane where its sandbox can read it: in the factory root (read-only
+    there; `.fac/` is hidden), kept out of git's view so the human's checkout stays clean."""
+    exclude = root / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(exist_ok=True)
+    text_now = exclude.read_text() if exclude.exists() else ""
+    if "/.scripts/" not in text_now.splitlines():
+        exclude.write_text(text_now + "/.scripts/\n")
+    path = root / ".scripts" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def git(cwd: str | os.PathLike[str], *args: str, check: bool = True) -> str:
     """Run git in `cwd` and return its stdout without the final newline."""
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)

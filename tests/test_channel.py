@@ -14,20 +14,23 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_usage_error, fac_json, fac_ok, run_fac, running_supervisor, wait_for
+from helpers import assert_usage_error, fac_json, fac_ok, pane_script, run_fac, running_supervisor, wait_for
 
 from supervisor import channel
 from supervisor.factory import Factory
 from supervisor.queue import MergeQueue
 
 
+def out_of(root: Path, name: str) -> Path:
+    """Where a worker's script writes its results: its run directory (its sandbox can write there)."""
+    return root / ".fac" / "runs" / name / "out"
+
+
 def spawn(root: Path, name: str, script: str) -> Path:
     """A worker whose pane runs `script` (bash); returns the file its results go to."""
-    path = root / ".fac" / f"{name}-agent.sh"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(script)
+    path = pane_script(root, f"{name}-agent.sh", script)
     fac_ok("spawn", "worker", "--no-up", "--name", name, "--cmd", f"bash --norc --noprofile {path}", cwd=root)
-    return root / ".fac" / f"{name}.out"
+    return out_of(root, name)
 
 
 def results(out: Path, done: str = "DONE") -> dict[str, str]:
@@ -62,7 +65,7 @@ def test_a_hostile_pane_is_refused_every_human_only_command(factory: Path) -> No
     fac_ok("spawn", "worker", "--no-up", "--name", "victim", "--cmd", "sleep 600", cwd=factory)
     fac_ok("send", "victim", "a secret for the victim only", cwd=factory)
     with running_supervisor(factory):
-        out = spawn(factory, "mallory", HOSTILE.format(out=factory / ".fac" / "mallory.out"))
+        out = spawn(factory, "mallory", HOSTILE.format(out=out_of(factory, "mallory")))
         got = results(out)
     refused = [
         "approve",
@@ -75,7 +78,7 @@ def test_a_hostile_pane_is_refused_every_human_only_command(factory: Path) -> No
         "down",
     ]
     for label in refused:
-        err = (factory / ".fac" / f"mallory.out.{label}.err").read_text()
+        err = (out_of(factory, "mallory").parent / f"out.{label}.err").read_text()
         assert got[label] == "2", f"{label}: exit {got[label]}\n{err}"
         lines = err.strip().splitlines()
         assert lines[0].startswith("fac: error: "), f"{label}: {err}"
@@ -84,7 +87,9 @@ def test_a_hostile_pane_is_refused_every_human_only_command(factory: Path) -> No
     assert got["send-forged"] == "0" and got["status"] == "0"
     # Naming itself victim changes nothing: the channel says who speaks.
     assert got["as-victim"] == "0"
-    assert "no unread messages for mallory" in (factory / ".fac" / "mallory.out.as-victim").read_text()
+    assert (
+        "no unread messages for mallory" in (out_of(factory, "mallory").parent / "out.as-victim").read_text()
+    )
     fac = Factory(factory)
     assert fac.store.worker("victim").state != "stopped"  # nobody killed it
     assert fac_json("delta", "show", "0001", cwd=factory)["status"] == "proposed"
@@ -113,17 +118,17 @@ echo DONE >> $out
 sleep 600
 """
     with running_supervisor(factory):
-        out = spawn(factory, "alice", honest.format(out=factory / ".fac" / "alice.out"))
-        wait_for(lambda: (factory / ".fac" / "alice.out").exists() and "ask 0" in out.read_text(), 90, "ask")
+        out = spawn(factory, "alice", honest.format(out=out_of(factory, "alice")))
+        wait_for(lambda: out_of(factory, "alice").exists() and "ask 0" in out.read_text(), 90, "ask")
         fac = Factory(factory)
         assert fac.store.worker("alice").question == "may I?"
         fac_ok("answer", "alice", "yes", cwd=factory)  # a human, outside any pane
         got = results(out)
         MergeQueue(fac).run(once=True)
     assert got == {"check": "0", "hook": "0", "submit": "0", "context": "0", "ask": "0", "inbox": "0"}, got
-    assert "green" in (factory / ".fac" / "alice.out.check").read_text()
-    assert "queued fac/alice" in (factory / ".fac" / "alice.out.submit").read_text()
-    inbox = (factory / ".fac" / "alice.out.inbox").read_text()
+    assert "green" in (out_of(factory, "alice").parent / "out.check").read_text()
+    assert "queued fac/alice" in (out_of(factory, "alice").parent / "out.submit").read_text()
+    inbox = (out_of(factory, "alice").parent / "out.inbox").read_text()
     assert "from human (answer)" in inbox and "yes" in inbox
     fac = Factory(factory)
     assert [e.state for e in fac.store.queue()] == ["merged"]

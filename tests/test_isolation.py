@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import fac_json, git, run_fac, wait_until_exited
+from helpers import fac_json, git, pane_script, run_fac, running_supervisor, wait_for, wait_until_exited
 from queue_helpers import (
     SUT,
     commit,
@@ -82,18 +82,6 @@ ATTACKS = {
         " && git config core.hooksPath .git/hooks"
     ),
 }
-
-
-def pane_script(root: Path, name: str, text: str) -> Path:
-    """A script for a pane, where its sandbox can read it: in the root (read-only there), kept out of
-    git's view so the human's checkout stays clean."""
-    exclude = root / ".git" / "info" / "exclude"
-    if "/.scripts/" not in exclude.read_text():
-        exclude.write_text(exclude.read_text() + "/.scripts/\n")
-    path = root / ".scripts" / name
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def hostile_script(main: str, prologue: str = "") -> str:
@@ -186,12 +174,14 @@ def test_a_red_branch_whose_agent_tries_to_forge_a_green_row_is_still_red(
     run_queue(factory)
     assert entries(factory)["forger"].state == "red"
     assert git(factory, "rev-parse", "main") == main
-    assert git(tree, "log", "-1", "--format=%s") == "forged"
+    assert "forged" in git(tree, "log", "-3", "--format=%s").split("\n")
 
 
 @needs_bwrap
 def test_the_honest_path_in_a_sandboxed_pane_is_unchanged(factory: Path, tmux_socket: str) -> None:
-    # The agent edits, runs its tests, commits and merges main into its branch inside its sandbox.
+    # In its sandbox the agent edits, runs its tests, commits, merges main into its branch and
+    # submits: `fac check` and `fac submit` go through its channel to the supervisor.
+    run_dir = factory / ".fac" / "runs" / "honest"
     script = pane_script(
         factory,
         "honest.sh",
@@ -199,22 +189,26 @@ def test_the_honest_path_in_a_sandboxed_pane_is_unchanged(factory: Path, tmux_so
         f"mkdir -p {SUT}/tests\n"
         f"printf 'def test_honest():\\n    assert 2 + 2 == 4\\n' > {SUT}/tests/test_honest.py\n"
         f"python3 -m pytest -q -p no:cacheprovider {SUT}/tests/test_honest.py"
-        " > ../../runs/$FAC_WORKER/pytest.log\n"
+        f" > {run_dir}/pytest.log\n"
+        f"fac check > {run_dir}/check.log 2>&1\n"
         f"git add {SUT}/tests/test_honest.py\n"
         "git commit -q -m 'honest: a test'\n"
         "git merge -q --no-edit main\n"
-        'echo ok > "../../runs/$FAC_WORKER/finished"\n',
+        f"fac submit > {run_dir}/submit.log 2>&1\n"
+        f"echo ok > {run_dir}/finished\n",
     )
-    tree = spawn_worker(factory, "honest", f"bash {script}")
-    pane = Factory(factory).store.worker("honest").pane_id  # type: ignore[union-attr]
-    wait_until_exited(tmux_socket, pane, timeout=60)
-    assert (factory / ".fac" / "runs" / "honest" / "finished").read_text() == "ok\n"
+    with running_supervisor(factory):
+        tree = spawn_worker(factory, "honest", f"bash {script}")
+        wait_for((run_dir / "finished").exists, 90, "the honest agent to submit")
+    assert "green" in (run_dir / "check.log").read_text()
+    assert "queued fac/honest" in (run_dir / "submit.log").read_text()
+    assert git(factory, "rev-parse", "fac/honest") == git(tree, "rev-parse", "HEAD")  # fetched on submit
 
-    submit("honest")
     run_queue(factory)
     assert entries(factory)["honest"].state == "merged"
     assert git(factory, "show", f"main:{SUT}/tests/test_honest.py").startswith("def test_honest")
     assert git(factory, "status", "--porcelain") == ""  # the human's checkout is clean
+    assert git(tree, "rev-parse", "main") == git(factory, "rev-parse", "main")  # main reached its repository
     assert worktrees.is_agent_repo(tree)
 
 

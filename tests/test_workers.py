@@ -69,9 +69,7 @@ def test_spawn_creates_branch_worktree_and_window(factory: Path, tmux_socket: st
 
 
 def test_the_pane_runs_in_the_worktree_with_the_fac_environment(factory: Path, tmux_socket: str) -> None:
-    cmd = (
-        'env > ../../runs/w1/env.txt; pwd -P > ../../runs/w1/pwd.txt; fac --version > ../../runs/w1/v.txt'
-    )
+    cmd = "env > ../../runs/w1/env.txt; pwd -P > ../../runs/w1/pwd.txt; fac --version > ../../runs/w1/v.txt"
     report = spawn(factory, "w1", cmd, "--task", "count the words")
     wait_until_exited(tmux_socket, report["pane"])
 

@@ -10,6 +10,7 @@ letting it stop (once per turn: `stop_hook_active` ends the loop). A restart res
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -85,6 +86,22 @@ class ClaudeRuntime:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings(launch.worker), indent=2) + "\n", encoding="utf-8")
         _exclude(launch.worktree, "/.claude/settings.local.json")
+
+    def writable(self, launch: Launch) -> tuple[Path, ...]:
+        """Claude Code's config (its login, its sessions), which it writes: the pane's sandbox binds it."""
+        config = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude").expanduser()
+        return (config, Path.home() / ".claude.json")
+
+    def readable(self, launch: Launch) -> tuple[Path, ...]:
+        """Where Claude Code and Node.js are installed (under a home the sandbox hides, often)."""
+        found = []
+        # claude resolves into its package (npm) or its version directory (the native installer);
+        # node into <prefix>/bin, whose prefix holds its libraries.
+        for program, up in (("claude", 1), ("node", 2)):
+            exe = shutil.which(program)
+            if exe:
+                found.append(Path(exe).resolve().parents[up - 1])
+        return tuple(found)
 
     def permission_mode(self, launch: Launch) -> str:
         if launch.root is None:
