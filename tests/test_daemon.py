@@ -43,9 +43,11 @@ def spawn(root: Path, name: str, cmd: str, role: str = "worker") -> None:
     fac_ok("spawn", role, "--no-up", "--name", name, "--cmd", cmd, cwd=root)
 
 
-def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path, tmp_path: Path) -> None:
+def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path) -> None:
     configure(factory, "[supervisor]\nrestart_delays = [0]\n")
-    marker, done = tmp_path / "first-run", tmp_path / "done"
+    # In its run directory: the only place outside its worktree its sandbox lets it write.
+    run_dir = factory / ".fac" / "runs" / "w1"
+    marker, done = run_dir / "first-run", run_dir / "done"
     # First run: the agent is killed (SIGKILL). Second run: it finishes in its own worktree.
     cmd = (
         f"if [ -f {marker} ]; then pwd > {done}; git branch --show-current >> {done}; exit 0; "
