@@ -99,6 +99,8 @@ def render(data: dict[str, Any]) -> Any:
     isolated = data.get("agents_isolation", {})
     if isolated.get("warning"):
         parts.insert(1, Text(isolated["warning"], style="bold yellow"))
+    for name, why in isolated.get("unconfined_workers", {}).items():
+        parts.insert(1, Text(f"{name} is not isolated: {why}", style="bold yellow"))
     questions = [(w["name"], w["question"]) for w in data["workers"] if w.get("question")]
     if questions:
         qt = Text()

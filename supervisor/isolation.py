@@ -23,6 +23,7 @@ from pathlib import Path
 from supervisor import env as sysenv
 from supervisor import repo, sandbox
 from supervisor.factory import Factory
+from supervisor.model import unconfined_runtime
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # fac's own source (an editable install)
 
@@ -59,15 +60,21 @@ def plan(
     return Plan((home,), tuple(seal), tuple(reveal), (worktree, run_dir, *writable))
 
 
-def unconfined() -> str:
-    """Why agents run without a sandbox here ("" when they run in one)."""
-    return sandbox.agents_unconfined()
+def unconfined(runtime: str | None = None) -> str:
+    """Why agents (of `runtime`, when given) run without a sandbox here ("" when they run in one)."""
+    return sandbox.agents_unconfined() or (unconfined_runtime(runtime) if runtime else "")
 
 
-def status() -> dict[str, object]:
-    """What `fac status --json` and the dashboard show about agents' isolation."""
+def status(runtimes: dict[str, str] | None = None) -> dict[str, object]:
+    """What `fac status --json` and the dashboard show about agents' isolation; `runtimes` maps
+    workers to their runtimes, for the workers whose runtime runs outside the sandbox."""
     reason = unconfined()
-    return {"isolated": not reason, "reason": reason, "warning": warning(reason)}
+    out: dict[str, object] = {"isolated": not reason, "reason": reason, "warning": warning(reason)}
+    if runtimes is not None and not reason:
+        out["unconfined_workers"] = {
+            name: why for name, rt in sorted(runtimes.items()) if (why := unconfined_runtime(rt))
+        }
+    return out
 
 
 def warning(reason: str) -> str:
@@ -91,10 +98,11 @@ def wrap(
     *,
     writable: tuple[Path, ...] = (),
     readable: tuple[Path, ...] = (),
+    runtime: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The argv that runs `argv` in `worker`'s sandbox and the variables to add to its pane's
     environment; `argv` unchanged (and no variables) where agents are not isolated."""
-    if unconfined():
+    if unconfined(runtime):
         return argv, {}
     run_dir = fac.run_dir(worker)
     run_dir.mkdir(parents=True, exist_ok=True)

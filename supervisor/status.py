@@ -34,7 +34,7 @@ def collect(fac: Factory) -> dict[str, Any]:
         "session_running": running,
         "session_conflict": conflict,
         "processes": {p.name: p.as_dict() for p in health.processes(fac, panes)},
-        "agents_isolation": isolation.status(),
+        "agents_isolation": isolation.status({w.name: w.runtime for w in fac.store.workers()}),
         "main": fac.main,
         "main_sha": repo.rev_parse(fac.root, f"refs/heads/{fac.main}"),
         "checkout": checkout_state(fac),
@@ -81,6 +81,8 @@ def render(data: dict[str, Any]) -> str:
     isolated = data.get("agents_isolation", {})
     if isolated.get("warning"):
         lines.append(f"warning: {isolated['warning']}")
+    for name, why in isolated.get("unconfined_workers", {}).items():
+        lines.append(f"warning: {name} is not isolated: {why}")
     procs = data.get("processes", {})
     if procs:
         lines.append(

@@ -306,6 +306,7 @@ def pane_command(
         launch.worktree,
         writable=launch.writable,
         readable=launch.readable,
+        runtime=rt.name,
     )
     return argv, {**env, **extra}
 

@@ -9,6 +9,7 @@ store, the factory's git directory, the other worker's tree, factory.toml) and r
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -290,6 +291,19 @@ def test_status_says_plainly_when_agents_are_not_isolated(factory: Path, tmux_so
         assert fac_json("status", "--json", cwd=factory)["agents_isolation"]["isolated"] is True
 
 
+def test_the_dashboard_says_when_agents_are_not_isolated(
+    factory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from supervisor import dashboard
+
+    monkeypatch.setenv("FAC_SANDBOX", "none")
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(dashboard.render(dashboard.snapshot(Factory(factory))))
+    assert "agents are not isolated: FAC_SANDBOX=none" in console.export_text()
+
+
 @needs_bwrap
 def test_agent_network_false_cuts_the_panes_network(factory: Path, tmux_socket: str) -> None:
     toml = factory / "factory.toml"
@@ -376,3 +390,11 @@ def test_an_agents_plan_hides_the_store_the_git_dir_and_home_and_lets_it_write_i
         tmp_path / "home" / ".claude",
     )
     assert json.dumps(isolation.status())  # plain data for --json
+
+
+@needs_bwrap
+def test_a_runtime_that_cannot_run_sandboxed_yet_is_named_per_worker() -> None:
+    got = isolation.status({"w1": "anthropic", "w2": "command", "w3": "claude"})
+    assert got["isolated"] is True
+    assert list(got["unconfined_workers"]) == ["w1"]  # type: ignore[call-overload]
+    assert "opens the store itself" in got["unconfined_workers"]["w1"]  # type: ignore[index]
