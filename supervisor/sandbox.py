@@ -165,7 +165,7 @@ NONE = Sandbox("none", "host (no container engine or bubblewrap found)")
 
 @functools.cache
 def _bwrap_probe() -> tuple[str | None, str]:
-    """(bubblewrap's version, "") when it can make a sandbox here, else (None, why not)."""
+    """(bubblewrap's path, "") when it can make a sandbox here, else (None, why not)."""
     exe = shutil.which("bwrap")
     if not exe:
         return None, "bubblewrap is not installed (apt-get install -y bubblewrap)"
@@ -190,12 +190,17 @@ def _bwrap_probe() -> tuple[str | None, str]:
     if probe.returncode != 0:
         err = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
         return None, f"bubblewrap cannot run here ({err})"
-    ver = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
-    return ver or "bubblewrap", ""
+    return exe, ""
 
 
+@functools.cache
 def _bwrap_works() -> str | None:
-    return _bwrap_probe()[0]
+    """bubblewrap's version (for reports) when it can make a sandbox here, else None."""
+    exe = _bwrap_probe()[0]
+    if exe is None:
+        return None
+    ver = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
+    return ver or "bubblewrap"
 
 
 @functools.cache
