@@ -191,6 +191,8 @@ def test_a_restart_resumes_the_session(factory: Path, fake_claude: Path, supervi
     wait_for(lambda: fac.store.worker("c1").session_id, 15, "the SessionStart hook")
     argv, _env = workers.launch_for(fac, fac.store.worker("c1"))
     assert argv[-2:] == ["--resume", "sess-1234"]
+    if argv[0] == "bwrap":  # in the agent's sandbox: the runtime's command follows bubblewrap's `--`
+        argv = argv[argv.index("--") + 1 :]
     assert shlex.join(argv).startswith("claude --permission-mode acceptEdits")
 
 

@@ -14,6 +14,7 @@ from helpers import (
     fac_json,
     fac_ok,
     git,
+    pane_script,
     run_fac,
     running_supervisor,
     session_of,
@@ -115,9 +116,7 @@ done
 
 def test_a_message_is_delivered_once_with_a_receipt(factory: Path, tmux_socket: str) -> None:
     configure(factory, "[supervisor]\nredeliver = 600\n")
-    script = factory / ".fac" / "acking-agent.sh"
-    script.parent.mkdir(exist_ok=True)
-    script.write_text(ACKING_AGENT)
+    script = pane_script(factory, "acking-agent.sh", ACKING_AGENT)  # where its sandbox can read it
     spawn(factory, "reader", f"bash --norc --noprofile {script}")
     spawn(factory, "deaf", "sleep 600")  # never acknowledges anything
     store = Factory(factory).store
