@@ -93,6 +93,11 @@ def move_main(fac: Factory, old: str, new: str, by: str = "merge-queue") -> bool
         fac.store.event(
             "checkout-detached", None, old=old, new=new, reason="local edits overlap files main changed"
         )
-    # Each agent's own repository gets the new main, so `git merge main` in its pane merges this one.
-    worktrees.publish_main([Path(w.worktree) for w in fac.store.workers()], fac.main, new)
+    publish(fac, new)
     return True
+
+
+def publish(fac: Factory, sha: str) -> None:
+    """Give each agent's own repository main at `sha` (moved by fac, or adopted green), so `git merge
+    main` in its pane merges the main the queue builds on."""
+    worktrees.publish_main([Path(w.worktree) for w in fac.store.workers()], fac.main, sha)

@@ -21,6 +21,7 @@ from queue_helpers import (
     commit,
     entries,
     failing_test,
+    human_commit,
     passing_test,
     run_queue,
     runs,
@@ -246,6 +247,15 @@ def test_main_reaches_every_agent_repository_when_the_queue_moves_it(factory: Pa
     assert git(b, "rev-parse", "main") == main
     git(b, "merge", "-q", "--no-edit", "main")  # what the queue tells an agent whose branch conflicts
     assert (b / SUT / "tests" / "test_a.py").exists()
+
+
+def test_a_main_moved_by_a_human_reaches_agent_repositories_once_the_queue_adopts_it(factory: Path) -> None:
+    tree = spawn_worker(factory, "w1")
+    run_queue(factory)  # the queue knows main as it is now
+    sha = human_commit(factory, {"notes.md": "a human's note\n"})
+    assert git(tree, "rev-parse", "main") != sha
+    run_queue(factory)  # judged green, adopted
+    assert git(tree, "rev-parse", "main") == sha
 
 
 def test_main_is_not_published_through_a_link_the_agent_planted(factory: Path, tmp_path: Path) -> None:
