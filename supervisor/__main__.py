@@ -13,9 +13,35 @@ def main() -> None:
 
         print(f"fac, version {__version__}")
         return
+    from supervisor import identity
+
+    sock = identity.relay_socket()
+    if sock and sys.argv[1:2] != ["agent"]:  # in a worker's pane: the request goes through its channel
+        _relay(sock)
     from supervisor.cli import main as cli_main
 
     cli_main()
+
+
+def _relay(sock: str) -> None:
+    from pathlib import Path
+
+    from supervisor import channel
+
+    try:
+        code = channel.relay(Path(sock), sys.argv[1:])
+    except channel.ChannelDown as e:
+        print(f"fac: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            from supervisor.text import typed
+
+            print(f"  hint: {typed(e.hint)}", file=sys.stderr)
+        # A runtime's hook must never block its agent on a missing supervisor (Claude Code reads 2
+        # from a hook as "block"): hooks fail with 1, everything else with 2.
+        code = 1 if sys.argv[1:2] == ["hook"] else 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":

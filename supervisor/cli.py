@@ -166,6 +166,22 @@ def _os_hint(e: OSError) -> str:
     return "check the path named above, then run the command again"
 
 
+def command_path(group: click.Group, ctx: click.Context, args: list[str]) -> tuple[str, ...]:
+    """The command `args` would run, as click resolves it (("delta", "approve") for `fac delta approve 1`)."""
+    path: list[str] = []
+    cmd: click.Command = group
+    while isinstance(cmd, click.Group) and args:
+        name, sub, rest = cmd.resolve_command(ctx, args)
+        if sub is None or name is None:
+            break
+        path.append(name)
+        # resilient_parsing: no callbacks, no errors, no --help: only where the arguments lead
+        ctx = sub.make_context(name, list(rest), parent=ctx, resilient_parsing=True)
+        args = [*ctx._protected_args, *ctx.args] if isinstance(sub, click.Group) else []
+        cmd = sub
+    return tuple(path)
+
+
 class FacGroup(click.Group):
     """Loads its commands from COMMANDS on first use; maps FacError to one or two lines and its exit code."""
 
@@ -201,6 +217,11 @@ class FacGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            from supervisor import identity
+
+            who = identity.caller()
+            if who.is_agent:  # an agent (through its channel, or a pane without one) runs only its commands
+                identity.refuse(command_path(self, ctx, [*ctx._protected_args, *ctx.args]), who)
             return super().invoke(ctx)
         except FacError as e:
             click.echo(f"fac: error: {e.message}", err=True)
@@ -241,6 +262,7 @@ def cli() -> None:
       FAC_BRANCH       that worker's branch
       FAC_CONTEXT      the file with the agent's context (`fac context NAME` prints the same)
       FAC_TASK         the worker's task text, when it was spawned with one
+      FAC_SOCKET       the worker's channel: fac in a pane runs its request through the supervisor
     """
 
 

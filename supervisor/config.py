@@ -77,6 +77,13 @@ class AgentsConfig:
 
 
 @dataclass(frozen=True)
+class SandboxConfig:
+    """[sandbox]: the bubblewrap sandbox every agent's pane runs in."""
+
+    agent_network: bool = True  # agents call their model; false for runtimes that need no network
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     main: str = "main"
@@ -87,6 +94,7 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     context_max_chars: int = 24_000  # [context] max_chars: the budget of an agent's context
     agents: AgentsConfig = field(default_factory=AgentsConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
 # --- validation helpers: each returns the converted value or raises ValueError(expected) ---
@@ -315,6 +323,8 @@ SCHEMA["agents"] = {
     "run_timeout": _positive_number,
 }
 
+SCHEMA["sandbox"] = {"agent_network": _bool}
+
 CHECK_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "run": _run,
     "cwd": _str,
@@ -395,6 +405,7 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME, root: Path 
         raw=data,
         context_max_chars=values.get("context", {}).get("max_chars", 24_000),
         agents=AgentsConfig(**values.get("agents", {})),
+        sandbox=SandboxConfig(**values.get("sandbox", {})),
     )
 
 

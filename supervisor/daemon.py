@@ -13,11 +13,25 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from supervisor import andon, health, line, locks, messages, repo, restart_policy, tasks, wake, workers
+from supervisor import (
+    andon,
+    channel,
+    health,
+    line,
+    locks,
+    messages,
+    repo,
+    restart_policy,
+    tasks,
+    wake,
+    workers,
+)
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.hooks import workers_state
@@ -65,6 +79,20 @@ def how_it_ended(p: PaneInfo | None) -> str:
     return f"exit {p.dead_status}{meaning}"
 
 
+def channel_run(root: Path, worktree: Path | None, peer: str, argv: list[str], cwd: str) -> channel.Run:
+    """How the supervisor runs `fac ARGV` for `peer`: as that worker, in its worktree (or the
+    directory of it the client stood in), with the supervisor's own environment."""
+    where = worktree or root
+    try:
+        inside = Path(cwd).resolve()
+        if worktree is not None and inside.is_dir() and inside.is_relative_to(worktree.resolve()):
+            where = inside
+    except (OSError, ValueError):
+        pass
+    env = channel.executor_env(os.environ, peer, {"FAC_ROOT": str(root)})
+    return channel.Run([sys.executable, "-m", "supervisor", *argv], env, str(where))
+
+
 class Supervisor:
     def __init__(
         self,
@@ -89,6 +117,8 @@ class Supervisor:
         self._verifying = False
         self._unsettled: dict[str, float] = {}
         self._restarted = False
+        self._channel: channel.Server | None = None
+        self._worktrees: dict[str, Path] = {}
 
     # --- lifecycle ---
 
@@ -116,6 +146,7 @@ class Supervisor:
         self.lock()
         try:
             self.watch()
+            self._channel = channel.Server(self._plan, say=self.say)
             self.fac.store.event("supervisor-started", None, pid=os.getpid())
             self.say(f"supervisor up: tick {self.cfg.tick:g}s, WIP limit {self.cfg.max_workers}")
             while not (should_stop and should_stop()):
@@ -131,9 +162,22 @@ class Supervisor:
                 # Coalesce a burst of file events into one pass.
                 time.sleep(0.05)
         finally:
+            if self._channel is not None:
+                self._channel.stop()
+                self._channel = None
             if self._watch is not None:
                 self._watch.stop()
             self.unlock()
+
+    def _plan(self, peer: str, argv: list[str], cwd: str) -> channel.Run:
+        # Runs in the channel's threads: only plain data here, never the store's connection.
+        return channel_run(self.fac.root, self._worktrees.get(peer), peer, argv, cwd)
+
+    def serve_channels(self, ws: list[Worker]) -> None:
+        """One socket per worker in the store, at `.fac/runs/<worker>/fac.sock` (FAC_SOCKET in its pane)."""
+        self._worktrees = {w.name: Path(w.worktree) for w in ws}
+        if self._channel is not None:
+            self._channel.sync({w.name: workers.socket_path(self.fac, w.name) for w in ws})
 
     # --- one pass ---
 
@@ -144,7 +188,9 @@ class Supervisor:
         panes = {p.window_name: p for p in fac.panes()}
         wake_at = now + self.cfg.tick
         self._restarted = False
-        for w in fac.store.workers():
+        ws = fac.store.workers()
+        self.serve_channels(ws)
+        for w in ws:
             nxt = self.check_worker(w, panes.get(w.name), now)
             if nxt:
                 wake_at = min(wake_at, nxt)

@@ -96,6 +96,11 @@ def render(data: dict[str, Any]) -> Any:
             f"{name}: {health.describe(p['pid'], p['window'])}   ", style="" if p["running"] else "bold red"
         )
     parts: list[Any] = [head, procs, table]
+    isolated = data.get("agents_isolation", {})
+    if isolated.get("warning"):
+        parts.insert(1, Text(isolated["warning"], style="bold yellow"))
+    for name, why in isolated.get("unconfined_workers", {}).items():
+        parts.insert(1, Text(f"{name} is not isolated: {why}", style="bold yellow"))
     questions = [(w["name"], w["question"]) for w in data["workers"] if w.get("question")]
     if questions:
         qt = Text()

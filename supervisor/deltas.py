@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor import checks, observations, repo, specs
+from supervisor import checks, identity, observations, repo, specs
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.model import QueueEntry
@@ -172,12 +172,7 @@ def _no_local_edits(fac: Factory, v: DeltaView) -> None:
 
 
 def refuse_agents(action: str) -> None:
-    worker = os.environ.get("FAC_WORKER")
-    if worker:
-        raise FacError(
-            f"agents may propose deltas but not {action} them (FAC_WORKER={worker})",
-            hint='ask a human: `fac ask "please review delta ..."`',
-        )
+    identity.require_human(f"{action} deltas (they may propose them)")
 
 
 def _lint_one(fac: Factory, d: Delta) -> list[LintError]:
@@ -211,10 +206,11 @@ def new(
     spec: str | None = None,
 ) -> DeltaView:
     """Write a proposed delta: on main for a human, in the store for an agent (FAC_WORKER set)."""
-    agent = os.environ.get("FAC_WORKER")
+    agent = identity.caller().worker
     if not title.strip():
         raise FacError("a delta needs a title", hint='fac delta new "Count characters" --statement "..."')
-    owner = owner or agent or os.environ.get("USER") or "human"
+    # An agent's proposal is owned by the agent: the owner is who speaks, not a name it passes.
+    owner = agent or owner or os.environ.get("USER") or "human"
     draft = parse(
         f"{DELTAS}/0000-{slugify(title)}.md", scaffold("0000", title, owner, statements, checks, spec)
     )

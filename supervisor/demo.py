@@ -216,7 +216,9 @@ def run(
         session.up(fac)
         say(f"  up: windows supervisor and merge-queue in session {fac.session}")
         for name, task, body in AGENTS:
-            path = scripts / f"{name}.sh"
+            # In the worker's own run directory: the one place under .fac/ its sandbox shows it.
+            path = fac.run_dir(name) / "agent.sh"
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("set -u\n" + AGENT_LOOP + body, encoding="utf-8")
             workers.spawn(
                 fac,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from supervisor import envbuild, locks, repo, sandbox
+from supervisor import envbuild, identity, locks, repo, sandbox
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.sandbox import Sandbox
@@ -355,7 +355,7 @@ def _build(fac: Factory, env_hash: str, say: Callable[[str], None]) -> None:
 
 
 def _builder() -> str:
-    who = os.environ.get("FAC_WORKER") or os.environ.get("USER") or "unknown"
+    who = identity.caller().worker or os.environ.get("USER") or "unknown"
     return f"{who} (pid {os.getpid()}, fac {_fac_version()})"
 
 

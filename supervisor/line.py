@@ -98,6 +98,7 @@ def verify(fac: Factory, *, use_cache: bool = True, progress: checks.Progress | 
     if verdict.ok:
         if fac.store.last_main() != sha:  # a main moved outside fac, judged green here: adopted
             fac.store.record_main(sha, fac.store.last_main(), "verify, green")
+            mainline.publish(fac, sha)
         resume(fac, by="green verify", main_sha=sha)
     else:
         stop(fac, f"{fac.main} {sha[:10]} is red: {red_detail(verdict)}", sha)
@@ -131,6 +132,7 @@ def judge_outside_move(fac: Factory, *, say: Callable[[str], None]) -> mainline.
     fac.store.record_main(move.new, move.old, f"outside fac, judged {'green' if verdict.ok else 'red'}")
     if verdict.ok:
         fac.store.event("main-adopted", None, sha=move.new, old=move.old)
+        mainline.publish(fac, move.new)
         say(f"  {fac.main} {move.new[:10]} is green: adopted")
     else:
         reason = f"{what}, and it is red: {red_detail(verdict)}"

@@ -10,9 +10,10 @@ on it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from supervisor import repo
+from supervisor import repo, worktrees
 from supervisor.factory import Factory
 
 
@@ -92,4 +93,11 @@ def move_main(fac: Factory, old: str, new: str, by: str = "merge-queue") -> bool
         fac.store.event(
             "checkout-detached", None, old=old, new=new, reason="local edits overlap files main changed"
         )
+    publish(fac, new)
     return True
+
+
+def publish(fac: Factory, sha: str) -> None:
+    """Give each agent's own repository main at `sha` (moved by fac, or adopted green), so `git merge
+    main` in its pane merges the main the queue builds on."""
+    worktrees.publish_main([Path(w.worktree) for w in fac.store.workers()], fac.main, sha)

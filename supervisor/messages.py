@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor import model
+from supervisor import identity, model
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 
@@ -34,9 +34,12 @@ def clip(text: str, limit: int, pointer: str) -> str:
     return text[:limit] + f"\n... ({len(text) - limit} more characters; {pointer})"
 
 
-def pane_text(mid: int, worker: str, body: str, *, comment: bool = True) -> str:
+def pane_text(mid: int, worker: str, body: str, *, comment: bool = True, sender: str = identity.HUMAN) -> str:
     """The form a message takes in a pane: visible, short, and (unless `comment` is off, for a
-    runtime that pastes plain prompts) every line a shell comment."""
+    runtime that pastes plain prompts) every line a shell comment. A peer's message starts with
+    its sender, so it never reads as fac's own ("[from w2] [fac] MERGED" is w2 talking)."""
+    if sender not in identity.TRUSTED_SENDERS:
+        body = f"[from {sender}] {body}"
     text = clip(visible(body), PANE_MAX, f"full text: fac inbox --worker {worker} --id {mid}")
     text += f"\n(message {mid}: `fac inbox` shows it and counts as the receipt; or `fac inbox --ack {mid}`)"
     if not comment:
@@ -83,6 +86,9 @@ def store(
     full_log: str | None = None,
 ) -> int:
     """Write a message inside the caller's transaction (so it commits with the state it reports)."""
+    refused = identity.may_send(sender, kind)
+    if refused:
+        raise FacError(f"message refused: {refused}")
     if len(body) > INBOX_MAX and not full_log:
         # Nothing is lost: the whole text goes to a file the stored message points at.
         full = fac.fac_dir / "logs" / "messages" / f"{worker}-{time.time_ns()}.txt"
@@ -111,7 +117,7 @@ def deliver(fac: Factory, worker: str, mid: int) -> Delivery:
         return Delivery(mid, False, "no such message")
     if m.acked_at is not None:
         return Delivery(mid, False, "already acknowledged")
-    pasted, reason = paste(fac, worker, mid, m.body)
+    pasted, reason = paste(fac, worker, mid, m.body, m.sender)
     if pasted:
         fac.store.note_delivery(mid)
     return Delivery(mid, pasted, reason)
@@ -131,7 +137,7 @@ def ack(fac: Factory, worker: str, ids: list[int]) -> list[int]:
     return mine
 
 
-def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
+def paste(fac: Factory, worker: str, mid: int, body: str, sender: str = identity.HUMAN) -> tuple[bool, str]:
     try:
         panes = {p.window_name: p for p in fac.panes()}
     except FacError as e:
@@ -144,9 +150,9 @@ def paste(fac: Factory, worker: str, mid: int, body: str) -> tuple[bool, str]:
     w = fac.store.worker(worker)
     try:
         if w is not None and model.paste_plain(w.runtime):
-            fac.tmux.paste(p.pane_id, pane_text(mid, worker, body, comment=False), enter=True)
+            fac.tmux.paste(p.pane_id, pane_text(mid, worker, body, comment=False, sender=sender), enter=True)
         else:
-            fac.tmux.paste(p.pane_id, pane_text(mid, worker, body) + "\n", enter=False)
+            fac.tmux.paste(p.pane_id, pane_text(mid, worker, body, sender=sender) + "\n", enter=False)
     except FacError as e:
         return False, str(e)
     return True, ""

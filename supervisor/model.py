@@ -268,6 +268,9 @@ class RuntimeSpec:
     # True pastes plain text and presses Enter (an agent's prompt box, where `#` means something).
     paste_plain: bool
     description: str
+    # Why this runtime's panes cannot run in the agents' sandbox yet ("" when they can): they run
+    # plainly, and `fac status` says so for each of its workers.
+    unconfined: str = ""
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
@@ -293,10 +296,17 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "AnthropicRuntime",
             paste_plain=False,
             description="fac's built-in agent on the Messages API",
+            unconfined="the anthropic runtime's loop opens the store itself (not through its channel yet)",
         ),
     )
 }
 RUNTIME_NAMES: tuple[str, ...] = tuple(RUNTIMES)
+
+
+def unconfined_runtime(runtime: str) -> str:
+    """Why runtime `runtime` runs outside the agents' sandbox ("" when it runs inside)."""
+    spec = RUNTIMES.get(runtime)
+    return spec.unconfined if spec is not None else ""
 
 
 def paste_plain(runtime: str) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import config as configmod
-from supervisor import repo
+from supervisor import identity, repo
 from supervisor.factory import find_root
 from supervisor.store import Store
 
@@ -43,8 +43,9 @@ def gather(workdir: Path, root: Path, main: str) -> dict[str, str]:
     log = repo.git(workdir, "log", f"{base}..HEAD", "--format=%B")
     workers = sorted(set(re.findall(r"^Fac-Worker: (\S+)", log, re.M)))
     deltas = sorted(set(re.findall(r"^Fac-Delta: (\S+)", log, re.M)))
-    if not workers and os.environ.get("FAC_WORKER"):
-        workers = [os.environ["FAC_WORKER"]]
+    me = identity.caller().worker
+    if not workers and me:
+        workers = [me]
     rules = []
     role_names = set()
     try:

@@ -18,10 +18,58 @@ import shutil
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from supervisor.errors import FacError
 
 KINDS = ("container", "bwrap", "none")
+
+
+MountKind = Literal["seal", "hide", "ro", "rw"]
+_PRECEDENCE: dict[MountKind, int] = {"seal": 0, "hide": 1, "ro": 2, "rw": 3}
+
+
+@dataclass(frozen=True)
+class Mount:
+    path: str
+    # hide: an empty writable tmpfs; seal: an empty read-only one (nothing can be planted where the
+    # real thing was); ro: the real path read-only; rw: the real path writable
+    kind: MountKind
+
+
+def mounts(
+    hide: list[Path], reveal: list[Path], writable: list[Path], seal: list[Path] | None = None
+) -> list[Mount]:
+    """The mounts of a bubblewrap sandbox over a read-only `/`, in the order to apply them: shallow
+    paths first, so the deepest path decides (a worktree inside a hidden `.fac` stays writable, a
+    hidden `.git` inside a revealed root stays hidden). On one path, writable beats read-only beats
+    hidden. A hidden path that is not a directory, or a revealed one that does not exist, is left out."""
+    best: dict[str, MountKind] = {}
+    for kind, paths in (("seal", seal or []), ("hide", hide), ("ro", reveal), ("rw", writable)):
+        for raw in paths:
+            path = Path(raw).resolve()
+            if (kind in ("hide", "seal") and not path.is_dir()) or (kind == "ro" and not path.exists()):
+                continue
+            key = str(path)
+            k: MountKind = kind  # type: ignore[assignment]
+            if key not in best or _PRECEDENCE[k] > _PRECEDENCE[best[key]]:
+                best[key] = k
+    return [
+        Mount(p, k) for p, k in sorted(best.items(), key=lambda item: (len(Path(item[0]).parts), item[0]))
+    ]
+
+
+def bwrap_args(plan: list[Mount]) -> list[str]:
+    """bubblewrap's options for a mount plan (from `mounts`); a sealed tmpfs turns read-only last,
+    after the mount points of what comes back inside it exist (the remount is not recursive)."""
+    flag = {"seal": "--tmpfs", "hide": "--tmpfs", "ro": "--ro-bind", "rw": "--bind"}
+    out: list[str] = []
+    for m in plan:
+        out += [flag[m.kind], m.path] if m.kind in ("hide", "seal") else [flag[m.kind], m.path, m.path]
+    for m in plan:
+        if m.kind == "seal":
+            out += ["--remount-ro", m.path]
+    return out
 
 
 @dataclass(frozen=True)
@@ -40,32 +88,26 @@ class Sandbox:
         hide: list[Path] | None = None,
         reveal: list[Path] | None = None,
         name: str | None = None,
+        *,
+        seal: list[Path] | None = None,
+        network: bool = False,
+        private_tmp: bool = False,
     ) -> list[str]:
         """The command line that runs `argv` in `cwd` inside this sandbox; `hide` become empty dirs,
         and `reveal` (read-only) come back from under them (an interpreter installed in a hidden home);
-        `name` names the container, so that `stop(name)` can end it (a killed client does not)."""
+        `seal` become empty read-only dirs; the deepest path decides (see `mounts`). `name` names
+        the container, so that `stop(name)` can end it (a killed client does not); `network` keeps
+        the network (bubblewrap only), and `private_tmp` gives the command a /tmp of its own."""
         if self.kind == "bwrap":
-            binds: list[str] = []
-            for h in dict.fromkeys(str(Path(x).resolve()) for x in hide or []):
-                if Path(h).is_dir():
-                    binds += ["--tmpfs", h]
-            revealed = [
-                r for r in dict.fromkeys(str(Path(x).resolve()) for x in reveal or []) if Path(r).exists()
-            ]
-            for r in revealed:
-                binds += ["--ro-bind", r, r]
-            # A hidden path inside a revealed one stays hidden (bwrap applies mounts in order).
-            for h in dict.fromkeys(str(Path(x).resolve()) for x in hide or []):
-                if Path(h).is_dir() and any(Path(h).is_relative_to(r) and h != r for r in revealed):
-                    binds += ["--tmpfs", h]
-            for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
-                binds += ["--bind", p, p]
+            ro = list(reveal or [])
             if self.env_bin:
                 # The shared environment stays read-only even inside a writable tree (a check at the
                 # factory root): no check can plant code in it for every later candidate.
-                envdir = str(Path(self.env_bin).parent.resolve())
-                binds += ["--ro-bind", envdir, envdir]
-            # No tmpfs over /tmp: the tree under test may live there. Callers pass a private TMPDIR.
+                ro.append(Path(self.env_bin).parent)
+            hidden = [*(hide or []), *([Path("/tmp")] if private_tmp else [])]
+            plan = mounts(hide=hidden, reveal=ro, writable=writable, seal=seal)
+            # No tmpfs over /tmp unless asked: the tree under test may live there (a deeper bind
+            # brings it back when it is asked). Callers pass a private TMPDIR.
             # A new pid namespace: the sandboxed command cannot read other processes' environments.
             return [
                 "bwrap",
@@ -77,8 +119,8 @@ class Sandbox:
                 "--unshare-pid",
                 "--proc",
                 "/proc",
-                *binds,
-                "--unshare-net",
+                *bwrap_args(plan),
+                *([] if network else ["--unshare-net"]),
                 "--die-with-parent",
                 "--chdir",
                 str(cwd),
@@ -87,9 +129,9 @@ class Sandbox:
             ]
         if self.kind == "container":
             assert self.engine and self.image
-            mounts: list[str] = []
+            volumes: list[str] = []
             for p in dict.fromkeys(str(Path(w).resolve()) for w in writable):
-                mounts += ["-v", f"{p}:{p}"]
+                volumes += ["-v", f"{p}:{p}"]
             named = ["--name", name] if name else []
             return [
                 self.engine,
@@ -98,7 +140,7 @@ class Sandbox:
                 *named,
                 "--network",
                 "none",
-                *mounts,
+                *volumes,
                 "-w",
                 str(cwd),
                 self.image,
@@ -122,10 +164,11 @@ NONE = Sandbox("none", "host (no container engine or bubblewrap found)")
 
 
 @functools.cache
-def _bwrap_works() -> str | None:
+def _bwrap_probe() -> tuple[str | None, str]:
+    """(bubblewrap's path, "") when it can make a sandbox here, else (None, why not)."""
     exe = shutil.which("bwrap")
     if not exe:
-        return None
+        return None, "bubblewrap is not installed (apt-get install -y bubblewrap)"
     probe = subprocess.run(
         [
             exe,
@@ -134,6 +177,7 @@ def _bwrap_works() -> str | None:
             "/",
             "--dev",
             "/dev",
+            "--unshare-pid",
             "--proc",
             "/proc",
             "--unshare-net",
@@ -144,6 +188,16 @@ def _bwrap_works() -> str | None:
         text=True,
     )
     if probe.returncode != 0:
+        err = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+        return None, f"bubblewrap cannot run here ({err})"
+    return exe, ""
+
+
+@functools.cache
+def _bwrap_works() -> str | None:
+    """bubblewrap's version (for reports) when it can make a sandbox here, else None."""
+    exe = _bwrap_probe()[0]
+    if exe is None:
         return None
     ver = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
     return ver or "bubblewrap"
@@ -206,3 +260,11 @@ def detect(root: Path, image: str | None = None) -> Sandbox:
             hint="apt-get install -y bubblewrap, or unset FAC_SANDBOX",
         )
     return NONE
+
+
+def agents_unconfined() -> str:
+    """Why agents' panes cannot run in bubblewrap here ("" when they can): FAC_SANDBOX=none asks for
+    no sandbox at all; otherwise bubblewrap must be installed and able to make namespaces."""
+    if forced() == "none":
+        return "FAC_SANDBOX=none"
+    return _bwrap_probe()[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from supervisor import health, repo, worktrees
+from supervisor import health, isolation, repo, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.health import QUEUE_WINDOW, SUPERVISOR_WINDOW, own_windows
@@ -29,7 +29,12 @@ def up(fac: Factory) -> dict[str, Any]:
         started.append(name)
     already = sorted(n for n in panes if n in own_windows(fac) and n not in started)
     fac.store.event("up", session=fac.session, started=started)
-    return {"session": fac.session, "started": started, "already_running": already}
+    return {
+        "session": fac.session,
+        "started": started,
+        "already_running": already,
+        "agents_isolation": isolation.status(),
+    }
 
 
 def down(fac: Factory, *, rm: bool = False, force: bool = False) -> dict[str, Any]:
@@ -49,9 +54,13 @@ def down(fac: Factory, *, rm: bool = False, force: bool = False) -> dict[str, An
                 hint="commit them, or pass --force to discard them",
             )
         unmerged = []
+        main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}") or f"refs/heads/{fac.main}"
         for w in ws:
-            head = repo.rev_parse(fac.root, f"refs/heads/{w.branch}")
-            n = repo.unmerged_count(fac.root, head, f"refs/heads/{fac.main}") if head else 0
+            # An agent's own repository holds commits it has not submitted yet: count those too.
+            tree = Path(w.worktree)
+            where = tree if worktrees.is_agent_repo(tree) else fac.root
+            head = worktrees.head(fac.root, tree, w.branch)
+            n = repo.unmerged_count(where, head, main) if head else 0
             if n:
                 unmerged.append(f"{w.branch} ({n} commit{'s' if n != 1 else ''} not on {fac.main})")
         if unmerged:

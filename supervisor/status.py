@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor import health, line, repo
+from supervisor import health, isolation, line, repo
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.text import short_sha, typed, with_iso_times
@@ -34,6 +34,7 @@ def collect(fac: Factory) -> dict[str, Any]:
         "session_running": running,
         "session_conflict": conflict,
         "processes": {p.name: p.as_dict() for p in health.processes(fac, panes)},
+        "agents_isolation": isolation.status({w.name: w.runtime for w in fac.store.workers()}),
         "main": fac.main,
         "main_sha": repo.rev_parse(fac.root, f"refs/heads/{fac.main}"),
         "checkout": checkout_state(fac),
@@ -77,6 +78,11 @@ def render(data: dict[str, Any]) -> str:
     ]
     if data.get("session_conflict"):
         lines.append(f"warning: {data['session_conflict']}: set [tmux] session in factory.toml")
+    isolated = data.get("agents_isolation", {})
+    if isolated.get("warning"):
+        lines.append(f"warning: {isolated['warning']}")
+    for name, why in isolated.get("unconfined_workers", {}).items():
+        lines.append(f"warning: {name} is not isolated: {why}")
     procs = data.get("processes", {})
     if procs:
         lines.append(

@@ -26,9 +26,18 @@ class Submission:
 
 
 def submit(fac: Factory, name: str) -> Submission:
-    """Queue the worker's branch at its current head; only committed work is submitted."""
+    """Queue the worker's branch at its current head; only committed work is submitted.
+
+    The head is fetched from the worker's own repository into the factory's `refs/heads/<branch>`
+    first (`worktrees.collect`): the queue reads only the factory's refs."""
     w = fac.worker(name)
-    head = repo.rev_parse(fac.root, w.branch)
+    try:
+        head = worktrees.collect(fac.root, Path(w.worktree), w.branch)
+    except repo.GitError as e:
+        raise FacError(
+            f"cannot fetch {w.branch} from {name}'s repository: {e.message}",
+            hint=f"check its repository: git -C {w.worktree} log -1 {w.branch}",
+        ) from None
     if head is None:
         raise FacError(
             f"branch {w.branch} does not exist", hint=f"was it deleted? `fac kill {name} --rm` cleans up"

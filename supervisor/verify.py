@@ -6,11 +6,10 @@ new one; an agent's uses the one that serves (the queue builds it), so an agent 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import checks, env, gate, guards, repo, roles
+from supervisor import checks, env, gate, guards, identity, repo, roles
 from supervisor.checks import CheckResult, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -72,7 +71,7 @@ def check(
 
 def environment_for_check(fac: Factory) -> env.Env:
     """A human's check builds main's environment if needed; an agent's uses the one that serves."""
-    if os.environ.get("FAC_WORKER"):
+    if identity.caller().is_agent:
         return env.current(fac)
     return env.ensure(fac, say=_progress)
 

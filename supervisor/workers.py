@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import env as sysenv
-from supervisor import repo, roles, worktrees
+from supervisor import isolation, repo, roles, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.identity import SOCKET_ENV, SOCKET_NAME
 from supervisor.model import check_task_size
-from supervisor.runtimes import Launch
+from supervisor.runtimes import Launch, Runtime, confined
 from supervisor.runtimes import config_dir as runtime_config_dir
 from supervisor.runtimes import get as get_runtime
 from supervisor.runtimes import prepare as prepare_runtime
@@ -89,6 +90,11 @@ def missing_program(fac: Factory, command: str, base_ref: str, worktree: Path) -
     return None
 
 
+def socket_path(fac: Factory, name: str) -> Path:
+    """The worker's channel: the supervisor serves it, `fac` in the pane talks through it."""
+    return fac.run_dir(name) / SOCKET_NAME
+
+
 def pane_env(
     fac: Factory, name: str, role: str, branch: str, context: Path, task: str | None
 ) -> dict[str, str]:
@@ -98,6 +104,7 @@ def pane_env(
         "FAC_ROLE": role,
         "FAC_BRANCH": branch,
         "FAC_CONTEXT": str(context),
+        SOCKET_ENV: str(socket_path(fac, name)),
         "PATH": pane_path(fac),
     }
     if task:
@@ -210,7 +217,7 @@ def spawn(
 
         if worktree.exists():
             raise FacError(f"{worktree} already exists", hint=f"remove it, or `fac kill {name} --rm`")
-        worktrees.add(fac.root, worktree, branch, base_ref)
+        worktrees.add(fac.root, worktree, branch, base_ref, main=fac.main)
         undo.append(lambda: worktrees.remove(fac.root, worktree, branch))
         _fault("worktree")
 
@@ -219,9 +226,9 @@ def spawn(
         _fault("context")
 
         notes = prepare_runtime(rt, launch)
-        env = pane_env(fac, name, role.name, branch, context, task)
+        argv, env = pane_command(fac, rt, launch, pane_env(fac, name, role.name, branch, context, task))
         log = str(fac.run_dir(name) / "pane.log")  # the pane's output, kept after its window is gone
-        window_id, pane_id = fac.new_window(name, str(worktree), rt.argv(launch), env, log=log)
+        window_id, pane_id = fac.new_window(name, str(worktree), argv, env, log=log)
         undo.append(lambda: fac.tmux.kill_window(window_id))
         _fault("window")
 
@@ -287,7 +294,24 @@ def launch_for(fac: Factory, w: Any) -> tuple[list[str], dict[str, str]]:
         root=fac.root,
     )
     rt = get_runtime(w.runtime)
-    return rt.argv(launch), pane_env(fac, w.name, w.role, w.branch, context, w.task)
+    return pane_command(fac, rt, launch, pane_env(fac, w.name, w.role, w.branch, context, w.task))
+
+
+def pane_command(
+    fac: Factory, rt: Runtime, launch: Launch, env: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """The runtime's argv inside the worker's sandbox (`isolation.wrap`), and the pane's environment."""
+    launch = confined(rt, launch)
+    argv, extra = isolation.wrap(
+        fac,
+        launch.worker,
+        rt.argv(launch),
+        launch.worktree,
+        writable=launch.writable,
+        readable=launch.readable,
+        runtime=rt.name,
+    )
+    return argv, {**env, **extra}
 
 
 def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any] | None:
@@ -302,6 +326,9 @@ def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any] | None:
         raise FacError(
             f"{name}'s worktree {w.worktree} is gone", hint=f"remove the worker: fac kill {name} --rm"
         )
+    main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
+    if main:
+        worktrees.publish_main([Path(w.worktree)], fac.main, main)
     argv, env = launch_for(fac, w)
     panes = {p.window_name: p for p in fac.panes()}
     p = panes.get(name)
@@ -398,7 +425,9 @@ def views(fac: Factory) -> list[WorkerView]:
                 pane=p.pane_id if p else None,
                 worktree=w.worktree,
                 task=w.task,
-                head=heads.get(w.branch),
+                head=worktrees.head(fac.root, Path(w.worktree), w.branch)
+                if worktrees.is_agent_repo(Path(w.worktree))
+                else heads.get(w.branch),
                 updated_at=w.updated_at,
                 restarts=w.restarts,
                 question=w.question,

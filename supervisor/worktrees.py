@@ -1,11 +1,20 @@
 """Worker worktrees: `.fac/worktrees/<worker>` on branch `fac/<worker>`, and throw-away detached ones.
 
+A worker's tree is a git repository of its own (an *agent repository*): its objects borrow the
+factory's read-only through `objects/info/alternates`, and its refs, config, hooks and new objects
+are its own, so nothing an agent does to its git can touch the factory's. It holds `fac/<worker>`
+and a `main` that fac keeps current (`publish_main`); `collect` fetches the agent's head into the
+factory's `refs/heads/fac/<worker>` (fetching runs no program of the agent's repository: git's
+upload-pack is safe on an untrusted one). Worktrees made by older fac (linked worktrees of the
+factory) keep working as before.
+
 Every question goes to `git` through repo.py: these run in short `fac` commands (spawn, submit,
 kill --rm), where importing GitPython alone would cost more than the `git` call it wraps.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,9 +42,11 @@ def branch_for(worker: str) -> str:
     return f"{BRANCH_PREFIX}{worker}"
 
 
-def add(root: Path, path: Path, branch: str, base: str) -> None:
-    """Create `branch` at `base` and check it out in a new worktree at `path`."""
-    if repo.rev_parse(root, base) is None:
+def add(root: Path, path: Path, branch: str, base: str, main: str | None = None) -> None:
+    """Create `branch` at `base` in the factory and an agent repository at `path` with `branch`
+    checked out and `main` (the factory's main, when given) beside it."""
+    base_sha = repo.rev_parse(root, base)
+    if base_sha is None:
         raise FacError(
             f"base {base!r} is not a commit in {root}", hint="pass --base with a branch, tag or sha"
         )
@@ -44,11 +55,87 @@ def add(root: Path, path: Path, branch: str, base: str) -> None:
             f"branch {branch} already exists",
             hint=f"remove it (git branch -D {branch}) or pick another worker name",
         )
+    main_sha = repo.rev_parse(root, f"refs/heads/{main}") if main else None
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        repo.git(root, "worktree", "add", "--quiet", "-b", branch, str(path), base)
+        repo.git(root, "branch", "--no-track", branch, base_sha)
+        repo.git(root, "init", "--quiet", f"--initial-branch={branch}", str(path))
+        info = path / ".git" / "objects" / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "alternates").write_text(f"{repo.common_dir(root) / 'objects'}\n", encoding="utf-8")
+        # Loose ref files, written straight into the repository fac has just made (one git call less
+        # per spawn than update-ref): the branch HEAD names, and main beside it.
+        heads = path / ".git" / "refs" / "heads"
+        for name, sha in ((branch, base_sha), *(((main, main_sha),) if main and main_sha else ())):
+            ref = heads / name
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(f"{sha}\n", encoding="ascii")
+        repo.git(path, "reset", "--quiet", "--hard")
     except repo.GitError as e:
-        raise FacError(f"git worktree add failed: {e.message}") from None
+        shutil.rmtree(path, ignore_errors=True)
+        repo.git(root, "branch", "-D", branch, check=False)
+        raise FacError(f"creating the agent repository at {path} failed: {e.message}") from None
+
+
+def is_agent_repo(path: Path) -> bool:
+    """Whether `path` is an agent repository (its own `.git` directory), not a linked worktree."""
+    return (path / ".git").is_dir() and not (path / ".git").is_symlink()
+
+
+def head(root: Path, path: Path, branch: str) -> str | None:
+    """The worker's head: `branch` in its agent repository (the factory's branch for a linked one)."""
+    if is_agent_repo(path):
+        return repo.rev_parse(path, f"refs/heads/{branch}")
+    return repo.rev_parse(root, f"refs/heads/{branch}")
+
+
+def collect(root: Path, path: Path, branch: str) -> str | None:
+    """Fetch `branch` from the agent repository at `path` into the factory's `refs/heads/<branch>`
+    (forced: an agent may rebase) and return its sha; a linked worktree shares the factory's refs."""
+    if not is_agent_repo(path):
+        return repo.rev_parse(root, f"refs/heads/{branch}")
+    if repo.rev_parse(path, f"refs/heads/{branch}") is None:
+        return None
+    ref = f"refs/heads/{branch}"
+    # No gc or maintenance started by the fetch, every object checked: the agent wrote them.
+    repo.git(
+        root,
+        *("-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "transfer.fsckObjects=true"),
+        *("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"),
+        str(path / ".git"),
+        f"+{ref}:{ref}",
+    )
+    return repo.rev_parse(root, ref)
+
+
+def publish_main(paths: list[Path], main: str, sha: str) -> None:
+    """Point `main` in each agent repository at `sha` (after main moved), so `git merge main` in a
+    pane merges the main the queue tests against. The ref file is replaced through directory handles
+    opened without following links: an agent cannot aim this write at a file outside its repository."""
+    line = f"{sha}\n".encode()
+    for path in paths:
+        if not is_agent_repo(path):
+            continue
+        fds: list[int] = []
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            fds.append(fd)
+            for part in [".git", "refs", "heads", *main.split("/")[:-1]]:
+                fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                fds.append(fd)
+            name = main.split("/")[-1]
+            tmp = f".{name}.fac-{os.getpid()}"
+            wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+            try:
+                os.write(wfd, line)
+            finally:
+                os.close(wfd)
+            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        except OSError:
+            continue  # a repository the agent broke keeps its own main; the queue judges the branch anyway
+        finally:
+            for f in reversed(fds):
+                os.close(f)
 
 
 def branch_exists(root: Path, branch: str) -> bool:
@@ -64,14 +151,24 @@ def is_dirty(path: Path) -> bool:
 
 
 def remove(root: Path, path: Path, branch: str | None) -> str | None:
-    """Remove the worktree and delete the branch; returns the branch's last sha (to recover it)."""
-    if path.exists():
+    """Remove the worktree and delete the branch; returns the branch's last sha (to recover it).
+
+    An agent repository's head is fetched into the factory first, so that sha stays recoverable
+    (`git branch NAME SHA` at the root) after its repository is gone."""
+    sha = None
+    if branch and is_agent_repo(path):
+        try:
+            sha = collect(root, path, branch)
+        except repo.GitError:
+            sha = None  # a broken repository: its branch in the factory is the last known head
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
         try:
             repo.git(root, "worktree", "remove", "--force", str(path))
         except repo.GitError:
             shutil.rmtree(path, ignore_errors=True)
     repo.git(root, "worktree", "prune")
-    sha = repo.rev_parse(root, f"refs/heads/{branch}") if branch else None
-    if branch and sha:
+    sha = sha or (repo.rev_parse(root, f"refs/heads/{branch}") if branch else None)
+    if branch and repo.rev_parse(root, f"refs/heads/{branch}"):
         repo.git(root, "branch", "-D", branch)
     return sha

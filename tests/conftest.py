@@ -36,6 +36,8 @@ CLEARED = (
     "FAC_CONTEXT",
     "FAC_TASK",
     "FAC_FAULT_INJECT",
+    "FAC_SOCKET",  # a worker's channel: with it, every `fac` the tests run would go to that supervisor
+    "FAC_CHANNEL_PEER",
     "TMUX",
     "TMUX_PANE",
     "GIT_DIR",

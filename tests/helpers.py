@@ -10,13 +10,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import git as gitpython
 
+from supervisor.daemon import Supervisor
+from supervisor.factory import Factory
 from supervisor.tmux import LiveTmux, PaneInfo, Tmux
 
 T = TypeVar("T")
@@ -77,6 +81,23 @@ def assert_usage_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
         assert needle in proc.stderr, f"{needle!r} not in stderr\n{detail}"
 
 
+@contextmanager
+def running_supervisor(root: Path) -> Iterator[Supervisor]:
+    """The real supervisor loop (and so the workers' channels) in a thread of this process, stopped
+    and joined afterwards."""
+    stop = threading.Event()
+    sup = Supervisor(Factory(root))
+    t = threading.Thread(target=sup.run, kwargs={"should_stop": stop.is_set}, daemon=True)
+    t.start()
+    try:
+        yield sup
+    finally:
+        stop.set()
+        sup.wake.set()
+        t.join(10)
+        assert not t.is_alive(), "the supervisor did not stop"
+
+
 def wait_for(
     predicate: Callable[[], T], timeout: float = 10.0, message: str = "", interval: float = 0.05
 ) -> T:
@@ -115,6 +136,20 @@ def window_names(socket: str, session: str | None = None) -> list[str]:
     server = tmux_live(socket).server
     sessions = server.sessions.filter(session_name=session) if session else server.sessions
     return [w.window_name or "" for s in sessions for w in s.windows]
+
+
+def pane_script(root: Path, name: str, text: str) -> Path:
+    """A script for a worker's pane where its sandbox can read it: in the factory root (read-only
+    there; `.fac/` is hidden), kept out of git's view so the human's checkout stays clean."""
+    exclude = root / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(exist_ok=True)
+    text_now = exclude.read_text() if exclude.exists() else ""
+    if "/.scripts/" not in text_now.splitlines():
+        exclude.write_text(text_now + "/.scripts/\n")
+    path = root / ".scripts" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def git(cwd: str | os.PathLike[str], *args: str, check: bool = True) -> str:

@@ -13,7 +13,7 @@ import pytest
 from helpers import git, wait_for
 from queue_helpers import commit, fac, spawn_worker
 
-from supervisor import checks, sandbox
+from supervisor import checks, sandbox, worktrees
 from supervisor.config import CheckDef
 from supervisor.factory import Factory
 from supervisor.sandbox import Sandbox
@@ -202,6 +202,8 @@ def test_gate_suite_comes_from_main_even_when_the_branch_changes_it(factory: Pat
         "checks/sneaky": "#!/bin/sh\nexit 0\n",
     }
     sha = commit(wt, changes, "w1: rewrites the checks")
+    # The factory sees the branch once fac fetches it from the worker's own repository (on submit).
+    assert worktrees.collect(factory, wt, "fac/w1") == sha
     fac_dir = factory / ".fac"
 
     gate = checks.suite_from_rev(factory, "main", fac_dir / "suites")

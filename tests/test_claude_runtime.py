@@ -7,10 +7,11 @@ import json
 import os
 import shlex
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import assert_usage_error, fac_json, git, run_fac, session_of, wait_for
+from helpers import assert_usage_error, fac_json, git, run_fac, running_supervisor, session_of, wait_for
 
 from supervisor import workers
 from supervisor.factory import Factory
@@ -44,6 +45,13 @@ def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     return exe
+
+
+@pytest.fixture
+def supervised(factory: Path) -> Iterator[Path]:
+    """The supervisor running: Claude's hooks in its pane speak through the worker's channel."""
+    with running_supervisor(factory):
+        yield factory
 
 
 def hook(root: Path, worker: str, event: str, payload: dict, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -90,7 +98,7 @@ def test_spawn_without_claude_installed_says_how_to_install_it(factory: Path, tm
 
 
 def test_spawned_claude_gets_context_permissions_hooks_and_reports_its_session(
-    factory: Path, fake_claude: Path
+    factory: Path, fake_claude: Path, supervised: Path
 ) -> None:
     res = fac_json(
         "spawn",
@@ -123,7 +131,7 @@ def test_spawned_claude_gets_context_permissions_hooks_and_reports_its_session(
 
 
 def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
-    factory: Path, fake_claude: Path
+    factory: Path, fake_claude: Path, supervised: Path
 ) -> None:
     res = fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
     wt = Path(res["worktree"])
@@ -200,12 +208,14 @@ def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
     assert store.worker("c1").session_id == "sess-5678"
 
 
-def test_a_restart_resumes_the_session(factory: Path, fake_claude: Path) -> None:
+def test_a_restart_resumes_the_session(factory: Path, fake_claude: Path, supervised: Path) -> None:
     fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
     fac = Factory(factory)
     wait_for(lambda: fac.store.worker("c1").session_id, 15, "the SessionStart hook")
     argv, _env = workers.launch_for(fac, fac.store.worker("c1"))
     assert argv[-2:] == ["--resume", "sess-1234"]
+    if argv[0] == "bwrap":  # in the agent's sandbox: the runtime's command follows bubblewrap's `--`
+        argv = argv[argv.index("--") + 1 :]
     claude = argv[argv.index("--") + 1 :]  # after fac's launcher, which hands over the saved environment
     assert Path(claude[0]) == fake_claude
     assert shlex.join(claude[1:]).startswith("--permission-mode acceptEdits")
@@ -224,7 +234,7 @@ def test_a_role_can_choose_its_permission_mode(factory: Path, fake_claude: Path)
 
 
 def test_messages_reach_claude_as_plain_text_not_as_memory_comments(
-    factory: Path, fake_claude: Path, tmux_socket: str
+    factory: Path, fake_claude: Path, supervised: Path, tmux_socket: str
 ) -> None:
     from helpers import capture_pane
 

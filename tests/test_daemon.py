@@ -6,14 +6,22 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import capture_pane, fac_json, fac_ok, git, run_fac, session_of, tmux, wait_for
+from helpers import (
+    capture_pane,
+    fac_json,
+    fac_ok,
+    git,
+    pane_script,
+    run_fac,
+    running_supervisor,
+    session_of,
+    tmux,
+    wait_for,
+)
 from queue_helpers import commit, passing_test
 
 from supervisor import line, tasks
@@ -29,22 +37,6 @@ def configure(root: Path, text: str) -> None:
     git(root, "commit", "-qam", "configure the test factory")
 
 
-@contextmanager
-def running_supervisor(root: Path) -> Iterator[Supervisor]:
-    """The real supervisor loop in a thread of this process, stopped and joined afterwards."""
-    stop = threading.Event()
-    sup = Supervisor(Factory(root))
-    t = threading.Thread(target=sup.run, kwargs={"should_stop": stop.is_set}, daemon=True)
-    t.start()
-    try:
-        yield sup
-    finally:
-        stop.set()
-        sup.wake.set()
-        t.join(10)
-        assert not t.is_alive(), "the supervisor did not stop"
-
-
 def worker(root: Path, name: str):
     return Factory(root).store.worker(name)
 
@@ -53,9 +45,11 @@ def spawn(root: Path, name: str, cmd: str, role: str = "worker") -> None:
     fac_ok("spawn", role, "--no-up", "--name", name, "--cmd", cmd, cwd=root)
 
 
-def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path, tmp_path: Path) -> None:
+def test_a_killed_agent_is_restarted_in_its_worktree_and_finishes(factory: Path) -> None:
     configure(factory, "[supervisor]\nrestart_delays = [0]\n")
-    marker, done = tmp_path / "first-run", tmp_path / "done"
+    # In its run directory: the only place outside its worktree its sandbox lets it write.
+    run_dir = factory / ".fac" / "runs" / "w1"
+    marker, done = run_dir / "first-run", run_dir / "done"
     # First run: the agent is killed (SIGKILL). Second run: it finishes in its own worktree.
     cmd = (
         f"if [ -f {marker} ]; then pwd > {done}; git branch --show-current >> {done}; exit 0; "
@@ -157,23 +151,26 @@ ACKING_AGENT = r"""
 while IFS= read -r line; do
   case "$line" in
     *"(message "*) id=$(printf '%s' "$line" | sed -E 's/.*\(message ([0-9]+):.*/\1/')
-                   fac inbox --ack "$id" >/dev/null && echo "ACKED $id" ;;
+                   until fac inbox --ack "$id" >/dev/null 2>&1; do sleep 0.2; done  # its channel may be down
+                   echo "ACKED $id" ;;
   esac
 done
 """
 
 
 def test_a_message_is_delivered_once_with_a_receipt(factory: Path, tmux_socket: str) -> None:
-    configure(factory, "[supervisor]\nredeliver = 0.2\n")
-    script = factory / ".fac" / "acking-agent.sh"
-    script.parent.mkdir(exist_ok=True)
-    script.write_text(ACKING_AGENT)
+    configure(factory, "[supervisor]\nredeliver = 600\n")
+    script = pane_script(factory, "acking-agent.sh", ACKING_AGENT)  # where its sandbox can read it
     spawn(factory, "reader", f"bash --norc --noprofile {script}")
     spawn(factory, "deaf", "sleep 600")  # never acknowledges anything
-    mid = fac_json("send", "reader", "please rebase", cwd=factory)["id"]
-    deaf_mid = fac_json("send", "deaf", "are you there?", cwd=factory)["id"]
     store = Factory(factory).store
-    wait_for(lambda: store.message(mid).acked_at is not None, 60, "the receipt")
+    mid = fac_json("send", "reader", "please rebase", cwd=factory)["id"]  # pasted once, here
+    with running_supervisor(factory):  # the reader acknowledges through its channel
+        wait_for(lambda: store.message(mid).acked_at is not None, 60, "the receipt")
+    toml = factory / "factory.toml"
+    toml.write_text(toml.read_text().replace("redeliver = 600", "redeliver = 0.2"))
+    git(factory, "commit", "-qam", "redeliver fast")
+    deaf_mid = fac_json("send", "deaf", "are you there?", cwd=factory)["id"]
     with running_supervisor(factory):
         wait_for(
             lambda: store.message(deaf_mid).attempts >= 3, 60, "redelivery of the unacknowledged message"
@@ -377,10 +374,12 @@ def test_auto_fix_spawns_a_fixer_whose_fix_restarts_the_line(factory: Path) -> N
     git(factory, "commit", "-qm", "a human breaks main")
     assert run_fac("verify", cwd=factory).returncode == 1
     fac = Factory(factory)
-    Supervisor(fac).reconcile()  # sees the stopped line: notices, and a fixer with the failure as its task
+    # The supervisor sees the stopped line: notices, and a fixer with the failure as its task, which
+    # submits through its channel.
+    with running_supervisor(factory):
+        wait_for(lambda: fac.store.queue(("queued",)), 60, "the fixer's submission")
     fixers = [w for w in fac.store.workers() if w.role == "fixer"]
     assert len(fixers) == 1 and "main is red" in fixers[0].task
-    wait_for(lambda: fac.store.queue(("queued",)), 60, "the fixer's submission")
     MergeQueue(fac).run(once=True)
     assert not line.get(fac).stopped
     assert fac.store.queue()[0].state == "merged"

@@ -128,7 +128,7 @@ def test_an_agent_may_propose_a_delta_but_never_approve_or_reject_it(factory: Pa
     assert git(factory, "rev-parse", "main") == head  # an agent never writes main
     assert [d["id"] for d in fac_json("delta", "ls")] == ["0001"]
     assert_usage_error(
-        run_fac("delta", "approve", "1", env=agent), "agents may propose deltas but not approve"
+        run_fac("delta", "approve", "1", env=agent), "agents may propose deltas", "not approve"
     )
     assert_usage_error(run_fac("delta", "reject", "1", env=agent), "not reject")
     assert fac_json("delta", "show", "1")["status"] == "proposed"

@@ -45,7 +45,7 @@ def test_approval_paths_hold_a_branch_until_a_human_approves_it(factory: Path) -
     assert "fac approve fac/w1" in fac.store.messages("w1")[-1].body
 
     assert_usage_error(
-        run_fac("approve", "fac/w1", cwd=factory, env={"FAC_WORKER": "w1"}), "agents cannot approve"
+        run_fac("approve", "fac/w1", cwd=factory, env={"FAC_WORKER": "w1"}), "approval is the human gate"
     )
     fac_ok("approve", "fac/w1", cwd=factory)
     MergeQueue(fac).run(once=True)

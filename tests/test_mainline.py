@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers import fac_json, git, run_fac, wait_for
 from queue_helpers import (
     SUT,
@@ -34,7 +35,7 @@ def main_sha(root: Path) -> str:
 
 
 def test_a_worker_moving_main_with_update_ref_is_caught_gated_and_stops_the_line(
-    factory: Path, tmp_path: Path, tmux_socket: str
+    factory: Path, tmp_path: Path, tmux_socket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The queue has run once: main as it stood is fac's starting point, and what fac writes is recorded.
     commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: a test")
@@ -43,8 +44,9 @@ def test_a_worker_moving_main_with_update_ref_is_caught_gated_and_stops_the_line
     assert entries(factory)["w1"].state == "merged"
     known = main_sha(factory)
 
-    # A hostile worker, from its own pane: a real bug (main's tests catch it), committed, and main
-    # moved to it directly (worktrees share the factory's git directory).
+    # A hostile worker that is not isolated (FAC_SANDBOX=none; in its sandbox the factory's git
+    # directory is out of reach, tests/test_isolation.py): a real bug (main's tests catch it),
+    # committed, its objects fetched into the factory and main moved to it directly.
     done = tmp_path / "moved"
     src = (factory / CODE).read_text()
     assert GOOD_LINE_COUNT in src
@@ -55,10 +57,13 @@ def test_a_worker_moving_main_with_update_ref_is_caught_gated_and_stops_the_line
         "set -e\n"
         f"cp {buggy} {CODE}\n"
         "git commit -qam 'mallory: simpler line count'\n"
-        "git update-ref refs/heads/main HEAD\n"
+        'git --git-dir="$FAC_ROOT/.git" fetch -q "$PWD" HEAD\n'
+        'git --git-dir="$FAC_ROOT/.git" update-ref refs/heads/main "$(git rev-parse HEAD)"\n'
         f"touch {done}\n"
     )
+    monkeypatch.setenv("FAC_SANDBOX", "none")
     spawn_worker(factory, "mallory", cmd=f"sh {script}")
+    monkeypatch.delenv("FAC_SANDBOX")
     wait_for(done.exists, timeout=60, message="the hostile worker to move main")
     bad = main_sha(factory)
     assert bad != known and GOOD_LINE_COUNT not in git(factory, "show", f"main:{CODE}")

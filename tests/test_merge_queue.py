@@ -44,12 +44,19 @@ from queue_helpers import (
     worker_state,
 )
 
+from supervisor import worktrees
 from supervisor.config import DEFAULT_TOML
 from supervisor.factory import Factory
 from supervisor.queue import planner
 
 # For tests about the queue's plumbing rather than its checks: a real check, without pytest's start-up.
 QUICK = {"readme": f"#!/bin/sh\ntest -s {SUT}/README.md\n"}
+
+
+def fetched(root: Path, name: str) -> None:
+    """The worker's head in the factory, as `fac submit` fetches it from the worker's own repository
+    (before that, the factory does not have its commits)."""
+    worktrees.collect(root, root / ".fac" / "worktrees" / name, f"fac/{name}")
 
 
 def test_green_batch_merges_in_one_check_run(factory: Path) -> None:
@@ -204,6 +211,7 @@ def test_max_batch_1_is_a_plain_serial_queue(factory: Path) -> None:
 
 def test_cache_and_no_cache_are_one_spelling_for_every_command_and_cached_still_works(factory: Path) -> None:
     sha = commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    fetched(factory, "w1")
     fac_ok("check", "--ref", sha, "--stage", "gate")  # runs: a check of a commit is fresh by default
     for flag in ("--cache", "--cached"):  # the documented spelling, and the old one, hidden
         assert fac_json("check", "--ref", sha, "--stage", "gate", flag, "--json")["cached"] is True
@@ -220,6 +228,7 @@ def test_cache_and_no_cache_are_one_spelling_for_every_command_and_cached_still_
 
 def test_the_cache_prevents_a_second_run_of_an_identical_tree(factory: Path) -> None:
     sha = commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    fetched(factory, "w1")
     for _ in range(2):
         res = fac("check", "--ref", sha, "--stage", "gate", "--cache", "--json")
         assert res.exit_code == 0, res.output

@@ -9,7 +9,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from helpers import git, run_fac, wait_for
+import pytest
+from helpers import fac_ok, git, run_fac, wait_for
 from queue_helpers import SUT, entries, human_commit
 
 from supervisor.factory import Factory
@@ -18,15 +19,15 @@ CODE = f"{SUT}/textstats/__init__.py"
 
 
 def hostile_script(marker: Path, plants: Path) -> str:
-    """What the worker runs in its pane: an honest change, submitted; then, with its own git work
-    done (so nothing it plants runs for itself), the plants in the git directory it shares."""
+    """What the worker runs in its pane: an honest change; then, with its own git work done (so
+    nothing it plants runs for itself), the plants in the factory's git directory (it is not
+    isolated: in its sandbox that directory is out of reach, tests/test_isolation.py)."""
     hook = f'#!/bin/sh\necho "$0 ran in $PPID" >> {marker}\n'
     run = f"sh -c 'echo ran >> {marker}; cat'"
     return f"""set -e
 printf '\\n\\nVERSION = "0.1"\\n' >> {CODE}
 git add -A && git commit -qm "hostile: a version"
-fac submit
-common=$(git rev-parse --path-format=absolute --git-common-dir)
+common="$FAC_ROOT/.git"
 mkdir -p "$common/hooks" "$common/info" {plants}/hooks
 for h in reference-transaction post-checkout post-index-change post-merge pre-auto-gc post-commit; do
   printf '%s' '{hook}' > "$common/hooks/$h"; cp "$common/hooks/$h" {plants}/hooks/$h
@@ -55,16 +56,16 @@ cat > {plants}/deeper <<'CFG'
 [gc]
 \tauto = 1
 CFG
-git config include.path {plants}/first
-git config user.name "Mallory Human"
-git config user.email mallory@example.com
+git --git-dir="$common" config include.path {plants}/first
+git --git-dir="$common" config user.name "Mallory Human"
+git --git-dir="$common" config user.email mallory@example.com
 echo '* diff=lie merge=lie' > "$common/info/attributes"
 echo planted > {plants}/done
 """
 
 
 def test_what_a_worker_plants_in_the_shared_git_never_runs_in_the_queue(
-    factory: Path, tmp_path: Path, tmux_socket: str
+    factory: Path, tmp_path: Path, tmux_socket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marker, plants = tmp_path / "ran", tmp_path / "plants"
     plants.mkdir()
@@ -75,8 +76,11 @@ def test_what_a_worker_plants_in_the_shared_git_never_runs_in_the_queue(
     script.write_text(hostile_script(marker, plants))
     from supervisor import workers
 
+    monkeypatch.setenv("FAC_SANDBOX", "none")
     workers.spawn(Factory(factory), "worker", name="mallory", command=f"sh {script}")
+    monkeypatch.delenv("FAC_SANDBOX")
     wait_for(lambda: (plants / "done").exists(), timeout=60, message="the worker to plant its programs")
+    fac_ok("submit", "--worker", "mallory", cwd=factory)  # fetched from its repository, queued
     assert entries(factory)["mallory"].state == "queued"
     assert not marker.exists(), "the worker's own git ran a plant: the test would prove nothing"
     main_before = (factory / ".git" / "refs" / "heads" / "main").read_text().strip()

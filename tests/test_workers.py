@@ -71,13 +71,13 @@ def test_spawn_creates_branch_worktree_and_window(factory: Path, tmux_socket: st
 
 
 def test_the_pane_runs_in_the_worktree_with_the_fac_environment(factory: Path, tmux_socket: str) -> None:
-    cmd = (
-        'env > "$FAC_ROOT/env-w1.txt"; pwd -P > "$FAC_ROOT/pwd-w1.txt"; fac --version > "$FAC_ROOT/v-w1.txt"'
-    )
+    cmd = "env > ../../runs/w1/env.txt; pwd -P > ../../runs/w1/pwd.txt; fac --version > ../../runs/w1/v.txt"
     report = spawn(factory, "w1", cmd, "--task", "count the words")
     wait_until_exited(tmux_socket, report["pane"])
 
-    env = read_env(factory / "env-w1.txt")
+    # The pane writes only its worktree and its run directory (the root is read-only in its sandbox).
+    run_dir = factory / ".fac" / "runs" / "w1"
+    env = read_env(run_dir / "env.txt")
     worktree = factory / ".fac" / "worktrees" / "w1"
     assert env["FAC_ROOT"] == str(factory)
     assert env["FAC_WORKER"] == "w1"
@@ -85,9 +85,9 @@ def test_the_pane_runs_in_the_worktree_with_the_fac_environment(factory: Path, t
     assert env["FAC_BRANCH"] == "fac/w1"
     assert env["FAC_TASK"] == "count the words"
     assert env["FAC_TMUX_SOCKET"] == tmux_socket
-    assert (factory / "pwd-w1.txt").read_text().strip() == str(worktree.resolve())
+    assert (run_dir / "pwd.txt").read_text().strip() == str(worktree.resolve())
     # `fac` itself is on the pane's PATH, so an agent can run `fac submit`
-    assert (factory / "v-w1.txt").read_text().startswith("fac, version")
+    assert (run_dir / "v.txt").read_text().startswith("fac, version")
 
     context = Path(env["FAC_CONTEXT"]).read_text()
     assert "# Role: worker" in context
@@ -100,10 +100,10 @@ def test_a_task_and_a_command_ending_in_a_semicolon_reach_the_pane_intact(
 ) -> None:
     # Regression: tmux reads an argument ending in ";" as the end of a command, so such a task
     # failed the spawn ("unknown command: -e") and `find ... \\;` lost its terminator.
-    cmd = 'printf %s "$FAC_TASK" > "$FAC_ROOT/task.txt"; find . -maxdepth 0 -exec echo found {} \\;'
+    cmd = 'printf %s "$FAC_TASK" > ../../runs/w1/task.txt; find . -maxdepth 0 -exec echo found {} \\;'
     report = spawn(factory, "w1", cmd, "--task", "fix it;")
     wait_until_exited(tmux_socket, report["pane"])
-    assert (factory / "task.txt").read_text() == "fix it;"
+    assert (factory / ".fac" / "runs" / "w1" / "task.txt").read_text() == "fix it;"
     assert worker_view(factory, "w1")["process"] == "exited 0"
     assert "found ." in (factory / ".fac" / "runs" / "w1" / "pane.log").read_text()
 
@@ -241,7 +241,7 @@ def test_a_failed_spawn_leaves_nothing_behind(factory: Path, tmux_socket: str, s
     assert not (factory / ".fac" / "runs" / "w1").exists()
     assert window_names(tmux_socket, session_of()) == ["other"]
     assert [w["name"] for w in status(factory)["workers"]] == ["other"]
-    assert git(factory, "worktree", "list", "--porcelain").count("worktree ") == 2
+    assert sorted(p.name for p in (factory / ".fac" / "worktrees").iterdir()) == ["other"]
 
     spawn(factory, "w1", "sleep 600")
     assert worker_view(factory, "w1")["process"] == "running"
@@ -421,7 +421,7 @@ def test_a_task_from_a_file_or_stdin_reaches_the_pane_whole(factory: Path, tmux_
     task = ("fix it; $(not run) `x` 'q' \"d\"\n" * 400)[: MAX_TASK_BYTES - 1] + "."
     assert len(task.encode()) == MAX_TASK_BYTES
     (factory.parent / "task.md").write_text(task, encoding="utf-8")
-    cmd = 'printf %s "$FAC_TASK" > "$FAC_ROOT/$FAC_WORKER.txt"'
+    cmd = 'printf %s "$FAC_TASK" > "../../runs/$FAC_WORKER/task.txt"'
     a = fac_json(
         "spawn", "worker", "--no-up", "--name", "a", "--cmd", cmd, "--task-file", "../task.md", "--json"
     )
@@ -443,8 +443,8 @@ def test_a_task_from_a_file_or_stdin_reaches_the_pane_whole(factory: Path, tmux_
     b = json.loads(proc.stdout)
     for report in (a, b):
         wait_until_exited(tmux_socket, report["pane"])
-    assert (factory / "a.txt").read_text(encoding="utf-8") == task
-    assert (factory / "b.txt").read_text() == "from stdin\n"
+    assert (factory / ".fac" / "runs" / "a" / "task.txt").read_text(encoding="utf-8") == task
+    assert (factory / ".fac" / "runs" / "b" / "task.txt").read_text() == "from stdin\n"
 
 
 def test_a_task_too_large_for_a_pane_is_refused_up_front_with_a_hint(factory: Path, tmux_socket: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -50,8 +49,10 @@ def cache_option(default: bool, help: str) -> Callable[[Callable[..., None]], Ca
 
 
 def worker_arg(worker: str | None) -> str:
-    """The worker a command is about: --worker, else $FAC_WORKER (set in every worker's pane)."""
-    w = worker or os.environ.get("FAC_WORKER")
+    """The worker a command is about: --worker, else the agent itself (in a pane: only itself)."""
+    from supervisor import identity
+
+    w = identity.own(worker)
     if not w:
         raise FacError(
             "which worker?", hint="pass --worker NAME, or run this inside a worker's pane (FAC_WORKER)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -51,12 +50,12 @@ def check_cmd(ref: str | None, worker: str | None, stage: str, cache: bool, as_j
     Without --ref or --worker it checks the working tree you are in (in a worker's pane: that
     worker's worktree, uncommitted changes included).
     """
-    from supervisor import checks, verify, workers
+    from supervisor import checks, identity, verify, workers
 
     fac = find_factory()
-    own = os.environ.get("FAC_WORKER")
+    own = identity.caller().worker
     if not ref:
-        worker = worker or own
+        worker = identity.own(worker)
     # Only a worker's check of its own tree is its state: a human (or another worker) checking W's
     # tree must not turn W into waiting-for-check (the supervisor would log W's exit a second time).
     with workers.waiting_for_check(fac, worker if not ref and worker == own else None):

@@ -104,6 +104,7 @@ def config_cmd(as_json: bool) -> None:
     [agents] price_in      USD per million input tokens, for the cost in fac report (default 3)
     [agents] price_out     USD per million output tokens (default 15)
     [agents] run_timeout   seconds before the agent's run tool kills a command (default 300)
+    [sandbox] agent_network  agents' panes keep the network (default true; false cuts it off)
     [checks.NAME] run      command (string split like a shell would, or a list); no shell, so
                            &&, ||, |, ;, >, <, `, $( and a leading VAR=x are refused: use
                            run = "bash -c '...'" or env = { VAR = "x" }
@@ -156,6 +157,7 @@ def config_cmd(as_json: bool) -> None:
     click.echo("[supervisor] " + toml_like(asdict(cfg.supervisor)))
     click.echo(f"[context] max_chars={cfg.context_max_chars}")
     click.echo("[agents] " + toml_like(asdict(cfg.agents)))
+    click.echo("[sandbox] " + toml_like(asdict(cfg.sandbox)))
     for c in cfg.checks:
         run = c.run if isinstance(c.run, str) else " ".join(c.run)
         click.echo(f"check {c.name}: {run} (cwd {c.cwd}, stage {'+'.join(c.stage)}, timeout {c.timeout:g}s)")
@@ -179,6 +181,8 @@ def up(as_json: bool) -> None:
         return
     started = ", ".join(res["started"]) or "nothing new"
     click.echo(f"session {res['session']} is up (started: {started})")
+    if res["agents_isolation"]["warning"]:
+        click.echo(f"warning: {res['agents_isolation']['warning']}")
     click.echo(f"watch it: {_attach_hint(res['session'])}")
 
 

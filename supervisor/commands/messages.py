@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -43,7 +42,7 @@ def inbox(
     gets every message; `--ack ID` acknowledges on its behalf. Agents can block on their next
     verdict with `fac inbox --wait 600`.
     """
-    from supervisor import messages
+    from supervisor import identity, messages
 
     fac = find_factory()
     name = worker_arg(worker)
@@ -70,7 +69,7 @@ def inbox(
             if not msgs:
                 click.echo(f"no message for {name} within {wait_s:g}s", err=True)
                 sys.exit(EXIT_FAILED)
-    own = os.environ.get("FAC_WORKER") == name  # the worker itself: reading is its receipt
+    own = identity.caller().worker == name  # the worker itself: reading is its receipt
     if own:
         messages.mark_read(fac, name, [m.id for m in msgs])
     if as_json:
@@ -94,14 +93,15 @@ def inbox(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def send(worker: str, text: str, as_json: bool) -> None:
     """Send TEXT to WORKER: stored in its inbox and pasted into its pane. TEXT "-" reads stdin."""
-    from supervisor import messages
+    from supervisor import identity, messages
 
     text = read_stdin_text(sys.stdin) if text == "-" else shown_escaped(text)
     if not text.strip():
         raise FacError(
             "the message is empty", hint=f'fac send {worker} "text", or pipe it in: ... | fac send {worker} -'
         )
-    d = messages.send(find_factory(), worker, text, sender="human", kind="note")
+    # The sender is who speaks: a worker's name on its channel, never a name it picks.
+    d = messages.send(find_factory(), worker, text, sender=identity.caller().sender, kind="note")
     if as_json:
         echo_json({"id": d.id, "pasted": d.pasted, "reason": d.reason})
         return

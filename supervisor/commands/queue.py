@@ -26,10 +26,10 @@ def submit(worker: str | None, as_json: bool) -> None:
     """
     from pathlib import Path
 
-    from supervisor import submission
+    from supervisor import identity, submission
 
     fac = find_factory()
-    name = worker_arg(worker or os.environ.get("FAC_WORKER") or fac.worker_at(Path.cwd()))
+    name = worker_arg(identity.own(worker) or fac.worker_at(Path.cwd()))
     sub = submission.submit(fac, name)
     if sub.dirty:
         click.echo(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -252,8 +251,9 @@ def context(worker: str | None, as_json: bool) -> None:
     first, and the text ends by saying what was cut.
     """
     from supervisor import context as contextmod
+    from supervisor import identity
 
-    name = worker or os.environ.get("FAC_WORKER")
+    name = identity.own(worker)
     if not name:
         raise FacError(
             "which worker?", hint="fac context NAME (inside a worker's pane it defaults to $FAC_WORKER)"

@@ -4,13 +4,12 @@ approval, conflicts with main), and `fac approve`, the human gate."""
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import config as configmod
-from supervisor import deltas, guards, repo, roles, specs, testinfra
+from supervisor import deltas, guards, identity, repo, roles, specs, testinfra
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.model import QueueEntry
@@ -162,9 +161,8 @@ def approve(fac: Factory, branch_or_worker: str, by: str = "human") -> list[int]
 
 
 def refuse_agent_approval() -> None:
-    """Approval is the human gate: an agent (FAC_WORKER is set in every worker's pane) cannot approve."""
-    if os.environ.get("FAC_WORKER"):
-        raise FacError("agents cannot approve", hint="a human runs `fac approve` outside the worker panes")
+    """Approval is the human gate: an agent (on its channel, or in its pane) cannot approve."""
+    identity.require_human("approve")
 
 
 def _approve_red(fac: Factory, branch: str, by: str) -> list[int]:

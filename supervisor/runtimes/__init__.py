@@ -7,7 +7,7 @@ the module the registry names.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, cast
 
@@ -28,6 +28,10 @@ class Launch:
     prompt: str
     session_id: str | None = None  # a runtime that can resume a conversation gets its last session here
     root: Path | None = None  # the factory root
+    # What the agent's sandbox must let it write and read beyond its worktree and run directory
+    # (a runtime's config directory, a program installed under the hidden home): `confined` fills them.
+    writable: tuple[Path, ...] = ()
+    readable: tuple[Path, ...] = ()
 
 
 class Runtime(Protocol):
@@ -51,6 +55,18 @@ def config_dir(rt: Runtime, launch: Launch) -> Path | None:
     (Claude Code's CLAUDE_CONFIG_DIR); None for a runtime without one."""
     hook = getattr(rt, "config_dir", None)
     return Path(hook(launch)) if hook is not None else None
+
+
+def confined(rt: Runtime, launch: Launch) -> Launch:
+    """`launch` with what the runtime needs in its sandbox (its optional `writable(launch)` and
+    `readable(launch)`, each a tuple of paths)."""
+    writable = getattr(rt, "writable", None)
+    readable = getattr(rt, "readable", None)
+    return replace(
+        launch,
+        writable=tuple(writable(launch)) if writable else launch.writable,
+        readable=tuple(readable(launch)) if readable else launch.readable,
+    )
 
 
 def get(name: str) -> Runtime:

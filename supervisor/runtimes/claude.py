@@ -222,6 +222,23 @@ class ClaudeRuntime:
         saved = _read_json(launch.context_file.parent / ENV_FILE).get("env") or {}
         return user_config_dir({"HOME": str(Path.home()), **saved})
 
+    def writable(self, launch: Launch) -> tuple[Path, ...]:
+        """Claude Code's config (its login, its sessions), which it writes: the pane's sandbox binds it."""
+        saved = _read_json(launch.context_file.parent / ENV_FILE).get("env") or {}
+        environ = {"HOME": str(Path.home()), **saved}
+        return (user_config_dir(environ), config_file(environ))
+
+    def readable(self, launch: Launch) -> tuple[Path, ...]:
+        """Where Claude Code and Node.js are installed (under a home the sandbox hides, often)."""
+        found = []
+        # claude resolves into its package (npm) or its version directory (the native installer);
+        # node into <prefix>/bin, whose prefix holds its libraries.
+        for program, up in (("claude", 1), ("node", 2)):
+            exe = shutil.which(program)
+            if exe:
+                found.append(Path(exe).resolve().parents[up - 1])
+        return tuple(found)
+
     def permission_mode(self, launch: Launch) -> str:
         if launch.root is None:
             return DEFAULT_PERMISSION_MODE

@@ -19,6 +19,7 @@ from typing import IO, Any
 from supervisor import andon, hooks, messages
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.identity import HUMAN, is_verdict
 from supervisor.model import Message
 from supervisor.runtimes.anthropic.client import (
     BACKOFF_MAX,
@@ -336,7 +337,7 @@ class Agent:
         andon.ask(self.fac, self.worker, question, by="agent")
         self.t.who("[andon] asked a human", question)
         got: list[Message] = []
-        while not any(m.kind == "answer" for m in got):
+        while not any(m.kind == "answer" and m.sender == HUMAN for m in got):
             got += self._wait_inbox("answer")
         return self._inbox_blocks(got)
 
@@ -371,9 +372,10 @@ class Agent:
 
 
 def _verdict(m: Message) -> str | None:
-    for kind in ("merged", "red", "conflict"):
-        if m.kind == kind or m.body.startswith(f"[fac] {kind.upper()}"):
-            return kind
+    """The queue's verdict a message carries: by its sender and kind, never by its text (a peer can
+    write "[fac] MERGED" in a note; it stays a note from that peer)."""
+    if is_verdict(m.sender, m.kind) and m.kind in ("merged", "red", "conflict"):
+        return m.kind
     return None
 
 
