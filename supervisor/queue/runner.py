@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from supervisor import checks, deltas, env, gate, health, line, locks, repo, wake
+from supervisor import checks, deltas, env, executors, gate, health, line, locks, mainline, repo, wake
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -78,6 +78,8 @@ class MergeQueue:
         self._held_on: str | None = None  # main's sha the queue is holding on (no gate checks)
         self._said_env: str | None = None
         self._prefetched: dict[tuple[int, str], Future[screening.Look]] = {}
+        self._said_sync: str | None = None
+        self.executor = executors.for_factory(fac)  # a Dask client connects on its first candidate
 
     # --- lifecycle ---
 
@@ -125,6 +127,7 @@ class MergeQueue:
             finally:
                 if watcher is not None:
                     watcher.stop()
+                self.executor.close()
         finally:
             self.unlock()
         return self.stats
@@ -158,6 +161,16 @@ class MergeQueue:
         self._said_stopped = stopped
         if not pending:
             return False
+        # [factory] remote: the remote's main is the truth; fetch it and follow it before each round.
+        synced = mainline.sync(self.fac)
+        if not synced.ok:
+            why = synced.why(self.fac)
+            if why != self._said_sync:
+                self._said_sync = why
+                self.say(f"holding: {why}")
+                store.event("queue-held", None, reason=why, main=synced.local, remote=synced.remote)
+            return False
+        self._said_sync = None
         base = repo.rev_parse(self.root, self.main_ref)
         if base is None:
             raise FacError(
@@ -363,6 +376,7 @@ class MergeQueue:
             waive=screening.waived_tests(self.fac, cand.entries, cand.base),
             trusted=screening.trusted_infra(self.fac, cand.entries, cand.base),
             progress=progress,
+            executor=self.executor,
         )
         if verdict.cached:
             self.stats["cache_hits"] += 1
@@ -378,10 +392,13 @@ class MergeQueue:
             entries=ids,
             ok=verdict.ok,
             failed=[r.name for r in verdict.failed()],
+            executor=verdict.ran[0] if verdict.ran else "local",
+            executor_worker=verdict.ran[1] if verdict.ran else None,
         )
         took = max((r.duration for r in verdict.results), default=0.0)
         color = "green" if verdict.ok else "RED"
-        self.say(f"  candidate {cand.sha[:10]} ({len(ids)} branch(es)): {color} in {took:.1f}s")
+        where = f" on {verdict.ran[1]}" if verdict.ran and verdict.ran[0] != "local" else ""
+        self.say(f"  candidate {cand.sha[:10]} ({len(ids)} branch(es)): {color} in {took:.1f}s{where}")
         return verdict
 
     def _label(self) -> str:
