@@ -24,6 +24,13 @@ from supervisor.errors import FacError
 from supervisor.factory import Factory
 
 CANDIDATES = "refs/fac/candidates/"
+
+
+class Unavailable(FacError):
+    """The executor could not give a verdict (no scheduler, every worker that ran it died, the task
+    failed on its worker): nobody is blamed; the queue puts the entries back in line and waits."""
+
+
 INSTALL = 'pip install "fac[dask]"'
 CONNECT_TIMEOUT = 10.0
 
@@ -64,7 +71,7 @@ class Dask:
             try:
                 self._client = distributed.Client(self.scheduler, timeout=self.timeout, set_as_default=False)
             except OSError as e:  # distributed raises OSError (or its TimeoutError) when nobody answers
-                raise FacError(
+                raise Unavailable(
                     f"the Dask scheduler at {self.scheduler} does not answer: {e}",
                     hint="start it (`dask scheduler`, then `dask worker " + self.scheduler + "` on each "
                     "host), or fix [executor] scheduler in factory.toml",
@@ -89,10 +96,12 @@ class Dask:
         )
         try:
             run: gate.Run = future.result()
-        except _distributed().KilledWorker as e:
-            raise FacError(
-                f"the Dask cluster lost candidate {sha[:10]}: every worker that ran it died ({e})",
-                hint="look at the `dask worker` logs; the entries go back in line",
+        except FacError as e:  # raised on the worker: its replica, its environment, its fac
+            raise Unavailable(f"candidate {sha[:10]} on the Dask cluster: {e.message}", hint=e.hint) from None
+        except (_distributed().KilledWorker, OSError, TimeoutError) as e:
+            raise Unavailable(
+                f"the Dask cluster lost candidate {sha[:10]} ({type(e).__name__}: {e})",
+                hint="look at the `dask scheduler` and `dask worker` logs; the entries go back in line",
             ) from None
         finally:
             future.release()

@@ -342,3 +342,21 @@ def test_a_local_queue_never_imports_dask(factory: Path) -> None:
         [sys.executable, "-c", code], cwd=factory, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_no_scheduler_blames_nobody_and_the_entries_wait(factory: Path, tmp_path: Path) -> None:
+    with_remote(factory, tmp_path)
+    configure(factory, f'\n[executor]\nkind = "dask"\nscheduler = "tcp://127.0.0.1:{free_port()}"\n')
+    git(factory, "push", "-q", "origin", "main")
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    submit("w1")
+    said: list[str] = []
+
+    MergeQueue(Factory(factory), say=said.append).run(once=True)
+
+    assert entries(factory)["w1"].state == "queued"
+    assert any("does not answer" in m and "not a red verdict" in m for m in said), said
+    assert [e.payload["entries"] for e in events(factory, "executor-unavailable")] == [
+        [entries(factory)["w1"].id]
+    ]
+    assert not events(factory, "red") and not events(factory, "candidate")

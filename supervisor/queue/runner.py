@@ -199,6 +199,7 @@ class MergeQueue:
                         batch.append(e)
             finally:
                 self._prefetched = {}
+        waited = False
         if batch:
             self.say(
                 f"batch of {len(batch)}: {', '.join(e.worker for e in batch)} on {self.fac.main} {base[:10]}"
@@ -209,6 +210,10 @@ class MergeQueue:
             except env.EnvBuildFailed as err:  # main's project-container/ changed mid-round
                 line.env_failed(self.fac, err)
                 self.say(f"  {err.message}: the batch waits (not a red verdict)")
+            except executors.Unavailable as err:  # no verdict: nobody is blamed, the batch waits
+                self.say(f"  {err.message}: the batch waits (not a red verdict); {err.hint}")
+                store.event("executor-unavailable", None, error=err.message, entries=[e.id for e in batch])
+                waited = True
             # What a settle left undecided (main moved mid-search, or it waited behind another
             # branch) goes back in line instead of staying "testing" until the queue restarts.
             for e in batch:
@@ -216,7 +221,7 @@ class MergeQueue:
                 if now is not None and now.state == "testing":
                     store.set_entry(e.id, state="queued")
         self._after_round()
-        return True
+        return not waited  # after an executor failure: the next try waits for the tick
 
     def _environment_ready(self) -> bool:
         """Build main's environment when it changed; False (said once) while it does not build."""
