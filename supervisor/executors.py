@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ class Dask:
         self.remote = remote
         self.timeout = timeout
         self._client: Any = None
+        self._finished: list[str] = []  # candidates whose refs the next push deletes from the remote
+        self._lock = threading.Lock()
 
     def client(self) -> Any:
         if self._client is None:
@@ -80,7 +83,18 @@ class Dask:
 
     def run(self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job) -> gate.Run:
         client = self.client()
-        repo.push_refs(fac.root, self.remote, [f"{sha}:{CANDIDATES}{sha}"])
+        # One push: this candidate's ref, and the deletion of the refs of those already judged.
+        with self._lock:
+            done, self._finished = [d for d in dict.fromkeys(self._finished) if d != sha], []
+        mine = f"+{sha}:{CANDIDATES}{sha}"
+        try:
+            repo.push_refs(fac.root, self.remote, [mine, *(f":{CANDIDATES}{d}" for d in done)])
+        except repo.GitError:
+            if not done:
+                raise
+            repo.push_refs(
+                fac.root, self.remote, [mine]
+            )  # a ref already gone: tidying is not worth a failure
         url = repo.remote_url(fac.root, self.remote)
         future = client.submit(
             remote_run,
@@ -105,6 +119,8 @@ class Dask:
             ) from None
         finally:
             future.release()
+            with self._lock:
+                self._finished.append(sha)
         return run
 
     def close(self) -> None:

@@ -399,8 +399,8 @@ def push_cas(root: Path, remote: str, branch: str, new: str, old: str) -> bool:
 
 
 def push_refs(root: Path, remote: str, refspecs: list[str]) -> None:
-    """Push `refspecs` (`SHA:refs/fac/candidates/SHA`) to `remote`, forced: fac owns those refs."""
-    proc = _run(root, ["push", "--quiet", "--no-verify", remote, *(f"+{r}" for r in refspecs)])
+    """Push `refspecs` to `remote` (`+SHA:refs/fac/candidates/SHA` sets one, `:REF` deletes one)."""
+    proc = _run(root, ["push", "--quiet", "--no-verify", remote, *refspecs])
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", errors="replace").strip()
         raise GitError(f"cannot push candidates to {remote}: {err}")

@@ -173,12 +173,11 @@ def test_branches_merge_through_dask_and_the_log_says_where(
     factory: Path, tmp_path: Path, cluster: Cluster
 ) -> None:
     bare = dask_factory(factory, tmp_path, cluster)
-    for name in ("w1", "w2"):
+    mq = MergeQueue(Factory(factory))
+    for name in ("w1", "w2"):  # one round each: two candidates, two pushes to the remote's main
         commit(spawn_worker(factory, name), passing_test(name), f"{name}: add a test")
         submit(name)
-
-    mq = MergeQueue(Factory(factory))
-    mq.run(once=True)
+        mq.run(once=True)
 
     assert {n: e.state for n, e in entries(factory).items()} == {"w1": "merged", "w2": "merged"}
     assert git(bare, "rev-parse", "main") == git(factory, "rev-parse", "main")  # landed on the remote
@@ -189,7 +188,9 @@ def test_branches_merge_through_dask_and_the_log_says_where(
     # The candidate was pushed for the workers, and the verdict is cached in the factory's store:
     # asking again about main's tree runs nothing, whichever executor produced it.
     main = git(factory, "rev-parse", "main")
-    assert git(bare, "rev-parse", f"refs/fac/candidates/{main}") == main
+    assert len(ran) == 2
+    # The workers fetched each candidate by its ref; a judged candidate's ref goes with the next push.
+    assert git(bare, "for-each-ref", "--format=%(refname)", "refs/fac/") == f"refs/fac/candidates/{main}"
     fac = Factory(factory)
     suite = checks.suite_from_rev(factory, main, fac.fac_dir / "suites")
     again = gate.judge(fac, main, suite)
