@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import __version__, checks, gate, locks, repo
-from supervisor.checks import Suite
+from supervisor.checks import Progress, Suite
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 
@@ -81,7 +81,10 @@ class Dask:
                 ) from None
         return self._client
 
-    def run(self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job) -> gate.Run:
+    def run(
+        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job, progress: Progress | None
+    ) -> gate.Run:
+        """One task on the cluster (no per-check progress: the checks run on the worker)."""
         client = self.client()
         # One push: this candidate's ref, and the deletion of the refs of those already judged.
         with self._lock:

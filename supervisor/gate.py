@@ -34,11 +34,14 @@ CachePolicy = Literal["use", "refresh", "off"]
 
 
 class Executor(Protocol):
-    """Where a gate suite runs: `run` returns what `run_suite` returns, from wherever it ran."""
+    """Where a gate suite runs: `run` returns what `run_suite` returns, from wherever it ran
+    (`progress` hears each check start and end where the executor can tell)."""
 
     kind: str
 
-    def run(self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job) -> Run: ...
+    def run(
+        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, progress: Progress | None
+    ) -> Run: ...
 
     def close(self) -> None: ...
 
@@ -72,8 +75,10 @@ class Local:
 
     kind = "local"
 
-    def run(self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job) -> Run:
-        return run_suite(fac, sha, suite, parallel, job)
+    def run(
+        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, progress: Progress | None
+    ) -> Run:
+        return run_suite(fac, sha, suite, parallel, job, progress=progress)
 
     def close(self) -> None:
         pass
@@ -119,14 +124,11 @@ def judge(
                 fac.store.record_run(sha, tree, "gate", None, ok, results, cached=True)
             return Verdict(ok, [CheckResult.from_dict(r) for r in results], True, sha, tree)
     par = fac.config.queue.parallel if parallel is None else parallel
-    if executor is None or executor.kind == "local":
-        run = run_suite(
-            fac, sha, suite, par, Job(base, label() if label else None, waive, trusted), progress=progress
-        )
-    else:
-        # A remote executor's replica has a store of its own: it gets main's outcomes from this one.
-        job = Job(base, label() if label else None, waive, trusted, _known(fac, suite, base))
-        run = executor.run(fac, sha, suite, par, job)
+    executor = executor or LOCAL
+    # A remote executor's replica has a store of its own: it gets main's outcomes from this one.
+    known = _known(fac, suite, base) if executor.kind != "local" else ()
+    job = Job(base, label() if label else None, waive, trusted, known)
+    run = executor.run(fac, sha, suite, par, job, progress)
     observe(fac, suite, run)
     verdict = replace(run.verdict, ran=(run.executor, run.worker))
     remember = key if cache != "off" else None

@@ -361,3 +361,25 @@ def test_no_scheduler_blames_nobody_and_the_entries_wait(factory: Path, tmp_path
         [entries(factory)["w1"].id]
     ]
     assert not events(factory, "red") and not events(factory, "candidate")
+
+
+def test_the_queue_holds_when_the_remote_has_no_main_or_diverged(factory: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "empty.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(factory, "remote", "add", "origin", str(bare))
+    configure(factory, "")
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    submit("w1")
+    said: list[str] = []
+    MergeQueue(Factory(factory), say=said.append).run(once=True)
+    assert any("origin/main does not exist: push main there (git push origin main)" in m for m in said), said
+
+    other = tmp_path / "other"  # someone else's history on the remote's main: diverged from ours
+    git(tmp_path, "init", "-q", "-b", "main", str(other))
+    commit(other, {"README.md": "another project\n"}, "unrelated")
+    git(other, "push", "-q", str(bare), "main")
+    said.clear()
+    MergeQueue(Factory(factory), say=said.append).run(once=True)
+    assert any("the local main and origin/main diverged" in m for m in said), said
+    assert entries(factory)["w1"].state == "queued"
+    assert git(bare, "log", "--format=%s", "main") == "unrelated"  # fac forced nothing
