@@ -81,6 +81,10 @@ class Dask:
                 ) from None
         return self._client
 
+    def workers(self) -> list[str]:
+        """The addresses of the workers the scheduler knows now."""
+        return sorted(self.client().nthreads())
+
     def run(
         self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job, progress: Progress | None
     ) -> gate.Run:

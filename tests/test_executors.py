@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import GIT_IDENTITY
-from helpers import fac_json, fac_ok, git, wait_for
+from helpers import fac_json, fac_ok, git, run_fac, wait_for
 from queue_helpers import (
     assert_main_only_tested,
     commit,
@@ -383,3 +383,24 @@ def test_the_queue_holds_when_the_remote_has_no_main_or_diverged(factory: Path, 
     assert any("the local main and origin/main diverged" in m for m in said), said
     assert entries(factory)["w1"].state == "queued"
     assert git(bare, "log", "--format=%s", "main") == "unrelated"  # fac forced nothing
+
+
+def test_doctor_checks_the_remote_and_the_dask_executor(
+    factory: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    dask_factory(factory, tmp_path, cluster)
+    found = {f["name"]: f for f in json.loads(run_fac("doctor", "--json", cwd=factory).stdout)["findings"]}
+    assert found["remote"]["level"] == "ok" and "origin/main at" in found["remote"]["detail"]
+    assert found["executor"]["level"] == "ok", found["executor"]
+    assert all(w in found["executor"]["detail"] for w in cluster.workers)
+
+    human_commit(factory, {"NOTES.md": "not pushed\n"})  # the local main has a commit the remote lacks
+    (factory / "factory.toml").write_text(
+        (factory / "factory.toml")
+        .read_text(encoding="utf-8")
+        .replace(cluster.scheduler, f"tcp://127.0.0.1:{free_port()}"),
+        encoding="utf-8",
+    )
+    found = {f["name"]: f for f in json.loads(run_fac("doctor", "--json", cwd=factory).stdout)["findings"]}
+    assert found["remote"]["level"] == "fail" and "has commits it lacks" in found["remote"]["detail"]
+    assert found["executor"]["level"] == "fail" and "does not answer" in found["executor"]["detail"]
