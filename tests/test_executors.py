@@ -277,6 +277,9 @@ def test_a_push_race_merges_every_green_branch_once_and_nothing_untested(
     untested = [sha for sha in pointed if sha not in green and sha not in humans]
     assert not untested, f"the remote's main pointed at untested commits: {untested}"
     assert_main_only_tested(factory, *humans)
+    # The other pusher's commit is not fac's write: the queue judged it before building on it.
+    assert [e.payload["new"] for e in events(factory, "main-moved-outside")] == [raced[0]]
+    assert [e.payload["sha"] for e in events(factory, "main-adopted")] == [raced[0]]
     merged = events(factory, "merged")
     assert sorted(e.worker for e in merged) == ["w1", "w2"]
     assert len(merge_commits(factory)) == 2

@@ -150,6 +150,10 @@ class MergeQueue:
         # next gate run, outside it; one that does not build stops the line and waits for a human.
         if not self._environment_ready():
             return False
+        # [factory] remote: the remote's main is the truth; before a round, fetch it and follow it
+        # (what someone else pushed there is then an outside move, judged just below).
+        if self.fac.config.remote is not None and store.queue(("queued",)) and not self._synced():
+            return False
         # Main moves only through fac: a move by anything else is judged before anything builds on it.
         line.judge_outside_move(self.fac, say=self.say)
         pending = store.queue(("queued",))
@@ -161,16 +165,6 @@ class MergeQueue:
         self._said_stopped = stopped
         if not pending:
             return False
-        # [factory] remote: the remote's main is the truth; fetch it and follow it before each round.
-        synced = mainline.sync(self.fac)
-        if not synced.ok:
-            why = synced.why(self.fac)
-            if why != self._said_sync:
-                self._said_sync = why
-                self.say(f"holding: {why}")
-                store.event("queue-held", None, reason=why, main=synced.local, remote=synced.remote)
-            return False
-        self._said_sync = None
         base = repo.rev_parse(self.root, self.main_ref)
         if base is None:
             raise FacError(
@@ -222,6 +216,19 @@ class MergeQueue:
                     store.set_entry(e.id, state="queued")
         self._after_round()
         return not waited  # after an executor failure: the next try waits for the tick
+
+    def _synced(self) -> bool:
+        """The local main follows the remote's; False (said once) while it cannot (a human decides)."""
+        synced = mainline.sync(self.fac)
+        if synced.ok:
+            self._said_sync = None
+            return True
+        why = synced.why(self.fac)
+        if why != self._said_sync:
+            self._said_sync = why
+            self.say(f"holding: {why}")
+            self.fac.store.event("queue-held", None, reason=why, main=synced.local, remote=synced.remote)
+        return False
 
     def _environment_ready(self) -> bool:
         """Build main's environment when it changed; False (said once) while it does not build."""
