@@ -83,6 +83,7 @@ class Verdict:
     cached: bool = False
     sha: str | None = None
     tree: str | None = None
+    ran: tuple[str, str | None] | None = None  # (executor kind, its worker's address) of a real run
 
     def failed(self) -> list[CheckResult]:
         return [r for r in self.results if not r.ok and r.required]

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from supervisor.errors import FacError
 
@@ -76,6 +76,17 @@ class AgentsConfig:
     run_timeout: float = 300.0  # seconds before the `run` tool kills a command
 
 
+ExecutorKind = Literal["local", "dask"]
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """[executor]: where gate suites run: local subprocesses, or one task per candidate on a Dask cluster."""
+
+    kind: ExecutorKind = "local"
+    scheduler: str | None = None  # kind = "dask": the scheduler's address, tcp://HOST:8786
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """[sandbox]: the bubblewrap sandbox every agent's pane runs in."""
@@ -87,6 +98,7 @@ class SandboxConfig:
 class Config:
     name: str
     main: str = "main"
+    remote: str | None = None  # [factory] remote: the git remote whose main is the truth
     session: str = ""
     queue: QueueConfig = field(default_factory=QueueConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
@@ -95,6 +107,7 @@ class Config:
     context_max_chars: int = 24_000  # [context] max_chars: the budget of an agent's context
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
 
 # --- validation helpers: each returns the converted value or raises ValueError(expected) ---
@@ -249,7 +262,7 @@ def _branch(v: Any) -> str:
 
 
 SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "factory": {"name": _str, "main": _branch},
+    "factory": {"name": _str, "main": _branch, "remote": lambda v: _remote(v)},
     "tmux": {"session": _session},
     "queue": {
         "parallel": _int_min(1),
@@ -260,6 +273,25 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "allow_no_checks": _bool,
     },
 }
+
+
+def _remote(v: Any) -> str:
+    s = _str(v)
+    if s.startswith("-") or any(c.isspace() for c in s):
+        raise ValueError('the name of a git remote, e.g. "origin"')
+    return s
+
+
+def _executor_kind(v: Any) -> str:
+    if v not in ("local", "dask"):
+        raise ValueError('"local" or "dask"')
+    return str(v)
+
+
+def _scheduler(v: Any) -> str:
+    if not isinstance(v, str) or not v.startswith(("tcp://", "tls://", "ws://", "wss://", "inproc://")):
+        raise ValueError('a Dask scheduler address, e.g. "tcp://HOST:8786"')
+    return v
 
 
 def _globs(v: Any) -> tuple[str, ...]:
@@ -299,6 +331,8 @@ SCHEMA["supervisor"] = {
 }
 
 SCHEMA["context"] = {"max_chars": _int_min(1000)}
+
+SCHEMA["executor"] = {"kind": _executor_kind, "scheduler": _scheduler}
 
 
 def _url(v: Any) -> str:
@@ -390,6 +424,21 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME, root: Path 
                 problems.append((f"[{section}] {key}: {e.message}", e.hint))
             except ValueError as e:
                 problems.append(_expected(f"[{section}] {key}", str(e), raw, where))
+    executor = values.get("executor", {})
+    if executor.get("kind") == "dask" and "scheduler" not in executor:
+        problems.append(
+            (
+                '[executor] kind = "dask" needs the scheduler\'s address',
+                'add scheduler = "tcp://HOST:8786" to [executor] (the address `dask scheduler` prints)',
+            )
+        )
+    if executor.get("kind") == "dask" and "remote" not in values.get("factory", {}):
+        problems.append(
+            (
+                '[executor] kind = "dask" needs [factory] remote: Dask workers fetch candidates from it',
+                'add remote = "origin" to [factory] (a git remote every Dask worker can fetch from)',
+            )
+        )
     if problems:
         raise _problems_error(problems, where)
     fac = values.get("factory", {})
@@ -398,6 +447,7 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME, root: Path 
     return Config(
         name=name,
         main=fac.get("main", "main"),
+        remote=fac.get("remote"),
         session=session,
         queue=QueueConfig(**values.get("queue", {})),
         supervisor=SupervisorConfig(**values.get("supervisor", {})),
@@ -406,6 +456,7 @@ def parse(text: str, *, default_name: str, where: str = CONFIG_NAME, root: Path 
         context_max_chars=values.get("context", {}).get("max_chars", 24_000),
         agents=AgentsConfig(**values.get("agents", {})),
         sandbox=SandboxConfig(**values.get("sandbox", {})),
+        executor=ExecutorConfig(**executor),
     )
 
 

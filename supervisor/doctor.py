@@ -1,7 +1,8 @@
 """`fac doctor`: the whole set-up checked, each finding with what to fix.
 
 The machine (git, tmux, bubblewrap, a container engine), then the factory: its configuration, its
-main branch, the store, the gate checks on main, the session and fac's own two processes.
+main branch (and the remote's, with `[factory] remote`), the executor, the store, the gate checks on
+main, the session and fac's own two processes.
 """
 
 from __future__ import annotations
@@ -107,11 +108,61 @@ def factory(fac: Factory) -> list[Finding]:
         )
     else:
         out.append(Finding("main", "ok", f"{cfg.main} at {main_sha[:10]}"))
+    if cfg.remote is not None:
+        out.append(_remote(fac, main_sha))
+    if cfg.executor.kind != "local":
+        out.append(_executor(fac))
     out.append(_store(fac))
     if main_sha is not None:
         out.append(_gate_checks(fac))
     out.extend(_session(fac))
     return out
+
+
+def _remote(fac: Factory, local: str | None) -> Finding:
+    """The remote's main, fetched (the local main is not moved: the queue does that)."""
+    where = f"{fac.config.remote}/{fac.main}"
+    try:
+        theirs = repo.fetch_branch(fac.root, fac.config.remote or "", fac.main)
+    except FacError as e:
+        return Finding("remote", "fail", e.message, e.hint or "check [factory] remote and git's access to it")
+    if theirs is None:
+        return Finding(
+            "remote", "fail", f"{where} does not exist", f"git push {fac.config.remote} {fac.main}"
+        )
+    if local is None or theirs == local or repo.is_ancestor(fac.root, local, theirs):
+        state = "the local main follows it" if theirs != local else "the local main is the same"
+        return Finding("remote", "ok", f"{where} at {theirs[:10]} ({state})")
+    return Finding(
+        "remote",
+        "fail",
+        f"{where} at {theirs[:10]}, the local {fac.main} at {local[:10]} has commits it lacks",
+        f"push them (git push {fac.config.remote} {fac.main}) or reset the local {fac.main} to {where}",
+    )
+
+
+def _executor(fac: Factory) -> Finding:
+    """The Dask scheduler answers and has workers."""
+    from supervisor import executors
+
+    ex = executors.for_factory(fac)
+    assert isinstance(ex, executors.Dask)
+    try:
+        workers = ex.workers()
+    except FacError as e:
+        return Finding("executor", "fail", e.message, e.hint or "")
+    finally:
+        ex.close()
+    if not workers:
+        return Finding(
+            "executor",
+            "fail",
+            f"the Dask scheduler at {ex.scheduler} has no worker: candidates would wait",
+            f"start one on each executor host: dask worker {ex.scheduler}",
+        )
+    return Finding(
+        "executor", "ok", f"dask at {ex.scheduler}: {len(workers)} worker(s): {', '.join(workers)}"
+    )
 
 
 def _store(fac: Factory) -> Finding:

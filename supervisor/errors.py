@@ -18,3 +18,8 @@ class FacError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+    def __reduce__(self) -> tuple[type[FacError], tuple[str, str | None, int]]:
+        # A remote executor's task sends its error back pickled: as a plain FacError, message and
+        # hint intact, whatever the subclass's own constructor takes.
+        return (FacError, (self.message, self.hint, self.exit_code))

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, Protocol
 
 from supervisor import checks, env, guards, junit, observations, repo, testinfra, worktrees
 from supervisor.checks import CheckResult, Progress, Suite, Verdict
@@ -31,6 +31,60 @@ from supervisor.sandbox import Sandbox
 # "refresh": always run, and remember the new verdict (a retry that rules out a flaky check).
 # "off": always run, remember nothing (the serial queue of the benchmarks, without a cache).
 CachePolicy = Literal["use", "refresh", "off"]
+
+
+class Executor(Protocol):
+    """Where a gate suite runs: `run` returns what `run_suite` returns, from wherever it ran
+    (`progress` hears each check start and end where the executor can tell)."""
+
+    kind: str
+
+    def run(
+        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, progress: Progress | None
+    ) -> Run: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one gate run needs besides the commit and the suite: plain data an executor can ship."""
+
+    base: str | None = None
+    label: str | None = None
+    waive: frozenset[str] = frozenset()
+    trusted: frozenset[str] = frozenset()
+    # main's per-test outcomes per pytest check as the factory's store knows them (a remote
+    # executor's replica has a store of its own)
+    known: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One gate run's outcome wherever it ran: the verdict, each junit-reported check's per-test
+    outcomes (recorded as observations of the tree), the executor's kind and its worker's address."""
+
+    verdict: Verdict
+    tests: dict[str, dict[str, str]] = field(default_factory=dict)
+    executor: str = "local"
+    worker: str | None = None
+
+
+class Local:
+    """The default executor: subprocesses on this machine."""
+
+    kind = "local"
+
+    def run(
+        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, progress: Progress | None
+    ) -> Run:
+        return run_suite(fac, sha, suite, parallel, job, progress=progress)
+
+    def close(self) -> None:
+        pass
+
+
+LOCAL = Local()
 
 
 def judge(
@@ -47,6 +101,7 @@ def judge(
     waive: frozenset[str] = frozenset(),
     trusted: frozenset[str] = frozenset(),
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> Verdict:
     """The gate's verdict on commit `sha` under `suite` (main's); `verdict.cached` tells a cache hit.
 
@@ -56,7 +111,8 @@ def judge(
     which the candidate keeps for its run. `label` names the run's worktree and log directory and
     is asked only when the gate really runs; `tree` saves a git call when known; `record_hit=False`
     answers from the cache without recording a run (`fac check --ref --cache`). `progress` hears each
-    check start and end (not on a cache hit).
+    check start and end (not on a cache hit, nor from a remote executor). `executor` runs the suite
+    (default: here); `verdict.ran` says where it ran.
     """
     tree = tree or repo.tree_of(fac.root, sha)
     key = cache_key(suite.hash, waive | {f"infra:{p}" for p in trusted})
@@ -68,22 +124,39 @@ def judge(
                 fac.store.record_run(sha, tree, "gate", None, ok, results, cached=True)
             return Verdict(ok, [CheckResult.from_dict(r) for r in results], True, sha, tree)
     par = fac.config.queue.parallel if parallel is None else parallel
-    verdict = run_gate(
-        fac,
-        sha,
-        suite,
-        par,
-        base=base,
-        label=label() if label else None,
-        waive=waive,
-        trusted=trusted,
-        progress=progress,
-    )
+    executor = executor or LOCAL
+    # A remote executor's replica has a store of its own: it gets main's outcomes from this one.
+    known = _known(fac, suite, base) if executor.kind != "local" else ()
+    job = Job(base, label() if label else None, waive, trusted, known)
+    run = executor.run(fac, sha, suite, par, job, progress)
+    observe(fac, suite, run)
+    verdict = replace(run.verdict, ran=(run.executor, run.worker))
     remember = key if cache != "off" else None
     fac.store.record_run(
         sha, tree, "gate", remember, verdict.ok, [r.as_dict() for r in verdict.results], cached=False
     )
     return verdict
+
+
+def _known(
+    fac: Factory, suite: Suite, base: str | None
+) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    if base is None:
+        return ()
+    out = []
+    for c in suite.for_stage("gate"):
+        seen = main_observed(fac, suite, c, base) if _is_pytest(c) else None
+        if seen is not None:
+            out.append((c.name, tuple(sorted(seen.items()))))
+    return tuple(out)
+
+
+def observe(fac: Factory, suite: Suite, run: Run) -> None:
+    """Record what a run observed per test on its tree, in this factory's store."""
+    v = run.verdict
+    assert v.tree is not None
+    results = [r for r in v.results if r.name in run.tests]
+    observations.record_tests(fac, v.tree, suite.hash, results, run.tests)
 
 
 def cache_key(suite_hash: str, waive: frozenset[str]) -> str:
@@ -163,6 +236,7 @@ class Context:
     sandbox: Sandbox
     base: str | None
     waive: frozenset[str]
+    known: dict[str, dict[str, str]] = field(default_factory=dict)  # main's outcomes, from the factory
 
 
 def run_gate(
@@ -177,19 +251,31 @@ def run_gate(
     trusted: frozenset[str] = frozenset(),
     progress: Progress | None = None,
 ) -> Verdict:
-    """Run the gate stage of `suite` on commit `sha` in a throw-away detached worktree (no cache).
+    """Run the gate stage of `suite` on commit `sha` here, now (no cache), and record what it observed."""
+    run = run_suite(fac, sha, suite, parallel, Job(base, label, waive, trusted), progress=progress)
+    observe(fac, suite, run)
+    return run.verdict
+
+
+def run_suite(
+    fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, *, progress: Progress | None = None
+) -> Run:
+    """Run the gate stage of `suite` on commit `sha` of `fac`'s repository in a throw-away detached
+    worktree, in the system's environment and sandbox: what every executor runs (locally on the
+    factory, or on a Dask worker's replica of it).
 
     Pytest checks are judged by their per-test results (`judge_pytest`), not by their exit code.
     """
     root = fac.root
-    label = label or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    base = job.base
+    label = job.label or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tmp = fac.fac_dir / "tmp"
     # The system's environment: built before the first run of its hash, then only read (EnvBuildFailed
     # when it does not build: the caller stops the line, nobody is blamed).
     sb = env.sandbox_for(fac, env.ensure(fac))
     gate = suite.for_stage("gate")
     pytests = {c.name for c in gate if _is_pytest(c)}
-    p = plan(root, sha, base, trusted) if pytests else Plan(sha)
+    p = plan(root, sha, base, job.trusted) if pytests else Plan(sha)
     with ExitStack() as stack:
         wt = stack.enter_context(worktrees.detached(root, tmp / f"cand-{sha[:10]}-{label}", p.run))
         second = (
@@ -213,7 +299,8 @@ def run_gate(
             tmp / f"junit-{sha[:10]}-{label}",  # outside every tree and every sandbox's writable paths
             sb,
             base,
-            waive,
+            job.waive,
+            {name: dict(tests) for name, tests in job.known},
         )
         stack.callback(shutil.rmtree, ctx.reports, ignore_errors=True)
         guard_results: dict[str, CheckResult] = {}
@@ -234,9 +321,11 @@ def run_gate(
             progress=progress,
         )
         results += [guard_results[c.name] for c in gate if c.name in guard_results]
-        reports = junit.reports_for(gate, ctx.reports)
-        observations.record(fac, repo.tree_of(root, sha), suite.hash, results, reports, only_reports=True)
-    return Verdict(checks.suite_ok(results), results, False, sha, repo.tree_of(root, sha))
+        tests = {
+            name: junit.junit_outcomes(path) for name, path in junit.reports_for(gate, ctx.reports).items()
+        }
+    tree = repo.tree_of(root, sha)
+    return Run(Verdict(checks.suite_ok(results), results, False, sha, tree), tests)
 
 
 def _is_pytest(c: CheckDef) -> bool:
@@ -270,7 +359,7 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
     where the code under test cannot reach it) is complete, no test that passes on main was lost
     (the ratchet), and main's copies of the test files the candidate changes pass against its code."""
     fac, base = ctx.fac, ctx.base
-    known = main_observed(fac, ctx.suite, c, base) if base else None
+    known = (ctx.known.get(c.name) or main_observed(fac, ctx.suite, c, base)) if base else None
     with ThreadPoolExecutor(max_workers=4) as pool:
         # Main's outcomes unknown (main was never a candidate): its collection stands in while the
         # candidate is green; main's own run is paid for only when the answer depends on it.

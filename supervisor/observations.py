@@ -50,24 +50,29 @@ def record(
     suite_hash: str,
     results: list[CheckResult],
     reports: dict[str, Path],
-    *,
-    only_reports: bool = False,
 ) -> list[Observation]:
-    """Store what a run of checks on `tree` observed, per test where a junit report exists.
-
-    The merge queue's gate calls this for every candidate, so the main it lands already knows its
-    per-test outcomes: acceptance checks and `fac state` right after a merge run nothing.
-    """
+    """Store what a run of linked checks on `tree` observed, per test where a junit report exists."""
     out = []
     with fac.store.tx() as db:
         for r in results:
-            if r.name not in reports and (only_reports or r.name.startswith("guard:")):
+            if r.name not in reports and r.name.startswith("guard:"):
                 continue
             tests = junit_outcomes(reports[r.name]) if r.name in reports else None
             o = Observation(r.name, r.ok, r.feedback, tests, False)
             fac.store.record_observation(tree, suite_hash, r.name, bool(o.ok), o.feedback, o.tests, db)
             out.append(o)
     return out
+
+
+def record_tests(
+    fac: Factory, tree: str, suite_hash: str, results: list[CheckResult], tests: dict[str, dict[str, str]]
+) -> None:
+    """Store the per-test outcomes a gate run observed on `tree` (`tests`: check name -> outcomes),
+    wherever it ran. The gate records every candidate's, so the main it lands already knows its
+    per-test outcomes: acceptance checks and `fac state` right after a merge run nothing."""
+    with fac.store.tx() as db:
+        for r in results:
+            fac.store.record_observation(tree, suite_hash, r.name, r.ok, r.feedback, tests[r.name], db)
 
 
 def observe(fac: Factory, sha: str, links: Iterable[Link]) -> dict[str, Observation]:

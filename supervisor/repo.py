@@ -349,6 +349,71 @@ def update_ref_cas(root: Path, ref: str, new: str, old: str) -> bool:
     return _run(root, ["update-ref", ref, new, old], trusted=True).returncode == 0
 
 
+# --- remotes: main on a remote, candidates pushed for executors on other machines ---
+
+
+def remote_url(root: Path, remote: str) -> str:
+    """The URL of git remote `remote` (a FacError naming the fix when there is none)."""
+    proc = _run(root, ["remote", "get-url", remote])
+    if proc.returncode != 0:
+        raise FacError(
+            f"the factory's repository has no git remote named {remote!r} ([factory] remote)",
+            hint=f"add it: git remote add {remote} URL, or fix [factory] remote in factory.toml",
+        )
+    return proc.stdout.decode().strip()
+
+
+def fetch_branch(root: Path, remote: str, branch: str) -> str | None:
+    """Fetch `branch` from `remote` into `refs/remotes/<remote>/<branch>`; its sha (None: no such branch)."""
+    tracking = f"refs/remotes/{remote}/{branch}"
+    proc = _run(root, ["fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{branch}:{tracking}"])
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", errors="replace").strip()
+        if "couldn't find remote ref" in err:
+            return None
+        raise GitError(f"cannot fetch {branch} from {remote}: {err}")
+    return rev_parse(root, tracking)
+
+
+def push_cas(root: Path, remote: str, branch: str, new: str, old: str) -> bool:
+    """The remote form of `update_ref_cas`: push `new` to `branch` on `remote` only if it is still at
+    `old` (`--force-with-lease`); False when the remote's branch moved. Never a plain force."""
+    proc = _run(
+        root,
+        [
+            "push",
+            "--quiet",
+            "--porcelain",
+            f"--force-with-lease=refs/heads/{branch}:{old}",
+            remote,
+            f"{new}:refs/heads/{branch}",
+        ],
+    )
+    if proc.returncode == 0:
+        git(root, "update-ref", f"refs/remotes/{remote}/{branch}", new)
+        return True
+    out = (proc.stdout + proc.stderr).decode("utf-8", errors="replace")
+    if "stale info" in out or "rejected" in out or "fetch first" in out:
+        return False
+    raise GitError(f"cannot push {new[:10]} to {remote} {branch}: {out.strip()}")
+
+
+def push_refs(root: Path, remote: str, refspecs: list[str]) -> None:
+    """Push `refspecs` to `remote` (`+SHA:refs/fac/candidates/SHA` sets one, `:REF` deletes one)."""
+    proc = _run(root, ["push", "--quiet", "--no-verify", remote, *refspecs])
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", errors="replace").strip()
+        raise GitError(f"cannot push candidates to {remote}: {err}")
+
+
+def fetch_refs(root: Path, url: str, refspecs: list[str]) -> None:
+    """Fetch `refspecs` from `url` (a Dask worker's replica takes a candidate by its ref)."""
+    proc = _run(root, ["fetch", "--quiet", "--no-tags", url, *refspecs])
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", errors="replace").strip()
+        raise GitError(f"cannot fetch {' '.join(refspecs)} from {url}: {err}")
+
+
 def read_tree(root: Path, old: str, new: str, *, dry_run: bool = False) -> bool:
     """Two-tree merge of the index and checkout from `old` to `new` (`read-tree -m -u`); False when it
     would overwrite local edits. With `dry_run`, only tell whether it would succeed."""

@@ -79,6 +79,8 @@ def config_cmd(as_json: bool) -> None:
     \b
     [factory] name         the factory's name (default: the directory's name)
     [factory] main         the branch the queue guards (default "main")
+    [factory] remote       a git remote whose main is the truth: fetched before each round, landed
+                           with push --force-with-lease (default none: the local main)
     [tmux] session         tmux session name (default "fac-<name>-<hash of the factory's path>")
     [queue] parallel       checks run at once (default: CPU count)
     [queue] max_batch      branches tested together; 1 = serial queue (default 16)
@@ -105,6 +107,9 @@ def config_cmd(as_json: bool) -> None:
     [agents] price_out     USD per million output tokens (default 15)
     [agents] run_timeout   seconds before the agent's run tool kills a command (default 300)
     [sandbox] agent_network  agents' panes keep the network (default true; false cuts it off)
+    [executor] kind        "local" (subprocesses, default) or "dask" (one task per candidate on a
+                           Dask cluster; needs [factory] remote and pip install "fac[dask]")
+    [executor] scheduler   the Dask scheduler's address, tcp://HOST:8786 (kind = "dask")
     [checks.NAME] run      command (string split like a shell would, or a list); no shell, so
                            &&, ||, |, ;, >, <, `, $( and a leading VAR=x are refused: use
                            run = "bash -c '...'" or env = { VAR = "x" }
@@ -124,17 +129,20 @@ def config_cmd(as_json: bool) -> None:
         "root": str(fac.root),
         "name": cfg.name,
         "main": cfg.main,
+        "remote": cfg.remote,
         "session": cfg.session,
         "queue": asdict(cfg.queue),
         "supervisor": asdict(cfg.supervisor),
         "context": {"max_chars": cfg.context_max_chars},
         "agents": asdict(cfg.agents),
+        "executor": asdict(cfg.executor),
         "checks": [asdict(c) for c in cfg.checks],
     }
     if as_json:
         echo_json(data)
         return
-    click.echo(f"factory {cfg.name} at {fac.root}: main={cfg.main} session={cfg.session}")
+    remote = f" remote={cfg.remote}" if cfg.remote else ""
+    click.echo(f"factory {cfg.name} at {fac.root}: main={cfg.main}{remote} session={cfg.session}")
 
     from supervisor.runtimes.anthropic.client import DEFAULT_MODEL
 
@@ -158,6 +166,7 @@ def config_cmd(as_json: bool) -> None:
     click.echo(f"[context] max_chars={cfg.context_max_chars}")
     click.echo("[agents] " + toml_like(asdict(cfg.agents)))
     click.echo("[sandbox] " + toml_like(asdict(cfg.sandbox)))
+    click.echo("[executor] " + toml_like(asdict(cfg.executor)))
     for c in cfg.checks:
         run = c.run if isinstance(c.run, str) else " ".join(c.run)
         click.echo(f"check {c.name}: {run} (cwd {c.cwd}, stage {'+'.join(c.stage)}, timeout {c.timeout:g}s)")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from supervisor import checks, deltas, env, gate, health, line, locks, repo, wake
+from supervisor import checks, deltas, env, executors, gate, health, line, locks, mainline, repo, wake
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -78,6 +78,8 @@ class MergeQueue:
         self._held_on: str | None = None  # main's sha the queue is holding on (no gate checks)
         self._said_env: str | None = None
         self._prefetched: dict[tuple[int, str], Future[screening.Look]] = {}
+        self._said_sync: str | None = None
+        self.executor = executors.for_factory(fac)  # a Dask client connects on its first candidate
 
     # --- lifecycle ---
 
@@ -125,6 +127,7 @@ class MergeQueue:
             finally:
                 if watcher is not None:
                     watcher.stop()
+                self.executor.close()
         finally:
             self.unlock()
         return self.stats
@@ -146,6 +149,10 @@ class MergeQueue:
         # The system's environment first: a change to project-container/ on main is built before the
         # next gate run, outside it; one that does not build stops the line and waits for a human.
         if not self._environment_ready():
+            return False
+        # [factory] remote: the remote's main is the truth; before a round, fetch it and follow it
+        # (what someone else pushed there is then an outside move, judged just below).
+        if self.fac.config.remote is not None and store.queue(("queued",)) and not self._synced():
             return False
         # Main moves only through fac: a move by anything else is judged before anything builds on it.
         line.judge_outside_move(self.fac, say=self.say)
@@ -186,6 +193,7 @@ class MergeQueue:
                         batch.append(e)
             finally:
                 self._prefetched = {}
+        waited = False
         if batch:
             self.say(
                 f"batch of {len(batch)}: {', '.join(e.worker for e in batch)} on {self.fac.main} {base[:10]}"
@@ -196,6 +204,10 @@ class MergeQueue:
             except env.EnvBuildFailed as err:  # main's project-container/ changed mid-round
                 line.env_failed(self.fac, err)
                 self.say(f"  {err.message}: the batch waits (not a red verdict)")
+            except executors.Unavailable as err:  # no verdict: nobody is blamed, the batch waits
+                self.say(f"  {err.message}: the batch waits (not a red verdict); {err.hint}")
+                store.event("executor-unavailable", None, error=err.message, entries=[e.id for e in batch])
+                waited = True
             # What a settle left undecided (main moved mid-search, or it waited behind another
             # branch) goes back in line instead of staying "testing" until the queue restarts.
             for e in batch:
@@ -203,7 +215,20 @@ class MergeQueue:
                 if now is not None and now.state == "testing":
                     store.set_entry(e.id, state="queued")
         self._after_round()
-        return True
+        return not waited  # after an executor failure: the next try waits for the tick
+
+    def _synced(self) -> bool:
+        """The local main follows the remote's; False (said once) while it cannot (a human decides)."""
+        synced = mainline.sync(self.fac)
+        if synced.ok:
+            self._said_sync = None
+            return True
+        why = synced.why(self.fac)
+        if why != self._said_sync:
+            self._said_sync = why
+            self.say(f"holding: {why}")
+            self.fac.store.event("queue-held", None, reason=why, main=synced.local, remote=synced.remote)
+        return False
 
     def _environment_ready(self) -> bool:
         """Build main's environment when it changed; False (said once) while it does not build."""
@@ -363,6 +388,7 @@ class MergeQueue:
             waive=screening.waived_tests(self.fac, cand.entries, cand.base),
             trusted=screening.trusted_infra(self.fac, cand.entries, cand.base),
             progress=progress,
+            executor=self.executor,
         )
         if verdict.cached:
             self.stats["cache_hits"] += 1
@@ -378,10 +404,13 @@ class MergeQueue:
             entries=ids,
             ok=verdict.ok,
             failed=[r.name for r in verdict.failed()],
+            executor=verdict.ran[0] if verdict.ran else "local",
+            executor_worker=verdict.ran[1] if verdict.ran else None,
         )
         took = max((r.duration for r in verdict.results), default=0.0)
         color = "green" if verdict.ok else "RED"
-        self.say(f"  candidate {cand.sha[:10]} ({len(ids)} branch(es)): {color} in {took:.1f}s")
+        where = f" on {verdict.ran[1]}" if verdict.ran and verdict.ran[0] != "local" else ""
+        self.say(f"  candidate {cand.sha[:10]} ({len(ids)} branch(es)): {color} in {took:.1f}s{where}")
         return verdict
 
     def _label(self) -> str:

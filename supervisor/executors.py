@@ -1,0 +1,190 @@
+"""Executors: where the gate runs a candidate's suite. `local` (gate.LOCAL, subprocesses here) or
+`dask`: one task per candidate on a Dask cluster (`[executor] kind = "dask"`, `scheduler = ...`).
+
+A Dask task takes the candidate by its sha from the factory's git remote (fac pushes it under
+`refs/fac/candidates/<sha>` first) into a replica of the factory's repository on the worker's
+host, and runs `gate.run_suite` there: the same code, sandbox and environment as a local run. The
+factory records the verdict and the observations; the cache by (tree, suite) is the factory's
+store, whoever ran. A worker that dies mid-task makes the scheduler run the task again elsewhere:
+nothing is decided until a result comes back, so a lost worker costs a rerun, never a verdict.
+`distributed` is imported only here, and only when a Dask executor is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from supervisor import __version__, checks, gate, locks, repo
+from supervisor.checks import Progress, Suite
+from supervisor.errors import FacError
+from supervisor.factory import Factory
+
+CANDIDATES = "refs/fac/candidates/"
+
+
+class Unavailable(FacError):
+    """The executor could not give a verdict (no scheduler, every worker that ran it died, the task
+    failed on its worker): nobody is blamed; the queue puts the entries back in line and waits."""
+
+
+INSTALL = 'pip install "fac[dask]"'
+CONNECT_TIMEOUT = 10.0
+
+
+def for_factory(fac: Factory) -> gate.Executor:
+    """The executor `[executor]` names: the local one, or a client of the Dask scheduler."""
+    cfg = fac.config.executor
+    if cfg.kind == "local":
+        return gate.LOCAL
+    assert cfg.scheduler is not None and fac.config.remote is not None  # config.parse requires both
+    return Dask(cfg.scheduler, fac.config.remote)
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise FacError(
+            '[executor] kind = "dask" but Dask\'s `distributed` is not installed', hint=INSTALL
+        ) from None
+    return distributed
+
+
+class Dask:
+    """Each candidate's gate suite is one task on the cluster behind `scheduler`."""
+
+    kind = "dask"
+
+    def __init__(self, scheduler: str, remote: str, *, timeout: float = CONNECT_TIMEOUT) -> None:
+        self.scheduler = scheduler
+        self.remote = remote
+        self.timeout = timeout
+        self._client: Any = None
+        self._finished: list[str] = []  # candidates whose refs the next push deletes from the remote
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        if self._client is None:
+            distributed = _distributed()
+            try:
+                self._client = distributed.Client(self.scheduler, timeout=self.timeout, set_as_default=False)
+            except OSError as e:  # distributed raises OSError (or its TimeoutError) when nobody answers
+                raise Unavailable(
+                    f"the Dask scheduler at {self.scheduler} does not answer: {e}",
+                    hint="start it (`dask scheduler`, then `dask worker " + self.scheduler + "` on each "
+                    "host), or fix [executor] scheduler in factory.toml",
+                ) from None
+        return self._client
+
+    def workers(self) -> list[str]:
+        """The addresses of the workers the scheduler knows now."""
+        return sorted(self.client().nthreads())
+
+    def run(
+        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job, progress: Progress | None
+    ) -> gate.Run:
+        """One task on the cluster (no per-check progress: the checks run on the worker)."""
+        client = self.client()
+        # One push: this candidate's ref, and the deletion of the refs of those already judged.
+        with self._lock:
+            done, self._finished = [d for d in dict.fromkeys(self._finished) if d != sha], []
+        mine = f"+{sha}:{CANDIDATES}{sha}"
+        try:
+            repo.push_refs(fac.root, self.remote, [mine, *(f":{CANDIDATES}{d}" for d in done)])
+        except repo.GitError:
+            if not done:
+                raise
+            repo.push_refs(
+                fac.root, self.remote, [mine]
+            )  # a ref already gone: tidying is not worth a failure
+        url = repo.remote_url(fac.root, self.remote)
+        future = client.submit(
+            remote_run,
+            __version__,
+            url,
+            fac.main,
+            sha,
+            suite.hash,
+            parallel,
+            job,
+            pure=False,
+            key=f"fac-gate-{sha[:12]}-{os.urandom(4).hex()}",
+        )
+        try:
+            run: gate.Run = future.result()
+        except FacError as e:  # raised on the worker: its replica, its environment, its fac
+            raise Unavailable(f"candidate {sha[:10]} on the Dask cluster: {e.message}", hint=e.hint) from None
+        except (_distributed().KilledWorker, OSError, TimeoutError) as e:
+            raise Unavailable(
+                f"the Dask cluster lost candidate {sha[:10]} ({type(e).__name__}: {e})",
+                hint="look at the `dask scheduler` and `dask worker` logs; the entries go back in line",
+            ) from None
+        finally:
+            future.release()
+            with self._lock:
+                self._finished.append(sha)
+        return run
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+# --- on the worker ---
+
+
+def replica_dir(url: str) -> Path:
+    """Where a worker's host keeps its replica of the factory at `url`: `$FAC_EXECUTOR_CACHE`, else
+    `~/.cache/fac/executors`, one directory per remote URL (shared by the workers of one host)."""
+    base = os.environ.get("FAC_EXECUTOR_CACHE") or str(Path.home() / ".cache" / "fac" / "executors")
+    return Path(base) / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def replica(url: str, main: str, sha: str, base: str | None) -> Factory:
+    """The replica of the factory at `url` on this host, holding candidate `sha`, with its main at
+    `base` (what decides the system's environment there, as main does in the factory)."""
+    root = replica_dir(url)
+    root.mkdir(parents=True, exist_ok=True)
+    with locks.held(root.parent / f"{root.name}.lock"):
+        if not (root / ".git").is_dir():
+            repo.git(root, "init", "-q")
+        config = root / "factory.toml"
+        want = f'[factory]\nmain = "{main}"\n'
+        if not config.is_file() or config.read_text(encoding="utf-8") != want:
+            config.write_text(want, encoding="utf-8")
+        repo.fetch_refs(root, url, [f"+{CANDIDATES}{sha}:{CANDIDATES}{sha}"])
+        repo.git(root, "update-ref", f"refs/heads/{main}", base or sha)
+    return Factory(root)
+
+
+def remote_run(
+    version: str, url: str, main: str, sha: str, suite_hash: str, parallel: int, job: gate.Job
+) -> gate.Run:
+    """The Dask task: candidate `sha` from `url`, judged by main's suite (rebuilt from `job.base` in the
+    replica, and refused unless it is exactly the suite the factory asked for) by the same fac."""
+    import distributed
+
+    where = distributed.get_worker().address
+    if version != __version__:
+        raise FacError(
+            f"the Dask worker {where} runs fac {__version__}, the factory fac {version}",
+            hint=f"install the factory's fac on every worker host (pip install fac=={version}), restart it",
+        )
+    fac = replica(url, main, sha, job.base)
+    suite = checks.suite_from_rev(fac.root, job.base or sha, fac.fac_dir / "suites")
+    if suite.hash != suite_hash:
+        raise FacError(
+            f"the replica on {where} read suite {suite.hash} at {(job.base or sha)[:10]}, "
+            f"the factory asked for {suite_hash}",
+            hint="the remote's objects differ from the factory's: check [factory] remote",
+        )
+    # A rerun after a worker died finds the dead run's worktrees still there: every attempt its own.
+    label = f"{job.label or 'dask'}-{os.getpid()}-{os.urandom(3).hex()}"
+    run = gate.run_suite(fac, sha, suite, parallel, replace(job, label=label))
+    return replace(run, executor="dask", worker=where)
