@@ -8,6 +8,13 @@ N branches that each add one test file), copied twice, and queued in one copy by
 
 Scenarios: B1 all green; B2 one always fails; B3 three fail; B4 all green but the suite fails 10%
 of runs at random; B6 B1 merged, main rolled back, the same heads submitted again.
+
+Live scenarios (the queue runs while submissions arrive, spread over `--arrival` seconds): L8 eight
+green branches, L16R3 three red among sixteen. Each runs the serial queue and the queue with
+`[executor] slots` 1, 2 and 4 on copies of the same branches, one after another in this run, and
+prints each one's ratio to the serial queue:
+
+    .venv/bin/python scripts/bench_queue.py --scenarios L8,L16R3 [--slots 1,2,4] [--arrival 0.5]
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,6 +79,11 @@ SCENARIOS = {
     "B3": "three branches fail",
     "B4": "all green, the suite fails 10% of runs at random",
     "B6": "identical tree resubmitted after a rollback of main",
+}
+# Live arrivals: (description, branches, the failing ones like B3's, goal as a ratio to serial)
+LIVE = {
+    "L8": ("8 green branches arriving live", 8, False, 5.0),
+    "L16R3": ("3 red among 16 arriving live", 16, True, 2.5),
 }
 
 
@@ -155,10 +169,10 @@ def make_branches(root: Path, base: str, n: int, failing: set[int]) -> list[tupl
     return out
 
 
-def build(where: Path, name: str, n: int) -> Template:
+def build(where: Path, name: str, n: int, failing: set[int] | None = None) -> Template:
     root = where / "template"
     base = make_factory(root, flaky=name == "B4")
-    failing = failing_for(name, n)
+    failing = failing_for(name, n) if failing is None else failing
     return Template(root, base, make_branches(root, base, n, failing), failing)
 
 
@@ -182,21 +196,25 @@ def copy(t: Template, dst: Path) -> Factory:
     return fac
 
 
-def register_and_submit(fac: Factory, branches: list[tuple[str, str, str]], *, register: bool = True) -> None:
+def register(fac: Factory, branches: list[tuple[str, str, str]]) -> None:
+    """The branches' workers as store rows only (no tmux: the bench measures the queue, not spawn)."""
+    with fac.store.tx() as db:
+        for worker, branch, _sha in branches:
+            fac.store.add_worker(
+                db,
+                name=worker,
+                role="worker",
+                runtime="command",
+                branch=branch,
+                worktree=str(fac.worktree_path(worker)),
+                state="working",
+            )
+
+
+def register_and_submit(fac: Factory, branches: list[tuple[str, str, str]], *, workers: bool = True) -> None:
     """Workers as rows only (no tmux: the bench measures the queue, not spawn), then `fac submit`."""
-    if register:
-        with fac.store.tx() as db:
-            for worker, branch, _sha in branches:
-                wt = fac.worktree_path(worker)
-                fac.store.add_worker(
-                    db,
-                    name=worker,
-                    role="worker",
-                    runtime="command",
-                    branch=branch,
-                    worktree=str(wt),
-                    state="working",
-                )
+    if workers:
+        register(fac, branches)
     for worker, branch, sha in branches:
         fac.store.enqueue(worker, branch, sha, None)
 
@@ -221,7 +239,11 @@ def queue_once(
     q = MergeQueue(fac, max_batch=1, use_cache=False, say=say) if serial else MergeQueue(fac, say=say)
     start = time.monotonic()
     stats = q.run(once=True)
-    makespan = time.monotonic() - start
+    return tally(fac, t, time.monotonic() - start, stats, since)
+
+
+def tally(fac: Factory, t: Template, makespan: float, stats: Counter[str], since: int = 0) -> Run:
+    """A run's outcome from the store: who was blamed (culprits or not), what else happened."""
     index = {worker: i for i, (worker, _b, _s) in enumerate(t.branches)}
     false_rej = culprits_rej = 0
     other: dict[str, int] = {}
@@ -260,7 +282,7 @@ def rollback_and_resubmit(fac: Factory, t: Template) -> int:
     """An operator's rollback: main back to where it was before the batch, the same heads again."""
     git(fac.root, "reset", "-q", "--hard", t.base)
     since = last_entry_id(fac)
-    register_and_submit(fac, t.branches, register=False)
+    register_and_submit(fac, t.branches, workers=False)
     return since
 
 
@@ -286,6 +308,105 @@ def scenario(name: str, n: int, where: Path, say: Callable[[str], None] | None) 
         )
         fac.store.close()
     return runs
+
+
+def live_modes(slots: list[int]) -> dict[str, dict[str, object]]:
+    """The queues a live scenario compares: the serial one (one branch per candidate, no cache,
+    one slot) and factory.toml's queue with each number of slots."""
+    modes: dict[str, dict[str, object]] = {"serial": {"max_batch": 1, "use_cache": False, "slots": 1}}
+    for n in slots:
+        modes[f"slots {n}"] = {"slots": n}
+    return modes
+
+
+def live_once(
+    fac: Factory,
+    t: Template,
+    queue_args: dict[str, object],
+    arrival: float,
+    say: Callable[[str], None] | None,
+) -> Run:
+    """The queue runs in a thread; the branches are submitted one by one, evenly spread over
+    `arrival` seconds; the makespan runs from the first submission until every entry is decided."""
+    register(fac, t.branches)
+    q = MergeQueue(fac, say=say, **queue_args)  # type: ignore[arg-type]
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            q.run(should_stop=stop.is_set)
+        except BaseException as e:
+            failed.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.5)  # the queue is up and idle, waiting for submissions
+    n = len(t.branches)
+    start = time.monotonic()
+    for i, (worker, branch, sha) in enumerate(t.branches):
+        due = start + (arrival * i / (n - 1) if n > 1 else 0.0)
+        time.sleep(max(0.0, due - time.monotonic()))
+        fac.store.enqueue(worker, branch, sha, None)
+    while not failed:
+        if len(fac.store.queue()) == n and not fac.store.queue(("queued", "testing")):
+            break
+        time.sleep(0.05)
+    makespan = time.monotonic() - start
+    stop.set()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return tally(fac, t, makespan, q.stats)
+
+
+def live_scenario(
+    name: str, where: Path, slots: list[int], arrival: float, say: Callable[[str], None] | None
+) -> dict[str, Run]:
+    what, n, red, _goal = LIVE[name]
+    log(f"{name}: building {n} branches ({what}, arriving over {arrival:g}s)")
+    t = build(where, name, n, failing_for("B3", n) if red else set())
+    runs: dict[str, Run] = {}
+    for mode, queue_args in live_modes(slots).items():
+        fac = copy(t, where / mode.replace(" ", "-"))
+        log(f"{name} {mode}: running the queue while the branches arrive")
+        r = live_once(fac, t, queue_args, arrival, say)
+        runs[mode] = r
+        log(
+            f"{name} {mode}: {r.makespan:.1f}s, {r.check_runs} check run(s), {r.cache_hits} cache hit(s), "
+            f"{r.merged} merged, {r.red} red" + (f", other {r.other}" if r.other else "")
+        )
+        fac.store.close()
+    return runs
+
+
+def live_table(rows: list[dict]) -> str:
+    head = ("scen", "queue", "makespan s", "check runs", "merged", "red", "false rej", "vs serial", "goal")
+    lines = [head]
+    for row in rows:
+        serial = row["runs"]["serial"]["makespan"]
+        for mode, r in row["runs"].items():
+            ratio = serial / r["makespan"] if r["makespan"] else float("inf")
+            goal = ""
+            if mode != "serial":
+                goal = f"{'MET' if ratio >= row['goal'] else 'MISSED'} (>={row['goal']:g}x serial)"
+            lines.append(
+                (
+                    row["scenario"],
+                    mode,
+                    f"{r['makespan']:.1f}",
+                    str(r["check_runs"]),
+                    str(r["merged"]),
+                    str(r["red"]),
+                    str(r["false_rejections"]),
+                    f"{ratio:.1f}x",
+                    goal,
+                )
+            )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
 
 
 def measure_t(where: Path, runs: int = 3) -> list[float]:
@@ -389,7 +510,13 @@ def table(rows: list[dict], t: float, samples: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of B1,B2,B3,B4,B6"
+        "--scenarios",
+        default=",".join([*SCENARIOS, *LIVE]),
+        help="comma-separated subset of B1,B2,B3,B4,B6,L8,L16R3",
+    )
+    ap.add_argument("--slots", default="1,2,4", help="the live scenarios' [executor] slots (default 1,2,4)")
+    ap.add_argument(
+        "--arrival", type=float, default=0.5, help="seconds over which a live scenario's branches arrive"
     )
     ap.add_argument("--branches", type=int, default=16, help="branches per scenario (default 16)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON to this path")
@@ -397,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="print the queues' own progress to stderr")
     args = ap.parse_args(argv)
     names = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in names if s not in SCENARIOS]
+    unknown = [s for s in names if s not in SCENARIOS and s not in LIVE]
+    slots = [int(x) for x in args.slots.split(",") if x.strip()]
     if unknown or args.branches < 2:
         ap.error(f"unknown scenario(s) {', '.join(unknown)}" if unknown else "--branches must be at least 2")
 
@@ -409,12 +537,24 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda m: print(f"    {m}", file=sys.stderr, flush=True)) if args.verbose else None
     tmp = Path(tempfile.mkdtemp(prefix="fac-bench-"))
     rows: list[dict] = []
+    live_rows: list[dict] = []
     try:
         log(f"work dir {tmp}; {os.cpu_count()} CPUs, load {load()}, checks run in: {sandbox_kind(tmp)}")
         log("measuring T (3 gate runs on main)")
         before = measure_t(tmp)
         log(f"T runs before: {', '.join(f'{x:.2f}' for x in before)}s")
-        for name in names:
+        for name in [n for n in names if n in LIVE]:
+            runs = live_scenario(name, tmp / name, slots, args.arrival, say)
+            live_rows.append(
+                {
+                    "scenario": name,
+                    "description": LIVE[name][0],
+                    "arrival": args.arrival,
+                    "goal": LIVE[name][3],
+                    "runs": {mode: asdict(r) for mode, r in runs.items()},
+                }
+            )
+        for name in [n for n in names if n in SCENARIOS]:
             runs = scenario(name, args.branches, tmp / name, say)
             s, d = runs["serial"], runs["default"]
             row = {
@@ -437,7 +577,12 @@ def main(argv: list[str] | None = None) -> int:
             row["floor"] = None if floor is None else round(floor, 2)
             row["default_vs_floor"] = round(row["default"]["makespan"] / floor, 2) if floor else None
             row["goal"] = goal_for(row["scenario"], row)
-        print(table(rows, t, samples))
+        if rows:
+            print(table(rows, t, samples))
+        else:
+            print(f"T = {t:.2f}s: median of {len(samples)} gate runs on main")
+        if live_rows:
+            print(live_table(live_rows))
         if ENV_BUILDS:
             print(
                 f"env build: {statistics.median(ENV_BUILDS):.2f}s (median of {len(ENV_BUILDS)} builds of "
@@ -454,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
                         "load": load(),
                         "sandbox": sandbox_kind(tmp),
                         "rows": rows,
+                        "live": live_rows,
                     },
                     indent=2,
                 )

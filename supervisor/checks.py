@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,49 @@ from supervisor.sandbox import Sandbox
 TAIL_CHARS = 4000
 FEEDBACK_CHARS = 2000
 SUITE_FORMAT = "1"  # bump when the way checks run changes, so old cache entries stop matching
+
+
+class Cancelled(Exception):
+    """A gate run stopped by its `Cancel` (a speculative candidate built on one that went red): it
+    has no verdict, so nothing may record, cache or blame it."""
+
+
+class Cancel:
+    """Stops a gate run: every check process it started is killed (its whole process group), and
+    none starts after. One per candidate under test; `cancel()` may come from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: dict[int, tuple[subprocess.Popen[bytes], Callable[[], None] | None]] = {}
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            procs = list(self._procs.values())
+        for proc, stop in procs:
+            _kill_group(proc)
+            if stop is not None:
+                stop()
+
+    def check(self) -> None:
+        """Raise `Cancelled` once cancelled (between the steps of a gate run)."""
+        if self.cancelled:
+            raise Cancelled()
+
+    def track(self, proc: subprocess.Popen[bytes], stop: Callable[[], None] | None) -> None:
+        """`proc` belongs to this run; killed at once if the run was cancelled meanwhile."""
+        with self._lock:
+            self._procs[proc.pid] = (proc, stop)
+            late = self.cancelled
+        if late:
+            _kill_group(proc)
+            if stop is not None:
+                stop()
+
+    def untrack(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.pop(proc.pid, None)
 
 
 @dataclass(frozen=True)
@@ -221,8 +265,10 @@ def run_one(
     sandbox: Sandbox | None = None,
     report: Path | None = None,
     args: tuple[str, ...] = (),
+    cancel: Cancel | None = None,
 ) -> CheckResult:
-    """Run one check in its own process group; a timeout kills the whole group.
+    """Run one check in its own process group; a timeout kills the whole group, and so does `cancel`
+    (then `Cancelled` is raised: a cancelled check has no result).
 
     A pytest check given `report` writes its junit report there through an inherited file
     descriptor: the file lies outside everything the sandbox lets the check write, so nothing in the
@@ -249,6 +295,8 @@ def run_one(
             log=str(log_path),
         )
 
+    if cancel is not None:
+        cancel.check()
     if not cwd.is_dir():
         return result(False, None, f"cwd {check.cwd!r} does not exist in the tree under test")
     argv = safe_argv([*argv_of(check), *args])
@@ -299,14 +347,22 @@ def run_one(
             return result(False, None, f"cannot start {argv[0]!r}: {e.strerror}")
         if report_file:
             report_file.close()  # the child holds its own copy
+        stop = functools.partial(sandbox.stop, container) if sandbox is not None and container else None
+        if cancel is not None:
+            cancel.track(proc, stop)
         try:
             code = proc.wait(timeout=check.timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
-            if sandbox is not None and container:
-                sandbox.stop(container)  # the client is gone; the container would run on
+            if stop is not None:
+                stop()  # the client is gone; the container would run on
             code = proc.wait()
+        finally:
+            if cancel is not None:
+                cancel.untrack(proc)
+    if cancel is not None:
+        cancel.check()  # killed by a cancel: its exit status says nothing about the candidate
     tail = _tail(log_path)
     if timed_out:
         return result(

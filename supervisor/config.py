@@ -85,6 +85,8 @@ class ExecutorConfig:
 
     kind: ExecutorKind = "local"
     scheduler: str | None = None  # kind = "dask": the scheduler's address, tcp://HOST:8786
+    # candidates under test at once (the queue's speculative pipeline; 1: one at a time)
+    slots: int = field(default_factory=lambda: os.cpu_count() or 2)
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,13 @@ class Config:
     remote: str | None = None  # [factory] remote: the git remote whose main is the truth
     session: str = ""
     queue: QueueConfig = field(default_factory=QueueConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     checks: tuple[CheckDef, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     context_max_chars: int = 24_000  # [context] max_chars: the budget of an agent's context
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
 
 # --- validation helpers: each returns the converted value or raises ValueError(expected) ---
@@ -332,7 +334,7 @@ SCHEMA["supervisor"] = {
 
 SCHEMA["context"] = {"max_chars": _int_min(1000)}
 
-SCHEMA["executor"] = {"kind": _executor_kind, "scheduler": _scheduler}
+SCHEMA["executor"] = {"kind": _executor_kind, "scheduler": _scheduler, "slots": _int_min(1)}
 
 
 def _url(v: Any) -> str:

@@ -102,6 +102,7 @@ def judge(
     trusted: frozenset[str] = frozenset(),
     progress: Progress | None = None,
     executor: Executor | None = None,
+    cancel: checks.Cancel | None = None,
 ) -> Verdict:
     """The gate's verdict on commit `sha` under `suite` (main's); `verdict.cached` tells a cache hit.
 
@@ -112,7 +113,8 @@ def judge(
     is asked only when the gate really runs; `tree` saves a git call when known; `record_hit=False`
     answers from the cache without recording a run (`fac check --ref --cache`). `progress` hears each
     check start and end (not on a cache hit, nor from a remote executor). `executor` runs the suite
-    (default: here); `verdict.ran` says where it ran.
+    (default: here); `verdict.ran` says where it ran. `cancel` stops a local run (its processes
+    killed): then `checks.Cancelled` is raised and nothing is recorded.
     """
     tree = tree or repo.tree_of(fac.root, sha)
     key = cache_key(suite.hash, waive | {f"infra:{p}" for p in trusted})
@@ -128,7 +130,12 @@ def judge(
     # A remote executor's replica has a store of its own: it gets main's outcomes from this one.
     known = _known(fac, suite, base) if executor.kind != "local" else ()
     job = Job(base, label() if label else None, waive, trusted, known)
-    run = executor.run(fac, sha, suite, par, job, progress)
+    if executor.kind == "local" and cancel is not None:
+        run = run_suite(fac, sha, suite, par, job, progress=progress, cancel=cancel)
+    else:
+        run = executor.run(fac, sha, suite, par, job, progress)
+    if cancel is not None:
+        cancel.check()  # a run cut short says nothing about the tree: never cached, never recorded
     observe(fac, suite, run)
     verdict = replace(run.verdict, ran=(run.executor, run.worker))
     remember = key if cache != "off" else None
@@ -237,6 +244,7 @@ class Context:
     base: str | None
     waive: frozenset[str]
     known: dict[str, dict[str, str]] = field(default_factory=dict)  # main's outcomes, from the factory
+    cancel: checks.Cancel | None = None
 
 
 def run_gate(
@@ -250,15 +258,25 @@ def run_gate(
     waive: frozenset[str] = frozenset(),
     trusted: frozenset[str] = frozenset(),
     progress: Progress | None = None,
+    cancel: checks.Cancel | None = None,
 ) -> Verdict:
     """Run the gate stage of `suite` on commit `sha` here, now (no cache), and record what it observed."""
-    run = run_suite(fac, sha, suite, parallel, Job(base, label, waive, trusted), progress=progress)
+    run = run_suite(
+        fac, sha, suite, parallel, Job(base, label, waive, trusted), progress=progress, cancel=cancel
+    )
     observe(fac, suite, run)
     return run.verdict
 
 
 def run_suite(
-    fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, *, progress: Progress | None = None
+    fac: Factory,
+    sha: str,
+    suite: Suite,
+    parallel: int,
+    job: Job,
+    *,
+    progress: Progress | None = None,
+    cancel: checks.Cancel | None = None,
 ) -> Run:
     """Run the gate stage of `suite` on commit `sha` of `fac`'s repository in a throw-away detached
     worktree, in the system's environment and sandbox: what every executor runs (locally on the
@@ -301,13 +319,14 @@ def run_suite(
             base,
             job.waive,
             {name: dict(tests) for name, tests in job.known},
+            cancel,
         )
         stack.callback(shutil.rmtree, ctx.reports, ignore_errors=True)
         guard_results: dict[str, CheckResult] = {}
         jobs: list[Callable[[], CheckResult]] = [
             functools.partial(judge_pytest, ctx, c, guard_results)
             if c.name in pytests
-            else functools.partial(checks.run_one, c, wt, "gate", ctx.log_dir, ctx.sandbox)
+            else functools.partial(checks.run_one, c, wt, "gate", ctx.log_dir, ctx.sandbox, cancel=cancel)
             for c in gate
         ]
         results = checks.run_suite(
@@ -344,11 +363,14 @@ def report_path(ctx: Context, c: CheckDef, part: str = "") -> Path:
     return ctx.reports / f"{_safe(c.name)}{part}.xml"
 
 
-def collect(c: CheckDef, wt: Path, log_dir: Path, sb: Sandbox) -> list[str] | None:
+def collect(
+    c: CheckDef, wt: Path, log_dir: Path, sb: Sandbox, cancel: checks.Cancel | None = None
+) -> list[str] | None:
     """The junit keys of the tests `c` collects in `wt`, by a run of its own (in the sandbox) that only
     collects, under main's test infrastructure; None when collection fails."""
     probe = replace(c, name=f"{c.name}.collect")
-    r = checks.run_one(probe, wt, "gate", log_dir, sb, args=tuple(junit.collect_args(checks.argv_of(c))))
+    args = tuple(junit.collect_args(checks.argv_of(c)))
+    r = checks.run_one(probe, wt, "gate", log_dir, sb, args=args, cancel=cancel)
     if r.exit_code not in (0, 5) or r.log is None:  # 5: no tests collected
         return None
     return junit.collected_keys(Path(r.log).read_text(encoding="utf-8", errors="replace"))
@@ -364,18 +386,24 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
         # Main's outcomes unknown (main was never a candidate): its collection stands in while the
         # candidate is green; main's own run is paid for only when the answer depends on it.
         main_ids_f = (
-            pool.submit(main_collected, fac, c, base, ctx.sandbox) if base and known is None else None
+            pool.submit(main_collected, fac, c, base, ctx.sandbox, ctx.cancel)
+            if base and known is None
+            else None
         )
-        ids_f = pool.submit(collect, c, ctx.wt, ctx.log_dir, ctx.sandbox)
+        ids_f = pool.submit(collect, c, ctx.wt, ctx.log_dir, ctx.sandbox, ctx.cancel)
         # The candidate's own test configuration decides what main will run once it merges: the
         # count guard collects with it (main's infrastructure judges everything else).
         own_f = (
-            pool.submit(collect, replace(c, name=f"{c.name}.own"), ctx.own, ctx.log_dir, ctx.sandbox)
+            pool.submit(
+                collect, replace(c, name=f"{c.name}.own"), ctx.own, ctx.log_dir, ctx.sandbox, ctx.cancel
+            )
             if ctx.own
             else None
         )
         second_f = pool.submit(second_run, ctx, c) if ctx.second else None
-        run = checks.run_one(c, ctx.wt, "gate", ctx.log_dir, ctx.sandbox, report=report_path(ctx, c))
+        run = checks.run_one(
+            c, ctx.wt, "gate", ctx.log_dir, ctx.sandbox, report=report_path(ctx, c), cancel=ctx.cancel
+        )
         collected = ids_f.result()
         main_ids = main_ids_f.result() if main_ids_f else None
         second = second_f.result() if second_f else None
@@ -384,7 +412,7 @@ def judge_pytest(ctx: Context, c: CheckDef, guard_results: dict[str, CheckResult
     main = known
     if base is not None and main is None:
         if needs_main_run(run, report, main_ids, second):
-            main = main_outcomes(fac, ctx.suite, c, base, ctx.sandbox)
+            main = main_outcomes(fac, ctx.suite, c, base, ctx.sandbox, ctx.cancel)
         elif main_ids is not None:
             main = dict.fromkeys(main_ids, "passed")
     if base is not None:
@@ -489,7 +517,9 @@ def second_run(ctx: Context, c: CheckDef) -> tuple[CheckResult, junit.Report | N
     rep = report_path(ctx, c, ".main-tests")
     if not args:
         return CheckResult(probe.name, True, 0, 0.0, "", ""), junit.Report({}, {}, {}), ()
-    run = checks.run_one(probe, ctx.second, "gate", ctx.log_dir, ctx.sandbox, report=rep, args=args)
+    run = checks.run_one(
+        probe, ctx.second, "gate", ctx.log_dir, ctx.sandbox, report=rep, args=args, cancel=ctx.cancel
+    )
     return run, junit.read_report(rep), files
 
 
@@ -499,15 +529,19 @@ def main_observed(fac: Factory, suite: Suite, c: CheckDef, base: str) -> dict[st
     return seen[2] if seen is not None else None
 
 
-def main_collected(fac: Factory, c: CheckDef, base: str, sb: Sandbox) -> list[str] | None:
+def main_collected(
+    fac: Factory, c: CheckDef, base: str, sb: Sandbox, cancel: checks.Cancel | None = None
+) -> list[str] | None:
     """The tests `c` collects on main (in a worktree of main, in the sandbox)."""
     label = f"{os.getpid()}-{time.monotonic_ns()}"
     with worktrees.detached(fac.root, fac.fac_dir / "tmp" / f"main-ids-{base[:10]}-{label}", base) as wt:
         log_dir = fac.fac_dir / "logs" / "checks" / f"main-{base[:12]}-{label}"
-        return collect(c, wt, log_dir, sb)
+        return collect(c, wt, log_dir, sb, cancel)
 
 
-def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str, sb: Sandbox) -> dict[str, str] | None:
+def main_outcomes(
+    fac: Factory, suite: Suite, c: CheckDef, base: str, sb: Sandbox, cancel: checks.Cancel | None = None
+) -> dict[str, str] | None:
     """Main's per-test outcomes for check `c`: observed when main was a candidate, else run once now
     (and remembered)."""
     seen = main_observed(fac, suite, c, base)
@@ -519,7 +553,7 @@ def main_outcomes(fac: Factory, suite: Suite, c: CheckDef, base: str, sb: Sandbo
     with worktrees.detached(fac.root, tmp / f"main-{base[:10]}-{label}", base) as wt:
         report = tmp / f"junit-main-{base[:10]}-{label}" / f"{_safe(c.name)}.xml"
         log_dir = fac.fac_dir / "logs" / "checks" / f"main-{base[:12]}-{label}"
-        r = checks.run_one(c, wt, "gate", log_dir, sb, report=report)
+        r = checks.run_one(c, wt, "gate", log_dir, sb, report=report, cancel=cancel)
         got = junit.read_report(report)
         shutil.rmtree(report.parent, ignore_errors=True)
     if got is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,17 +25,22 @@ from supervisor import repo
 from supervisor.errors import FacError
 
 BRANCH_PREFIX = "fac/"
+# git's worktree bookkeeping (.git/worktrees/<name>, picked and created by `git worktree add`) is
+# not safe against itself: the queue's threads add and remove throw-away worktrees one at a time.
+_WORKTREE_LOCK = threading.Lock()
 
 
 @contextmanager
 def detached(root: Path, path: Path, rev: str) -> Iterator[Path]:
     """A throw-away worktree of `rev` at `path` (no branch), removed however the block ends."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    repo.git(root, "worktree", "add", "--quiet", "--detach", str(path), rev)
+    with _WORKTREE_LOCK:
+        repo.git(root, "worktree", "add", "--quiet", "--detach", str(path), rev)
     try:
         yield path
     finally:
-        repo.git(root, "worktree", "remove", "--force", str(path), check=False)
+        with _WORKTREE_LOCK:
+            repo.git(root, "worktree", "remove", "--force", str(path), check=False)
         shutil.rmtree(path, ignore_errors=True)
 
 

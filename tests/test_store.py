@@ -312,3 +312,38 @@ def test_testing_progress_reads_as_elapsed_time_and_running_checks(
     from supervisor.queue.views import testing_progress
 
     assert testing_progress(state, since, running, now=142.0) == shown
+
+
+def test_threads_sharing_one_store_each_write_in_their_own_transaction(tmp_path: Path) -> None:
+    # The merge queue judges several candidates at once from threads that share one Store: with one
+    # connection their BEGINs would collide ("cannot start a transaction within a transaction") or
+    # interleave. Each thread gets its own connection; every write lands.
+    import threading
+
+    store = Store(tmp_path / "state.db")
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(25):
+                with store.tx() as db:
+                    store.event("probe", None, db=db, writer=n, i=i)
+                    store.event("probe", None, db=db, writer=n, i=i, second=True)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    got = [e.payload for e in store.events() if e.kind == "probe"]
+    assert len(got) == 8 * 25 * 2
+    # each transaction's two events are adjacent: no other thread's write came in between
+    for first, second in zip(got[::2], got[1::2], strict=True):
+        assert (first["writer"], first["i"]) == (second["writer"], second["i"]) and second["second"]
+    store.close()

@@ -110,6 +110,7 @@ def config_cmd(as_json: bool) -> None:
     [executor] kind        "local" (subprocesses, default) or "dask" (one task per candidate on a
                            Dask cluster; needs [factory] remote and pip install "fac[dask]")
     [executor] scheduler   the Dask scheduler's address, tcp://HOST:8786 (kind = "dask")
+    [executor] slots       candidates under test at once, speculative (default: CPU count; 1 = one at a time)
     [checks.NAME] run      command (string split like a shell would, or a list); no shell, so
                            &&, ||, |, ;, >, <, `, $( and a leading VAR=x are refused: use
                            run = "bash -c '...'" or env = { VAR = "x" }
@@ -132,10 +133,10 @@ def config_cmd(as_json: bool) -> None:
         "remote": cfg.remote,
         "session": cfg.session,
         "queue": asdict(cfg.queue),
+        "executor": asdict(cfg.executor),
         "supervisor": asdict(cfg.supervisor),
         "context": {"max_chars": cfg.context_max_chars},
         "agents": asdict(cfg.agents),
-        "executor": asdict(cfg.executor),
         "checks": [asdict(c) for c in cfg.checks],
     }
     if as_json:
@@ -162,11 +163,11 @@ def config_cmd(as_json: bool) -> None:
         return ", ".join(f"{k}={shown(k, v)}" for k, v in section.items())
 
     click.echo("[queue] " + toml_like(asdict(cfg.queue)))
+    click.echo("[executor] " + toml_like(asdict(cfg.executor)))
     click.echo("[supervisor] " + toml_like(asdict(cfg.supervisor)))
     click.echo(f"[context] max_chars={cfg.context_max_chars}")
     click.echo("[agents] " + toml_like(asdict(cfg.agents)))
     click.echo("[sandbox] " + toml_like(asdict(cfg.sandbox)))
-    click.echo("[executor] " + toml_like(asdict(cfg.executor)))
     for c in cfg.checks:
         run = c.run if isinstance(c.run, str) else " ".join(c.run)
         click.echo(f"check {c.name}: {run} (cwd {c.cwd}, stage {'+'.join(c.stage)}, timeout {c.timeout:g}s)")

@@ -94,7 +94,12 @@ def queue(ctx: click.Context, as_json: bool, show_all: bool) -> None:
 @click.option("--once", is_flag=True, help="Exit when nothing is pending instead of waiting for submissions.")
 @click.option("--max-batch", type=click.IntRange(1), help="Override [queue] max_batch (1 = serial).")
 @cache_option(True, "Reuse stored check results for a tree already judged (--cache), or never (--no-cache).")
-def queue_run(once: bool, max_batch: int | None, cache: bool) -> None:
+@click.option(
+    "--slots",
+    type=click.IntRange(1),
+    help="Override [executor] slots: candidates under test at once (1 = one).",
+)
+def queue_run(once: bool, max_batch: int | None, cache: bool, slots: int | None) -> None:
     """Run the merge queue (`fac up` starts it in the window `merge-queue`).
 
     In its own window it also restarts a dead supervisor window (each restart is an event in `fac log`).
@@ -103,7 +108,9 @@ def queue_run(once: bool, max_batch: int | None, cache: bool) -> None:
     from supervisor.queue import MergeQueue
 
     keep = (health.SUPERVISOR_WINDOW,) if os.environ.get(health.WINDOW_ENV) == health.QUEUE_WINDOW else ()
-    mq = MergeQueue(find_factory(), max_batch=max_batch, use_cache=cache, say=timestamped, keep=keep)
+    mq = MergeQueue(
+        find_factory(), max_batch=max_batch, use_cache=cache, say=timestamped, keep=keep, slots=slots
+    )
     stats = mq.run(once=once)
     timestamped(
         "done: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) if stats else "done: nothing to do"

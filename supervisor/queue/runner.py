@@ -4,25 +4,31 @@ Oldest first, a batch of submitted heads is screened, merged onto main without a
 (`candidates`), judged by the gate (`supervisor.gate`), and on green main moves to exactly the
 tested commit (`outcomes`, through `supervisor.mainline`). A red batch is searched for its first
 culprit (`planner.Search`; the gate's cache makes re-testing a known tree free); the others merge.
+
+With `[executor] slots` above 1 the queue is a speculative pipeline (`speculation` decides): up to
+`slots` candidates are under test at once, each built on the one before it, landing in order; a
+red one cancels everything built on it (those entries go back in line, never blamed) and is
+searched with several probes at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 from supervisor import checks, deltas, env, executors, gate, health, line, locks, mainline, repo, wake
 from supervisor.checks import CheckResult, Suite, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.model import QueueEntry
-from supervisor.queue import candidates, planner, screening
+from supervisor.queue import candidates, planner, screening, speculation
 from supervisor.queue.candidates import Candidate
 from supervisor.queue.outcomes import Outcomes
 
@@ -38,6 +44,19 @@ class Settled:
 
     main: str
     moved: bool = False
+
+
+@dataclass
+class Flight:
+    """A candidate under test in one of the executor's slots (speculative: its base may be another
+    candidate still under test)."""
+
+    cand: Candidate
+    suite: Suite
+    future: Future[Verdict]
+    cancel: checks.Cancel
+    started: float
+    ended: list[float] = field(default_factory=list)  # set once, from the thread that ran it
 
 
 NO_CHECKS = (
@@ -56,8 +75,10 @@ class MergeQueue:
         use_cache: bool = True,
         say: Callable[[str], None] | None = None,
         keep: tuple[str, ...] = (),
+        slots: int | None = None,
     ) -> None:
-        """`keep`: fac's own windows to bring back when they die (in its window: the supervisor's)."""
+        """`keep`: fac's own windows to bring back when they die (in its window: the supervisor's).
+        `slots`: candidates under test at once (default `[executor] slots`; 1: one at a time)."""
         self.fac = fac
         self.root = fac.root
         self.keepers = [health.Keeper(fac, name, by="merge-queue") for name in keep]
@@ -66,6 +87,7 @@ class MergeQueue:
         self.batch_size = self.max_batch
         self.retries = cfg.retries if retries is None else retries
         self.parallel = cfg.parallel
+        self.slots = slots or fac.config.executor.slots
         self.use_cache = use_cache
         self.say = say or (lambda _msg: None)
         self.stats: Counter[str] = Counter()
@@ -73,7 +95,13 @@ class MergeQueue:
         self.outcomes = Outcomes(fac, self.say, self.stats, use_cache)
         self.screener = screening.Screener(fac)
         self._lock_fd: int | None = None
-        self._seq = 0
+        self._seq = itertools.count(1)
+        self._stats_lock = threading.Lock()
+        self.chain: list[Flight] = []  # the speculative pipeline, oldest (built on main) first
+        self._pool: ThreadPoolExecutor | None = None
+        self._durations: list[float] = []  # wall times of the pipeline's gate runs, for `typical`
+        self._screened: set[tuple[int, str]] = set()  # (entry, main) screened clean, waiting for a slot
+        self._seen: tuple[int, float] = (-1, 0.0)  # the store's data_version last looked at, and until when
         self._said_stopped = False
         self._held_on: str | None = None  # main's sha the queue is holding on (no gate checks)
         self._said_env: str | None = None
@@ -127,6 +155,7 @@ class MergeQueue:
             finally:
                 if watcher is not None:
                     watcher.stop()
+                self._stop_pipeline()
                 self.executor.close()
         finally:
             self.unlock()
@@ -145,40 +174,21 @@ class MergeQueue:
 
     def step(self) -> bool:
         """Take the next batch and settle it. False when nothing was pending."""
+        if self.slots > 1:
+            return self.pipeline_step()
         store = self.fac.store
         # The system's environment first: a change to project-container/ on main is built before the
         # next gate run, outside it; one that does not build stops the line and waits for a human.
         if not self._environment_ready():
             return False
         # [factory] remote: the remote's main is the truth; before a round, fetch it and follow it
-        # (what someone else pushed there is then an outside move, judged just below).
+        # (what someone else pushed there is then an outside move, judged in _take).
         if self.fac.config.remote is not None and store.queue(("queued",)) and not self._synced():
             return False
-        # Main moves only through fac: a move by anything else is judged before anything builds on it.
-        line.judge_outside_move(self.fac, say=self.say)
-        pending = store.queue(("queued",))
-        # Jidoka: while main is red only fixes merge; everyone else waits instead of being blamed.
-        stopped = bool(pending) and line.get(self.fac).stopped
-        pending = planner.eligible(pending, line_stopped=stopped, is_fix=self._is_fix)
-        if stopped and not pending and not self._said_stopped:
-            self.say("line STOPPED (main is red): only fixes merge; `fac line` says why")
-        self._said_stopped = stopped
-        if not pending:
+        took = self._take()
+        if took is None:
             return False
-        base = repo.rev_parse(self.root, self.main_ref)
-        if base is None:
-            raise FacError(
-                f"branch {self.fac.main} does not exist", hint="check [factory] main in factory.toml"
-            )
-        suite = checks.suite_from_rev(self.root, base, self.fac.fac_dir / "suites")
-        if planner.hold_for_no_checks(len(suite.for_stage("gate")), self.fac.config.queue.allow_no_checks):
-            # Zero checks would call anything green: hold every entry until main has a gate check.
-            if self._held_on != base:
-                self._held_on = base
-                self.say(f"holding {len(pending)} entr{'y' if len(pending) == 1 else 'ies'}: {NO_CHECKS}")
-                store.event("queue-held", None, reason=NO_CHECKS, main=base, entries=[e.id for e in pending])
-            return False
-        self._held_on = None
+        pending, base, suite = took
         batch: list[QueueEntry] = []
         # Screening is read-only git work (about 20 processes per branch): start it for the entries
         # this round will probably take, in parallel; screen() still decides one by one, in order.
@@ -229,6 +239,37 @@ class MergeQueue:
             self.say(f"holding: {why}")
             self.fac.store.event("queue-held", None, reason=why, main=synced.local, remote=synced.remote)
         return False
+
+    def _take(self) -> tuple[list[QueueEntry], str, Suite] | None:
+        """What a round may take: the eligible pending entries, main's sha and main's suite. None when
+        nothing is pending, or every entry is held (main has no gate check)."""
+        store = self.fac.store
+        # Main moves only through fac: a move by anything else is judged before anything builds on it.
+        line.judge_outside_move(self.fac, say=self.say)
+        pending = store.queue(("queued",))
+        # Jidoka: while main is red only fixes merge; everyone else waits instead of being blamed.
+        stopped = bool(pending) and line.get(self.fac).stopped
+        pending = planner.eligible(pending, line_stopped=stopped, is_fix=self._is_fix)
+        if stopped and not pending and not self._said_stopped:
+            self.say("line STOPPED (main is red): only fixes merge; `fac line` says why")
+        self._said_stopped = stopped
+        if not pending:
+            return None
+        base = repo.rev_parse(self.root, self.main_ref)
+        if base is None:
+            raise FacError(
+                f"branch {self.fac.main} does not exist", hint="check [factory] main in factory.toml"
+            )
+        suite = checks.suite_from_rev(self.root, base, self.fac.fac_dir / "suites")
+        if planner.hold_for_no_checks(len(suite.for_stage("gate")), self.fac.config.queue.allow_no_checks):
+            # Zero checks would call anything green: hold every entry until main has a gate check.
+            if self._held_on != base:
+                self._held_on = base
+                self.say(f"holding {len(pending)} entr{'y' if len(pending) == 1 else 'ies'}: {NO_CHECKS}")
+                store.event("queue-held", None, reason=NO_CHECKS, main=base, entries=[e.id for e in pending])
+            return None
+        self._held_on = None
+        return pending, base, suite
 
     def _environment_ready(self) -> bool:
         """Build main's environment when it changed; False (said once) while it does not build."""
@@ -306,15 +347,8 @@ class MergeQueue:
     def single(self, base: str, cand: Candidate, verdict: Verdict, suite: Suite) -> Settled:
         """A red single-branch candidate: run it again (a flaky check passes), else blame its owner."""
         e = cand.entries[0]
-        reruns: list[bool] = []
-        latest = verdict
-        retryable = all(r.retryable for r in verdict.failed())
-        while isinstance(
-            step := planner.retry_or_blame(self.retries, reruns, retryable=retryable), planner.Retry
-        ):
-            self.say(f"  {e.worker}: red alone; retry {step.attempt}/{step.of} to rule out a flaky check")
-            latest = self.test(cand, suite, fresh=True)
-            reruns.append(latest.ok)
+        retry = self._retry_one_by_one if self.slots == 1 else self._retry_at_once
+        step, latest = retry(cand, verdict, suite)
         if step is planner.Alone.FLAKY:
             self.stats["flaky"] += 1
             self.fac.store.event(
@@ -329,6 +363,39 @@ class MergeQueue:
         # of the earlier run of the same tree that the cache answered for.
         self.outcomes.blame(e, cand, latest, base, reason="red")
         return Settled(base)
+
+    def _retry_one_by_one(
+        self, cand: Candidate, verdict: Verdict, suite: Suite
+    ) -> tuple[planner.Alone, Verdict]:
+        """Fresh reruns one after another until one passes or `planner.retry_or_blame` blames."""
+        e = cand.entries[0]
+        reruns: list[bool] = []
+        latest = verdict
+        retryable = all(r.retryable for r in verdict.failed())
+        while isinstance(
+            step := planner.retry_or_blame(self.retries, reruns, retryable=retryable), planner.Retry
+        ):
+            self.say(f"  {e.worker}: red alone; retry {step.attempt}/{step.of} to rule out a flaky check")
+            latest = self.test(cand, suite, fresh=True)
+            reruns.append(latest.ok)
+        return step, latest
+
+    def _retry_at_once(
+        self, cand: Candidate, verdict: Verdict, suite: Suite
+    ) -> tuple[planner.Alone, Verdict]:
+        """Fresh reruns several at once, one per slot (`speculation.retries_now`)."""
+        e = cand.entries[0]
+        reruns: list[bool] = []
+        latest = verdict
+        retryable = all(r.retryable for r in verdict.failed())
+        while not isinstance(
+            n := speculation.retries_now(self.retries, reruns, self.slots, retryable=retryable), planner.Alone
+        ):
+            self.say(f"  {e.worker}: red alone; {n} retr{'y' if n == 1 else 'ies'} at once (a flaky check?)")
+            got = self._run_all([(cand, True)] * n, suite)
+            reruns += [v.ok for v in got]
+            latest = next((v for v in got if v.ok), got[-1])
+        return n, latest
 
     def search(self, base: str, entries: list[QueueEntry], suite: Suite) -> Settled:
         """A red batch: binary search for its shortest red prefix, oldest first (`planner.Search`).
@@ -359,11 +426,22 @@ class MergeQueue:
 
     # --- running the gate ---
 
-    def test(self, cand: Candidate, suite: Suite, *, fresh: bool = False) -> Verdict:
-        """The gate's verdict on a candidate (a `fresh` one ignores the cache), counted and told."""
+    def test(
+        self,
+        cand: Candidate,
+        suite: Suite,
+        *,
+        fresh: bool = False,
+        cancel: checks.Cancel | None = None,
+        mark: bool = True,
+    ) -> Verdict:
+        """The gate's verdict on a candidate (a `fresh` one ignores the cache), counted and told.
+        Safe to call from several threads at once; `cancel` stops it (`checks.Cancelled`). `mark`:
+        put its entries under test (the pipeline did already, before the thread started)."""
         store = self.fac.store
         ids = [e.id for e in cand.entries]
-        store.start_testing(ids)
+        if mark:
+            store.start_testing(ids)
         running: list[str] = []
         lock = threading.Lock()
 
@@ -389,13 +467,16 @@ class MergeQueue:
             trusted=screening.trusted_infra(self.fac, cand.entries, cand.base),
             progress=progress,
             executor=self.executor,
+            cancel=cancel,
         )
         if verdict.cached:
-            self.stats["cache_hits"] += 1
+            with self._stats_lock:
+                self.stats["cache_hits"] += 1
             color = "green" if verdict.ok else "red"
             self.say(f"  candidate {cand.sha[:10]}: {color} (cached result for this tree)")
             return verdict
-        self.stats["check_runs"] += 1
+        with self._stats_lock:
+            self.stats["check_runs"] += 1
         store.event(
             "candidate",
             None,
@@ -414,5 +495,211 @@ class MergeQueue:
         return verdict
 
     def _label(self) -> str:
-        self._seq += 1
-        return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self._seq}"
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(self._seq)}"
+
+    # --- the speculative pipeline (slots > 1) ---
+
+    def pipeline_step(self) -> bool:
+        """One round of the pipeline: land or settle what finished at the head of the chain, then
+        start candidates for newly screened entries in free slots (or grow the youngest), then wait
+        a little for a run to end. False when nothing is pending and nothing is under test."""
+        store = self.fac.store
+        progressed = self._harvest()
+        # Looking for newcomers costs a dozen git calls: only when the store changed (a submission,
+        # a verdict) or something settled, and every 2 s as a safety net.
+        version, now = store.data_version(), time.monotonic()
+        if self.chain and not progressed and version == self._seen[0] and now < self._seen[1]:
+            wait([f.future for f in self.chain], timeout=0.2, return_when=FIRST_COMPLETED)
+            return True
+        self._seen = (version, now + 2.0)
+        if not self._environment_ready():
+            self._cancel_chain("main's environment does not build")
+            return progressed
+        took = self._take()
+        if took is not None:
+            pending, base, suite = took
+            self._start_ready(self._screen_all(pending, base), base, suite)
+        if not self.chain:
+            return progressed
+        wait([f.future for f in self.chain], timeout=0.2, return_when=FIRST_COMPLETED)
+        return True
+
+    def _screen_all(self, pending: Sequence[QueueEntry], base: str) -> list[QueueEntry]:
+        """The pending entries that pass screening against main, in order; each is screened once per
+        main (the prefetch pool reads git for several at once)."""
+        self._screened = {k for k in self._screened if k[1] == base}  # another main: screen again
+        fresh = [e for e in pending if (e.id, base) not in self._screened]
+        ready: list[QueueEntry] = []
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(fresh)))) as pool:
+            self._prefetched = {(e.id, base): pool.submit(self.screener.look_job(e, base)) for e in fresh}
+            try:
+                for e in pending:
+                    if (e.id, base) in self._screened or self.screen(e, base):
+                        self._screened.add((e.id, base))
+                        ready.append(e)
+            finally:
+                self._prefetched = {}
+        return ready
+
+    def _start_ready(self, ready: list[QueueEntry], base: str, suite: Suite) -> None:
+        """Start what `speculation.starts` decides for the screened entries waiting for a slot."""
+        now = time.monotonic()
+        running = [
+            speculation.Running(len(f.cand.entries), None if f.future.done() else now - f.started)
+            for f in self.chain
+        ]
+        typical = speculation.typical_run(self._durations)
+        plan = speculation.starts(len(ready), running, self.slots, self.max_batch, typical)
+        if plan.absorb:
+            tail = self.chain.pop()
+            tail.cancel.cancel()
+            grown = [*tail.cand.entries, *ready[: plan.absorb]]
+            self.say(f"  candidate {tail.cand.sha[:10]} grows by {plan.absorb} (every slot is busy)")
+            self.fac.store.event("speculation-grown", None, sha=tail.cand.sha, entries=[e.id for e in grown])
+            self._start(tail.cand.base, grown, suite, requeue=list(tail.cand.entries))
+        ready = ready[plan.absorb :]
+        for size in plan.sizes:
+            self._start(self.chain[-1].cand.sha if self.chain else base, ready[:size], suite)
+            ready = ready[size:]
+
+    def _start(
+        self, parent: str, entries: list[QueueEntry], suite: Suite, requeue: Sequence[QueueEntry] = ()
+    ) -> None:
+        """Build a candidate of `entries` on `parent` (main or the youngest candidate) and start its
+        gate run in a slot. An entry that conflicts with one under test waits in line; so do the
+        `requeue` entries of a cancelled candidate that did not make it into this one."""
+        cand, deferred = candidates.build(self.root, parent, entries)
+        for e in deferred:
+            self.say(f"  {e.worker}: conflicts with a branch under test; waits for the next round")
+        ids = [e.id for e in cand.entries]
+        back = [e for e in requeue if e.id not in ids]
+        if back:
+            self._requeue(back, "its candidate was cancelled")
+        if not cand.entries:
+            return
+        if self._pool is None:
+            # Twice the slots: the threads of cancelled runs may still be winding down.
+            self._pool = ThreadPoolExecutor(max_workers=2 * self.slots, thread_name_prefix="fac-slot")
+        self.fac.store.start_testing(ids)
+        cancel = checks.Cancel()
+        future = self._pool.submit(self.test, cand, suite, cancel=cancel, mark=False)
+        flight = Flight(cand, suite, future, cancel, time.monotonic())
+        future.add_done_callback(lambda _f: flight.ended.append(time.monotonic()))
+        on = "main" if parent == repo.rev_parse(self.root, self.main_ref) else f"candidate {parent[:10]}"
+        self.say(
+            f"candidate {cand.sha[:10]}: {', '.join(e.worker for e in cand.entries)} on {on} "
+            f"(slot {len(self.chain) + 1} of {self.slots})"
+        )
+        self.chain.append(flight)
+
+    def _harvest(self) -> bool:
+        """Settle the finished candidates at the head of the chain, in order: a green one lands (main
+        moves by compare-and-swap from its base); a red one cancels everything built on it, which
+        goes back in line, and is settled (searched, retried, blamed). True when any was settled."""
+        settled = False
+        while self.chain and self.chain[0].future.done():
+            head = self.chain.pop(0)
+            if head.ended and not head.cancel.cancelled:
+                self._durations.append(head.ended[0] - head.started)
+            try:
+                verdict = head.future.result()
+            except checks.Cancelled:  # (only a grown tail is cancelled, and it leaves the chain)
+                self._requeue(head.cand.entries, "its candidate was cancelled")
+                continue
+            except env.EnvBuildFailed as err:  # main's project-container/ changed under the run
+                self._cancel_chain("main's environment does not build")
+                self._requeue(head.cand.entries, "main's environment does not build")
+                line.env_failed(self.fac, err)
+                self.say(f"  {err.message}: the batch waits (not a red verdict)")
+                return True
+            settled = True
+            if verdict.ok:
+                if not self.outcomes.land(head.cand):
+                    self._cancel_chain(f"{self.fac.main} moved under the queue")
+                    self.say(f"{self.fac.main} moved under the queue; rebuilding the pipeline")
+                    break
+                continue
+            self._cancel_chain(f"built on red candidate {head.cand.sha[:10]}")
+            try:
+                self._settle_red(head.cand, verdict, head.suite)
+            except env.EnvBuildFailed as err:
+                line.env_failed(self.fac, err)
+                self.say(f"  {err.message}: the batch waits (not a red verdict)")
+            self._requeue([e for e in head.cand.entries if self._is_testing(e)], "not decided by its search")
+            break
+        if settled:
+            self._after_round()
+        return settled
+
+    def _settle_red(self, cand: Candidate, verdict: Verdict, suite: Suite) -> None:
+        """A red head of the chain (built on main): retry a single branch, search a batch."""
+        if len(cand.entries) == 1:
+            self.single(cand.base, cand, verdict, suite)
+        else:
+            self.probe_search(cand.base, list(cand.entries), suite)
+
+    def probe_search(self, base: str, entries: list[QueueEntry], suite: Suite) -> Settled:
+        """A red batch searched with several probes at once (`speculation.cuts`, one per slot): each
+        round tests prefixes in parallel, lands the longest green one before the first red one, and
+        narrows the range; the culprit, alone, is retried, then blamed. Later entries stay queued."""
+        self.say(f"  red batch of {len(entries)}: {self.slots} probes at a time for the first culprit")
+        lo, hi = 0, len(entries)
+        while ends := speculation.cuts(lo, hi, self.slots):
+            probes = [candidates.build(self.root, base, entries[lo:end])[0] for end in ends]
+            verdicts = self._run_all([(p, False) for p in probes], suite)
+            step = speculation.narrow(lo, hi, ends, [v.ok for v in verdicts])
+            if step.land is not None:
+                landed = probes[ends.index(step.land)]
+                if not self.outcomes.land(landed):
+                    return Settled(base, moved=True)
+                base = landed.sha
+            lo, hi = step.lo, step.hi
+        cand, _ = candidates.build(self.root, base, entries[lo:hi])
+        verdict = self.test(cand, suite)  # the cache answers: this prefix was probed red
+        if verdict.ok:
+            return self._landed(cand)
+        return self.single(base, cand, verdict, suite)
+
+    def _run_all(self, runs: list[tuple[Candidate, bool]], suite: Suite) -> list[Verdict]:
+        """Gate runs of candidates (`fresh`: without the cache) at once, one per slot; in order."""
+        if len(runs) == 1:
+            cand, fresh = runs[0]
+            return [self.test(cand, suite, fresh=fresh)]
+        with ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="fac-probe") as pool:
+            futures = [pool.submit(self.test, c, suite, fresh=fresh) for c, fresh in runs]
+            return [f.result() for f in futures]
+
+    def _is_testing(self, e: QueueEntry) -> bool:
+        now = self.fac.store.queue_entry(e.id)
+        return now is not None and now.state == "testing"
+
+    def _requeue(self, entries: Sequence[QueueEntry], reason: str) -> None:
+        """Entries of a cancelled candidate go back in line: not blamed, tested again later."""
+        store = self.fac.store
+        for e in entries:
+            if store.set_entry(e.id, state="queued"):
+                store.event("requeued", e.worker, correlation=f"q{e.id}", reason=reason)
+
+    def _cancel_chain(self, reason: str) -> None:
+        """Cancel every candidate under test (their check processes are killed); their entries go
+        back in line."""
+        chain, self.chain = self.chain, []
+        for f in chain:
+            f.cancel.cancel()
+        if chain:
+            self.say(f"  cancelled {len(chain)} candidate(s): {reason}; their entries are queued again")
+            self.fac.store.event(
+                "speculation-cancelled",
+                None,
+                reason=reason,
+                candidates=[f.cand.sha for f in chain],
+                entries=[e.id for f in chain for e in f.cand.entries],
+            )
+        self._requeue([e for f in chain for e in f.cand.entries], reason)
+
+    def _stop_pipeline(self) -> None:
+        """On the way out: nothing stays under test (entries back in line), no thread is left."""
+        self._cancel_chain("the queue stopped")
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

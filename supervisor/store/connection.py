@@ -1,11 +1,18 @@
-"""The connection every part of the store shares: WAL, short write transactions, migrations, events."""
+"""The connection every part of the store shares: WAL, short write transactions, migrations, events.
+
+Each thread gets its own SQLite connection to the file (the merge queue judges several candidates
+at once from a pool of threads): one connection shared by threads would interleave their
+transactions. WAL and the busy timeout let those connections write one after another.
+"""
 
 from __future__ import annotations
 
 import enum
 import json
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,18 +29,23 @@ class _Unset(enum.Enum):
 UNSET = _Unset.UNSET  # "leave this column as it is" (None is a value: it writes NULL)
 
 
+class _Db(sqlite3.Connection):
+    """A plain sqlite3 connection that a weak set can hold (the base type cannot be weakly referenced)."""
+
+
 class Connection:
     """A connection to `.fac/state.db` and the helpers every record's methods share."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._local = threading.local()
+        # Every thread's connection, to close them all; a thread's goes when the thread ends.
+        self._open: weakref.WeakSet[_Db] = weakref.WeakSet()
+        self._open_lock = threading.Lock()
         try:
-            self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA busy_timeout=60000")
+            self._connect()
             self._enable_wal()
-            self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as e:  # "file is not a database", a disk I/O error, ...
             from supervisor.errors import FacError
@@ -43,6 +55,24 @@ class Connection:
                 hint=f"move it aside (mv {path} {path}.broken) and fac starts an empty one; "
                 "`fac doctor` checks the rest",
             ) from None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection to the store (opened on first use)."""
+        db: _Db | None = getattr(self._local, "db", None)
+        return db if db is not None else self._connect()
+
+    def _connect(self) -> _Db:
+        db = sqlite3.connect(
+            self.path, timeout=60, isolation_level=None, check_same_thread=False, factory=_Db
+        )
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=60000")
+        db.execute("PRAGMA synchronous=NORMAL")
+        self._local.db = db
+        with self._open_lock:
+            self._open.add(db)
+        return db
 
     def _enable_wal(self) -> None:
         # Switching a fresh database to WAL takes an exclusive lock without waiting on the busy
@@ -58,7 +88,12 @@ class Connection:
                 time.sleep(0.01)
 
     def close(self) -> None:
-        self.db.close()
+        with self._open_lock:
+            dbs = list(self._open)
+            self._open.clear()
+        for db in dbs:
+            db.close()
+        self._local = threading.local()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
