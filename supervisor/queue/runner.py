@@ -181,10 +181,6 @@ class MergeQueue:
         # next gate run, outside it; one that does not build stops the line and waits for a human.
         if not self._environment_ready():
             return False
-        # [factory] remote: the remote's main is the truth; before a round, fetch it and follow it
-        # (what someone else pushed there is then an outside move, judged in _take).
-        if self.fac.config.remote is not None and store.queue(("queued",)) and not self._synced():
-            return False
         took = self._take()
         if took is None:
             return False
@@ -244,6 +240,10 @@ class MergeQueue:
         """What a round may take: the eligible pending entries, main's sha and main's suite. None when
         nothing is pending, or every entry is held (main has no gate check)."""
         store = self.fac.store
+        # [factory] remote: the remote's main is the truth; before a round, fetch it and follow it
+        # (what someone else pushed there is then an outside move, judged just below).
+        if self.fac.config.remote is not None and store.queue(("queued",)) and not self._synced():
+            return None
         # Main moves only through fac: a move by anything else is judged before anything builds on it.
         line.judge_outside_move(self.fac, say=self.say)
         pending = store.queue(("queued",))
