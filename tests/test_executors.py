@@ -321,7 +321,11 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error() -> None:
 
 def test_the_local_executor_is_the_default(factory: Path) -> None:
     assert executors.for_factory(Factory(factory)) is gate.LOCAL
-    assert fac_json("config", "--json")["executor"] == {"kind": "local", "scheduler": None}
+    assert fac_json("config", "--json")["executor"] == {
+        "kind": "local",
+        "scheduler": None,
+        "slots": os.cpu_count() or 2,
+    }
 
 
 def test_without_distributed_the_dask_executor_says_how_to_install_it(

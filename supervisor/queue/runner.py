@@ -612,6 +612,9 @@ class MergeQueue:
                 line.env_failed(self.fac, err)
                 self.say(f"  {err.message}: the batch waits (not a red verdict)")
                 return True
+            except executors.Unavailable as err:  # no verdict: nobody is blamed, the entries wait
+                self._executor_down(head, err)
+                return False
             settled = True
             if verdict.ok:
                 if not self.outcomes.land(head.cand):
@@ -625,11 +628,23 @@ class MergeQueue:
             except env.EnvBuildFailed as err:
                 line.env_failed(self.fac, err)
                 self.say(f"  {err.message}: the batch waits (not a red verdict)")
+            except executors.Unavailable as err:
+                self._executor_down(head, err)
             self._requeue([e for e in head.cand.entries if self._is_testing(e)], "not decided by its search")
             break
         if settled:
             self._after_round()
         return settled
+
+    def _executor_down(self, head: Flight, err: executors.Unavailable) -> None:
+        """The executor cannot run the gate: no verdict, nobody blamed; everything goes back in line
+        and the queue tries again at its next tick."""
+        self._cancel_chain("the executor is unavailable")
+        self.say(f"  {err.message}: the batch waits (not a red verdict); {err.hint}")
+        self.fac.store.event(
+            "executor-unavailable", None, error=err.message, entries=[e.id for e in head.cand.entries]
+        )
+        self._requeue([e for e in head.cand.entries if self._is_testing(e)], "the executor is unavailable")
 
     def _settle_red(self, cand: Candidate, verdict: Verdict, suite: Suite) -> None:
         """A red head of the chain (built on main): retry a single branch, search a batch."""
