@@ -210,6 +210,9 @@ class Message:
     read_at: float | None
     acked_at: float | None = None
     attempts: int = 0
+    claimed_by: str | None = None  # the deliverer pasting it right now
+    claimed_at: float | None = None
+    via: str | None = None  # how it reached the agent: paste, hook:stop, hook:prompt, ..., inbox
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,12 @@ class Task:
 # a runtime is like without importing `supervisor.runtimes`; `runtimes.get(name)` loads the module.
 
 
+# How messages reach a runtime's agent (supervisor/delivery.py decides when): `# ` comment lines
+# pasted into its pane, its hooks (and a pasted prompt while it sits at its prompt), or its own
+# reads of the store.
+DeliveryChannel = Literal["comment", "hooks", "inbox"]
+
+
 @dataclass(frozen=True)
 class RuntimeSpec:
     """A runtime's name, where its code lives, and the traits fac needs without loading it."""
@@ -268,6 +277,10 @@ class RuntimeSpec:
     # True pastes plain text and presses Enter (an agent's prompt box, where `#` means something).
     paste_plain: bool
     description: str
+    channel: DeliveryChannel = "comment"
+    # Whether its agent reports its own start (a hook saying "working"): a restarted one stays
+    # `crashed` until it does; one that cannot is `working` as soon as its process runs again.
+    reports_start: bool = False
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
@@ -286,6 +299,8 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "ClaudeRuntime",
             paste_plain=True,  # Claude Code reads a leading # as "remember this"
             description="Claude Code, reporting its state through hooks",
+            channel="hooks",
+            reports_start=True,
         ),
         RuntimeSpec(
             "anthropic",
@@ -293,10 +308,17 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "AnthropicRuntime",
             paste_plain=False,
             description="fac's built-in agent on the Messages API",
+            channel="inbox",  # it reads its inbox between model calls
+            reports_start=True,
         ),
     )
 }
 RUNTIME_NAMES: tuple[str, ...] = tuple(RUNTIMES)
+
+
+def runtime_spec(runtime: str) -> RuntimeSpec:
+    """The registry's entry for `runtime`; an unknown one is treated as a command line."""
+    return RUNTIMES.get(runtime) or RUNTIMES["command"]
 
 
 def paste_plain(runtime: str) -> bool:

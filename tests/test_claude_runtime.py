@@ -9,41 +9,26 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import claude_standin
 import pytest
 from helpers import assert_usage_error, fac_json, git, run_fac, session_of, wait_for
 
 from supervisor import workers
 from supervisor.factory import Factory
-
-# A stand-in for the `claude` CLI: records its argv, then does what Claude Code does at start-up:
-# runs the SessionStart hook from .claude/settings.local.json with JSON on stdin, keeping its output.
-FAKE_CLAUDE = r"""#!/usr/bin/env python3
-import json, os, subprocess, sys, time, pathlib
-def put(name, text):  # whole or not at all: the test reads the file as soon as it exists
-    tmp = pathlib.Path(name + ".tmp")
-    tmp.write_text(text)
-    tmp.rename(name)
-put("claude-argv.json", json.dumps(sys.argv[1:]))
-put("claude-env.json", json.dumps(dict(os.environ)))
-settings = json.loads(pathlib.Path(".claude/settings.local.json").read_text())
-cmd = settings["hooks"]["SessionStart"][0]["hooks"][0]["command"]
-payload = {"session_id": "sess-1234", "hook_event_name": "SessionStart", "source": "startup",
-           "transcript_path": "/dev/null", "cwd": str(pathlib.Path.cwd())}
-out = subprocess.run(cmd, shell=True, input=json.dumps(payload), capture_output=True, text=True)
-put("session-start-output.txt", out.stdout)
-time.sleep(600)
-"""
+from supervisor.runtimes import claude
 
 
 @pytest.fixture
 def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The scripted stand-in (claude_standin.py) as `claude` on PATH."""
     bindir = tmp_path / "fake-bin"
-    bindir.mkdir()
-    exe = bindir / "claude"
-    exe.write_text(FAKE_CLAUDE)
-    exe.chmod(0o755)
+    claude_standin.install(bindir)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return exe
+    return bindir / "claude"
+
+
+def control(fake_claude: Path, worker: str) -> claude_standin.Control:
+    return claude_standin.Control(fake_claude.parent.parent / "claude-control", worker)
 
 
 def hook(root: Path, worker: str, event: str, payload: dict, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -125,6 +110,7 @@ def test_spawned_claude_gets_context_permissions_hooks_and_reports_its_session(
 def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
     factory: Path, fake_claude: Path
 ) -> None:
+    control(fake_claude, "c1").hold()  # the stand-in stays mid-turn: this test plays its hooks
     res = fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
     wt = Path(res["worktree"])
     store = Factory(factory).store
@@ -205,10 +191,10 @@ def test_a_restart_resumes_the_session(factory: Path, fake_claude: Path) -> None
     fac = Factory(factory)
     wait_for(lambda: fac.store.worker("c1").session_id, 15, "the SessionStart hook")
     argv, _env = workers.launch_for(fac, fac.store.worker("c1"))
-    assert argv[-2:] == ["--resume", "sess-1234"]
-    claude = argv[argv.index("--") + 1 :]  # after fac's launcher, which hands over the saved environment
-    assert Path(claude[0]) == fake_claude
-    assert shlex.join(claude[1:]).startswith("--permission-mode acceptEdits")
+    assert argv[-3:] == ["--resume", "sess-1234", claude.CONTINUE]  # resumed, and told to go on
+    cli = argv[argv.index("--") + 1 :]  # after fac's launcher, which hands over the saved environment
+    assert Path(cli[0]) == fake_claude
+    assert shlex.join(cli[1:]).startswith("--permission-mode acceptEdits")
 
 
 def test_a_role_can_choose_its_permission_mode(factory: Path, fake_claude: Path) -> None:
@@ -229,9 +215,8 @@ def test_messages_reach_claude_as_plain_text_not_as_memory_comments(
     from helpers import capture_pane
 
     fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
-    wait_for(lambda: Factory(factory).store.worker("c1").session_id, 15, "the SessionStart hook")
-    fac_json("send", "c1", "please look at test_x", cwd=factory)
-    pane = wait_for(lambda: capture_pane(tmux_socket, f"={session_of()}:=c1"), 10, "the pane")
+    wait_for(lambda: Factory(factory).store.worker("c1").state == "idle", 60, "its first turn to end")
+    assert fac_json("send", "c1", "please look at test_x", cwd=factory)["pasted"] is True  # at its prompt
     wait_for(
         lambda: "please look at test_x" in capture_pane(tmux_socket, f"={session_of()}:=c1"),
         10,
