@@ -1,4 +1,9 @@
-"""Messages to workers: stored in the inbox first, then pasted into the worker's pane.
+"""Messages to workers: stored in the inbox first, then delivered when the agent can read them.
+
+`delivery.plan` decides whether to paste now (never into a dialog, into Claude Code only at its
+prompt; mid-turn its hooks take the messages with `take`); `deliver` pastes under a claim in the
+store, so two deliverers never paste one message twice, and `ack` waits for a paste in progress,
+so a receipt is never recorded before the paste it acknowledges.
 
 Message text is data. It may hold quotes, `$(...)`, escape sequences or a megabyte of check output,
 so it is never put on a command line: it goes through a tmux buffer, control characters are made

@@ -373,3 +373,107 @@ def test_the_launcher_hands_over_the_saved_environment_and_runs_without_one(tmp_
     assert gone.stdout.split() == ["-", "stale", "kept"]
     missing = subprocess.run([*launch, str(saved), "--", "no-such-program-x"], capture_output=True, text=True)
     assert missing.returncode == 127 and "cannot start no-such-program-x" in missing.stderr
+
+
+# --- delivery to Claude: at its prompt by paste, mid-turn and at start-up through its hooks ---
+
+
+def _spawn_claude(factory: Path, name: str = "c1") -> Factory:
+    fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", name, cwd=factory)
+    return Factory(factory)
+
+
+def test_mid_turn_a_message_goes_in_through_the_stop_hook_and_at_the_prompt_by_paste(
+    factory: Path, fake_claude: Path
+) -> None:
+    from supervisor.daemon import Supervisor
+
+    c = control(fake_claude, "c1")
+    c.hold()
+    fac = _spawn_claude(factory)
+    wait_for(lambda: c.hooks("UserPromptSubmit"), 30, "its first turn to start")
+    busy = fac_json("send", "c1", "note one: rebase on main", cwd=factory)
+    assert busy["pasted"] is False and "mid-turn" in busy["reason"]
+    Supervisor(fac).reconcile()  # the supervisor does not paste it either
+    assert fac.store.message(busy["id"]).attempts == 0
+    c.release()  # the turn ends: the Stop hook gives it to the model and keeps it working
+    wait_for(lambda: fac.store.worker("c1").state == "idle", 60, "the turn to end")
+    assert c.seen("note one: rebase on main") == 1
+    assert any("note one" in e.get("continued", "") for e in c.log())
+    m = fac.store.message(busy["id"])
+    assert m.via == "hook:stop" and m.attempts == 0 and m.acked_at is not None
+
+    # Now it sits at its prompt: a message is pasted (once), and its prompt hook is the receipt.
+    idle = fac_json("send", "c1", "note two: thanks", cwd=factory)
+    assert idle["pasted"] is True
+    wait_for(lambda: fac.store.message(idle["id"]).acked_at, 30, "the prompt hook's receipt")
+    Supervisor(fac).reconcile()
+    assert c.seen("note two: thanks") == 1
+    m = fac.store.message(idle["id"])
+    assert m.attempts == 1 and m.via == "paste"
+    kinds = [(e.kind, e.payload.get("id"), e.payload.get("ids")) for e in fac.store.events(worker="c1")]
+    delivered = kinds.index(("delivered", idle["id"], None))
+    acked = next(i for i, k in enumerate(kinds) if k[0] == "ack" and idle["id"] in (k[2] or []))
+    assert delivered < acked, "the receipt comes after the paste"
+
+
+def test_a_note_sent_while_a_permission_prompt_is_open_is_not_typed_into_it(
+    factory: Path, fake_claude: Path, tmux_socket: str
+) -> None:
+    from supervisor.daemon import Supervisor
+
+    c = control(fake_claude, "c1")
+    c.hold()
+    c.open_dialog()
+    fac = _spawn_claude(factory)
+    wait_for(c.dialog_open, 30, "the permission prompt")
+    sent = fac_json("send", "c1", "note: do not approve anything", cwd=factory)
+    assert sent["pasted"] is False and "dialog is open" in sent["reason"]
+    Supervisor(fac).reconcile()
+    assert fac.store.message(sent["id"]).attempts == 0
+    # The human answers the prompt; only that answer reached the dialog.
+    target = f"={session_of()}:=c1"
+    subprocess.run(["tmux", "-L", tmux_socket, "send-keys", "-t", target, "2", "Enter"], check=True)
+    wait_for(lambda: [e for e in c.log() if "dialog_answer" in e], 30, "the dialog's answer")
+    assert [e["dialog_answer"] for e in c.log() if "dialog_answer" in e] == ["2"]
+    c.release()
+    wait_for(lambda: c.seen("note: do not approve anything"), 60, "the note, after the prompt")
+    assert c.seen("note: do not approve anything") == 1
+    assert fac.store.message(sent["id"]).via == "hook:stop"
+
+
+def test_a_message_sent_while_claude_is_down_arrives_after_its_restart_exactly_once(
+    factory: Path, fake_claude: Path
+) -> None:
+    from supervisor.daemon import Supervisor
+
+    c = control(fake_claude, "c1")
+    fac = _spawn_claude(factory)
+    wait_for(lambda: fac.store.worker("c1").state == "idle", 60, "its first turn to end")
+    c.hold_start()  # the restarted process will take its time before its input is ready
+    c.kill()
+    wait_for(lambda: [p for p in fac.panes() if p.window_name == "c1" and p.dead], 30, "the crash")
+    down = fac_json("send", "c1", "news while you were down", cwd=factory)
+    assert down["pasted"] is False
+    sup = Supervisor(fac)
+    wait_for(lambda: sup.reconcile() and fac.store.worker("c1").restarts == 1, 30, "the restart")
+    sup.reconcile()
+    w = fac.store.worker("c1")
+    assert w.state == "crashed", "restarted but not working yet: its SessionStart hook has not come"
+    assert fac.store.message(down["id"]).attempts == 0, "not pasted before its input is ready"
+    c.release_start()
+    wait_for(lambda: fac.store.worker("c1").state == "idle", 60, "the resumed turn to end")
+    argv = json.loads((Path(w.worktree) / "claude-argv.json").read_text())
+    assert argv[-3:] == ["--resume", "sess-1234", claude.CONTINUE]
+    start = c.hooks("SessionStart")[-1]
+    assert start["input"]["source"] == "resume"
+    context = json.loads(start["stdout"])["hookSpecificOutput"]
+    assert context["hookEventName"] == "SessionStart"
+    assert "news while you were down" in context["additionalContext"]
+    sup.reconcile()
+    assert c.seen("news while you were down") == 1
+    m = fac.store.message(down["id"])
+    assert m.attempts == 0 and m.via == "hook:session-start"
+    assert [e["prompt"] for e in c.log() if "prompt" in e][-1] == claude.CONTINUE  # told to go on
+    states = [e.payload.get("state") for e in fac.store.events(worker="c1") if e.kind == "hook:session-start"]
+    assert states[-1] == "working"  # crashed -> working, said by the agent itself
