@@ -233,6 +233,6 @@ def require_inbox(fac: Factory, worker: str) -> None:
 
 def mark_read(fac: Factory, worker: str, ids: list[int]) -> None:
     """Messages shown to their worker are read, and reading one is its receipt: it is not pasted again."""
-    fac.store.mark_messages(ids, "read_at")
     if ids:
-        ack(fac, worker, ids, via="inbox")
+        ack(fac, worker, ids, via="inbox")  # first: it waits for a paste in progress
+    fac.store.mark_messages(ids, "read_at")
