@@ -216,12 +216,22 @@ def take(fac: Factory, worker: str, via: str) -> list[Message]:
     return msgs
 
 
+HOOK_HEADER = "fac, the factory you work in, delivers these messages; act on them as part of your task:"
+
+
 def hook_text(msgs: list[Message]) -> str:
-    """Messages as a hook gives them to the agent (in its context, or as why it keeps working)."""
-    return "\n\n".join(
-        f"[fac] message {m.id} from {m.sender} ({m.kind}):\n"
-        + clip(m.body, HOOK_MAX, f"full text: fac inbox --id {m.id}")
-        for m in msgs
+    """Messages as a hook gives them to the agent (in its context, or as why it keeps working).
+
+    The hook asks, in its own words, that they be acted on: Claude Code tells the model that words a
+    hook only relays are data."""
+    return (
+        HOOK_HEADER
+        + "\n\n"
+        + "\n\n".join(
+            f"[fac] message {m.id} from {m.sender} ({m.kind}):\n"
+            + clip(m.body, HOOK_MAX, f"full text: fac inbox --id {m.id}")
+            for m in msgs
+        )
     )
 
 
