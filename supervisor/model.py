@@ -279,7 +279,7 @@ class RuntimeSpec:
     description: str
     channel: DeliveryChannel = "comment"
     # Whether its agent reports its own start (a hook saying "working"): a restarted one stays
-    # `crashed` until it does; one that cannot is `working` as soon as its process runs again.
+    # `starting` until it does; one that cannot is `working` as soon as its process runs again.
     reports_start: bool = False
 
 

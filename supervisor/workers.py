@@ -314,7 +314,7 @@ def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any] | None:
         now = fac.store.update_worker(
             name, db=db, window_id=window_id, pane_id=pane_id, restarts=w.restarts + 1, next_restart=None
         )
-        # An agent that reports its own start (a hook) stays `crashed` until it says it works again;
+        # An agent that reports its own start (a hook) stays `starting` until it says it works again;
         # one that cannot is working as soon as its process runs.
         if now is not None and not runtime_spec(w.runtime).reports_start:
             now = fac.store.update_worker(name, db=db, state="working", by="liveness")

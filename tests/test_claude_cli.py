@@ -422,7 +422,10 @@ def test_real_claude_a_message_sent_while_it_is_down_arrives_after_its_restart_e
     assert seen_by_model(fake, "Ready; waiting for instructions.", roles=("assistant",)) == 1
     kinds = [(e.kind, e.payload.get("state")) for e in fac.store.events(worker="c1")]
     after = kinds[[k for k, _ in kinds].index("restarted") :]
-    assert ("hook:session-start", "working") in after  # crashed -> working, said by Claude's own hook
+    assert (
+        "hook:session-start",
+        "working",
+    ) in after  # crashed -> starting -> working: the last said by Claude itself
     assert not fake.rejected, fake.rejected
 
 

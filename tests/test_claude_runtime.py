@@ -459,7 +459,7 @@ def test_a_message_sent_while_claude_is_down_arrives_after_its_restart_exactly_o
     wait_for(lambda: sup.reconcile() and fac.store.worker("c1").restarts == 1, 30, "the restart")
     sup.reconcile()
     w = fac.store.worker("c1")
-    assert w.state == "crashed", "restarted but not working yet: its SessionStart hook has not come"
+    assert w.state == "starting", "restarted but not working yet: its SessionStart hook has not come"
     assert fac.store.message(down["id"]).attempts == 0, "not pasted before its input is ready"
     c.release_start()
     wait_for(lambda: fac.store.worker("c1").state == "idle", 60, "the resumed turn to end")
@@ -476,4 +476,4 @@ def test_a_message_sent_while_claude_is_down_arrives_after_its_restart_exactly_o
     assert m.attempts == 0 and m.via == "hook:session-start"
     assert [e["prompt"] for e in c.log() if "prompt" in e][-1] == claude.CONTINUE  # told to go on
     states = [e.payload.get("state") for e in fac.store.events(worker="c1") if e.kind == "hook:session-start"]
-    assert states[-1] == "working"  # crashed -> working, said by the agent itself
+    assert states[-1] == "working"  # crashed -> starting -> working, said by the agent itself
