@@ -87,6 +87,7 @@ def turn(prompt):
         active = True
 
 put("claude-argv.json", json.dumps(argv))
+put("claude-env.json", json.dumps(dict(os.environ)))
 while (here / "hold-start").exists():  # a slow start: its input is not ready yet
     time.sleep(0.05)
 start = hook("SessionStart", source="resume" if resumed else "startup")
