@@ -305,33 +305,21 @@ class Supervisor:
             return None
         self._restarted = True
         self.say(f"{w.name}: restarted (restart #{w.restarts + 1})")
-        # Whatever it had not acknowledged is pasted again into the new process.
-        for m in self.fac.store.unacked():
-            if m.worker == w.name:
-                messages.deliver(self.fac, w.name, m.id)
+        # What it had not acknowledged reaches the new process in this pass's delivery, once its
+        # input is ready (delivery.plan), or through its SessionStart hook (Claude Code).
         return None
 
     def deliver(self, panes: dict[str, PaneInfo], now: float) -> float | None:
-        """Receipts: paste each unacknowledged message until the runtime acknowledges it."""
+        """Receipts: each unacknowledged message is offered to `messages.deliver` (which pastes it when
+        `delivery.plan` says so) until the runtime acknowledges it; returns when to look again."""
         wake_at: float | None = None
-        live = {w.name: w for w in self.fac.store.workers() if w.state not in ("stopped",)}
+        live = {w.name for w in self.fac.store.workers() if w.state != "stopped"}
         for m in self.fac.store.unacked():
-            w = live.get(m.worker)
-            p = panes.get(m.worker)
-            if w is None or p is None or p.dead or m.attempts >= self.cfg.max_deliveries:
+            if m.worker not in live:
                 continue
-            if m.delivered_at is None:
-                due = now
-            elif w.state == "idle" and w.updated_at > m.delivered_at:
-                due = now  # an idle nudge: it stopped working with this message unread
-            else:
-                due = m.delivered_at + self.cfg.redeliver * (2 ** max(0, m.attempts - 1))
-            if due <= now:
-                d = messages.deliver(self.fac, m.worker, m.id)
-                if d.pasted:
-                    self.fac.store.event("delivered", m.worker, id=m.id, attempt=m.attempts + 1)
-            else:
-                wake_at = due if wake_at is None else min(wake_at, due)
+            d = messages.deliver(self.fac, m.worker, m.id, now=now, panes=panes)
+            if d.due is not None:
+                wake_at = d.due if wake_at is None else min(wake_at, d.due)
         return wake_at
 
     def check_line(self) -> None:

@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Any
 
-from supervisor import messages
+from supervisor import delivery, messages, model
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.model import WorkerCause, WorkerState
@@ -69,9 +69,11 @@ def hook(
 ) -> dict[str, Any]:
     """A runtime reports its own state (Claude Code hooks call this); fac does not guess from the screen.
 
-    What the runtime should read back is in the result's "stdout": for session-start the unread
-    messages (Claude adds hook output to its context), for `stop --check` a block decision while the
-    inner checks are red.
+    What the runtime should read back is in the result's "stdout", as Claude Code's hook JSON: the
+    messages that arrived while it worked or was down (SessionStart's and UserPromptSubmit's
+    additionalContext, a Stop hook's block reason: that hook is their receipt), and for
+    `stop --check` a block decision while the inner checks are red. Each hook records where the
+    agent is (`at`: busy, at its prompt, in a dialog), which decides when fac may paste into it.
     """
     w = fac.worker(worker)
     if event not in HOOK_STATES and event != "ack":
@@ -84,32 +86,60 @@ def hook(
     # model.worker_transition keeps what the queue or andon set against a runtime saying "working"
     session = str(data["session_id"]) if data.get("session_id") else UNSET
     by: WorkerCause = "prompt" if event == "prompt" else "runtime"
-    wanted, todo = notification_state(worker, data) if event == "notification" else (HOOK_STATES[event], None)
-    with fac.store.tx() as db:
-        state = fac.store.update_worker(worker, db=db, state=wanted, by=by, session_id=session)
-        state = state or w.state
-        extra = {"todo": todo, "type": data.get("notification_type")} if event == "notification" else {}
-        fac.store.event(f"hook:{event}", worker, db=db, state=state, **extra)
-    out["state"] = state
-    if event == "session-start":
-        unread = [m for m in fac.store.unacked() if m.worker == worker]
-        if unread:
-            out["stdout"] = "\n\n".join(
-                f"Message {m.id} from {m.sender} ({m.kind}):\n{m.body}" for m in unread
-            )
-            messages.ack(fac, worker, [m.id for m in unread])
-    elif event == "prompt":
+    new_state, todo = (
+        notification_state(worker, data) if event == "notification" else (HOOK_STATES[event], None)
+    )
+    if event == "prompt":
         ids = [int(i) for i in MESSAGE_REF.findall(str(data.get("prompt", "")))]
         known = [i for i in ids if (m := fac.store.message(i)) is not None and m.worker == worker]
-        if known:
-            out["acked"] = messages.ack(fac, worker, known)
-    elif event == "stop" and check and not data.get("stop_hook_active"):
-        out.update(_stop_check(fac, worker))
+        if known:  # pasted messages Claude now reads as its prompt: that is their receipt
+            out["acked"] = messages.ack(fac, worker, known, via="hook:prompt")
+    reason: list[str] = []
+    failed: list[str] = []
+    if event == "stop" and check and not data.get("stop_hook_active"):
+        verdict = _stop_check(fac, worker)
+        out["checks"] = verdict["checks"]
+        failed = verdict.get("failed", [])
+        reason += verdict.get("reason", [])
+    # Messages that came while the agent worked (or was down) go in through its hooks, not keystrokes.
+    injects = event in INJECTING and model.runtime_spec(w.runtime).channel == "hooks"
+    given = messages.take(fac, worker, via=f"hook:{event}") if injects else []
+    if given:
+        out["given"] = [m.id for m in given]
+        reason.append(messages.hook_text(given))
+    blocked = event == "stop" and bool(reason)
+    if blocked:
+        new_state = "working"
+    at = delivery.hook_position(event, data, blocked=blocked)
+    with fac.store.tx() as db:
+        state = fac.store.update_worker(worker, db=db, state=new_state, by=by, session_id=session)
+        state = state or w.state
+        extra = {"todo": todo, "type": data.get("notification_type")} if event == "notification" else {}
+        if at:
+            extra["at"] = at
+        fac.store.event(f"hook:{event}", worker, db=db, state=state, **extra)
+        if blocked:
+            fac.store.event("stop-blocked", worker, db=db, failed=failed, given=out.get("given", []))
+    out["state"] = state
+    if reason:
+        out["stdout"] = json.dumps(_hook_output(event, "\n\n".join(reason)))
     return out
 
 
+INJECTING = ("session-start", "prompt", "stop")  # the hooks whose output reaches Claude's model
+
+
+def _hook_output(event: str, text: str) -> dict[str, Any]:
+    """Claude Code's JSON for a hook that gives the model `text`: a Stop hook's block decision (the
+    reason is what the model reads as it keeps working), or another hook's additionalContext."""
+    if event == "stop":
+        return {"decision": "block", "reason": text}
+    name = {"session-start": "SessionStart", "prompt": "UserPromptSubmit"}[event]
+    return {"hookSpecificOutput": {"hookEventName": name, "additionalContext": text}}
+
+
 def _stop_check(fac: Factory, worker: str) -> dict[str, Any]:
-    """The agent wants to stop: if its inner checks are red, say why and keep it working."""
+    """The agent wants to stop: if its inner checks are red, say why (the reason keeps it working)."""
     from supervisor import verify
 
     report = verify.check(fac, ref=None, worker=worker, stage="inner")
@@ -119,8 +149,8 @@ def _stop_check(fac: Factory, worker: str) -> dict[str, Any]:
     for r in report.verdict.failed():
         lines.append(f"- {r.name}: " + (r.feedback or f"exit {r.exit_code}"))
     lines.append("Then commit and run `fac submit`.")
-    workers_state(fac, worker, "working", "stop-blocked", failed=[r.name for r in report.verdict.failed()])
-    return {"checks": "red", "stdout": json.dumps({"decision": "block", "reason": "\n".join(lines)})}
+    failed = [r.name for r in report.verdict.failed()]
+    return {"checks": "red", "failed": failed, "reason": ["\n".join(lines)]}
 
 
 def read_hook_input() -> dict[str, Any]:

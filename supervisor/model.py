@@ -210,6 +210,9 @@ class Message:
     read_at: float | None
     acked_at: float | None = None
     attempts: int = 0
+    claimed_by: str | None = None  # the deliverer pasting it right now
+    claimed_at: float | None = None
+    via: str | None = None  # how it reached the agent: paste, hook:stop, hook:prompt, ..., inbox
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,12 @@ class Task:
 # a runtime is like without importing `supervisor.runtimes`; `runtimes.get(name)` loads the module.
 
 
+# How messages reach a runtime's agent (supervisor/delivery.py decides when): `# ` comment lines
+# pasted into its pane, its hooks (and a pasted prompt while it sits at its prompt), or its own
+# reads of the store.
+DeliveryChannel = Literal["comment", "hooks", "inbox"]
+
+
 @dataclass(frozen=True)
 class RuntimeSpec:
     """A runtime's name, where its code lives, and the traits fac needs without loading it."""
@@ -271,6 +280,10 @@ class RuntimeSpec:
     # Why this runtime's panes cannot run in the agents' sandbox yet ("" when they can): they run
     # plainly, and `fac status` says so for each of its workers.
     unconfined: str = ""
+    channel: DeliveryChannel = "comment"
+    # Whether its agent reports its own start (a hook saying "working"): a restarted one stays
+    # `starting` until it does; one that cannot is `working` as soon as its process runs again.
+    reports_start: bool = False
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
@@ -289,6 +302,8 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "ClaudeRuntime",
             paste_plain=True,  # Claude Code reads a leading # as "remember this"
             description="Claude Code, reporting its state through hooks",
+            channel="hooks",
+            reports_start=True,
         ),
         RuntimeSpec(
             "anthropic",
@@ -297,6 +312,8 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             paste_plain=False,
             description="fac's built-in agent on the Messages API",
             unconfined="the anthropic runtime's loop opens the store itself (not through its channel yet)",
+            channel="inbox",  # it reads its inbox between model calls
+            reports_start=True,
         ),
     )
 }
@@ -307,6 +324,11 @@ def unconfined_runtime(runtime: str) -> str:
     """Why runtime `runtime` runs outside the agents' sandbox ("" when it runs inside)."""
     spec = RUNTIMES.get(runtime)
     return spec.unconfined if spec is not None else ""
+
+
+def runtime_spec(runtime: str) -> RuntimeSpec:
+    """The registry's entry for `runtime`; an unknown one is treated as a command line."""
+    return RUNTIMES.get(runtime) or RUNTIMES["command"]
 
 
 def paste_plain(runtime: str) -> bool:

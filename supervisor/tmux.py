@@ -341,6 +341,10 @@ class Tmux:
         if enter:
             self.cmd("send-keys", "-t", pane_id, "Enter")
 
+    def press_enter(self, pane_id: str) -> None:
+        """Press Enter in a pane (text pasted into a prompt box whose Enter was lost)."""
+        self.cmd("send-keys", "-t", pane_id, "Enter")
+
     def _argv(self) -> list[str]:
         return ["tmux", "-L", self.socket] if self.socket else ["tmux"]
 

@@ -17,7 +17,7 @@ from supervisor import isolation, repo, roles, worktrees
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.identity import SOCKET_ENV, SOCKET_NAME
-from supervisor.model import check_task_size
+from supervisor.model import check_task_size, runtime_spec
 from supervisor.runtimes import Launch, Runtime, confined
 from supervisor.runtimes import config_dir as runtime_config_dir
 from supervisor.runtimes import get as get_runtime
@@ -339,20 +339,17 @@ def restart(fac: Factory, name: str, *, reason: str) -> dict[str, Any] | None:
         window_id, pane_id = fac.new_window(name, w.worktree, argv, env)
     with fac.store.tx() as db:
         now = fac.store.update_worker(
-            name,
-            db=db,
-            window_id=window_id,
-            pane_id=pane_id,
-            state="working",
-            by="liveness",
-            restarts=w.restarts + 1,
-            next_restart=None,
+            name, db=db, window_id=window_id, pane_id=pane_id, restarts=w.restarts + 1, next_restart=None
         )
-        if now == "working":
+        # An agent that reports its own start (a hook) stays `starting` until it says it works again;
+        # one that cannot is working as soon as its process runs.
+        if now is not None and not runtime_spec(w.runtime).reports_start:
+            now = fac.store.update_worker(name, db=db, state="working", by="liveness")
+        if now not in (None, "stopped"):
             fac.store.event(
                 "restarted", name, db=db, reason=reason, restarts=w.restarts + 1, window=window_id
             )
-    if now != "working":  # `fac kill` came while the window was made: it must not outlive the worker
+    if now in (None, "stopped"):  # `fac kill` came while the window was made: it must not outlive the worker
         fac.tmux.kill_window(window_id)
         return None
     return {"name": name, "window": window_id, "pane": pane_id, "restarts": w.restarts + 1}

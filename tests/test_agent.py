@@ -176,6 +176,9 @@ def test_spawned_anthropic_worker_loops_to_merged_and_shows_its_transcript(
     w = Factory(factory).store.worker("a1")
     assert w is not None and w.runtime == "anthropic" and w.state in ("merged", "done")
     assert w.tokens_in > 0 and w.tokens_out > 0 and w.cost > 0
+    # Its channel is its inbox: it read every message (the verdict) from the store; none was pasted.
+    got = Factory(factory).store.messages("a1")
+    assert got and all(m.attempts == 0 and m.via == "inbox" and m.acked_at for m in got), got
     print(f"\none anthropic-runtime loop (spawn -> write -> check -> submit -> merged): {loop_seconds:.1f}s")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import capture_pane, fac_json, fac_ok, git, run_fac, session_of, wait_for
+from helpers import capture_pane, fac_json, fac_ok, git, run_fac, running_supervisor, session_of, wait_for
 from queue_helpers import human_commit
 
 from supervisor.factory import Factory
@@ -302,3 +302,144 @@ def test_a_real_permission_prompt_shows_waiting_for_human_with_what_to_do(
     assert "fac attach c4" in view["todo"] and "permission" in view["todo"].lower()
     assert "curl" in screen(factory, tmux_socket, "c4")  # the prompt is still open, unanswered
     assert len(fake.requests) == 1  # nothing answered it on the human's behalf
+
+
+# --- messages: never typed into a dialog, and a restart that continues ---
+
+
+MARKER_COMMAND = "python3 -c \"open('approved-by-human.txt', 'w').close()\""
+
+
+def spawn_claude_alone(root: Path, name: str, task: str) -> dict[str, Any]:
+    """The worker only (no queue, no supervisor window): the test runs the supervisor itself, in a
+    thread while Claude's hooks need their channel (`running_supervisor`), and passes of its own."""
+    return fac_json(
+        "spawn", "worker", "--no-up", "--runtime", "claude", "--name", name, "--task", task, cwd=root
+    )
+
+
+def seen_by_model(fake: FakeAnthropic, needle: str, roles: tuple[str, ...] = ("user", "system")) -> int:
+    """How many times `needle` is in the `roles` turns of the conversation the model was last sent.
+
+    Claude Code 2.1.332 gives SessionStart's additionalContext as a system-role note, and a Stop
+    hook's reason twice: in a user-role reminder and again in a system-role note of its own (its
+    rendering of one delivery)."""
+    convo = [r for r in fake.requests if r.get("tools")]  # the agent's own requests, not title probes
+    if not convo:
+        return 0
+    return sum(str(m["content"]).count(needle) for m in convo[-1]["messages"] if m["role"] in roles)
+
+
+def test_real_claude_a_note_sent_while_a_permission_prompt_is_open_is_not_typed_into_it(
+    factory: Path, fake: FakeAnthropic, tmux_socket: str
+) -> None:
+    from supervisor.daemon import Supervisor
+
+    wt = Factory(factory).worktree_path("c1")
+    fake.add(
+        turn(
+            text("I need to create a marker file."),
+            # not in the allow list, and not an edit: Claude Code asks before it runs this
+            tool("Bash", command=MARKER_COMMAND, description="create the marker"),
+        ),
+        turn(text("Created the marker.")),
+        turn(text("Noted the message.")),
+    )
+    with running_supervisor(factory):  # Claude's hooks speak through the worker's channel
+        spawn_claude_alone(factory, "c1", "Create approved-by-human.txt")
+        fac = Factory(factory)
+        wait_watching(
+            lambda: "Do you want to proceed?" in screen(factory, tmux_socket, "c1"),
+            120,
+            "the permission prompt",
+            factory,
+            tmux_socket,
+        )
+        note = "NOTE-WHILE-DIALOG please also update the README"
+        sent = fac_json("send", "c1", note, cwd=factory)
+        assert sent["pasted"] is False, sent  # a dialog is open (or it is mid-turn): not typed
+        Supervisor(fac).reconcile()
+        assert fac.store.message(sent["id"]).attempts == 0
+        assert note not in screen(factory, tmux_socket, "c1")
+        # The human approves the command: their answer, not the note, answered the prompt.
+        subprocess.run(
+            ["tmux", "-L", tmux_socket, "send-keys", "-t", f"={session_of(factory)}:=c1", "1"], check=True
+        )
+        wait_watching(
+            lambda: (wt / "approved-by-human.txt").exists(), 60, "the approved command", factory, tmux_socket
+        )
+        # The turn ends; the Stop hook gives the note to the model, once, and that is its receipt.
+        wait_watching(
+            lambda: fac.store.message(sent["id"]).acked_at and seen_by_model(fake, note),
+            120,
+            "the note to reach the model",
+            factory,
+            tmux_socket,
+        )
+        m = fac.store.message(sent["id"])
+        assert m.via == "hook:stop" and m.attempts == 0
+        assert seen_by_model(fake, note, roles=("user",)) == 1
+        assert not fake.rejected, fake.rejected
+
+
+def test_real_claude_a_message_sent_while_it_is_down_arrives_after_its_restart_exactly_once(
+    factory: Path, fake: FakeAnthropic, tmux_socket: str
+) -> None:
+    from supervisor.daemon import Supervisor
+    from supervisor.runtimes.claude import CONTINUE
+
+    fake.add(turn(text("Ready; waiting for instructions.")))
+    with running_supervisor(factory):  # Claude's hooks speak through the worker's channel
+        res = spawn_claude_alone(factory, "c1", "Wait for instructions")
+        fac = Factory(factory)
+        wait_watching(
+            lambda: fac.store.worker("c1").state == "idle", 120, "its first turn to end", factory, tmux_socket
+        )
+    # Down while Claude crashes, so nothing restarts it before the message is sent; this test's own
+    # passes restart it, and the supervisor runs again for the resumed process's hooks.
+    session = fac.store.worker("c1").session_id
+    assert session
+    pid = int(tmux_live_pid(tmux_socket, res["pane"]))
+    os.kill(pid, 9)  # a crash
+    wait_for(lambda: [p for p in fac.panes() if p.window_name == "c1" and p.dead], 30, "the crash")
+    news = "NEWS-WHILE-DOWN the API moved to v2"
+    down = fac_json("send", "c1", news, cwd=factory)
+    assert down["pasted"] is False
+    fake.add(turn(text("Resumed; I read the news and will use v2.")))
+    sup = Supervisor(fac)
+    wait_for(lambda: sup.reconcile() and fac.store.worker("c1").restarts == 1, 60, "the restart")
+    events = [e.kind for e in fac.store.events(worker="c1")]
+    assert "crashed" in events and "restarted" in events
+    with running_supervisor(factory):
+        wait_watching(
+            lambda: [e for e in fac.store.events(worker="c1") if e.kind == "hook:stop"][1:],
+            180,
+            "the resumed turn to end",
+            factory,
+            tmux_socket,
+        )
+        for _ in range(3):  # more supervisor passes: nothing is pasted afterwards either
+            sup.reconcile()
+    m = fac.store.message(down["id"])
+    assert m.acked_at is not None and m.attempts == 0 and m.via == "hook:session-start", m
+    assert seen_by_model(fake, news) == 1
+    assert seen_by_model(fake, CONTINUE) == 1  # told to go on
+    # the same conversation: its turn before the crash is in what the model was sent
+    assert seen_by_model(fake, "Ready; waiting for instructions.", roles=("assistant",)) == 1
+    kinds = [(e.kind, e.payload.get("state")) for e in fac.store.events(worker="c1")]
+    after = kinds[[k for k, _ in kinds].index("restarted") :]
+    assert (
+        "hook:session-start",
+        "working",
+    ) in after  # crashed -> starting -> working: the last said by Claude itself
+    assert not fake.rejected, fake.rejected
+
+
+def tmux_live_pid(socket: str, pane: str) -> str:
+    out = subprocess.run(
+        ["tmux", "-L", socket, "display-message", "-p", "-t", pane, "#{pane_pid}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()

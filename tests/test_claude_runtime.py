@@ -6,45 +6,32 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import claude_standin
 import pytest
 from helpers import assert_usage_error, fac_json, git, run_fac, running_supervisor, session_of, wait_for
 
 from supervisor import workers
 from supervisor.factory import Factory
-
-# A stand-in for the `claude` CLI: records its argv, then does what Claude Code does at start-up:
-# runs the SessionStart hook from .claude/settings.local.json with JSON on stdin, keeping its output.
-FAKE_CLAUDE = r"""#!/usr/bin/env python3
-import json, os, subprocess, sys, time, pathlib
-def put(name, text):  # whole or not at all: the test reads the file as soon as it exists
-    tmp = pathlib.Path(name + ".tmp")
-    tmp.write_text(text)
-    tmp.rename(name)
-put("claude-argv.json", json.dumps(sys.argv[1:]))
-put("claude-env.json", json.dumps(dict(os.environ)))
-settings = json.loads(pathlib.Path(".claude/settings.local.json").read_text())
-cmd = settings["hooks"]["SessionStart"][0]["hooks"][0]["command"]
-payload = {"session_id": "sess-1234", "hook_event_name": "SessionStart", "source": "startup",
-           "transcript_path": "/dev/null", "cwd": str(pathlib.Path.cwd())}
-out = subprocess.run(cmd, shell=True, input=json.dumps(payload), capture_output=True, text=True)
-put("session-start-output.txt", out.stdout)
-time.sleep(600)
-"""
+from supervisor.runtimes import claude
 
 
 @pytest.fixture
 def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The scripted stand-in (claude_standin.py) as `claude` on PATH."""
     bindir = tmp_path / "fake-bin"
-    bindir.mkdir()
-    exe = bindir / "claude"
-    exe.write_text(FAKE_CLAUDE)
-    exe.chmod(0o755)
+    exe = claude_standin.install(bindir)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     return exe
+
+
+def control(factory: Path, worker: str) -> claude_standin.Control:
+    """The stand-in's control directory for `worker`, in its run directory (its sandbox may write there)."""
+    return claude_standin.Control(Factory(factory).run_dir(worker))
 
 
 @pytest.fixture
@@ -133,6 +120,7 @@ def test_spawned_claude_gets_context_permissions_hooks_and_reports_its_session(
 def test_hooks_report_state_ack_messages_and_block_a_stop_while_checks_are_red(
     factory: Path, fake_claude: Path, supervised: Path
 ) -> None:
+    control(factory, "c1").hold()  # the stand-in stays mid-turn: this test plays its hooks
     res = fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
     wt = Path(res["worktree"])
     store = Factory(factory).store
@@ -213,12 +201,12 @@ def test_a_restart_resumes_the_session(factory: Path, fake_claude: Path, supervi
     fac = Factory(factory)
     wait_for(lambda: fac.store.worker("c1").session_id, 15, "the SessionStart hook")
     argv, _env = workers.launch_for(fac, fac.store.worker("c1"))
-    assert argv[-2:] == ["--resume", "sess-1234"]
+    assert argv[-3:] == ["--resume", "sess-1234", claude.CONTINUE]  # resumed, and told to go on
     if argv[0] == "bwrap":  # in the agent's sandbox: the runtime's command follows bubblewrap's `--`
         argv = argv[argv.index("--") + 1 :]
-    claude = argv[argv.index("--") + 1 :]  # after fac's launcher, which hands over the saved environment
-    assert Path(claude[0]) == fake_claude
-    assert shlex.join(claude[1:]).startswith("--permission-mode acceptEdits")
+    cli = argv[argv.index("--") + 1 :]  # after fac's launcher, which hands over the saved environment
+    assert Path(cli[0]) == fake_claude
+    assert shlex.join(cli[1:]).startswith("--permission-mode acceptEdits")
 
 
 def test_a_role_can_choose_its_permission_mode(factory: Path, fake_claude: Path) -> None:
@@ -239,9 +227,8 @@ def test_messages_reach_claude_as_plain_text_not_as_memory_comments(
     from helpers import capture_pane
 
     fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
-    wait_for(lambda: Factory(factory).store.worker("c1").session_id, 15, "the SessionStart hook")
-    fac_json("send", "c1", "please look at test_x", cwd=factory)
-    pane = wait_for(lambda: capture_pane(tmux_socket, f"={session_of()}:=c1"), 10, "the pane")
+    wait_for(lambda: Factory(factory).store.worker("c1").state == "idle", 60, "its first turn to end")
+    assert fac_json("send", "c1", "please look at test_x", cwd=factory)["pasted"] is True  # at its prompt
     wait_for(
         lambda: "please look at test_x" in capture_pane(tmux_socket, f"={session_of()}:=c1"),
         10,
@@ -398,3 +385,113 @@ def test_the_launcher_hands_over_the_saved_environment_and_runs_without_one(tmp_
     assert gone.stdout.split() == ["-", "stale", "kept"]
     missing = subprocess.run([*launch, str(saved), "--", "no-such-program-x"], capture_output=True, text=True)
     assert missing.returncode == 127 and "cannot start no-such-program-x" in missing.stderr
+
+
+# --- delivery to Claude: at its prompt by paste, mid-turn and at start-up through its hooks ---
+
+
+def _spawn_claude(factory: Path, name: str = "c1") -> Factory:
+    fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", name, cwd=factory)
+    return Factory(factory)
+
+
+def test_mid_turn_a_message_goes_in_through_the_stop_hook_and_at_the_prompt_by_paste(
+    factory: Path, fake_claude: Path, supervised: Path
+) -> None:
+    from supervisor.daemon import Supervisor
+
+    c = control(factory, "c1")
+    c.hold()
+    fac = _spawn_claude(factory)
+    wait_for(lambda: c.hooks("UserPromptSubmit"), 30, "its first turn to start")
+    busy = fac_json("send", "c1", "note one: rebase on main", cwd=factory)
+    assert busy["pasted"] is False and "mid-turn" in busy["reason"]
+    Supervisor(fac).reconcile()  # a pass of its own, besides the running supervisor's: no paste either
+    assert fac.store.message(busy["id"]).attempts == 0
+    c.release()  # the turn ends: the Stop hook gives it to the model and keeps it working
+    wait_for(lambda: fac.store.worker("c1").state == "idle", 60, "the turn to end")
+    assert c.seen("note one: rebase on main") == 1
+    assert any("note one" in e.get("continued", "") for e in c.log())
+    m = fac.store.message(busy["id"])
+    assert m.via == "hook:stop" and m.attempts == 0 and m.acked_at is not None
+
+    # Now it sits at its prompt: a message is pasted (once), and its prompt hook is the receipt.
+    # `fac send` and the running supervisor (woken by the new message) both try: one of them pastes.
+    idle = fac_json("send", "c1", "note two: thanks", cwd=factory)
+    wait_for(lambda: fac.store.message(idle["id"]).acked_at, 30, "the prompt hook's receipt")
+    Supervisor(fac).reconcile()
+    assert c.seen("note two: thanks") == 1
+    m = fac.store.message(idle["id"])
+    assert m.attempts == 1 and m.via == "paste"
+    kinds = [(e.kind, e.payload.get("id"), e.payload.get("ids")) for e in fac.store.events(worker="c1")]
+    delivered = kinds.index(("delivered", idle["id"], None))
+    acked = next(i for i, k in enumerate(kinds) if k[0] == "ack" and idle["id"] in (k[2] or []))
+    assert delivered < acked, "the receipt comes after the paste"
+
+
+def test_a_note_sent_while_a_permission_prompt_is_open_is_not_typed_into_it(
+    factory: Path, fake_claude: Path, tmux_socket: str, supervised: Path
+) -> None:
+    from supervisor.daemon import Supervisor
+
+    c = control(factory, "c1")
+    c.hold()
+    c.open_dialog()
+    fac = _spawn_claude(factory)
+    wait_for(c.dialog_open, 30, "the permission prompt")
+    sent = fac_json("send", "c1", "note: do not approve anything", cwd=factory)
+    assert sent["pasted"] is False and "dialog is open" in sent["reason"]
+    Supervisor(fac).reconcile()
+    assert fac.store.message(sent["id"]).attempts == 0
+    # The human answers the prompt; only that answer reached the dialog.
+    target = f"={session_of()}:=c1"
+    subprocess.run(["tmux", "-L", tmux_socket, "send-keys", "-t", target, "2", "Enter"], check=True)
+    wait_for(lambda: [e for e in c.log() if "dialog_answer" in e], 30, "the dialog's answer")
+    assert [e["dialog_answer"] for e in c.log() if "dialog_answer" in e] == ["2"]
+    c.release()
+    wait_for(lambda: c.seen("note: do not approve anything"), 60, "the note, after the prompt")
+    assert c.seen("note: do not approve anything") == 1
+    assert fac.store.message(sent["id"]).via == "hook:stop"
+
+
+def test_a_message_sent_while_claude_is_down_arrives_after_its_restart_exactly_once(
+    factory: Path, fake_claude: Path
+) -> None:
+    from supervisor.daemon import Supervisor
+
+    c = control(factory, "c1")
+    with running_supervisor(factory):  # its hooks speak through the worker's channel
+        fac = _spawn_claude(factory)
+        wait_for(lambda: fac.store.worker("c1").state == "idle", 60, "its first turn to end")
+    # The supervisor is down while Claude crashes: the message is sent while nothing restarts it, and
+    # this test's own passes do the restart.
+    c.hold_start()  # the restarted process will take its time before its input is ready
+    # It crashes: its pane's process killed (bubblewrap's, when sandboxed: the stand-in in its PID
+    # namespace dies with it).
+    os.kill(next(p for p in fac.panes() if p.window_name == "c1").pane_pid, signal.SIGKILL)
+    wait_for(lambda: [p for p in fac.panes() if p.window_name == "c1" and p.dead], 30, "the crash")
+    down = fac_json("send", "c1", "news while you were down", cwd=factory)
+    assert down["pasted"] is False
+    sup = Supervisor(fac)
+    wait_for(lambda: sup.reconcile() and fac.store.worker("c1").restarts == 1, 30, "the restart")
+    sup.reconcile()
+    w = fac.store.worker("c1")
+    assert w.state == "starting", "restarted but not working yet: its SessionStart hook has not come"
+    assert fac.store.message(down["id"]).attempts == 0, "not pasted before its input is ready"
+    with running_supervisor(factory):  # the channel for its SessionStart hook
+        c.release_start()
+        wait_for(lambda: fac.store.worker("c1").state == "idle", 60, "the resumed turn to end")
+    argv = json.loads((Path(w.worktree) / "claude-argv.json").read_text())
+    assert argv[-3:] == ["--resume", "sess-1234", claude.CONTINUE]
+    start = c.hooks("SessionStart")[-1]
+    assert start["input"]["source"] == "resume"
+    context = json.loads(start["stdout"])["hookSpecificOutput"]
+    assert context["hookEventName"] == "SessionStart"
+    assert "news while you were down" in context["additionalContext"]
+    sup.reconcile()
+    assert c.seen("news while you were down") == 1
+    m = fac.store.message(down["id"])
+    assert m.attempts == 0 and m.via == "hook:session-start"
+    assert [e["prompt"] for e in c.log() if "prompt" in e][-1] == claude.CONTINUE  # told to go on
+    states = [e.payload.get("state") for e in fac.store.events(worker="c1") if e.kind == "hook:session-start"]
+    assert states[-1] == "working"  # crashed -> starting -> working, said by the agent itself

@@ -289,7 +289,7 @@ def test_log_text_is_columns_without_message_bookkeeping_unless_all(factory: Pat
 
     events = [json.loads(line) for line in fac_ok("log", "--json", cwd=factory).stdout.splitlines()]
     [ack] = [e for e in events if e["kind"] == "ack"]
-    assert ack["payload"] == {"ids": [msg["id"]]} and ack["worker"] == "w1"
+    assert ack["payload"] == {"ids": [msg["id"]], "via": "ack"} and ack["worker"] == "w1"  # fac inbox --ack
     for e in events:
         assert isinstance(e["ts"], float)
         assert datetime.fromisoformat(e["ts_iso"]).timestamp() == pytest.approx(e["ts"], abs=1)

@@ -142,21 +142,26 @@ def test_many_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path
         assert (root / ".fac" / ".gitignore").read_text() == "*\n"
 
 
+def _old_store(root: Path, version: int) -> sqlite3.Connection:
+    """A state.db under `root` as fac wrote it at schema `version` (its first migrations only)."""
+    from supervisor.store.schema import MIGRATIONS, statements
+
+    path = root / ".fac" / "state.db"
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:version]:
+        for stmt in statements(script):
+            db.execute(stmt)
+    db.execute(f"PRAGMA user_version = {version}")
+    return db
+
+
 def test_an_old_store_upgrades_in_place_and_keeps_the_check_caches_three_kinds_of_record(
     tmp_path: Path,
 ) -> None:
     # A state.db as fac wrote it at schema version 3: one check_cache for gate verdicts, test
     # counts ('collect:<check>') and per-check observations ('state:<suite>:<check>').
-    from supervisor.store.schema import MIGRATIONS
-    from supervisor.store.schema import statements as _statements
-
-    path = tmp_path / ".fac" / "state.db"
-    path.parent.mkdir(parents=True)
-    db = sqlite3.connect(path)
-    for script in MIGRATIONS[:3]:
-        for stmt in _statements(script):
-            db.execute(stmt)
-    db.execute("PRAGMA user_version = 3")
+    db = _old_store(tmp_path, 3)
     rows = [
         ("t1", "suitehash", 0, '[{"name": "tests", "ok": false}]'),
         ("t1", "collect:tests", 1, '{"count": 42}'),
@@ -347,3 +352,27 @@ def test_threads_sharing_one_store_each_write_in_their_own_transaction(tmp_path:
     for first, second in zip(got[::2], got[1::2], strict=True):
         assert (first["writer"], first["i"]) == (second["writer"], second["i"]) and second["second"]
     store.close()
+
+
+def test_a_store_at_version_7_upgrades_and_its_pasted_unread_message_can_be_claimed_once(
+    tmp_path: Path,
+) -> None:
+    # A state.db as fac wrote it before delivery claims (schema version 7), holding a message pasted
+    # once and not acknowledged: after the upgrade it has no claim and no `via`, one deliverer gets it.
+    db = _old_store(tmp_path, 7)
+    db.execute(
+        "INSERT INTO messages (worker, ts, sender, kind, body, delivered_at, attempts)"
+        " VALUES ('w1', 1, 'human', 'note', 'hello', 2, 1)"
+    )
+    db.commit()
+    db.close()
+
+    store = Store.open(tmp_path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    [m] = store.unacked()
+    assert (m.body, m.attempts, m.claimed_by, m.claimed_at, m.via) == ("hello", 1, None, None, None)
+    assert store.claim_message(m.id, "a", attempts=1, now=10.0, stale_before=0.0)
+    assert not store.claim_message(m.id, "b", attempts=1, now=10.0, stale_before=0.0)
+    store.release_message(m.id, "a", pasted=True, via="paste")
+    m = store.message(m.id)
+    assert m is not None and (m.attempts, m.claimed_by, m.via) == (2, None, "paste")

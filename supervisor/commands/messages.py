@@ -92,7 +92,12 @@ def inbox(
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text, for scripts.")
 def send(worker: str, text: str, as_json: bool) -> None:
-    """Send TEXT to WORKER: stored in its inbox and pasted into its pane. TEXT "-" reads stdin."""
+    """Send TEXT to WORKER: stored in its inbox and pasted into its pane. TEXT "-" reads stdin.
+
+    It is pasted only where the agent can read it: never into a dialog or a permission prompt, and
+    into Claude Code only at its prompt (mid-turn its hooks hand it over); the output says why a
+    message was not pasted yet. The supervisor delivers it later.
+    """
     from supervisor import identity, messages
 
     text = read_stdin_text(sys.stdin) if text == "-" else shown_escaped(text)

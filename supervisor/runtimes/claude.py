@@ -4,7 +4,9 @@ Spawn writes `.claude/settings.local.json` in the worktree: hooks (SessionStart,
 Stop, Notification) that call `fac hook ...`, so fac knows what the agent is doing instead of
 guessing from the screen, and permissions that let it edit its worktree and run fac's and git's
 commands. The Stop hook runs the inner checks and, while they are red, tells Claude why instead of
-letting it stop (once per turn: `stop_hook_active` ends the loop). A restart resumes the session.
+letting it stop (once per turn: `stop_hook_active` ends the loop). Messages that arrive mid-turn
+reach Claude through those hooks instead of keystrokes (supervisor/delivery.py). A restart resumes
+the session with a prompt to go on.
 
 The pane starts through `supervisor.runtimes.launch`, which hands Claude the spawner's environment
 (ANTHROPIC_*, CLAUDE_CODE_*, ... saved 0600 in the run directory; a pane would otherwise get the tmux
@@ -66,6 +68,10 @@ ALLOW = [
     "Bash(python3 -m pytest:*)",
     "Bash(pytest:*)",
 ]
+CONTINUE = (
+    "fac restarted Claude Code after its process ended. Go on with your task where you left off: "
+    "check `git status` and your last steps first. Messages that came meanwhile are in your context."
+)
 DENY = ["Bash(git push:*)", "Bash(git reset --hard:*)", "Bash(rm -rf:*)"]
 
 
@@ -263,7 +269,10 @@ class ClaudeRuntime:
         argv = [*launcher, exe, "--permission-mode", self.permission_mode(launch)]
         argv += ["--append-system-prompt", system]
         if launch.session_id:
-            return [*argv, "--resume", launch.session_id]
+            # Resumed with a prompt, so it goes on working (resumed alone it would sit at its prompt
+            # while fac showed it working); what arrived while it was down comes with its
+            # SessionStart hook.
+            return [*argv, "--resume", launch.session_id, CONTINUE]
         first = launch.task or "Read your role and context in the system prompt, then start on your task."
         return [*argv, first]
 

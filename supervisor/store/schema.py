@@ -187,6 +187,13 @@ MIGRATIONS: list[str] = [
         by TEXT NOT NULL
     );
     """,
+    # 8: one deliverer per message: its claim (who, since when), and how the message reached the
+    # agent (a paste, the hook that injected it, its own read)
+    """
+    ALTER TABLE messages ADD COLUMN claimed_by TEXT;
+    ALTER TABLE messages ADD COLUMN claimed_at REAL;
+    ALTER TABLE messages ADD COLUMN via TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from typing import Any, Literal
@@ -134,13 +135,78 @@ class WorkerRecords(Connection):
         row = self.db.execute("SELECT * FROM messages WHERE id = ?", (mid,)).fetchone()
         return Message(**dict(row)) if row else None
 
-    def note_delivery(self, mid: int) -> None:
-        """A paste into the pane happened: remember when (the latest) and how often."""
+    def claim_message(self, mid: int, by: str, *, attempts: int, now: float, stale_before: float) -> bool:
+        """Take message `mid` for one paste, as one deliverer: only while it is unacknowledged, nobody
+        else holds it (or its holder died: a claim older than `stale_before`) and it was pasted
+        `attempts` times, as the caller saw it. Two deliverers racing: exactly one gets True."""
         with self.tx() as db:
-            db.execute(
-                "UPDATE messages SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
-                (time.time(), mid),
+            cur = db.execute(
+                "UPDATE messages SET claimed_by = ?, claimed_at = ? WHERE id = ? AND acked_at IS NULL"
+                " AND attempts = ? AND (claimed_at IS NULL OR claimed_at < ?)",
+                (by, now, mid, attempts, stale_before),
             )
+            return cur.rowcount == 1
+
+    def release_message(self, mid: int, by: str, *, pasted: bool, via: str) -> None:
+        """End `by`'s claim on `mid`; after a paste, record it (when, how often, how) and log it in the
+        same transaction, so a receipt waiting for the claim always comes after the paste."""
+        with self.tx() as db:
+            if not pasted:
+                db.execute(
+                    "UPDATE messages SET claimed_by = NULL, claimed_at = NULL"
+                    " WHERE id = ? AND claimed_by = ?",
+                    (mid, by),
+                )
+                return
+            rows = db.execute(
+                "UPDATE messages SET claimed_by = NULL, claimed_at = NULL, delivered_at = ?,"
+                " attempts = attempts + 1, via = ? WHERE id = ? AND claimed_by = ?"
+                " RETURNING worker, attempts",
+                (time.time(), via, mid, by),
+            ).fetchall()  # all of it: a RETURNING statement still stepping would block the COMMIT
+            for row in rows:
+                self.event("delivered", row["worker"], db=db, id=mid, attempt=row["attempts"], via=via)
+
+    def ack_messages(self, ids: list[int], *, via: str, stale_before: float) -> tuple[list[int], list[int]]:
+        """Receipts for `ids`: (acknowledged now, held by a deliverer pasting them right now).
+
+        A held message is not acknowledged yet: its paste would then come after its receipt. The
+        caller asks again once the deliverer lets go (a claim older than `stale_before` is ignored).
+        """
+        if not ids:
+            return [], []
+        done: list[int] = []
+        with self.tx() as db:
+            for i in ids:
+                cur = db.execute(
+                    "UPDATE messages SET acked_at = COALESCE(acked_at, ?), via = COALESCE(via, ?)"
+                    " WHERE id = ? AND (claimed_at IS NULL OR claimed_at < ?)",
+                    (time.time(), via, i, stale_before),
+                )
+                if cur.rowcount:
+                    done.append(i)
+        return done, [i for i in ids if i not in done]
+
+    def take_messages(self, worker: str, *, via: str, stale_before: float) -> list[Message]:
+        """Hand `worker`'s unacknowledged messages that no deliverer holds to a hook, which gives them to
+        the agent: acknowledged in the same statement (the hook is the receipt), oldest first."""
+        with self.tx() as db:
+            rows = db.execute(
+                "UPDATE messages SET acked_at = ?, via = ? WHERE worker = ? AND acked_at IS NULL"
+                " AND (claimed_at IS NULL OR claimed_at < ?) RETURNING *",
+                (time.time(), via, worker, stale_before),
+            ).fetchall()
+        return sorted((Message(**dict(r)) for r in rows), key=lambda m: m.id)
+
+    def runtime_position(self, worker: str) -> tuple[str, dict[str, Any], float] | None:
+        """The latest event that tells where `worker`'s agent is: its (re)start, or a hook that
+        recorded `at` (see delivery.hook_position); as (kind, payload, ts)."""
+        row = self.db.execute(
+            "SELECT kind, payload, ts FROM events WHERE worker = ? AND (kind IN ('spawned', 'restarted')"
+            " OR json_extract(payload, '$.at') IS NOT NULL) ORDER BY id DESC LIMIT 1",
+            (worker,),
+        ).fetchone()
+        return (row["kind"], json.loads(row["payload"]), row["ts"]) if row else None
 
     def unacked(self) -> list[Message]:
         """Messages no runtime has acknowledged yet, oldest first."""

@@ -293,8 +293,8 @@ class Agent:
             return []
         ids = [m.id for m in msgs]
         self.fac.store.mark_messages(ids, "read_at")
-        messages.ack(self.fac, self.worker, ids)
-        flush_tty()  # the same text was pasted into this pane; the transcript shows it once, below
+        messages.ack(self.fac, self.worker, ids, via="inbox")
+        flush_tty()  # nothing is pasted here (its channel is the inbox); drop what a human typed
         for m in msgs:
             self.t.who(f"[inbox] {m.sender} ({m.kind})", m.body)
         return msgs
