@@ -102,6 +102,7 @@ class MergeQueue:
         self._durations: list[float] = []  # wall times of the pipeline's gate runs, for `typical`
         self._screened: set[tuple[int, str]] = set()  # (entry, main) screened clean, waiting for a slot
         self._seen: tuple[int, float] = (-1, 0.0)  # the store's data_version last looked at, and until when
+        self._executor_failed = False  # set by _executor_down: the round ends, the next waits for the tick
         self._said_stopped = False
         self._held_on: str | None = None  # main's sha the queue is holding on (no gate checks)
         self._said_env: str | None = None
@@ -505,6 +506,9 @@ class MergeQueue:
         a little for a run to end. False when nothing is pending and nothing is under test."""
         store = self.fac.store
         progressed = self._harvest()
+        if self._executor_failed:  # as in the one-slot round: no new candidate before the next tick
+            self._executor_failed = False
+            return False
         # Looking for newcomers costs a dozen git calls: only when the store changed (a submission,
         # a verdict) or something settled, and every 2 s as a safety net.
         version, now = store.data_version(), time.monotonic()
@@ -639,6 +643,7 @@ class MergeQueue:
     def _executor_down(self, head: Flight, err: executors.Unavailable) -> None:
         """The executor cannot run the gate: no verdict, nobody blamed; everything goes back in line
         and the queue tries again at its next tick."""
+        self._executor_failed = True
         self._cancel_chain("the executor is unavailable")
         self.say(f"  {err.message}: the batch waits (not a red verdict); {err.hint}")
         self.fac.store.event(
