@@ -228,12 +228,16 @@ def test_messages_reach_claude_as_plain_text_not_as_memory_comments(
 
     fac_json("spawn", "worker", "--no-up", "--runtime", "claude", "--name", "c1", cwd=factory)
     wait_for(lambda: Factory(factory).store.worker("c1").state == "idle", 60, "its first turn to end")
-    assert fac_json("send", "c1", "please look at test_x", cwd=factory)["pasted"] is True  # at its prompt
+    # At its prompt the message is pasted: by `fac send` or by the running supervisor, whichever
+    # claims it first (one deliverer per message).
+    sent = fac_json("send", "c1", "please look at test_x", cwd=factory)
     wait_for(
         lambda: "please look at test_x" in capture_pane(tmux_socket, f"={session_of()}:=c1"),
         10,
         "the message",
     )
+    m = Factory(factory).store.message(sent["id"])
+    assert m is not None and m.attempts == 1 and m.via == "paste"
     pane = capture_pane(tmux_socket, f"={session_of()}:=c1")
     line = next(x for x in pane.splitlines() if "please look at test_x" in x)
     assert not line.lstrip().startswith("#"), "a leading # would make Claude Code store it as a memory"
