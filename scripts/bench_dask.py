@@ -38,6 +38,9 @@ from supervisor import checks, env, executors, gate, repo  # noqa: E402
 from supervisor.factory import Factory, init  # noqa: E402
 from supervisor.queue import MergeQueue  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_queue import register  # noqa: E402  (the branches' workers as store rows, as there)
+
 SUT = "system-under-construction"
 BIN = Path(sys.executable).parent
 GOAL = 0.3
@@ -181,20 +184,10 @@ def gate_runs(fac: Factory, shas: list[str], repeat: int) -> dict[str, list[floa
 
 
 def queue(fac: Factory, branches: list[tuple[str, str, str]]) -> float:
-    with fac.store.tx() as db:
-        for worker, branch, _sha in branches:
-            fac.store.add_worker(
-                db,
-                name=worker,
-                role="worker",
-                runtime="command",
-                branch=branch,
-                worktree=str(fac.worktree_path(worker)),
-                state="working",
-            )
+    register(fac, branches)
     for worker, branch, sha in branches:
         fac.store.enqueue(worker, branch, sha, None)
-    q = MergeQueue(fac, max_batch=1, use_cache=False)
+    q = MergeQueue(fac, max_batch=1, use_cache=False, slots=1)  # serial: one candidate at a time
     start = time.monotonic()
     stats = q.run(once=True)
     took = time.monotonic() - start
