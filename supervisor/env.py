@@ -246,7 +246,10 @@ def ensure(fac: Factory, *, say: Callable[[str], None] | None = None, retry: boo
     wanted = wanted_hash(fac)
     if wanted is None:
         return Env("host", note=f"no {SOURCE}/ on {fac.main}")
-    if not retry and _read_meta(base / wanted) is not None and _current_hash(base) == wanted:
+    meta = None if retry else _read_meta(base / wanted)
+    if meta is not None and _current_hash(base) == wanted:
+        if meta.get("kind") == "venv" and not meta.get("bytecode"):
+            _add_bytecode(base / wanted, meta)
         return _load(base, wanted, wanted)  # the hot path: one git call and one small read
     with locks.held(base / "build.lock"):
         ready, failed = _scan(base)
@@ -348,10 +351,26 @@ def _build(fac: Factory, env_hash: str, say: Callable[[str], None]) -> None:
             "built_by": _builder(),
             "duration": took,
             "python": sys.version.split()[0],
+            "bytecode": kind == "venv",
             **extra,
         }
         (d / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")  # written last: ready
         step(f"ready in {took:.1f}s")
+
+
+def _add_bytecode(d: Path, meta: dict[str, Any]) -> None:
+    """An env built by a fac that did not compile its packages (see `envbuild.compile_site`): compile
+    them now, once, and say so in its meta (compileall replaces each file atomically, so a check
+    running meanwhile reads either no bytecode or a whole one)."""
+    py = d / "bin" / "python"
+    site = next(iter(sorted((d / "lib").glob("python*/site-packages"))), None)
+    if site is None or not py.exists():
+        return
+    with open(d.parent / f"{d.name}.log", "a", encoding="utf-8") as log:
+        envbuild.compile_site(py, site, log)
+    tmp = d / f".{META}.{os.getpid()}"
+    tmp.write_text(json.dumps({**meta, "bytecode": True}, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, d / META)
 
 
 def _builder() -> str:

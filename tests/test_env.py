@@ -194,6 +194,40 @@ def test_the_sample_env_builds_offline_with_fac_s_pytest_and_a_check_runs_in_it(
     assert f"environment: venv {shown['path']}" in check.stdout
 
 
+def _imports_pytest_from_bytecode(python: Path) -> bool:
+    """Whether the env's python, run the way checks run it (no bytecode written), imports pytest's
+    modules from cached bytecode rather than compiling them from source."""
+    code = "import os, _pytest.config as c; print(bool(c.__cached__) and os.path.exists(c.__cached__))"
+    run_env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
+    out = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, env={**run_env, "PYTHONDONTWRITEBYTECODE": "1"}
+    )
+    return out.stdout.strip() == "True"
+
+
+def test_the_env_is_compiled_at_build_and_an_older_env_once_on_first_use(factory: Path) -> None:
+    # Checks never write bytecode, so an env without it would compile pytest in every check.
+    fac_ = Factory(factory)
+    e = env.ensure(fac_)
+    assert e.kind == "venv" and e.path is not None
+    python = e.path / "bin" / "python"
+    assert _imports_pytest_from_bytecode(python)
+    meta_path = next(e.path.glob("*.json"))
+    assert json.loads(meta_path.read_text())["bytecode"] is True
+
+    # An env built by an older fac: no bytecode, no mark. The next ensure compiles it, once.
+    for cache in e.path.resolve().rglob("__pycache__"):
+        for f in cache.iterdir():
+            f.unlink()
+    meta = json.loads(meta_path.read_text())
+    del meta["bytecode"]
+    meta_path.write_text(json.dumps(meta))
+    assert not _imports_pytest_from_bytecode(python)
+    again = env.ensure(fac_)
+    assert again.path == e.path and _imports_pytest_from_bytecode(python)
+    assert json.loads(meta_path.read_text())["bytecode"] is True
+
+
 def test_a_package_fac_lacks_is_red_without_requirements_and_green_through_them(factory: Path) -> None:
     w1 = spawn_worker(factory, "w1")
     commit(w1, NEEDS_TINYDEP, "w1: a test that needs tinydep")
