@@ -348,8 +348,7 @@ class MergeQueue:
     def single(self, base: str, cand: Candidate, verdict: Verdict, suite: Suite) -> Settled:
         """A red single-branch candidate: run it again (a flaky check passes), else blame its owner."""
         e = cand.entries[0]
-        retry = self._retry_one_by_one if self.slots == 1 else self._retry_at_once
-        step, latest = retry(cand, verdict, suite)
+        step, latest = self._retry(cand, verdict, suite)
         if step is planner.Alone.FLAKY:
             self.stats["flaky"] += 1
             self.fac.store.event(
@@ -365,26 +364,9 @@ class MergeQueue:
         self.outcomes.blame(e, cand, latest, base, reason="red")
         return Settled(base)
 
-    def _retry_one_by_one(
-        self, cand: Candidate, verdict: Verdict, suite: Suite
-    ) -> tuple[planner.Alone, Verdict]:
-        """Fresh reruns one after another until one passes or `planner.retry_or_blame` blames."""
-        e = cand.entries[0]
-        reruns: list[bool] = []
-        latest = verdict
-        retryable = all(r.retryable for r in verdict.failed())
-        while isinstance(
-            step := planner.retry_or_blame(self.retries, reruns, retryable=retryable), planner.Retry
-        ):
-            self.say(f"  {e.worker}: red alone; retry {step.attempt}/{step.of} to rule out a flaky check")
-            latest = self.test(cand, suite, fresh=True)
-            reruns.append(latest.ok)
-        return step, latest
-
-    def _retry_at_once(
-        self, cand: Candidate, verdict: Verdict, suite: Suite
-    ) -> tuple[planner.Alone, Verdict]:
-        """Fresh reruns several at once, one per slot (`speculation.retries_now`)."""
+    def _retry(self, cand: Candidate, verdict: Verdict, suite: Suite) -> tuple[planner.Alone, Verdict]:
+        """Fresh reruns of a red single candidate until one passes or every allowed one failed
+        (`speculation.retries_now`): one after another with one slot, several at once with more."""
         e = cand.entries[0]
         reruns: list[bool] = []
         latest = verdict
@@ -392,7 +374,11 @@ class MergeQueue:
         while not isinstance(
             n := speculation.retries_now(self.retries, reruns, self.slots, retryable=retryable), planner.Alone
         ):
-            self.say(f"  {e.worker}: red alone; {n} retr{'y' if n == 1 else 'ies'} at once (a flaky check?)")
+            if self.slots == 1:
+                what = f"retry {len(reruns) + 1}/{self.retries} to rule out a flaky check"
+            else:
+                what = f"{n} retr{'y' if n == 1 else 'ies'} at once (a flaky check?)"
+            self.say(f"  {e.worker}: red alone; {what}")
             got = self._run_all([(cand, True)] * n, suite)
             reruns += [v.ok for v in got]
             latest = next((v for v in got if v.ok), got[-1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from supervisor.queue.planner import Alone
+from supervisor.queue.planner import Alone, retry_or_blame
 
 # --- new candidates over the free slots ---
 
@@ -125,9 +125,9 @@ def retries_now(retries: int, reruns: Sequence[bool], slots: int, *, retryable: 
     """How many fresh reruns of a red single candidate to start at once (up to the slots), or how it
     ends: FLAKY once any rerun passed, BLAME when every allowed rerun failed (or none is allowed:
     see `planner.retry_or_blame`). With one slot this is exactly the one-at-a-time retry."""
-    if any(reruns):
+    if any(reruns):  # the order of reruns run at once means nothing: one pass is enough
         return Alone.FLAKY
-    left = retries - len(reruns) if retryable else 0
-    if left <= 0:
-        return Alone.BLAME
-    return min(left, max(1, slots))
+    step = retry_or_blame(retries, reruns, retryable=retryable)
+    if isinstance(step, Alone):
+        return step
+    return min(step.of - step.attempt + 1, max(1, slots))
