@@ -626,3 +626,20 @@ def test_fac_queue_shows_a_testing_entry_its_elapsed_time_and_its_running_check(
     assert entries(factory)["w1"].state == "merged"
     done = fac_json("queue")
     assert all(r["running"] == [] and r["elapsed"] is None and r["progress"] == "" for r in done)
+
+
+def test_a_head_caught_under_test_when_its_worker_resubmitted_is_superseded_not_merged(factory: Path) -> None:
+    # The first head was under test when the queue died; its worker submitted a better head since
+    # (which supersedes only queued entries). Back up, the queue must not test or merge the old one.
+    script_suite(factory, QUICK)
+    wt = spawn_worker(factory, "w1")
+    first = commit(wt, passing_test("w1"), "w1: first try")
+    old = submit("w1")
+    Factory(factory).store.start_testing([old])  # a queue took it, then died
+    second = commit(wt, {f"{SUT}/tests/test_w1.py": "def test_w1_again():\n    assert True\n"}, "w1: better")
+    new = submit("w1")
+    mq = run_queue(factory)
+    rows = [(r["sha"], r["state"]) for r in json.loads(fac("queue", "--all", "--json").stdout)]
+    assert rows == [(first, "superseded"), (second, "merged")]
+    assert mq.stats["check_runs"] == 1 and git(factory, "rev-parse", "main") != first
+    assert [e.payload["by"] for e in events(factory, "superseded")] == [f"q{new}"]

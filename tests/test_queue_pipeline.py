@@ -34,6 +34,7 @@ from queue_helpers import (
     submit,
 )
 
+from supervisor import line
 from supervisor.factory import Factory
 from supervisor.queue import MergeQueue
 
@@ -74,12 +75,18 @@ def merged_entry_ids(root: Path) -> list[int]:
     return ids[::-1]
 
 
+@pytest.fixture
+def sig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory outside every tree for checks and the test to signal through (sandbox off)."""
+    monkeypatch.setenv("FAC_SANDBOX", "none")
+    d = tmp_path / "signals"
+    d.mkdir()
+    return d
+
+
 def test_candidates_built_on_a_red_one_are_cancelled_and_requeued_never_blamed(
-    factory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    factory: Path, sig: Path
 ) -> None:
-    monkeypatch.setenv("FAC_SANDBOX", "none")  # the check signals through files outside the tree
-    sig = tmp_path / "signals"
-    sig.mkdir()
     # w1 breaks the gate. Its candidate waits until the one built on top of it (w1 + w2) runs,
     # then fails; the speculative one would run forever, so only a cancel (its process group
     # killed) ends it. w2 alone, on main, is green.
@@ -264,3 +271,44 @@ echo fine
     assert mq.stats["merged"] == 3
     assert len(merged_entry_ids(factory)) == 3
     assert_main_only_tested(factory, human, meanwhile)
+
+
+def test_a_green_candidate_in_flight_when_the_line_stops_waits_for_the_human_and_lands_after(
+    factory: Path, sig: Path
+) -> None:
+    # Every run waits for the test's go; w1's and w2's candidates are both under test when the line
+    # stops (jidoka: only fixes merge). Green, they must still wait for the human.
+    gate = f"""#!/bin/sh
+touch {sig}/started-$$
+while [ ! -e {sig}/go ]; do sleep 0.05; done
+echo fine
+"""
+    human = script_suite(factory, {"gate": gate})
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: fine")
+    commit(spawn_worker(factory, "w2"), passing_test("w2"), "w2: fine")
+    main_before = git(factory, "rev-parse", "main")
+    fac_ = Factory(factory)
+
+    with queue_in_thread(factory, slots=2):
+        submit("w1")
+        wait_for(lambda: entries(factory)["w1"].state == "testing", timeout=60, message="w1 under test")
+        submit("w2")
+        wait_for(lambda: len(list(sig.glob("started-*"))) >= 2, timeout=60, message="two candidates running")
+        assert line.stop(fac_, "a human pulled the cord", main_before)
+        (sig / "go").touch()
+        wait_for(
+            lambda: {e.worker for e in events(factory, "requeued")} >= {"w1", "w2"},
+            timeout=60,
+            message="both back in line",
+        )
+        assert git(factory, "rev-parse", "main") == main_before  # nothing landed while stopped
+        assert {n: e.state for n, e in entries(factory).items()} == {"w1": "queued", "w2": "queued"}
+        assert line.resume(fac_, by="human")
+        states = wait_for(lambda: decided(factory, ["w1", "w2"]), timeout=120, message="both decided")
+
+    assert states == {"w1": "merged", "w2": "merged"}
+    assert not events(factory, "red")
+    # w1 (green, on main) went back in line itself; w2, built on it, with the cancelled chain.
+    reasons = {e.worker: e.payload["reason"] for e in events(factory, "requeued")}
+    assert reasons == {"w1": "the line stopped: only fixes merge", "w2": "the line stopped"}
+    assert_main_only_tested(factory, human)

@@ -255,6 +255,26 @@ def test_a_decided_queue_entry_never_changes_state(tmp_path: Path) -> None:
     assert e is not None and (e.state, e.merged_as) == ("merged", "m1")
 
 
+def test_an_entry_back_in_line_is_superseded_by_its_worker_s_newer_submission(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _worker(store)
+    first, _ = store.enqueue("w1", "fac/w1", "abc", None)
+    store.start_testing([first])
+    # A resubmission while the first head is under test supersedes only what is queued.
+    second, superseded = store.enqueue("w1", "fac/w1", "def", None)
+    assert superseded == []
+    assert store.requeue(first) == "superseded"  # its candidate was cancelled: the newer head counts
+    assert store.requeue(second) is None  # queued already: nothing to put back
+    store.start_testing([second])
+    assert store.requeue(second) == "queued"  # no newer head: back in line
+    states = [(e.sha, e.state) for e in store.queue()]
+    assert states == [("abc", "superseded"), ("def", "queued")]
+    assert [ev.payload.get("by") for ev in store.events() if ev.kind == "superseded"] == [f"q{second}"]
+    store.start_testing([second])
+    store.set_entry(second, state="merged", merged_as="m1")
+    assert store.requeue(second) is None  # decided: never changes
+
+
 def test_the_line_stops_once_and_resumes_once(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     assert store.line().state == "running"

@@ -32,7 +32,7 @@ class Outcomes:
         """Move main to the tested candidate; False (its entries back in line) when main moved under us."""
         if not move_main(self.fac, cand.base, cand.sha):
             for e in cand.entries:
-                self.fac.store.set_entry(e.id, state="queued")
+                self.fac.store.requeue(e.id)
             return False
         self.merged(list(cand.entries), cand.sha, note=f"batch of {len(cand.entries)}")
         if self.fac.config.queue.verify_main or line.get(self.fac).stopped:

@@ -124,8 +124,8 @@ class MergeQueue:
         """After a crash: entries caught mid-test go back in line; stale candidate worktrees go."""
         store = self.fac.store
         for e in store.queue(("testing",)):
-            store.set_entry(e.id, state="queued")
-            store.event("requeued", e.worker, correlation=f"q{e.id}", reason="queue restarted mid-test")
+            if store.requeue(e.id) == "queued":
+                store.event("requeued", e.worker, correlation=f"q{e.id}", reason="queue restarted mid-test")
         tmp = self.fac.fac_dir / "tmp"
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -220,7 +220,7 @@ class MergeQueue:
             for e in batch:
                 now = store.queue_entry(e.id)
                 if now is not None and now.state == "testing":
-                    store.set_entry(e.id, state="queued")
+                    store.requeue(e.id)
         self._after_round()
         return not waited  # after an executor failure: the next try waits for the tick
 
@@ -606,6 +606,12 @@ class MergeQueue:
                 self._executor_down(head, err)
                 return False
             settled = True
+            if verdict.ok and self._held_by_stop(head.cand):
+                # Jidoka: the line stopped while it was under test; only fixes merge until a human
+                # resumes it. Nobody is blamed: the chain goes back in line, the verdict stays cached.
+                self._cancel_chain("the line stopped")
+                self._requeue(head.cand.entries, "the line stopped: only fixes merge")
+                break
             if verdict.ok:
                 if not self.outcomes.land(head.cand):
                     self._cancel_chain(f"{self.fac.main} moved under the queue")
@@ -625,6 +631,10 @@ class MergeQueue:
         if settled:
             self._after_round()
         return settled
+
+    def _held_by_stop(self, cand: Candidate) -> bool:
+        """Whether a green candidate must not land: the line is stopped and it is not all fixes."""
+        return line.get(self.fac).stopped and not all(self._is_fix(e) for e in cand.entries)
 
     def _executor_down(self, head: Flight, err: executors.Unavailable) -> None:
         """The executor cannot run the gate: no verdict, nobody blamed; everything goes back in line
@@ -683,7 +693,7 @@ class MergeQueue:
         """Entries of a cancelled candidate go back in line: not blamed, tested again later."""
         store = self.fac.store
         for e in entries:
-            if store.set_entry(e.id, state="queued"):
+            if store.requeue(e.id) == "queued":
                 store.event("requeued", e.worker, correlation=f"q{e.id}", reason=reason)
 
     def _cancel_chain(self, reason: str) -> None:

@@ -80,6 +80,25 @@ class QueueRecords(WorkerRecords):
         self._update(db, "queue", "id", qid, fields)
         return True
 
+    def requeue(self, qid: int) -> EntryState | None:
+        """An entry whose test ended without a verdict (cancelled, main moved, the queue restarted)
+        goes back in line: `queued`, or `superseded` when its worker submitted a newer head meanwhile
+        (`enqueue` supersedes only what is queued, not what is under test). None when its state
+        allows neither (it was decided meanwhile)."""
+        with self.tx() as db:
+            row = db.execute("SELECT worker FROM queue WHERE id = ?", (qid,)).fetchone()
+            if row is None or not self._set_entry(db, qid, "queued", {}):
+                return None
+            newer = db.execute(
+                "SELECT id FROM queue WHERE worker = ? AND id > ? AND state IN ('queued', 'testing', 'held')",
+                (row[0], qid),
+            ).fetchone()
+            if newer is None:
+                return "queued"
+            self._set_entry(db, qid, "superseded", {})
+            self.event("superseded", row[0], correlation=f"q{qid}", db=db, by=f"q{newer[0]}")
+            return "superseded"
+
     def start_testing(self, ids: list[int]) -> None:
         """The entries of a candidate go under test: testing, one attempt more."""
         with self.tx() as db:
