@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from supervisor import factory as factorymod  # noqa: E402
-from supervisor import workers  # noqa: E402
+from supervisor import submission, workers  # noqa: E402
 from supervisor.factory import Factory  # noqa: E402
 from supervisor.queue import MergeQueue  # noqa: E402
 
@@ -77,7 +77,7 @@ def _latency_samples(fac: Factory, root: Path, sock: str, samples: int) -> dict[
         test.write_text(f"def test_red_{i}():\n    assert {i} == -1\n")
         git(wt, "add", "-A")
         git(wt, "commit", "-qm", f"red {i}")
-        fac.store.enqueue("owner", "fac/owner", git(wt, "rev-parse", "HEAD"), None)
+        submission.submit(fac, "owner")  # as `fac submit`: fetched from the agent's own repository
         seen: dict[str, float] = {}
         needle = f"test_red_{i}.py::test_red_{i}"
         stop = threading.Event()
@@ -99,7 +99,11 @@ def _latency_samples(fac: Factory, root: Path, sock: str, samples: int) -> dict[
         MergeQueue(fac, retries=0).run(once=True)
         t.join(10)
         stop.set()
-        red = [e for e in fac.store.events(worker="owner") if e.kind == "red"][-1]
+        reds = [e for e in fac.store.events(worker="owner") if e.kind == "red"]
+        if len(reds) != i + 1:
+            states = [e.state for e in fac.store.queue()]
+            raise SystemExit(f"bench_supervisor: sample {i + 1} was not judged red (queue states: {states})")
+        red = reds[-1]
         for how, ts in seen.items():
             lat[how].append(ts - red.ts)
         git(wt, "rm", "-q", str(test.relative_to(wt)))
@@ -171,11 +175,15 @@ def main() -> int:
     for how, what in (("pasted", "pasted into the pane"), ("channel", "read through the channel")):
         got = lat[how]
         if not got:
+            # A message the agent read through its channel first is never pasted (nothing is typed
+            # into a pane after its receipt): with one sample, the channel may win every race.
             print(f"routing latency, {what}: no sample arrived")
             continue
+        skipped = len(lat["channel"]) - len(got) if how == "pasted" else 0
+        note = f"; {skipped} not pasted: read through the channel first" if skipped > 0 else ""
         print(
             f"routing latency, {what}, over {len(got)} red verdicts: median "
-            f"{statistics.median(got) * 1000:.0f} ms, max {max(got) * 1000:.0f} ms   (goal < 1000 ms)"
+            f"{statistics.median(got) * 1000:.0f} ms, max {max(got) * 1000:.0f} ms   (goal < 1000 ms){note}"
         )
     for name, pct in cpu.items():
         print(f"idle CPU of the {name} with {args.workers} workers: {pct:.2f}% of a core   (goal < 1%)")
