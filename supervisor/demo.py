@@ -32,10 +32,11 @@ wait_verdict() {
   while true; do
     msg=$(fac inbox --wait 240) || { say "no verdict within 240 s; giving up"; exit 1; }
     printf '%s\n' "$msg"
+    # By sender and kind (the header fac writes), never by the text: a peer can write any text.
     case "$msg" in
-      *"[fac] MERGED"*) say "merged into main. Done."; exit 0 ;;
-      *"[fac] RED"*) say "the gate is red; reading the feedback and fixing"; fix ;;
-      *"[fac] CONFLICT"*) say "conflict with main; merging main (keeping my line)"
+      *" from merge-queue (merged) "*) say "merged into main. Done."; exit 0 ;;
+      *" from merge-queue (red) "*) say "the gate is red; reading the feedback and fixing"; fix ;;
+      *" from merge-queue (conflict) "*) say "conflict with main; merging main (keeping my line)"
                           git merge -q -X ours -m "Merge main into $FAC_BRANCH" main && fac submit ;;
     esac
   done
