@@ -12,15 +12,17 @@ nothing is decided until a result comes back, so a lost worker costs a rerun, ne
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
+from concurrent.futures import CancelledError
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from supervisor import __version__, checks, gate, locks, repo
-from supervisor.checks import Progress, Suite
+from supervisor.checks import Suite
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 
@@ -86,10 +88,14 @@ class Dask:
         return sorted(self.client().nthreads())
 
     def run(
-        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job, progress: Progress | None
+        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job, hooks: gate.Hooks
     ) -> gate.Run:
-        """One task on the cluster (no per-check progress: the checks run on the worker)."""
+        """One task on the cluster (no per-check progress: the checks run on the worker); its
+        `hooks.cancel` stops the task's checks on the worker."""
+        cancel = hooks.cancel
         client = self.client()
+        if cancel is not None:
+            cancel.check()  # cancelled while connecting: nothing to push, nothing to stop
         # One push: this candidate's ref, and the deletion of the refs of those already judged.
         with self._lock:
             done, self._finished = [d for d in dict.fromkeys(self._finished) if d != sha], []
@@ -103,6 +109,8 @@ class Dask:
                 fac.root, self.remote, [mine]
             )  # a ref already gone: tidying is not worth a failure
         url = repo.remote_url(fac.root, self.remote)
+        key = f"fac-gate-{sha[:12]}-{os.urandom(4).hex()}"
+        stop = f"{key}-cancel"  # the task's checks are killed once this distributed.Event is set
         future = client.submit(
             remote_run,
             __version__,
@@ -112,13 +120,23 @@ class Dask:
             suite.hash,
             parallel,
             job,
+            stop,
             pure=False,
-            key=f"fac-gate-{sha[:12]}-{os.urandom(4).hex()}",
+            key=key,
         )
+        if cancel is not None:
+            cancel.on_cancel(functools.partial(_cancel_remote, client, future, stop))
         try:
             run: gate.Run = future.result()
         except FacError as e:  # raised on the worker: its replica, its environment, its fac
             raise Unavailable(f"candidate {sha[:10]} on the Dask cluster: {e.message}", hint=e.hint) from None
+        except (checks.Cancelled, CancelledError):
+            if cancel is not None and cancel.cancelled:
+                raise checks.Cancelled() from None
+            raise Unavailable(  # cancelled by the cluster, not by us: the scheduler went away
+                f"the Dask cluster dropped candidate {sha[:10]}",
+                hint="look at the `dask scheduler` log; the entries go back in line",
+            ) from None
         except (_distributed().KilledWorker, OSError, TimeoutError) as e:
             raise Unavailable(
                 f"the Dask cluster lost candidate {sha[:10]} ({type(e).__name__}: {e})",
@@ -128,12 +146,26 @@ class Dask:
             future.release()
             with self._lock:
                 self._finished.append(sha)
+        if cancel is not None:
+            cancel.check()
         return run
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _cancel_remote(client: Any, future: Any, stop: str) -> None:
+    """Stop a task: its checks' processes are killed on the worker (the task polls the event),
+    and the scheduler forgets it."""
+    if future.done():
+        return
+    try:
+        _distributed().Event(stop, client=client).set()
+        future.cancel()
+    except Exception:  # noqa: BLE001 - a cluster gone meanwhile has nothing left to stop
+        pass
 
 
 # --- on the worker ---
@@ -164,10 +196,18 @@ def replica(url: str, main: str, sha: str, base: str | None) -> Factory:
 
 
 def remote_run(
-    version: str, url: str, main: str, sha: str, suite_hash: str, parallel: int, job: gate.Job
+    version: str,
+    url: str,
+    main: str,
+    sha: str,
+    suite_hash: str,
+    parallel: int,
+    job: gate.Job,
+    stop: str | None = None,
 ) -> gate.Run:
     """The Dask task: candidate `sha` from `url`, judged by main's suite (rebuilt from `job.base` in the
-    replica, and refused unless it is exactly the suite the factory asked for) by the same fac."""
+    replica, and refused unless it is exactly the suite the factory asked for) by the same fac.
+    Setting the `distributed.Event` named `stop` kills its checks (the factory cancelled it)."""
     import distributed
 
     where = distributed.get_worker().address
@@ -184,7 +224,27 @@ def remote_run(
             f"the factory asked for {suite_hash}",
             hint="the remote's objects differ from the factory's: check [factory] remote",
         )
+    cancel = checks.Cancel()
+    done = threading.Event()
+    if stop is not None:
+        event = distributed.Event(stop, client=distributed.get_client())  # type: ignore[no-untyped-call]
+        threading.Thread(target=_watch, args=(event, cancel, done), daemon=True).start()
     # A rerun after a worker died finds the dead run's worktrees still there: every attempt its own.
     label = f"{job.label or 'dask'}-{os.getpid()}-{os.urandom(3).hex()}"
-    run = gate.run_suite(fac, sha, suite, parallel, replace(job, label=label))
+    try:
+        run = gate.run_suite(fac, sha, suite, parallel, replace(job, label=label), cancel=cancel)
+    finally:
+        done.set()
     return replace(run, executor="dask", worker=where)
+
+
+def _watch(event: Any, cancel: checks.Cancel, done: threading.Event) -> None:
+    """On the worker: cancel the run once the factory sets its event (polled while it runs)."""
+    while not done.is_set():
+        try:
+            if event.wait(timeout=0.5):
+                cancel.cancel()
+                event.clear()
+                return
+        except Exception:  # noqa: BLE001 - the scheduler is gone: nobody can cancel any more
+            return

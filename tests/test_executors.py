@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +214,6 @@ def test_a_worker_killed_mid_candidate_costs_a_rerun_and_nothing_merges_twice(
     submit("w1")
     mq = MergeQueue(Factory(factory))
     done: list[Any] = []
-    import threading
 
     def run() -> None:
         try:
@@ -411,3 +412,54 @@ def test_doctor_checks_the_remote_and_the_dask_executor(
     found = {f["name"]: f for f in json.loads(run_fac("doctor", "--json", cwd=factory).stdout)["findings"]}
     assert found["remote"]["level"] == "fail" and "has commits it lacks" in found["remote"]["detail"]
     assert found["executor"]["level"] == "fail" and "does not answer" in found["executor"]["detail"]
+
+
+def sleeping(token: str) -> list[int]:
+    """The pids of the live processes running `sleep <token>` on this host (any sandbox)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", token.encode()] or argv[:2] == [b"/bin/sleep", token.encode()]:
+            found.append(int(proc.name))
+    return found
+
+
+def test_cancelling_a_run_on_a_dask_worker_kills_its_check_there(
+    factory: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    token = f"{4000 + os.getpid() % 1000}.{secrets.randbelow(90) + 10}"  # this test's own sleep
+    script_suite(factory, {"slow": f"#!/bin/sh\nexec sleep {token}\n"})
+    dask_factory(factory, tmp_path, cluster)
+    fac = Factory(factory)
+    main = git(factory, "rev-parse", "main")
+    suite = checks.suite_from_rev(factory, main, fac.fac_dir / "suites")
+    executor = executors.for_factory(fac)
+    cancel = checks.Cancel()
+    out: list[Any] = []
+
+    def judge() -> None:
+        try:
+            out.append(gate.judge(fac, main, suite, cache="off", executor=executor, cancel=cancel))
+        except BaseException as e:  # shown by the assertion below
+            out.append(e)
+
+    t = threading.Thread(target=judge)
+    t.start()
+    try:
+        pids = wait_for(lambda: sleeping(token), timeout=120, message="the slow check on a worker")
+        cancel.cancel()
+        wait_for(lambda: not sleeping(token), timeout=60, message=f"the check's processes {pids} killed")
+        t.join(timeout=60)
+    finally:
+        cancel.cancel()
+        t.join(timeout=60)
+        executor.close()
+    assert not t.is_alive() and len(out) == 1 and isinstance(out[0], checks.Cancelled), out
+    assert fac.store.count_runs() == 0  # a cancelled run is never recorded
+    with distributed.Client(cluster.scheduler, timeout=30) as client:  # the task left the cluster
+        wait_for(lambda: not any(client.processing().values()), timeout=60, message="no task on the cluster")
