@@ -16,12 +16,15 @@ import functools
 import hashlib
 import os
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from supervisor import __version__, checks, gate, locks, repo
+from supervisor import __version__, availability, checks, gate, locks, repo
+from supervisor.availability import Availability
 from supervisor.checks import Suite
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -69,6 +72,7 @@ class Dask:
         self._client: Any = None
         self._finished: list[str] = []  # candidates whose refs the next push deletes from the remote
         self._lock = threading.Lock()
+        self.availability = Availability()
 
     def client(self) -> Any:
         if self._client is None:
@@ -87,12 +91,42 @@ class Dask:
         """The addresses of the workers the scheduler knows now."""
         return sorted(self.client().nthreads())
 
+    def wait(self, now: float) -> float:
+        """Seconds before the executor may be tried again after its last failure (0: now)."""
+        with self._lock:
+            return availability.wait(self.availability, now)
+
     def run(
         self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job, hooks: gate.Hooks
     ) -> gate.Run:
         """One task on the cluster (no per-check progress: the checks run on the worker); its
-        `hooks.cancel` stops the task's checks on the worker."""
-        cancel = hooks.cancel
+        `hooks.cancel` stops the task's checks on the worker. An `Unavailable` counts as a failure
+        of the executor (it backs off), a verdict resets it."""
+        try:
+            run = self._run(fac, sha, suite, parallel, job, hooks.cancel)
+        except Unavailable as e:
+            now, why = time.time(), e.message
+            after = self._record(fac, lambda a: availability.failed(a, why, now))
+            left = availability.wait(after, now)
+            hint = f"{e.hint}; " if e.hint else ""
+            raise Unavailable(e.message, hint=f"{hint}the queue tries again in {left:.0f}s") from None
+        self._record(fac, availability.succeeded)
+        return run
+
+    def _record(self, fac: Factory, change: Callable[[Availability], Availability]) -> Availability:
+        """Change the availability; the store keeps it for `fac status` and the dashboard."""
+        with self._lock:
+            old, self.availability = self.availability, change(self.availability)
+            new = self.availability
+        if new != old:
+            fac.store.set_executor_state(new.failures, new.reason, new.since, new.failed_at, new.retry_at)
+            if new.available:
+                fac.store.event("executor-available", None, after=old.failures, since=old.since)
+        return new
+
+    def _run(
+        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job, cancel: checks.Cancel | None
+    ) -> gate.Run:
         client = self.client()
         if cancel is not None:
             cancel.check()  # cancelled while connecting: nothing to push, nothing to stop
@@ -142,6 +176,11 @@ class Dask:
                 f"the Dask cluster lost candidate {sha[:10]} ({type(e).__name__}: {e})",
                 hint="look at the `dask scheduler` and `dask worker` logs; the entries go back in line",
             ) from None
+        except Exception as e:  # noqa: BLE001 - the task broke on its worker (another fac there?)
+            raise Unavailable(
+                f"candidate {sha[:10]} failed on its Dask worker ({type(e).__name__}: {e})",
+                hint="look at the `dask worker` log; `fac --version` must match on every worker host",
+            ) from None
         finally:
             future.release()
             with self._lock:
@@ -154,6 +193,11 @@ class Dask:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def wait(executor: gate.Executor, now: float) -> float:
+    """Seconds before the queue may try `executor` again (0: now; the local one never waits)."""
+    return executor.wait(now) if isinstance(executor, Dask) else 0.0
 
 
 def _cancel_remote(client: Any, future: Any, stop: str) -> None:

@@ -37,12 +37,13 @@ from queue_helpers import (
     spawn_worker,
     submit,
 )
+from rich.console import Console
 
-from supervisor import checks, executors, gate
+from supervisor import availability, checks, dashboard, executors, gate
 from supervisor.config import DEFAULT_TOML
 from supervisor.errors import FacError
 from supervisor.factory import Factory
-from supervisor.queue import MergeQueue
+from supervisor.queue import MergeQueue, views
 
 distributed = pytest.importorskip("distributed", reason='the Dask executor needs pip install "fac[dask]"')
 
@@ -119,16 +120,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
     }
     port = free_port()
-    scheduler = f"tcp://127.0.0.1:{port}"
-    log = open(base / "scheduler.log", "wb")  # noqa: SIM115 - the process keeps it
-    sched = subprocess.Popen(
-        [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    c = Cluster(scheduler, env, base, base / "replicas")
+    sched = start_scheduler(port, env, base)
+    c = Cluster(f"tcp://127.0.0.1:{port}", env, base, base / "replicas")
     try:
         c.start_worker()
         c.start_worker()
@@ -138,6 +131,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             c.kill(address)
         os.killpg(sched.pid, signal.SIGKILL)
         sched.wait()
+
+
+def start_scheduler(port: int, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    log = open(logs / f"scheduler-{port}.log", "wb")  # noqa: SIM115 - the process keeps it
+    return subprocess.Popen(
+        [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def with_remote(root: Path, tmp: Path) -> Path:
@@ -412,6 +416,71 @@ def test_doctor_checks_the_remote_and_the_dask_executor(
     found = {f["name"]: f for f in json.loads(run_fac("doctor", "--json", cwd=factory).stdout)["findings"]}
     assert found["remote"]["level"] == "fail" and "has commits it lacks" in found["remote"]["detail"]
     assert found["executor"]["level"] == "fail" and "does not answer" in found["executor"]["detail"]
+
+
+def test_a_scheduler_that_is_down_is_retried_with_a_backoff_then_the_entries_merge(
+    factory: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    port = free_port()  # nobody listens there yet
+    bare = with_remote(factory, tmp_path)
+    configure(factory, f'\n[executor]\nkind = "dask"\nscheduler = "tcp://127.0.0.1:{port}"\n')
+    git(factory, "push", "-q", "origin", "main")
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    submit("w1")
+    mq = MergeQueue(Factory(factory))
+    assert isinstance(mq.executor, executors.Dask)
+    mq.executor.timeout = 1.0  # the connect timeout: a refused connection fails within it
+    stop = threading.Event()
+    done: list[Any] = []
+    t = threading.Thread(target=lambda: done.append(mq.run(should_stop=stop.is_set)))
+    t.start()
+    sched = None
+    up = Cluster(f"tcp://127.0.0.1:{port}", cluster.env, cluster.logs, cluster.cache)
+    try:
+        # Two failed tries, the second one only once the first one's backoff is over.
+        def two_tries() -> list[Any]:
+            got = events(factory, "executor-unavailable")
+            return got if len(got) >= 2 else []
+
+        first, second = wait_for(two_tries, timeout=120, message="two tries of the scheduler that is down")[
+            :2
+        ]
+        assert second.ts - first.ts >= availability.FIRST
+        status = fac_json("status", "--json", cwd=factory)["executor"]
+        assert status["kind"] == "dask" and status["state"] == "unavailable", status
+        assert status["failures"] >= 2 and status["since"] <= first.ts
+        assert status["retry_at"] == status["failed_at"] + availability.delay(status["failures"])
+        down = f"executor unavailable: the Dask scheduler at tcp://127.0.0.1:{port} does not answer"
+        assert status["note"].startswith(down), status
+        assert "; retrying " in status["note"]
+        [hold] = views.line_holds(Factory(factory))
+        assert hold["reason"] == "executor unavailable" and hold["why"].startswith(down)
+        assert [e["worker"] for e in hold["entries"]] == ["w1"]
+        assert f"queue: {down}" in run_fac("status", cwd=factory).stdout
+        console = Console(width=400, record=True)
+        console.print(dashboard.render(dashboard.snapshot(Factory(factory))))
+        shown = console.export_text()
+        assert "held: executor unavailable" in shown and shown.count(down) == 2, shown  # head and panel
+        assert entries(factory)["w1"].state == "queued" and not events(factory, "red")
+
+        sched = start_scheduler(port, cluster.env, cluster.logs)
+        up.start_worker()
+        wait_for(lambda: entries(factory)["w1"].state == "merged", timeout=180, message="w1 merged")
+    finally:
+        stop.set()
+        t.join(timeout=120)
+        for address in list(up.workers):
+            up.kill(address)
+        if sched is not None:
+            os.killpg(sched.pid, signal.SIGKILL)
+            sched.wait()
+    assert not t.is_alive() and done
+    assert git(bare, "rev-parse", "main") == git(factory, "rev-parse", "main")
+    assert not events(factory, "red") and not events(factory, "blamed")
+    [back] = events(factory, "executor-available")
+    assert back.payload["after"] >= 2
+    status = fac_json("status", "--json", cwd=factory)["executor"]
+    assert status["state"] == "available" and status["note"] == "" and status["retry_in"] is None
 
 
 def sleeping(token: str) -> list[int]:
