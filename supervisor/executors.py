@@ -7,7 +7,12 @@ host, and runs `gate.run_suite` there: the same code, sandbox and environment as
 factory records the verdict and the observations; the cache by (tree, suite) is the factory's
 store, whoever ran. A worker that dies mid-task makes the scheduler run the task again elsewhere:
 nothing is decided until a result comes back, so a lost worker costs a rerun, never a verdict.
-`distributed` is imported only here, and only when a Dask executor is used.
+
+No verdict (`Unavailable`) blames nobody and makes the queue back off (`availability`: 5 s doubling
+to 2 min, reset by the next verdict). A cancelled candidate stops on its worker too: the task polls
+a `distributed.Event` that the factory sets, and its checks' processes are killed. A candidate's
+ref leaves the remote once its verdict is in. `distributed` is imported only here, and only when a
+Dask executor is used.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
+import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import replace
@@ -70,8 +78,10 @@ class Dask:
         self.remote = remote
         self.timeout = timeout
         self._client: Any = None
-        self._finished: list[str] = []  # candidates whose refs the next push deletes from the remote
         self._lock = threading.Lock()
+        self._refs = threading.Lock()  # pushes and deletions of candidate refs, one at a time
+        self._pushed: Counter[str] = Counter()  # candidates whose refs runs in flight still need
+        self._pruned = False  # stale candidate refs (an earlier queue's) are deleted before the first push
         self.availability = Availability()
 
     def client(self) -> Any:
@@ -99,9 +109,9 @@ class Dask:
     def run(
         self, fac: Factory, sha: str, suite: Suite, parallel: int, job: gate.Job, hooks: gate.Hooks
     ) -> gate.Run:
-        """One task on the cluster (no per-check progress: the checks run on the worker); its
-        `hooks.cancel` stops the task's checks on the worker. An `Unavailable` counts as a failure
-        of the executor (it backs off), a verdict resets it."""
+        """One task on the cluster (no per-check progress: the checks run on the worker);
+        `hooks.cancel` stops its checks there. An `Unavailable` counts as a failure of the
+        executor (it backs off), a verdict resets it."""
         try:
             run = self._run(fac, sha, suite, parallel, job, hooks.cancel)
         except Unavailable as e:
@@ -130,64 +140,100 @@ class Dask:
         client = self.client()
         if cancel is not None:
             cancel.check()  # cancelled while connecting: nothing to push, nothing to stop
-        # One push: this candidate's ref, and the deletion of the refs of those already judged.
-        with self._lock:
-            done, self._finished = [d for d in dict.fromkeys(self._finished) if d != sha], []
-        mine = f"+{sha}:{CANDIDATES}{sha}"
+        self._push(fac, sha)
         try:
-            repo.push_refs(fac.root, self.remote, [mine, *(f":{CANDIDATES}{d}" for d in done)])
-        except repo.GitError:
-            if not done:
-                raise
-            repo.push_refs(
-                fac.root, self.remote, [mine]
-            )  # a ref already gone: tidying is not worth a failure
-        url = repo.remote_url(fac.root, self.remote)
-        key = f"fac-gate-{sha[:12]}-{os.urandom(4).hex()}"
-        stop = f"{key}-cancel"  # the task's checks are killed once this distributed.Event is set
-        future = client.submit(
-            remote_run,
-            __version__,
-            url,
-            fac.main,
-            sha,
-            suite.hash,
-            parallel,
-            job,
-            stop,
-            pure=False,
-            key=key,
-        )
-        if cancel is not None:
-            cancel.on_cancel(functools.partial(_cancel_remote, client, future, stop))
-        try:
-            run: gate.Run = future.result()
-        except FacError as e:  # raised on the worker: its replica, its environment, its fac
-            raise Unavailable(f"candidate {sha[:10]} on the Dask cluster: {e.message}", hint=e.hint) from None
-        except (checks.Cancelled, CancelledError):
-            if cancel is not None and cancel.cancelled:
-                raise checks.Cancelled() from None
-            raise Unavailable(  # cancelled by the cluster, not by us: the scheduler went away
-                f"the Dask cluster dropped candidate {sha[:10]}",
-                hint="look at the `dask scheduler` log; the entries go back in line",
-            ) from None
-        except (_distributed().KilledWorker, OSError, TimeoutError) as e:
-            raise Unavailable(
-                f"the Dask cluster lost candidate {sha[:10]} ({type(e).__name__}: {e})",
-                hint="look at the `dask scheduler` and `dask worker` logs; the entries go back in line",
-            ) from None
-        except Exception as e:  # noqa: BLE001 - the task broke on its worker (another fac there?)
-            raise Unavailable(
-                f"candidate {sha[:10]} failed on its Dask worker ({type(e).__name__}: {e})",
-                hint="look at the `dask worker` log; `fac --version` must match on every worker host",
-            ) from None
+            url = repo.remote_url(fac.root, self.remote)
+            key = f"fac-gate-{sha[:12]}-{os.urandom(4).hex()}"
+            stop = f"{key}-cancel"  # the task's checks are killed once this distributed.Event is set
+            future = client.submit(
+                remote_run,
+                __version__,
+                url,
+                fac.main,
+                sha,
+                suite.hash,
+                parallel,
+                job,
+                stop,
+                pure=False,
+                key=key,
+            )
+            if cancel is not None:
+                cancel.on_cancel(functools.partial(_cancel_remote, client, future, stop))
+            try:
+                run: gate.Run = future.result()
+            except FacError as e:  # raised on the worker: its replica, its environment, its fac
+                raise Unavailable(
+                    f"candidate {sha[:10]} on the Dask cluster: {e.message}", hint=e.hint
+                ) from None
+            except (checks.Cancelled, CancelledError):
+                if cancel is not None and cancel.cancelled:
+                    raise checks.Cancelled() from None
+                raise Unavailable(  # cancelled by the cluster, not by us: the scheduler went away
+                    f"the Dask cluster dropped candidate {sha[:10]}",
+                    hint="look at the `dask scheduler` log; the entries go back in line",
+                ) from None
+            except (_distributed().KilledWorker, OSError, TimeoutError) as e:
+                raise Unavailable(
+                    f"the Dask cluster lost candidate {sha[:10]} ({type(e).__name__}: {e})",
+                    hint="look at the `dask scheduler` and `dask worker` logs; the entries go back in line",
+                ) from None
+            except Exception as e:  # noqa: BLE001 - the task broke on its worker (another fac there?)
+                raise Unavailable(
+                    f"candidate {sha[:10]} failed on its Dask worker ({type(e).__name__}: {e})",
+                    hint="look at the `dask worker` log; `fac --version` must match on every worker host",
+                ) from None
+            finally:
+                future.release()
         finally:
-            future.release()
-            with self._lock:
-                self._finished.append(sha)
+            self._unpush(fac, sha)
         if cancel is not None:
             cancel.check()
         return run
+
+    def _push(self, fac: Factory, sha: str) -> None:
+        """Push the candidate's ref for the workers (once per sha in flight); before the first push,
+        delete the candidate refs an earlier queue left on the remote (it stopped mid-run)."""
+        with self._refs:
+            self._pushed[sha] += 1
+            if self._pushed[sha] > 1:
+                return
+            stale: list[str] = []
+            if not self._pruned:
+                self._pruned = True
+                try:
+                    stale = [
+                        r for r in repo.remote_refs(fac.root, self.remote, CANDIDATES) if _is_candidate(r)
+                    ]
+                except repo.GitError:
+                    pass  # tidying is not worth a failure: the push below says what is wrong
+            mine = f"+{sha}:{CANDIDATES}{sha}"
+            gone = [f":{r}" for r in stale if r != f"{CANDIDATES}{sha}"]
+            try:
+                try:
+                    repo.push_refs(fac.root, self.remote, [mine, *gone])
+                except repo.GitError:
+                    if not gone:
+                        raise
+                    repo.push_refs(fac.root, self.remote, [mine])  # a stale ref already gone: ours alone
+            except repo.GitError as e:
+                self._pushed[sha] -= 1
+                raise Unavailable(
+                    e.message, hint=f"fac pushes each candidate to [factory] remote ({self.remote})"
+                ) from None
+
+    def _unpush(self, fac: Factory, sha: str) -> None:
+        """The verdict is in (or there will be none): the candidate's ref leaves the remote once no
+        other run of the same sha needs it."""
+        with self._refs:
+            self._pushed[sha] -= 1
+            if self._pushed[sha] > 0:
+                return
+            del self._pushed[sha]
+            try:
+                repo.push_refs(fac.root, self.remote, [f":{CANDIDATES}{sha}"])
+            except repo.GitError:
+                pass  # a ref left behind is pruned by the next queue's first push
 
     def close(self) -> None:
         if self._client is not None:
@@ -198,6 +244,11 @@ class Dask:
 def wait(executor: gate.Executor, now: float) -> float:
     """Seconds before the queue may try `executor` again (0: now; the local one never waits)."""
     return executor.wait(now) if isinstance(executor, Dask) else 0.0
+
+
+def _is_candidate(ref: str) -> bool:
+    name = ref.removeprefix(CANDIDATES)
+    return ref.startswith(CANDIDATES) and len(name) == 40 and all(c in "0123456789abcdef" for c in name)
 
 
 def _cancel_remote(client: Any, future: Any, stop: str) -> None:
@@ -261,25 +312,30 @@ def remote_run(
             hint=f"install the factory's fac on every worker host (pip install fac=={version}), restart it",
         )
     fac = replica(url, main, sha, job.base)
-    suite = checks.suite_from_rev(fac.root, job.base or sha, fac.fac_dir / "suites")
-    if suite.hash != suite_hash:
-        raise FacError(
-            f"the replica on {where} read suite {suite.hash} at {(job.base or sha)[:10]}, "
-            f"the factory asked for {suite_hash}",
-            hint="the remote's objects differ from the factory's: check [factory] remote",
-        )
+    # A rerun after a worker died finds the dead run's worktrees still there: every attempt its own,
+    # named with its process, so the next task on this host removes those whose process is gone.
+    mark = f"dask{os.getpid()}x{os.urandom(3).hex()}"
+    prune(fac)
     cancel = checks.Cancel()
     done = threading.Event()
     if stop is not None:
         event = distributed.Event(stop, client=distributed.get_client())  # type: ignore[no-untyped-call]
         threading.Thread(target=_watch, args=(event, cancel, done), daemon=True).start()
-    # A rerun after a worker died finds the dead run's worktrees still there: every attempt its own.
-    label = f"{job.label or 'dask'}-{os.getpid()}-{os.urandom(3).hex()}"
+    label = f"{mark}-{job.label or 'gate'}"
     try:
+        suite = checks.suite_from_rev(fac.root, job.base or sha, fac.fac_dir / "suites")
+        if suite.hash != suite_hash:
+            raise FacError(
+                f"the replica on {where} read suite {suite.hash} at {(job.base or sha)[:10]}, "
+                f"the factory asked for {suite_hash}",
+                hint="the remote's objects differ from the factory's: check [factory] remote",
+            )
         run = gate.run_suite(fac, sha, suite, parallel, replace(job, label=label), cancel=cancel)
+        return replace(run, executor="dask", worker=where)
     finally:
         done.set()
-    return replace(run, executor="dask", worker=where)
+        shutil.rmtree(fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}", ignore_errors=True)
+        repo.git(fac.root, "update-ref", "-d", f"{CANDIDATES}{sha}", check=False)
 
 
 def _watch(event: Any, cancel: checks.Cancel, done: threading.Event) -> None:
@@ -292,3 +348,32 @@ def _watch(event: Any, cancel: checks.Cancel, done: threading.Event) -> None:
                 return
         except Exception:  # noqa: BLE001 - the scheduler is gone: nobody can cancel any more
             return
+
+
+_OWNER = re.compile(r"-dask(\d+)x[0-9a-f]{6}-")
+
+
+def prune(fac: Factory) -> None:
+    """Remove the replica's worktrees and scratch files of gate runs whose worker process is gone
+    (a worker killed mid-task leaves them behind; the scheduler reran the task elsewhere)."""
+    tmp = fac.fac_dir / "tmp"
+    if not tmp.is_dir():
+        return
+    gone = False
+    for entry in tmp.iterdir():
+        m = _OWNER.search(entry.name)
+        if m and not _alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            gone = True
+    if gone:
+        repo.git(fac.root, "worktree", "prune", check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

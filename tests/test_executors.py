@@ -168,6 +168,15 @@ def dask_factory(root: Path, tmp: Path, cluster: Cluster) -> Path:
     return bare
 
 
+def replica_of(cluster: Cluster, root: Path) -> Path:
+    """The replica of the factory at `root` that the cluster's workers keep (one per remote URL)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAC_EXECUTOR_CACHE", str(cluster.cache))
+        path = executors.replica_dir(git(root, "remote", "get-url", "origin"))
+    assert (path / ".git").is_dir(), path
+    return path
+
+
 def candidate_events(root: Path) -> list[dict[str, Any]]:
     """The payloads of the `candidate` events in `fac log --json` (one JSON object a line)."""
     out = fac_ok("log", "--json", "--all", cwd=root).stdout
@@ -179,6 +188,8 @@ def test_branches_merge_through_dask_and_the_log_says_where(
     factory: Path, tmp_path: Path, cluster: Cluster
 ) -> None:
     bare = dask_factory(factory, tmp_path, cluster)
+    stale = git(factory, "rev-parse", "main")  # a ref an earlier queue left behind (it was stopped)
+    git(factory, "push", "-q", "origin", f"main:refs/fac/candidates/{stale}")
     mq = MergeQueue(Factory(factory))
     for name in ("w1", "w2"):  # one round each: two candidates, two pushes to the remote's main
         commit(spawn_worker(factory, name), passing_test(name), f"{name}: add a test")
@@ -195,8 +206,13 @@ def test_branches_merge_through_dask_and_the_log_says_where(
     # asking again about main's tree runs nothing, whichever executor produced it.
     main = git(factory, "rev-parse", "main")
     assert len(ran) == 2
-    # The workers fetched each candidate by its ref; a judged candidate's ref goes with the next push.
-    assert git(bare, "for-each-ref", "--format=%(refname)", "refs/fac/") == f"refs/fac/candidates/{main}"
+    # The workers fetched each candidate by its ref; the ref leaves the remote once its verdict is in
+    # (the stale one went with the first push), and the replica keeps neither the ref nor the run's
+    # worktrees.
+    assert git(bare, "for-each-ref", "--format=%(refname)", "refs/fac/") == ""
+    replica = replica_of(cluster, factory)
+    assert git(replica, "for-each-ref", "--format=%(refname)", "refs/fac/") == ""
+    assert git(replica, "worktree", "list", "--porcelain").count("worktree ") == 1  # its own checkout only
     fac = Factory(factory)
     suite = checks.suite_from_rev(factory, main, fac.fac_dir / "suites")
     again = gate.judge(fac, main, suite)
@@ -245,6 +261,11 @@ def test_a_worker_killed_mid_candidate_costs_a_rerun_and_nothing_merges_twice(
     ran = candidate_events(factory)
     assert len(ran) == 1 and ran[0]["ok"] is True
     assert ran[0]["executor"] == "dask" and ran[0]["executor_worker"] != busy[0]
+    # The killed worker's run left its worktree in the replica; the rerun removed it (its process is
+    # gone), and its own once it ended.
+    replica = replica_of(cluster, factory)
+    assert not list((replica / ".fac" / "tmp").glob("cand-*")), list((replica / ".fac" / "tmp").iterdir())
+    assert git(replica, "worktree", "list", "--porcelain").count("worktree ") == 1
 
 
 def test_a_push_race_merges_every_green_branch_once_and_nothing_untested(
@@ -503,7 +524,7 @@ def test_cancelling_a_run_on_a_dask_worker_kills_its_check_there(
 ) -> None:
     token = f"{4000 + os.getpid() % 1000}.{secrets.randbelow(90) + 10}"  # this test's own sleep
     script_suite(factory, {"slow": f"#!/bin/sh\nexec sleep {token}\n"})
-    dask_factory(factory, tmp_path, cluster)
+    bare = dask_factory(factory, tmp_path, cluster)
     fac = Factory(factory)
     main = git(factory, "rev-parse", "main")
     suite = checks.suite_from_rev(factory, main, fac.fac_dir / "suites")
@@ -530,5 +551,6 @@ def test_cancelling_a_run_on_a_dask_worker_kills_its_check_there(
         executor.close()
     assert not t.is_alive() and len(out) == 1 and isinstance(out[0], checks.Cancelled), out
     assert fac.store.count_runs() == 0  # a cancelled run is never recorded
+    assert git(bare, "for-each-ref", "--format=%(refname)", "refs/fac/") == ""
     with distributed.Client(cluster.scheduler, timeout=30) as client:  # the task left the cluster
         wait_for(lambda: not any(client.processing().values()), timeout=60, message="no task on the cluster")
