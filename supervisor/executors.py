@@ -11,8 +11,9 @@ nothing is decided until a result comes back, so a lost worker costs a rerun, ne
 No verdict (`Unavailable`) blames nobody and makes the queue back off (`availability`: 5 s doubling
 to 2 min, reset by the next verdict). A cancelled candidate stops on its worker too: the task polls
 a `distributed.Event` that the factory sets, and its checks' processes are killed. A candidate's
-ref leaves the remote once its verdict is in. `distributed` is imported only here, and only when a
-Dask executor is used.
+ref leaves the remote once its verdict is in, and a red check's output comes back with the
+verdict, so the owner's evidence is on the factory's host. `distributed` is imported only here,
+and only when a Dask executor is used.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ class Dask:
             self._unpush(fac, sha)
         if cancel is not None:
             cancel.check()
-        return run
+        return _with_local_logs(fac, sha, run)
 
     def _push(self, fac: Factory, sha: str) -> None:
         """Push the candidate's ref for the workers (once per sha in flight); before the first push,
@@ -263,6 +264,30 @@ def _cancel_remote(client: Any, future: Any, stop: str) -> None:
         pass
 
 
+def _with_local_logs(fac: Factory, sha: str, run: gate.Run) -> gate.Run:
+    """The failed checks' output, shipped back with the verdict, written under the factory's logs:
+    the owner's message points at files on this host, not on the worker's."""
+    shipped = dict(run.logs)
+    if not shipped:
+        return run
+    where = fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-dask-{os.urandom(3).hex()}"
+    where.mkdir(parents=True, exist_ok=True)
+    results = []
+    for r in run.verdict.results:
+        text = shipped.get(r.name)
+        if text is None:
+            results.append(r)
+            continue
+        local = where / f"{_safe(r.name)}.log"
+        local.write_text(text, encoding="utf-8")
+        results.append(replace(r, log=str(local)))
+    return replace(run, verdict=replace(run.verdict, results=results), logs=())
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
 # --- on the worker ---
 
 
@@ -331,7 +356,10 @@ def remote_run(
                 hint="the remote's objects differ from the factory's: check [factory] remote",
             )
         run = gate.run_suite(fac, sha, suite, parallel, replace(job, label=label), cancel=cancel)
-        return replace(run, executor="dask", worker=where)
+        # The evidence of a red check travels with the verdict: its log stays on this host only
+        # until the task ends.
+        logs = tuple((r.name, _read(r.log)) for r in run.verdict.results if not r.ok and r.log)
+        return replace(run, executor="dask", worker=where, logs=logs)
     finally:
         done.set()
         shutil.rmtree(fac.fac_dir / "logs" / "checks" / f"{sha[:12]}-{label}", ignore_errors=True)
@@ -348,6 +376,23 @@ def _watch(event: Any, cancel: checks.Cancel, done: threading.Event) -> None:
                 return
         except Exception:  # noqa: BLE001 - the scheduler is gone: nobody can cancel any more
             return
+
+
+SHIPPED_LOG = 256 * 1024  # the end of a red check's output that comes back with the verdict
+
+
+def _read(path: str) -> str:
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            if size > SHIPPED_LOG:
+                f.seek(size - SHIPPED_LOG)
+            data = f.read()
+    except OSError as e:
+        return f"(the log on the worker could not be read: {e})\n"
+    text = data.decode("utf-8", errors="replace")
+    return text if size <= SHIPPED_LOG else f"... (the first {size - SHIPPED_LOG} bytes left out)\n" + text
 
 
 _OWNER = re.compile(r"-dask(\d+)x[0-9a-f]{6}-")

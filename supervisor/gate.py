@@ -74,6 +74,9 @@ class Run:
     tests: dict[str, dict[str, str]] = field(default_factory=dict)
     executor: str = "local"
     worker: str | None = None
+    # (check, the end of its output) of each failed check, from a remote executor: its log files are
+    # on the worker's host, and the factory keeps a copy (the owner's message points at it)
+    logs: tuple[tuple[str, str], ...] = ()
 
 
 class Local:

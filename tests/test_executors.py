@@ -554,3 +554,32 @@ def test_cancelling_a_run_on_a_dask_worker_kills_its_check_there(
     assert git(bare, "for-each-ref", "--format=%(refname)", "refs/fac/") == ""
     with distributed.Client(cluster.scheduler, timeout=30) as client:  # the task left the cluster
         wait_for(lambda: not any(client.processing().values()), timeout=60, message="no task on the cluster")
+
+
+def test_a_red_verdict_from_a_dask_worker_brings_its_evidence_to_the_owner(
+    factory: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    # The reason is early in the output; its end (what a message's feedback keeps) is noise.
+    why = "lint: remove the file system-under-construction/bad"
+    lint = f"#!/bin/sh\n[ -f system-under-construction/bad ] || exit 0\necho '{why}'\nseq 1 100\nexit 1\n"
+    script_suite(factory, {"lint": lint})
+    dask_factory(factory, tmp_path, cluster)
+    commit(spawn_worker(factory, "w1"), {"system-under-construction/bad": "x\n"}, "w1: a bad file")
+    submit("w1")
+
+    MergeQueue(Factory(factory), retries=0).run(once=True)
+
+    e = entries(factory)["w1"]
+    assert e.state == "red"
+    assert e.verdict is not None and e.verdict["executor"] == "dask"
+    assert e.verdict["executor_worker"] in cluster.workers
+    [failed] = e.verdict["failed"]
+    log = Path(failed["log"])
+    assert log.is_relative_to(factory / ".fac" / "logs"), log  # on the factory's host, not the worker's
+    assert why in log.read_text(encoding="utf-8")
+    assert why not in failed["feedback"]  # the log carries what the feedback lost
+    [msg] = [m for m in Factory(factory).store.messages("w1") if m.kind == "red"]
+    assert f"ran on the dask worker {e.verdict['executor_worker']}" in msg.body
+    assert f"full output: {log}" in msg.body
+    [red] = events(factory, "red")
+    assert red.payload["executor_worker"] == e.verdict["executor_worker"]
