@@ -49,16 +49,29 @@ class Cancel:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._procs: dict[int, tuple[subprocess.Popen[bytes], Callable[[], None] | None]] = {}
+        self._hooks: list[Callable[[], None]] = []
         self.cancelled = False
 
     def cancel(self) -> None:
         with self._lock:
+            first = not self.cancelled
             self.cancelled = True
             procs = list(self._procs.values())
+            hooks = list(self._hooks) if first else []
         for proc, stop in procs:
             _kill_group(proc)
             if stop is not None:
                 stop()
+        for hook in hooks:
+            hook()
+
+    def on_cancel(self, stop: Callable[[], None]) -> None:
+        """Call `stop` when the run is cancelled (at once if it already was): a remote run's hook."""
+        with self._lock:
+            self._hooks.append(stop)
+            late = self.cancelled
+        if late:
+            stop()
 
     def check(self) -> None:
         """Raise `Cancelled` once cancelled (between the steps of a gate run)."""

@@ -77,6 +77,8 @@ def render(data: dict[str, Any]) -> Any:
         f"   main {short_sha(data.get('main_sha'))}   queue {q['queued']} queued, "
         f"{q['testing']} testing, {q.get('held', 0)} held   WIP {wip}/{data['wip_limit']}"
     )
+    if data.get("executor", {}).get("note"):
+        head.append(f"   {data['executor']['note']}", style="bold yellow")
     table = Table(expand=True, show_edge=False)
     for col in ("worker", "role", "state", "process", "branch", "last verdict", "restarts"):
         table.add_column(col)

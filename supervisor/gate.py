@@ -34,14 +34,11 @@ CachePolicy = Literal["use", "refresh", "off"]
 
 
 class Executor(Protocol):
-    """Where a gate suite runs: `run` returns what `run_suite` returns, from wherever it ran
-    (`progress` hears each check start and end where the executor can tell)."""
+    """Where a gate suite runs: `run` returns what `run_suite` returns, from wherever it ran."""
 
     kind: str
 
-    def run(
-        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, progress: Progress | None
-    ) -> Run: ...
+    def run(self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, hooks: Hooks) -> Run: ...
 
     def close(self) -> None: ...
 
@@ -60,6 +57,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Hooks:
+    """What the caller of one gate run keeps on its side: who hears each check start and end (where
+    the executor can tell), and the `Cancel` that stops the run, wherever it runs."""
+
+    progress: Progress | None = None
+    cancel: checks.Cancel | None = None
+
+
+@dataclass(frozen=True)
 class Run:
     """One gate run's outcome wherever it ran: the verdict, each junit-reported check's per-test
     outcomes (recorded as observations of the tree), the executor's kind and its worker's address."""
@@ -68,6 +74,9 @@ class Run:
     tests: dict[str, dict[str, str]] = field(default_factory=dict)
     executor: str = "local"
     worker: str | None = None
+    # (check, the end of its output) of each failed check, from a remote executor: its log files are
+    # on the worker's host, and the factory keeps a copy (the owner's message points at it)
+    logs: tuple[tuple[str, str], ...] = ()
 
 
 class Local:
@@ -75,10 +84,8 @@ class Local:
 
     kind = "local"
 
-    def run(
-        self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, progress: Progress | None
-    ) -> Run:
-        return run_suite(fac, sha, suite, parallel, job, progress=progress)
+    def run(self, fac: Factory, sha: str, suite: Suite, parallel: int, job: Job, hooks: Hooks) -> Run:
+        return run_suite(fac, sha, suite, parallel, job, progress=hooks.progress, cancel=hooks.cancel)
 
     def close(self) -> None:
         pass
@@ -113,8 +120,8 @@ def judge(
     is asked only when the gate really runs; `tree` saves a git call when known; `record_hit=False`
     answers from the cache without recording a run (`fac check --ref --cache`). `progress` hears each
     check start and end (not on a cache hit, nor from a remote executor). `executor` runs the suite
-    (default: here); `verdict.ran` says where it ran. `cancel` stops a local run (its processes
-    killed): then `checks.Cancelled` is raised and nothing is recorded.
+    (default: here); `verdict.ran` says where it ran. `cancel` stops the run, local or remote (its
+    check processes killed): then `checks.Cancelled` is raised and nothing is recorded.
     """
     tree = tree or repo.tree_of(fac.root, sha)
     key = cache_key(suite.hash, waive | {f"infra:{p}" for p in trusted})
@@ -130,10 +137,7 @@ def judge(
     # A remote executor's replica has a store of its own: it gets main's outcomes from this one.
     known = _known(fac, suite, base) if executor.kind != "local" else ()
     job = Job(base, label() if label else None, waive, trusted, known)
-    if executor.kind == "local" and cancel is not None:
-        run = run_suite(fac, sha, suite, par, job, progress=progress, cancel=cancel)
-    else:
-        run = executor.run(fac, sha, suite, par, job, progress)
+    run = executor.run(fac, sha, suite, par, job, Hooks(progress, cancel))
     if cancel is not None:
         cancel.check()  # a run cut short says nothing about the tree: never cached, never recorded
     observe(fac, suite, run)

@@ -406,6 +406,15 @@ def push_refs(root: Path, remote: str, refspecs: list[str]) -> None:
         raise GitError(f"cannot push candidates to {remote}: {err}")
 
 
+def remote_refs(root: Path, remote: str, prefix: str) -> list[str]:
+    """The names of the refs under `prefix` (`refs/fac/candidates/`) on `remote`."""
+    proc = _run(root, ["ls-remote", "--refs", remote, f"{prefix}*"])
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", errors="replace").strip()
+        raise GitError(f"cannot list {prefix}* on {remote}: {err}")
+    return [line.split("\t", 1)[1] for line in proc.stdout.decode().splitlines() if "\t" in line]
+
+
 def fetch_refs(root: Path, url: str, refspecs: list[str]) -> None:
     """Fetch `refspecs` from `url` (a Dask worker's replica takes a candidate by its ref)."""
     proc = _run(root, ["fetch", "--quiet", "--no-tags", url, *refspecs])

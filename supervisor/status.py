@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from supervisor import health, isolation, line, repo
+from supervisor import availability, health, isolation, line, repo
 from supervisor.errors import FacError
 from supervisor.factory import Factory
 from supervisor.text import short_sha, typed, with_iso_times
@@ -44,9 +45,18 @@ def collect(fac: Factory) -> dict[str, Any]:
             "held": counts.get("held", 0),
         },
         "held": held,
+        "executor": executor_state(fac),
         "line": with_iso_times(line.get(fac).as_dict(), "since"),
         "workers": [with_iso_times(v.as_dict(), "updated_at") for v in workers.views(fac)],
     }
+
+
+def executor_state(fac: Factory) -> dict[str, Any]:
+    """Where gate suites run and whether the queue can reach it: after a failure (a Dask scheduler
+    that does not answer) `note` says why and when the queue tries again."""
+    now = time.time()
+    a = availability.Availability(*fac.store.executor_state())
+    return {"kind": fac.config.executor.kind, **a.as_dict(now), "note": availability.describe(a, now)}
 
 
 def checkout_state(fac: Factory) -> dict[str, Any]:
@@ -101,6 +111,8 @@ def render(data: dict[str, Any]) -> str:
             f"warning: branch {data['main']} does not exist: set [factory] main in factory.toml "
             "to the branch the queue guards"
         )
+    if data.get("executor", {}).get("note"):
+        lines.append(f"queue: {data['executor']['note']}")
     ln = data["line"]
     if ln["state"] == "stopped":
         lines.append(

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +37,13 @@ from queue_helpers import (
     spawn_worker,
     submit,
 )
+from rich.console import Console
 
-from supervisor import checks, executors, gate
+from supervisor import availability, checks, dashboard, executors, gate
 from supervisor.config import DEFAULT_TOML
 from supervisor.errors import FacError
 from supervisor.factory import Factory
-from supervisor.queue import MergeQueue
+from supervisor.queue import MergeQueue, views
 
 distributed = pytest.importorskip("distributed", reason='the Dask executor needs pip install "fac[dask]"')
 
@@ -117,16 +120,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
     }
     port = free_port()
-    scheduler = f"tcp://127.0.0.1:{port}"
-    log = open(base / "scheduler.log", "wb")  # noqa: SIM115 - the process keeps it
-    sched = subprocess.Popen(
-        [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    c = Cluster(scheduler, env, base, base / "replicas")
+    sched = start_scheduler(port, env, base)
+    c = Cluster(f"tcp://127.0.0.1:{port}", env, base, base / "replicas")
     try:
         c.start_worker()
         c.start_worker()
@@ -136,6 +131,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             c.kill(address)
         os.killpg(sched.pid, signal.SIGKILL)
         sched.wait()
+
+
+def start_scheduler(port: int, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    log = open(logs / f"scheduler-{port}.log", "wb")  # noqa: SIM115 - the process keeps it
+    return subprocess.Popen(
+        [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def with_remote(root: Path, tmp: Path) -> Path:
@@ -162,6 +168,15 @@ def dask_factory(root: Path, tmp: Path, cluster: Cluster) -> Path:
     return bare
 
 
+def replica_of(cluster: Cluster, root: Path) -> Path:
+    """The replica of the factory at `root` that the cluster's workers keep (one per remote URL)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAC_EXECUTOR_CACHE", str(cluster.cache))
+        path = executors.replica_dir(git(root, "remote", "get-url", "origin"))
+    assert (path / ".git").is_dir(), path
+    return path
+
+
 def candidate_events(root: Path) -> list[dict[str, Any]]:
     """The payloads of the `candidate` events in `fac log --json` (one JSON object a line)."""
     out = fac_ok("log", "--json", "--all", cwd=root).stdout
@@ -173,6 +188,8 @@ def test_branches_merge_through_dask_and_the_log_says_where(
     factory: Path, tmp_path: Path, cluster: Cluster
 ) -> None:
     bare = dask_factory(factory, tmp_path, cluster)
+    stale = git(factory, "rev-parse", "main")  # a ref an earlier queue left behind (it was stopped)
+    git(factory, "push", "-q", "origin", f"main:refs/fac/candidates/{stale}")
     mq = MergeQueue(Factory(factory))
     for name in ("w1", "w2"):  # one round each: two candidates, two pushes to the remote's main
         commit(spawn_worker(factory, name), passing_test(name), f"{name}: add a test")
@@ -189,8 +206,13 @@ def test_branches_merge_through_dask_and_the_log_says_where(
     # asking again about main's tree runs nothing, whichever executor produced it.
     main = git(factory, "rev-parse", "main")
     assert len(ran) == 2
-    # The workers fetched each candidate by its ref; a judged candidate's ref goes with the next push.
-    assert git(bare, "for-each-ref", "--format=%(refname)", "refs/fac/") == f"refs/fac/candidates/{main}"
+    # The workers fetched each candidate by its ref; the ref leaves the remote once its verdict is in
+    # (the stale one went with the first push), and the replica keeps neither the ref nor the run's
+    # worktrees.
+    assert git(bare, "for-each-ref", "--format=%(refname)", "refs/fac/") == ""
+    replica = replica_of(cluster, factory)
+    assert git(replica, "for-each-ref", "--format=%(refname)", "refs/fac/") == ""
+    assert git(replica, "worktree", "list", "--porcelain").count("worktree ") == 1  # its own checkout only
     fac = Factory(factory)
     suite = checks.suite_from_rev(factory, main, fac.fac_dir / "suites")
     again = gate.judge(fac, main, suite)
@@ -212,7 +234,6 @@ def test_a_worker_killed_mid_candidate_costs_a_rerun_and_nothing_merges_twice(
     submit("w1")
     mq = MergeQueue(Factory(factory))
     done: list[Any] = []
-    import threading
 
     def run() -> None:
         try:
@@ -240,6 +261,11 @@ def test_a_worker_killed_mid_candidate_costs_a_rerun_and_nothing_merges_twice(
     ran = candidate_events(factory)
     assert len(ran) == 1 and ran[0]["ok"] is True
     assert ran[0]["executor"] == "dask" and ran[0]["executor_worker"] != busy[0]
+    # The killed worker's run left its worktree in the replica; the rerun removed it (its process is
+    # gone), and its own once it ended.
+    replica = replica_of(cluster, factory)
+    assert not list((replica / ".fac" / "tmp").glob("cand-*")), list((replica / ".fac" / "tmp").iterdir())
+    assert git(replica, "worktree", "list", "--porcelain").count("worktree ") == 1
 
 
 def test_a_push_race_merges_every_green_branch_once_and_nothing_untested(
@@ -411,3 +437,149 @@ def test_doctor_checks_the_remote_and_the_dask_executor(
     found = {f["name"]: f for f in json.loads(run_fac("doctor", "--json", cwd=factory).stdout)["findings"]}
     assert found["remote"]["level"] == "fail" and "has commits it lacks" in found["remote"]["detail"]
     assert found["executor"]["level"] == "fail" and "does not answer" in found["executor"]["detail"]
+
+
+def test_a_scheduler_that_is_down_is_retried_with_a_backoff_then_the_entries_merge(
+    factory: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    port = free_port()  # nobody listens there yet
+    bare = with_remote(factory, tmp_path)
+    configure(factory, f'\n[executor]\nkind = "dask"\nscheduler = "tcp://127.0.0.1:{port}"\n')
+    git(factory, "push", "-q", "origin", "main")
+    commit(spawn_worker(factory, "w1"), passing_test("w1"), "w1: add a test")
+    submit("w1")
+    mq = MergeQueue(Factory(factory))
+    assert isinstance(mq.executor, executors.Dask)
+    mq.executor.timeout = 1.0  # the connect timeout: a refused connection fails within it
+    stop = threading.Event()
+    done: list[Any] = []
+    t = threading.Thread(target=lambda: done.append(mq.run(should_stop=stop.is_set)))
+    t.start()
+    sched = None
+    up = Cluster(f"tcp://127.0.0.1:{port}", cluster.env, cluster.logs, cluster.cache)
+    try:
+        # Two failed tries, the second one only once the first one's backoff is over.
+        def two_tries() -> list[Any]:
+            got = events(factory, "executor-unavailable")
+            return got if len(got) >= 2 else []
+
+        first, second = wait_for(two_tries, timeout=120, message="two tries of the scheduler that is down")[
+            :2
+        ]
+        assert second.ts - first.ts >= availability.FIRST
+        status = fac_json("status", "--json", cwd=factory)["executor"]
+        assert status["kind"] == "dask" and status["state"] == "unavailable", status
+        assert status["failures"] >= 2 and status["since"] <= first.ts
+        assert status["retry_at"] == status["failed_at"] + availability.delay(status["failures"])
+        down = f"executor unavailable: the Dask scheduler at tcp://127.0.0.1:{port} does not answer"
+        assert status["note"].startswith(down), status
+        assert "; retrying " in status["note"]
+        [hold] = views.line_holds(Factory(factory))
+        assert hold["reason"] == "executor unavailable" and hold["why"].startswith(down)
+        assert [e["worker"] for e in hold["entries"]] == ["w1"]
+        assert f"queue: {down}" in run_fac("status", cwd=factory).stdout
+        console = Console(width=400, record=True)
+        console.print(dashboard.render(dashboard.snapshot(Factory(factory))))
+        shown = console.export_text()
+        assert "held: executor unavailable" in shown and shown.count(down) == 2, shown  # head and panel
+        assert entries(factory)["w1"].state == "queued" and not events(factory, "red")
+
+        sched = start_scheduler(port, cluster.env, cluster.logs)
+        up.start_worker()
+        wait_for(lambda: entries(factory)["w1"].state == "merged", timeout=180, message="w1 merged")
+    finally:
+        stop.set()
+        t.join(timeout=120)
+        for address in list(up.workers):
+            up.kill(address)
+        if sched is not None:
+            os.killpg(sched.pid, signal.SIGKILL)
+            sched.wait()
+    assert not t.is_alive() and done
+    assert git(bare, "rev-parse", "main") == git(factory, "rev-parse", "main")
+    assert not events(factory, "red") and not events(factory, "blamed")
+    [back] = events(factory, "executor-available")
+    assert back.payload["after"] >= 2
+    status = fac_json("status", "--json", cwd=factory)["executor"]
+    assert status["state"] == "available" and status["note"] == "" and status["retry_in"] is None
+
+
+def sleeping(token: str) -> list[int]:
+    """The pids of the live processes running `sleep <token>` on this host (any sandbox)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", token.encode()] or argv[:2] == [b"/bin/sleep", token.encode()]:
+            found.append(int(proc.name))
+    return found
+
+
+def test_cancelling_a_run_on_a_dask_worker_kills_its_check_there(
+    factory: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    token = f"{4000 + os.getpid() % 1000}.{secrets.randbelow(90) + 10}"  # this test's own sleep
+    script_suite(factory, {"slow": f"#!/bin/sh\nexec sleep {token}\n"})
+    bare = dask_factory(factory, tmp_path, cluster)
+    fac = Factory(factory)
+    main = git(factory, "rev-parse", "main")
+    suite = checks.suite_from_rev(factory, main, fac.fac_dir / "suites")
+    executor = executors.for_factory(fac)
+    cancel = checks.Cancel()
+    out: list[Any] = []
+
+    def judge() -> None:
+        try:
+            out.append(gate.judge(fac, main, suite, cache="off", executor=executor, cancel=cancel))
+        except BaseException as e:  # shown by the assertion below
+            out.append(e)
+
+    t = threading.Thread(target=judge)
+    t.start()
+    try:
+        pids = wait_for(lambda: sleeping(token), timeout=120, message="the slow check on a worker")
+        cancel.cancel()
+        wait_for(lambda: not sleeping(token), timeout=60, message=f"the check's processes {pids} killed")
+        t.join(timeout=60)
+    finally:
+        cancel.cancel()
+        t.join(timeout=60)
+        executor.close()
+    assert not t.is_alive() and len(out) == 1 and isinstance(out[0], checks.Cancelled), out
+    assert fac.store.count_runs() == 0  # a cancelled run is never recorded
+    assert git(bare, "for-each-ref", "--format=%(refname)", "refs/fac/") == ""
+    with distributed.Client(cluster.scheduler, timeout=30) as client:  # the task left the cluster
+        wait_for(lambda: not any(client.processing().values()), timeout=60, message="no task on the cluster")
+
+
+def test_a_red_verdict_from_a_dask_worker_brings_its_evidence_to_the_owner(
+    factory: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    # The reason is early in the output; its end (what a message's feedback keeps) is noise.
+    why = "lint: remove the file system-under-construction/bad"
+    lint = f"#!/bin/sh\n[ -f system-under-construction/bad ] || exit 0\necho '{why}'\nseq 1 100\nexit 1\n"
+    script_suite(factory, {"lint": lint})
+    dask_factory(factory, tmp_path, cluster)
+    commit(spawn_worker(factory, "w1"), {"system-under-construction/bad": "x\n"}, "w1: a bad file")
+    submit("w1")
+
+    MergeQueue(Factory(factory), retries=0).run(once=True)
+
+    e = entries(factory)["w1"]
+    assert e.state == "red"
+    assert e.verdict is not None and e.verdict["executor"] == "dask"
+    assert e.verdict["executor_worker"] in cluster.workers
+    [failed] = e.verdict["failed"]
+    log = Path(failed["log"])
+    assert log.is_relative_to(factory / ".fac" / "logs"), log  # on the factory's host, not the worker's
+    assert why in log.read_text(encoding="utf-8")
+    assert why not in failed["feedback"]  # the log carries what the feedback lost
+    [msg] = [m for m in Factory(factory).store.messages("w1") if m.kind == "red"]
+    assert f"ran on the dask worker {e.verdict['executor_worker']}" in msg.body
+    assert f"full output: {log}" in msg.body
+    [red] = events(factory, "red")
+    assert red.payload["executor_worker"] == e.verdict["executor_worker"]

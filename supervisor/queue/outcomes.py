@@ -96,6 +96,10 @@ class Outcomes:
         # head of a long message.
         if cand:
             lines.append(f"reproduce: fac check --ref {cand.sha} --stage gate")
+        ran = verdict.ran if verdict.ran and verdict.ran[0] != "local" else None
+        if ran:
+            # Its logs were on the worker's host: the verdict brought their end back, kept here.
+            lines.append(f"ran on the {ran[0]} worker {ran[1]}; its output was copied to this host")
         if logs:
             lines.append(full_output_line(logs, verdict.cached))
         for r in failed:
@@ -117,6 +121,8 @@ class Outcomes:
             "ok": False,
             "reason": reason,
             "tested": tested,
+            "executor": ran[0] if ran else "local",
+            "executor_worker": ran[1] if ran else None,
             "failed": [
                 {
                     "name": r.name,
@@ -137,6 +143,7 @@ class Outcomes:
             tested=tested,
             reason=reason,
             failed=[r.name for r in failed],
+            executor_worker=ran[1] if ran else None,
         )
         self.stats["red"] += 1
         self.say(f"  {e.worker}: RED ({', '.join(r.name for r in failed)}); routed to its inbox and pane")

@@ -180,7 +180,7 @@ class MergeQueue:
         store = self.fac.store
         # The system's environment first: a change to project-container/ on main is built before the
         # next gate run, outside it; one that does not build stops the line and waits for a human.
-        if not self._environment_ready():
+        if not self._environment_ready() or not self._executor_ready():
             return False
         took = self._take()
         if took is None:
@@ -283,6 +283,10 @@ class MergeQueue:
             return False
         self._said_env = None
         return True
+
+    def _executor_ready(self) -> bool:
+        """False while the executor backs off after a failure (`executors.wait`): nothing starts."""
+        return executors.wait(self.executor, time.time()) <= 0
 
     def _after_round(self) -> None:
         """Deltas move on: a merged branch's delta is merged; green acceptance on main starts its fold."""
@@ -504,6 +508,8 @@ class MergeQueue:
         self._seen = (version, now + 2.0)
         if not self._environment_ready():
             self._cancel_chain("main's environment does not build")
+            return progressed
+        if not self._executor_ready():
             return progressed
         took = self._take()
         if took is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from supervisor import checks, line, repo
+from supervisor import availability, checks, line, repo
 from supervisor.factory import Factory
 from supervisor.model import EntryState
 from supervisor.queue import planner
@@ -67,7 +67,9 @@ def queue_rows(fac: Factory, all_entries: bool = False) -> list[dict[str, Any]]:
 def line_holds(fac: Factory) -> list[dict[str, Any]]:
     """The queue's holds on queued entries, by the planner's own rules: while the line is stopped
     only fixes merge ("line stopped", with its reason), and with no gate check on main nothing merges
-    ("no gate checks"). Each: {"reason", "why", "entries": [{"id", "worker", "branch", "sha"}]}."""
+    ("no gate checks"), and while the executor backs off after a failure nothing starts ("executor
+    unavailable", saying when it is tried again). Each: {"reason", "why", "entries": [{"id",
+    "worker", "branch", "sha"}]}."""
     pending = fac.store.queue(("queued",))
     if not pending:
         return []
@@ -84,6 +86,10 @@ def line_holds(fac: Factory) -> list[dict[str, Any]]:
         if waiting:
             why = f"line stopped: {ln.reason}; only fixes merge until main is green"
             holds.append({"reason": "line stopped", "why": why, "entries": _brief(waiting)})
+    down = availability.Availability(*fac.store.executor_state())
+    if not down.available:
+        why = availability.describe(down, time.time())
+        holds.append({"reason": "executor unavailable", "why": why, "entries": _brief(pending)})
     main = repo.rev_parse(fac.root, f"refs/heads/{fac.main}")
     if main is not None:
         suite = checks.suite_from_rev(fac.root, main, fac.fac_dir / "suites")

@@ -226,6 +226,33 @@ class QueueRecords(WorkerRecords):
             json.loads(row["tests"]) if row["tests"] is not None else None,
         )
 
+    # --- the executor's availability: one row, written by the queue, read by `fac status` ---
+
+    def executor_state(self) -> tuple[int, str | None, float | None, float | None, float | None]:
+        """(failures in a row, why the last one failed, when the first and the last happened, when
+        the queue tries again)."""
+        sql = "SELECT failures, reason, since, failed_at, retry_at FROM executor WHERE id = 1"
+        row = self.db.execute(sql).fetchone()
+        return (int(row[0]), row[1], row[2], row[3], row[4])
+
+    def set_executor_state(
+        self,
+        failures: int,
+        reason: str | None,
+        since: float | None,
+        failed_at: float | None,
+        retry_at: float | None,
+    ) -> None:
+        fields = {
+            "failures": failures,
+            "reason": reason,
+            "since": since,
+            "failed_at": failed_at,
+            "retry_at": retry_at,
+        }
+        with self.tx() as db:
+            self._update(db, "executor", "id", 1, fields)
+
 
 def _entry(r: sqlite3.Row) -> QueueEntry:
     d = dict(r)

@@ -194,6 +194,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN claimed_at REAL;
     ALTER TABLE messages ADD COLUMN via TEXT;
     """,
+    # 9: the executor's availability as the queue last found it (failures in a row, why, when it
+    # is tried again), for `fac status` and the dashboard
+    """
+    CREATE TABLE executor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        failures INTEGER NOT NULL,
+        reason TEXT,
+        since REAL,
+        failed_at REAL,
+        retry_at REAL
+    );
+    INSERT INTO executor (id, failures) VALUES (1, 0);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
