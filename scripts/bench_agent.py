@@ -3,7 +3,8 @@
 
 A real worker (`fac spawn worker --runtime anthropic`, a real tmux pane on a private socket) whose
 model is scripted by `supervisor.fake_anthropic` on 127.0.0.1: list, read, write a function and its
-test, check, submit; the merge queue runs in this process as soon as the branch is queued. Phases
+test, check, submit; the supervisor (the agent's channel: its loop runs sandboxed and speaks only
+through it) runs in a thread, and the merge queue in this process as soon as the branch is queued. Phases
 come from the event log; the end is the pane's exit after `[fac] MERGED`.
 
     .venv/bin/python scripts/bench_agent.py [--runs 3]
@@ -18,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from supervisor import factory as factorymod  # noqa: E402
 from supervisor import workers  # noqa: E402
+from supervisor.daemon import Supervisor  # noqa: E402
 from supervisor.factory import Factory  # noqa: E402
 from supervisor.fake_anthropic import DEFAULT_KEY, FakeAnthropic, text, tool, turn  # noqa: E402
 from supervisor.queue import MergeQueue  # noqa: E402
@@ -56,6 +59,19 @@ def turns() -> list[dict]:
 def one_run(base: Path, sock: str) -> dict[str, float]:
     root = factorymod.init(base / f"f{uuid.uuid4().hex[:6]}", sample=True).root
     fac = Factory(root)
+    stop = threading.Event()
+    supervisor = Supervisor(Factory(root))
+    sup = threading.Thread(target=supervisor.run, kwargs={"should_stop": stop.is_set})
+    sup.start()
+    try:
+        return _timed(fac, sock)
+    finally:
+        stop.set()
+        supervisor.wake.set()
+        sup.join(30)
+
+
+def _timed(fac: Factory, sock: str) -> dict[str, float]:
     with FakeAnthropic(turns()) as fake:
         os.environ.update(ANTHROPIC_BASE_URL=fake.url, ANTHROPIC_API_KEY=DEFAULT_KEY)
         t0 = time.time()

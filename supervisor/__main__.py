@@ -16,7 +16,8 @@ def main() -> None:
     from supervisor import identity
 
     sock = identity.relay_socket()
-    if sock and sys.argv[1:2] != ["agent"]:  # in a worker's pane: the request goes through its channel
+    # In a worker's pane every request goes through its channel; `fac agent run` is the pane's own loop.
+    if sock and sys.argv[1:3] != ["agent", "run"]:
         _relay(sock)
     from supervisor.cli import main as cli_main
 

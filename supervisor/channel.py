@@ -135,14 +135,46 @@ def _pump_stdin(sock: socket.socket, stdin: IO[bytes] | None) -> None:
 
 def relay(path: Path, argv: list[str], *, grace: float = CONNECT_GRACE) -> int:
     """Send `fac ARGV` over the channel at `path`; print its output; return its exit code."""
+    stdin = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer
+    out = {b"O": sys.stdout.buffer, b"e": sys.stderr.buffer}
+
+    def write(kind: bytes, payload: bytes) -> None:
+        out[kind].write(payload)
+        out[kind].flush()
+
+    return _exchange(path, argv, os.getcwd(), stdin, write, grace)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one request over the channel printed, and its exit code."""
+
+    code: int
+    out: str
+    err: str
+
+
+def request(path: Path, argv: list[str], *, cwd: str, grace: float = CONNECT_GRACE) -> Reply:
+    """Send `fac ARGV` over the channel at `path` with no stdin; what it printed, kept (for a program
+    in the pane that speaks through the channel itself, as the built-in agent does)."""
+    got: dict[bytes, bytearray] = {b"O": bytearray(), b"e": bytearray()}
+    code = _exchange(path, argv, cwd, None, lambda kind, payload: got[kind].extend(payload), grace)
+    return Reply(code, got[b"O"].decode(errors="replace"), got[b"e"].decode(errors="replace"))
+
+
+def _exchange(
+    path: Path,
+    argv: list[str],
+    cwd: str,
+    stdin: IO[bytes] | None,
+    write: Callable[[bytes, bytes], None],
+    grace: float,
+) -> int:
     sock = _connect(path, grace)
     with sock:
-        request = {"argv": argv, "cwd": os.getcwd()}
-        send_frame(sock, b"R", json.dumps(request).encode())
-        stdin = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer
+        send_frame(sock, b"R", json.dumps({"argv": argv, "cwd": cwd}).encode())
         threading.Thread(target=_pump_stdin, args=(sock, stdin), daemon=True).start()
         sock.settimeout(SILENCE)
-        out = {b"O": sys.stdout.buffer, b"e": sys.stderr.buffer}
         while True:
             try:
                 frame = recv_frame(sock, limit=CHUNK * 4)
@@ -159,9 +191,8 @@ def relay(path: Path, argv: list[str], *, grace: float = CONNECT_GRACE) -> int:
                     hint="it comes back when the supervisor restarts; try again then",
                 )
             kind, payload = frame
-            if kind in out:
-                out[kind].write(payload)
-                out[kind].flush()
+            if kind in (b"O", b"e"):
+                write(kind, payload)
             elif kind == b"X":
                 code: int = json.loads(payload)["code"]
                 return code

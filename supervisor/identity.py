@@ -137,6 +137,11 @@ AGENT_COMMANDS = frozenset(
         ("task", "ls"),
         ("env",),
         ("llm-review",),  # a judgment check, run by `fac check`
+        # the built-in agent's own records, for its own worker only (supervisor/usage.py)
+        ("agent", "self"),
+        ("agent", "usage"),
+        ("agent", "event"),
+        ("agent", "stop"),
     }
 )
 

@@ -311,7 +311,6 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "AnthropicRuntime",
             paste_plain=False,
             description="fac's built-in agent on the Messages API",
-            unconfined="the anthropic runtime's loop opens the store itself (not through its channel yet)",
             channel="inbox",  # it reads its inbox between model calls
             reports_start=True,
         ),

@@ -98,6 +98,27 @@ def running_supervisor(root: Path) -> Iterator[Supervisor]:
         assert not t.is_alive(), "the supervisor did not stop"
 
 
+@contextmanager
+def serving_channels(root: Path, *names: str) -> Iterator[None]:
+    """These workers' channels, served as the supervisor serves them (its planner) but without its
+    loop: for a test that runs a pane's program in this process."""
+    from supervisor import channel, daemon, workers
+
+    fac = Factory(root)
+    trees = {n: Path(fac.worker(n).worktree) for n in names}
+
+    def plan(peer: str, argv: list[str], cwd: str) -> channel.Run:
+        return daemon.channel_run(root, trees.get(peer), peer, argv, cwd)
+
+    server = channel.Server(plan)
+    try:
+        server.sync({n: workers.socket_path(fac, n) for n in names})
+        yield
+    finally:
+        server.stop()
+        fac.store.close()
+
+
 def wait_for(
     predicate: Callable[[], T], timeout: float = 10.0, message: str = "", interval: float = 0.05
 ) -> T:

@@ -2,7 +2,8 @@
 
 Real git, real tmux on the private socket, real SQLite, the real `anthropic` client over HTTP to
 127.0.0.1; only the model is scripted. Most tests run the agent in a thread of the test process
-(its pane runs `sleep`); one spawns it for real and reads its transcript in the pane.
+(its pane runs `sleep`), speaking to the factory over its worker's channel as it does in its pane;
+two spawn it for real, sandboxed, and read its transcript in the pane.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from helpers import (
     pane_end,
     run_fac,
     running_supervisor,
+    serving_channels,
     start_worker,
+    status,
     wait_for,
     wait_until_exited,
 )
@@ -71,7 +74,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
 
 
 class Running:
-    """An agent running in a thread of the test process, with its own Factory (own SQLite connection)."""
+    """An agent running in a thread of the test process, its worker's channel served meanwhile."""
 
     def __init__(self, root: Path, name: str, **kw: Any) -> None:
         self.out = io.StringIO()
@@ -86,9 +89,9 @@ class Running:
 
         def target() -> None:
             try:
-                self.code = Agent(
-                    Factory(root), name, out=self.out, backoff=0.01, poll=0.02, sleep=sleep, **kw
-                ).run()
+                with serving_channels(root, name):
+                    agent = Agent(Factory(root), name, out=self.out, backoff=0.01, sleep=sleep, **kw)
+                    self.code = agent.run()
             except BaseException as e:  # surfaced by join()
                 self.error = e
 
@@ -142,10 +145,10 @@ def test_spawned_anthropic_worker_loops_to_merged_and_shows_its_transcript(
         "spawn", "worker", "--no-up", "--runtime", "anthropic", "--name", "a1", "--task", "Add unique_words"
     )
     assert res["runtime"] == "anthropic"
-    queue_when_submitted(factory, 1)
-
     pane = res["pane"]
-    wait_until_exited(tmux_socket, pane, timeout=120)
+    with running_supervisor(factory):  # the agent's channel
+        queue_when_submitted(factory, 1)
+        wait_until_exited(tmux_socket, pane, timeout=120)
     loop_seconds = time.monotonic() - start
     # tmux may see the pane's end of file a moment before it reaps the process and knows its status.
     end = wait_for(lambda: pane_end(tmux_socket, pane), timeout=120, message="the agent's exit status")
@@ -180,6 +183,41 @@ def test_spawned_anthropic_worker_loops_to_merged_and_shows_its_transcript(
     got = Factory(factory).store.messages("a1")
     assert got and all(m.attempts == 0 and m.via == "inbox" and m.acked_at for m in got), got
     print(f"\none anthropic-runtime loop (spawn -> write -> check -> submit -> merged): {loop_seconds:.1f}s")
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed on this machine")
+def test_a_sandboxed_anthropic_worker_cannot_open_the_store_and_still_merges(
+    factory: Path, fake: FakeAnthropic, tmux_socket: str
+) -> None:
+    """Its model asks its tools for the store: it is not there; the honest path merges all the same."""
+    import sys
+
+    db = factory / ".fac" / "state.db"
+    peek = f"import sqlite3; sqlite3.connect('file:{db}?mode=ro', uri=True).execute('select * from workers')"
+    fake.add(
+        turn(
+            text("Where does fac keep its state?"),
+            tool("run", command=f"ls -a {factory / '.fac'}"),
+            tool("run", command=f'{sys.executable} -c "{peek}"'),
+        ),
+        *green_turns(),
+    )
+    res = fac_json("spawn", "worker", "--no-up", "--runtime", "anthropic", "--name", "s1", "--task", "unique")
+    assert status(factory)["agents_isolation"]["unconfined_workers"] == {}
+    with running_supervisor(factory):  # the agent's channel
+        queue_when_submitted(factory, 1)
+        wait_until_exited(tmux_socket, res["pane"], timeout=120)
+    end = wait_for(lambda: pane_end(tmux_socket, res["pane"]), timeout=120, message="the agent's exit status")
+    screen = capture_pane(tmux_socket, res["pane"])
+    assert (end.dead_status, end.dead_signal) == (0, None), screen
+
+    listing, sql = fake.tool_results(1)
+    assert listing["content"].startswith("exit 0") and "state.db" not in listing["content"], listing
+    assert "unable to open database file" in sql["content"], sql
+    assert db.is_file()  # it is there, outside the sandbox
+    assert git(factory, "show", f"main:{UNIQUE}") == CODE.rstrip("\n")
+    w = Factory(factory).store.worker("s1")
+    assert w is not None and w.state in ("merged", "done") and w.tokens_in > 0 and w.cost > 0
 
 
 def test_spawn_without_a_key_says_how_to_get_one(factory: Path) -> None:

@@ -37,6 +37,11 @@ from supervisor.errors import FacError
         (("verify",), False),
         (("queue", "run"), False),
         (("agent", "run"), False),  # the built-in agent's loop runs in the pane, never on the channel
+        (("agent", "self"), True),  # what the built-in agent asks of the factory, for itself only
+        (("agent", "usage"), True),
+        (("agent", "event"), True),
+        (("agent", "stop"), True),
+        (("agent",), False),
     ],
 )
 def test_an_agent_runs_only_the_agent_side_commands(path: tuple[str, ...], allowed: bool) -> None:

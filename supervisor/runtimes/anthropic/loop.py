@@ -2,25 +2,31 @@
 
 Its tools (tools.py) are exactly read_file, write_file, edit_file, list_dir, run, check, submit and
 ask. It prints a readable transcript into its pane, reads its inbox between turns (reading is the
-receipt), retries API errors with exponential backoff, records tokens and cost in the store after
-every turn, and pulls the andon cord instead of calling the model once `[agents]
-max_tokens_per_worker` or `max_turns` is spent. After submit() it waits for the queue's verdict:
-MERGED ends it (exit 0), RED or CONFLICT goes back to the model.
+receipt), retries API errors with exponential backoff, records tokens and cost after every turn,
+and pulls the andon cord instead of calling the model once `[agents] max_tokens_per_worker` or
+`max_turns` is spent. After submit() it waits for the queue's verdict: MERGED ends it (exit 0),
+RED or CONFLICT goes back to the model.
+
+It runs in its worker's sandbox like every agent and never opens the store: everything it asks of
+the factory goes over its worker's channel (link.py), as `fac` requests whose identity is the
+socket's. Waiting for a message is one blocking `fac inbox --wait` request at a time.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from supervisor import andon, hooks, messages
-from supervisor.errors import FacError
+from supervisor.channel import ChannelDown
+from supervisor.errors import EXIT_FAILED, FacError
 from supervisor.factory import Factory
-from supervisor.identity import HUMAN, is_verdict
-from supervisor.model import Message
+from supervisor.identity import HUMAN, SOCKET_ENV, SOCKET_NAME, is_verdict
 from supervisor.runtimes.anthropic.client import (
     BACKOFF_MAX,
     MAX_OUTPUT_TOKENS,
@@ -34,8 +40,21 @@ from supervisor.runtimes.anthropic.client import (
     with_cache_mark,
 )
 from supervisor.runtimes.anthropic.conversation import Conversation, text
+from supervisor.runtimes.anthropic.link import Link, failure
 from supervisor.runtimes.anthropic.tools import HOW, TOOLS, Tools
 from supervisor.runtimes.anthropic.transcript import Transcript, flush_tty, quiet_tty
+
+WAIT_SLICE = 60.0  # seconds one `fac inbox --wait` request blocks for a message
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message of the agent's inbox, as `fac inbox --json` prints it."""
+
+    id: int
+    sender: str
+    kind: str
+    body: str
 
 
 class Stop(Exception):
@@ -60,19 +79,19 @@ class Agent:
         out: IO[str] | None = None,
         backoff: float = 1.0,
         wait_limit: float | None = None,
-        poll: float = 0.1,
+        socket: Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        w = fac.store.worker(worker)
-        if w is None:
-            raise FacError(
-                f"no worker named {worker!r}", hint="the anthropic runtime runs inside a spawned worker"
-            )
-        self.fac = fac
+        self.fac = fac  # for paths and factory.toml only: the store is out of the sandbox's reach
         self.worker = worker
-        self.task = w.task
-        self.root = Path(w.worktree)
         self.run_dir = fac.run_dir(worker)
+        if socket is None:
+            socket = Path(os.environ.get(SOCKET_ENV) or self.run_dir / SOCKET_NAME)
+        self.link = Link(socket, fac.root)
+        me = self._me()
+        self.task: str | None = me["task"]
+        self.root = Path(me["worktree"])
+        self.link.cwd = self.root
         self.base_env = env
         self.env = agent_env(fac, worker, env)
         self.settings = settings(fac, self.env)
@@ -80,7 +99,6 @@ class Agent:
         self.t = Transcript(out or sys.stdout)
         self.backoff = backoff
         self.wait_limit = wait_limit  # seconds to wait for a message before giving up (None: forever)
-        self.poll = poll
         self.sleep = sleep
         self.turns = 0
         self.carry: list[dict[str, Any]] = []  # a human's answers, for the next user message
@@ -91,6 +109,7 @@ class Agent:
             self.task,
             self.root,
             self.run_dir,
+            link=self.link,
             run_timeout=lambda: self.settings.run_timeout,
             ask=self._andon,
         )
@@ -103,6 +122,9 @@ class Agent:
         except Stop as s:
             self.t.say(f"[fac] {s.why}")
             return s.code
+        except ChannelDown as e:  # the supervisor restarts the pane; the conversation resumes
+            self.t.say(f"[fac] {e.message}; stopping")
+            return 1
 
     def _run(self) -> int:
         s = self.settings
@@ -113,7 +135,7 @@ class Agent:
         self.t.say(f'worktree {self.root}; talk to me with: fac send {self.worker} "..."')
         self._report("working")
         convo, pending = self._resume()
-        if self._submission_open():  # restarted while the queue had its branch: the verdict comes first
+        if self._me()["submission_open"]:  # restarted while the queue had its branch: the verdict comes first
             pending += self._inbox_blocks(self._wait_verdict())
         while True:
             pending += self._inbox_blocks(self._read_inbox())
@@ -164,8 +186,7 @@ class Agent:
     def _within_limits(self) -> None:
         """Enforce the budget before every call: past it, ask a human instead of calling the model."""
         while True:
-            w = self.fac.store.worker(self.worker)
-            used = (w.tokens_in + w.tokens_out) if w else 0
+            used = self._used()
             s = self.settings
             if used >= s.max_tokens_per_worker:
                 question = (
@@ -182,15 +203,13 @@ class Agent:
                 )
             else:
                 return
-            self.fac.store.event("agent-limit", self.worker, used=used, turns=self.turns)
+            self.link.ok("agent", "event", "agent-limit", f"used={used}", f"turns={self.turns}")
             self.carry += self._andon(question)
             self.settings = settings(self.fac, self.env)
             if self.turns >= s.max_turns:
                 self.turns = 0
-            w = self.fac.store.worker(self.worker)
-            if w and (w.tokens_in + w.tokens_out) >= self.settings.max_tokens_per_worker:
-                self.fac.store.update_worker(self.worker, state="stopped")
-                self.fac.store.event("agent-stopped", self.worker, reason="token budget spent")
+            if self._used() >= self.settings.max_tokens_per_worker:
+                self.link.ok("agent", "stop", "--reason", "token budget spent")
                 raise Stop(0, "the budget is still spent after the answer; stopping (state: stopped)")
 
     # --- the model ---
@@ -237,7 +256,7 @@ class Agent:
                 return None
             pause = min(BACKOFF_MAX, wait if wait is not None else delay)
             self.t.say(f"[api] {what}; retry {attempt}/{RETRIES - 1} in {pause:.1f}s")
-            self.fac.store.event("agent-retry", self.worker, error=what, attempt=attempt)
+            self.link.ok("agent", "event", "agent-retry", f"error={what}", f"attempt={attempt}")
             self.sleep(pause)
             delay *= 2
         return None  # unreachable
@@ -251,7 +270,7 @@ class Agent:
         return f"{ctx.rstrip()}\n\n{HOW}"
 
     def _account(self, resp: Any) -> None:
-        """Tokens and cost of one turn, added to the worker's row in one transaction."""
+        """Tokens and cost of one turn, added to the worker's row (one transaction, on the channel)."""
         u = resp.usage
         fresh = int(u.input_tokens or 0)
         written = int(getattr(u, "cache_creation_input_tokens", 0) or 0)
@@ -261,22 +280,13 @@ class Agent:
         # Cache writes cost 1.25x and cache reads 0.1x the input price.
         cost = ((fresh + 1.25 * written + 0.1 * read) * s.price_in + out * s.price_out) / 1e6
         tokens_in = fresh + written + read
-        store = self.fac.store
-        with store.tx() as db:
-            totals = store.add_usage(self.worker, tokens_in, out, cost, db)
-            if totals is None:
-                raise Stop(1, f"worker {self.worker} was removed; stopping")
-            total_in, total_out, total_cost = totals
-            store.event(
-                "agent-turn",
-                self.worker,
-                db=db,
-                turn=self.turns,
-                tokens_in=tokens_in,
-                tokens_out=out,
-                cost=round(cost, 6),
-                stop_reason=resp.stop_reason,
-            )
+        argv = ["agent", "usage", f"--turn={self.turns}", f"--tokens-in={tokens_in}", f"--tokens-out={out}"]
+        argv += [f"--cost={cost!r}", f"--stop-reason={resp.stop_reason or ''}"]
+        try:
+            totals = self.link.json(*argv)
+        except FacError as e:
+            raise Stop(1, f"cannot record the turn's usage ({e.message}); stopping") from None
+        total_in, total_out, total_cost = totals["tokens_in"], totals["tokens_out"], totals["cost"]
         self.t.say(
             self.t.dim(
                 f"[turn {self.turns}: {tokens_in:,} in + {out:,} out; total {total_in + total_out:,} "
@@ -286,14 +296,30 @@ class Agent:
 
     # --- the inbox ---
 
-    def _read_inbox(self) -> list[Message]:
-        """Unread messages, marked read and acknowledged (the agent saw them; nothing pastes them again)."""
-        msgs: list[Message] = self.fac.store.messages(self.worker, unread_only=True)
+    def _me(self) -> dict[str, Any]:
+        """The agent's own worker, as `fac agent self` prints it."""
+        try:
+            me: dict[str, Any] = self.link.json("agent", "self")
+        except FacError as e:
+            raise FacError(e.message, hint="the anthropic runtime runs inside a spawned worker") from None
+        return me
+
+    def _used(self) -> int:
+        me = self._me()
+        return int(me["tokens_in"]) + int(me["tokens_out"])
+
+    def _read_inbox(self, wait: float | None = None) -> list[Message]:
+        """Unread messages, marked read and acknowledged (the agent saw them; nothing pastes them again):
+        `fac inbox` on the channel, blocking up to `wait` seconds for one when given."""
+        argv = ["inbox", "--json"] + ([f"--wait={wait:g}"] if wait is not None else [])
+        reply = self.link.call(*argv)
+        if reply.code == EXIT_FAILED and wait is not None:
+            return []  # nothing came within the wait
+        if reply.code != 0:
+            raise Stop(1, f"cannot read the inbox ({failure(reply).message}); stopping")
+        msgs = [Message(int(m["id"]), m["sender"], m["kind"], m["body"]) for m in json.loads(reply.out)]
         if not msgs:
             return []
-        ids = [m.id for m in msgs]
-        self.fac.store.mark_messages(ids, "read_at")
-        messages.ack(self.fac, self.worker, ids, via="inbox")
         flush_tty()  # nothing is pasted here (its channel is the inbox); drop what a human typed
         for m in msgs:
             self.t.who(f"[inbox] {m.sender} ({m.kind})", m.body)
@@ -301,17 +327,13 @@ class Agent:
 
     def _wait_inbox(self, what: str) -> list[Message]:
         deadline = None if self.wait_limit is None else time.monotonic() + self.wait_limit
-        seen = None
         while True:
-            version = self.fac.store.data_version()
-            if version != seen:
-                seen = version
-                msgs = self._read_inbox()
-                if msgs:
-                    return msgs
-            if deadline is not None and time.monotonic() > deadline:
+            left = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+            msgs = self._read_inbox(wait=min(WAIT_SLICE, left))
+            if msgs:
+                return msgs
+            if deadline is not None and time.monotonic() >= deadline:
                 raise Stop(1, f"no {what} within {self.wait_limit:g}s; stopping")
-            self.sleep(self.poll)
 
     def _wait_verdict(self) -> list[Message]:
         """Messages up to and including the queue's verdict; MERGED ends the agent."""
@@ -334,23 +356,15 @@ class Agent:
 
     def _andon(self, question: str) -> list[dict[str, Any]]:
         """Pull the cord and wait for the human's answer; returns it (and whatever came with it) as blocks."""
-        andon.ask(self.fac, self.worker, question, by="agent")
+        self.link.ok("ask", "--", question)
         self.t.who("[andon] asked a human", question)
         got: list[Message] = []
         while not any(m.kind == "answer" and m.sender == HUMAN for m in got):
             got += self._wait_inbox("answer")
         return self._inbox_blocks(got)
 
-    def _submission_open(self) -> bool:
-        from supervisor.model import ENTRY_OPEN as QUEUE_OPEN
-
-        return any(e.worker == self.worker for e in self.fac.store.queue(QUEUE_OPEN))
-
     def _report(self, event: str) -> None:
-        try:
-            hooks.hook(self.fac, self.worker, event, {})
-        except FacError:
-            pass
+        self.link.call("hook", event)  # a report that fails changes nothing the agent does
 
     # --- the conversation, kept so a restarted agent resumes it ---
 

@@ -1,10 +1,13 @@
 """The anthropic agent's tools: read_file, write_file, edit_file, list_dir, run, check, submit, ask.
 
-Every path is confined to the worker's worktree, and `run` executes inside the sandbox the checks use.
+Every path is confined to the worker's worktree, and `run` executes inside the sandbox the checks use
+(within the agent's own). check, submit and ask are `fac check`, `fac submit` and `fac ask` on the
+worker's channel.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -17,6 +20,7 @@ from typing import Any
 
 from supervisor.errors import FacError
 from supervisor.factory import Factory
+from supervisor.runtimes.anthropic.link import Link, failure
 
 READ_MAX = 60_000  # characters of a file read_file returns
 RUN_HEAD, RUN_TAIL = 2_000, 8_000  # characters of a command's output run returns (the tail matters most)
@@ -159,6 +163,7 @@ class Tools:
         root: Path,
         run_dir: Path,
         *,
+        link: Link,
         run_timeout: Callable[[], float],
         ask: Callable[[str], list[dict[str, Any]]],
     ) -> None:
@@ -167,6 +172,7 @@ class Tools:
         self.task = task
         self.root = root
         self.run_dir = run_dir
+        self.link = link
         self.run_timeout = run_timeout  # read at each call: a human may change [agents] run_timeout
         self.ask = ask  # pulls the andon cord and waits for the answer
 
@@ -234,6 +240,7 @@ class Tools:
 
     def t_run(self, command: str) -> str:
         from supervisor import env as sysenv
+        from supervisor import sandbox
 
         if not isinstance(command, str):
             raise ToolError("command must be a string")
@@ -248,8 +255,9 @@ class Tools:
         # The model's commands get no API credentials.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
         env.update(TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
-        # The system's environment that serves now (never built here: the queue builds it).
-        sb = sysenv.sandbox_for(self.fac, sysenv.current(self.fac))
+        # The system's environment that serves now, as the panes find it (the queue builds it).
+        env_bin = sysenv.pane_path(self.fac)
+        sb = sandbox.detect(self.fac.root).with_env(env_bin if env_bin.is_dir() else None)
         if sb.env_bin:
             env["PATH"] = f"{sb.env_bin}{os.pathsep}{env.get('PATH', '')}"
         if sb.kind != "none":
@@ -290,30 +298,32 @@ class Tools:
         return f"{status} in {took:.1f}s (sandbox: {sb.kind})\n{output}".rstrip()
 
     def t_check(self) -> str:
-        from supervisor import verify
-
-        report = verify.check(self.fac, ref=None, worker=self.worker, stage="inner")
-        v = report.verdict
-        lines = [f"{'green' if v.ok else 'RED'}: {len(v.results)} inner check(s) ({report.sandbox})"]
-        for r in v.results:
-            lines.append(f"- {r.name}: {'pass' if r.ok else 'FAIL'} in {r.duration:.1f}s")
-            if not r.ok and r.feedback:
-                lines.extend(f"  {line}" for line in r.feedback.splitlines())
-        lines.extend(report.notes)
+        reply = self.link.call("check", "--json")
+        if reply.code not in (0, 1):  # 1 is red, with its report
+            raise failure(reply)
+        report = json.loads(reply.out)
+        results = report["results"]
+        lines = [f"{'green' if report['ok'] else 'RED'}: {len(results)} inner check(s) ({report['sandbox']})"]
+        for r in results:
+            lines.append(f"- {r['name']}: {'pass' if r['ok'] else 'FAIL'} in {r['duration']:.1f}s")
+            if not r["ok"] and r.get("feedback"):
+                lines.extend(f"  {line}" for line in r["feedback"].splitlines())
+        lines.extend(report["notes"])
         return "\n".join(lines)
 
     def t_submit(self, message: str | None = None) -> str:
-        from supervisor import repo, submission
+        from supervisor import repo
 
         msg = (message or "").strip() or f"{self.worker}: {(self.task or 'work').splitlines()[0][:60]}"
         if repo.git(self.root, "status", "--porcelain"):
             repo.git(self.root, "add", "-A")
             repo.git(self.root, "commit", "-q", "-m", msg)
-        sub = submission.submit(self.fac, self.worker)
-        extra = f"; it replaces entry {', '.join(map(str, sub.superseded))}" if sub.superseded else ""
+        sub = self.link.json("submit", "--json")
+        superseded = sub["superseded"]
+        extra = f"; it replaces entry {', '.join(map(str, superseded))}" if superseded else ""
         return (
-            f"committed and queued {sub.branch} at {sub.sha[:10]} as entry {sub.id} (position {sub.position})"
-            f"{extra}. The verdict comes back to you as a message."
+            f"committed and queued {sub['branch']} at {sub['sha'][:10]} as entry {sub['id']} "
+            f"(position {sub['position']}){extra}. The verdict comes back to you as a message."
         )
 
     def t_ask(self, question: str) -> str:
