@@ -325,8 +325,14 @@ class Server:
     def _serve(self, peer: str, conn: socket.socket) -> None:
         """One request: its identity is `peer`, the socket that accepted it."""
         with conn:
-            if _peer_uid(conn) not in (os.getuid(), None):
-                return  # another user on this machine: not one of this factory's panes
+            uid = _peer_uid(conn)
+            if uid not in (os.getuid(), None):  # another user on this machine: not one of our panes
+                self.say(f"channel for {peer}: refused a connection from uid {uid}")
+                why = f"fac: error: refused: this channel serves uid {os.getuid()}, not uid {uid}\n"
+                with contextlib.suppress(OSError):
+                    _fail(conn, why)
+                    _drain(conn)
+                return
             conn.settimeout(SILENCE)
             try:
                 frame = recv_frame(conn)
@@ -363,6 +369,15 @@ def _peer_uid(conn: socket.socket) -> int | None:
         return None
     uid: int = struct.unpack("3i", creds)[1]
     return uid
+
+
+def _drain(conn: socket.socket, limit: int = REQUEST_MAX + CHUNK) -> None:
+    """Read (and drop) what the client sent until it hangs up: closing on unread bytes would reset
+    the connection, and the client would lose the answer already sent."""
+    conn.shutdown(socket.SHUT_WR)
+    conn.settimeout(KEEPALIVE)
+    while limit > 0 and (data := conn.recv(CHUNK)):
+        limit -= len(data)
 
 
 def _inode(path: Path) -> int:

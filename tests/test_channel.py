@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import assert_usage_error, fac_json, fac_ok, pane_script, run_fac, running_supervisor, wait_for
@@ -233,3 +234,54 @@ def test_a_pane_without_its_channel_fails_closed(factory: Path, argv: tuple[str,
     proc = run_fac(*argv, cwd=factory, env={"FAC_WORKER": "w1"})
     assert_usage_error(proc, "refused in worker w1's pane (FAC_WORKER=w1)")
 
+
+# Speaks the channel's framing by hand, as any program of another user could (no fac to import).
+OTHER_USER = r"""
+import json, socket, struct
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("fac.sock")
+req = json.dumps({"argv": ["ask", "pwned by another user"], "cwd": "/"}).encode()
+s.sendall(struct.pack(">cI", b"R", len(req)) + req + struct.pack(">cI", b"E", 0))
+f = s.makefile("rb")
+kind = b""
+while kind != b"X" and (head := f.read(5)):
+    kind, size = struct.unpack(">cI", head)
+    if kind != b"K":
+        print(kind.decode(), f.read(size).decode().rstrip())
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another uid")
+def test_a_connection_from_another_uid_is_refused_and_runs_nothing(factory: Path) -> None:
+    import subprocess
+
+    fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", cwd=factory)
+    run_dir = factory / ".fac" / "runs" / "w1"
+    sock = run_dir / "fac.sock"
+    fac = Factory(factory)
+
+    def connect(**as_user: Any) -> list[str]:
+        proc = subprocess.run(
+            ["/usr/bin/python3", "-I", "-S", "-c", OTHER_USER],
+            cwd=run_dir,  # entered as root; a child with `user` drops to it before it runs
+            capture_output=True,
+            text=True,
+            timeout=60,
+            **as_user,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    with running_supervisor(factory):
+        wait_for(sock.exists, 30, "the channel's socket")
+        # Reachable by anyone: nobody (65534) enters the run directory and may write the socket.
+        run_dir.chmod(0o711)
+        sock.chmod(0o666)
+        refused = connect(user=65534, group=65534, extra_groups=[])
+        assert refused == ["e fac: error: refused: this channel serves uid 0, not uid 65534", 'X {"code": 2}']
+        w = fac.store.worker("w1")
+        assert w.state != "needs-human" and not w.question  # the request never ran
+        assert not [e for e in fac.store.events() if e.kind == "andon"]
+        # The same bytes from the factory's own uid are a request like any other: it runs.
+        assert connect()[-1] == 'X {"code": 0}'
+    assert fac.store.worker("w1").question == "pwned by another user"
