@@ -121,3 +121,56 @@ def test_a_delta_command_does_not_commit_on_top_of_an_unjudged_move(factory: Pat
     assert "fac verify" in proc.stderr
     fac_json("verify", "--json")  # a human runs the gate on it: green, adopted
     fac_json("delta", "new", "Count emoji", "--check", "tests")
+
+
+@pytest.mark.parametrize("name", [".git", ".GIT"])
+def test_a_malformed_object_in_an_agents_repository_is_refused_at_submit(
+    factory: Path, tmux_socket: str, name: str
+) -> None:
+    """A hostile agent writes a tree git itself would never make (an entry named .git: a checkout of it
+    would plant a git directory) and submits it: the fetch checks every object and takes nothing."""
+    import subprocess
+
+    from helpers import assert_usage_error, running_supervisor
+
+    wt = spawn_worker(factory, "mallory")
+    before = git(factory, "rev-parse", "refs/heads/fac/mallory")
+
+    def write(kind: str, data: bytes) -> str:
+        argv = ["git", "hash-object", "-t", kind, "-w", "--literally", "--stdin"]
+        return (
+            subprocess.run(argv, cwd=wt, input=data, capture_output=True, check=True).stdout.decode().strip()
+        )
+
+    blob = write("blob", b"[core]\n\tbare = false\n")
+    tree = write("tree", f"100644 {name}\0".encode() + bytes.fromhex(blob))
+    bad = git(wt, "commit-tree", tree, "-p", "HEAD", "-m", "an innocent change")
+    git(wt, "update-ref", "refs/heads/fac/mallory", bad)
+
+    pane = {"FAC_SOCKET": str(factory / ".fac" / "runs" / "mallory" / "fac.sock"), "FAC_WORKER": "mallory"}
+    with running_supervisor(factory):
+        wait_for(lambda: Path(pane["FAC_SOCKET"]).exists(), 30, "the channel's socket")
+        proc = run_fac("submit", cwd=wt, env=pane)
+    assert_usage_error(proc, "fac/mallory was not taken: git's object check refused object", "hasDotgit")
+    assert git(factory, "rev-parse", "refs/heads/fac/mallory") == before
+    assert subprocess.run(["git", "cat-file", "-e", tree], cwd=factory).returncode != 0
+    assert subprocess.run(["git", "cat-file", "-e", bad], cwd=factory).returncode != 0
+    assert "an innocent change" not in git(factory, "log", "--format=%s", "main")
+    assert Factory(factory).store.queue() == []
+
+
+@pytest.mark.parametrize(
+    ("stderr", "said"),
+    [
+        (
+            "error: object d41931f2572e7a49540805018df910e55efc9263: hasDotgit: contains '.git'\n"
+            "fatal: fsck error in packed object\nfatal: index-pack failed",
+            "object d41931f257 (hasDotgit: contains '.git')",
+        ),
+        ("fatal: couldn't find remote ref refs/heads/fac/w1", None),
+    ],
+)
+def test_a_refused_object_is_named_in_a_few_words(stderr: str, said: str | None) -> None:
+    from supervisor.submission import fsck_refusal
+
+    assert fsck_refusal(stderr) == said
