@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ def submit(fac: Factory, name: str) -> Submission:
     try:
         head = worktrees.collect(fac.root, Path(w.worktree), w.branch)
     except repo.GitError as e:
-        refused = fsck_refusal(e.message)
+        refused = worktrees.fsck_refusal(e.message)
         if refused:
             raise FacError(
                 f"{w.branch} was not taken: git's object check refused {refused}; nothing reached the queue",
@@ -59,13 +58,3 @@ def submit(fac: Factory, name: str) -> Submission:
     qid, superseded = fac.store.enqueue(name, w.branch, head, w.delta)
     position = len(fac.store.queue(("queued", "testing")))
     return Submission(qid, name, w.branch, head, position, superseded, dirty)
-
-
-FSCK_ERROR = re.compile(r"error: object ([0-9a-f]{7,64}): (\w+): (.+)")
-
-
-def fsck_refusal(git_error: str) -> str | None:
-    """What `transfer.fsckObjects` refused in a fetch's error, in a few words ("object 1a2b3c4d5e
-    (hasDotgit: contains '.git')"); None when the fetch failed for another reason."""
-    m = FSCK_ERROR.search(git_error)
-    return f"object {m[1][:10]} ({m[2]}: {m[3].strip()})" if m else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import checks, env, gate, guards, identity, repo, roles
+from supervisor import checks, env, gate, guards, identity, repo, roles, worktrees
 from supervisor.checks import CheckResult, Verdict
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -57,7 +57,9 @@ def check(
     environment = environment_for_check(fac)
     sb = env.sandbox_for(fac, environment)
     if ref:
-        report = _check_ref(fac, ref, stage, parallel, use_cache, sb, progress)
+        # An agent's --ref may name a commit only its own repository has (not submitted yet).
+        agent = identity.caller().worker
+        report = _check_ref(fac, ref, stage, parallel, use_cache, sb, progress, agent)
     else:
         w = fac.worker(worker) if worker else None
         workdir = Path(w.worktree) if w else Path(repo.git(cwd or Path.cwd(), "rev-parse", "--show-toplevel"))
@@ -90,10 +92,12 @@ def _check_ref(
     use_cache: bool,
     sb: Sandbox,
     progress: checks.Progress | None = None,
+    agent: str | None = None,
 ) -> CheckReport:
-    sha = repo.rev_parse(fac.root, ref)
+    sha = repo.rev_parse(fac.root, ref) or (_agents_commit(fac, agent, ref) if agent else None)
     if sha is None:
-        raise FacError(f"{ref!r} is not a commit in {fac.root}", hint="pass a branch, tag or sha")
+        where = f"{fac.root}" + (f" nor in {agent}'s repository" if agent else "")
+        raise FacError(f"{ref!r} is not a commit in {where}", hint="pass a branch, tag or sha")
     main = repo.rev_parse(fac.root, fac.main)
     suite_rev = fac.main if stage == "gate" else sha
     suite = checks.suite_from_rev(fac.root, suite_rev, fac.fac_dir / "suites")
@@ -121,6 +125,20 @@ def _check_ref(
         cached=False,
     )
     return CheckReport(verdict, stage, sha, suite.origin)
+
+
+def _agents_commit(fac: Factory, agent: str, ref: str) -> str | None:
+    """A commit only `agent`'s own repository has, fetched (checked) for its `fac check --ref`."""
+    w = fac.worker(agent)
+    try:
+        return worktrees.collect_commit(fac.root, Path(w.worktree), agent, ref)
+    except repo.GitError as e:
+        refused = worktrees.fsck_refusal(e.message)
+        raise FacError(
+            f"cannot take {ref!r} from {agent}'s repository: "
+            + (f"git's object check refused {refused}" if refused else e.message),
+            hint="make the commits again with plain `git add` and `git commit`",
+        ) from None
 
 
 def _run_in_worktree(

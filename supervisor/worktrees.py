@@ -15,6 +15,7 @@ kill --rm), where importing GitPython alone would cost more than the `git` call 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -103,15 +104,42 @@ def collect(root: Path, path: Path, branch: str) -> str | None:
     if repo.rev_parse(path, f"refs/heads/{branch}") is None:
         return None
     ref = f"refs/heads/{branch}"
+    _fetch_checked(root, path, f"+{ref}:{ref}")
+    return repo.rev_parse(root, ref)
+
+
+def _fetch_checked(root: Path, path: Path, refspec: str) -> None:
     # No gc or maintenance started by the fetch, every object checked: the agent wrote them.
     repo.git(
         root,
         *("-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "transfer.fsckObjects=true"),
         *("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"),
         str(path / ".git"),
-        f"+{ref}:{ref}",
+        refspec,
     )
+
+
+def collect_commit(root: Path, path: Path, worker: str, rev: str) -> str | None:
+    """Fetch the commit `rev` names in the agent repository at `path` (one only its agent has, for
+    `fac check --ref`) into the factory's `refs/fac/checked/<worker>`, checked as a submit's; its sha."""
+    if not is_agent_repo(path):
+        return None
+    sha = repo.rev_parse(path, rev)
+    if sha is None:
+        return None
+    ref = f"refs/fac/checked/{worker}"
+    _fetch_checked(root, path, f"+{sha}:{ref}")
     return repo.rev_parse(root, ref)
+
+
+FSCK_ERROR = re.compile(r"error: object ([0-9a-f]{7,64}): (\w+): (.+)")
+
+
+def fsck_refusal(git_error: str) -> str | None:
+    """What `transfer.fsckObjects` refused in a fetch's error, in a few words ("object 1a2b3c4d5e
+    (hasDotgit: contains '.git')"); None when the fetch failed for another reason."""
+    m = FSCK_ERROR.search(git_error)
+    return f"object {m[1][:10]} ({m[2]}: {m[3].strip()})" if m else None
 
 
 def publish_main(paths: list[Path], main: str, sha: str) -> None:

@@ -285,3 +285,26 @@ def test_a_connection_from_another_uid_is_refused_and_runs_nothing(factory: Path
         # The same bytes from the factory's own uid are a request like any other: it runs.
         assert connect()[-1] == 'X {"code": 0}'
     assert fac.store.worker("w1").question == "pwned by another user"
+
+
+def test_an_agent_checks_a_commit_only_its_own_repository_has(factory: Path) -> None:
+    from helpers import git
+    from queue_helpers import commit, passing_test
+
+    fac_ok("spawn", "worker", "--no-up", "--name", "w1", "--cmd", "sleep 600", cwd=factory)
+    wt = factory / ".fac" / "worktrees" / "w1"
+    sha = commit(wt, passing_test("local_only"), "not submitted yet")
+    queued = git(factory, "rev-parse", "refs/heads/fac/w1")
+    # A human's check looks in the factory only, where the commit is not.
+    human = run_fac("check", "--ref", sha, cwd=factory)  # (it builds main's env first: lines of progress)
+    assert human.returncode == 2 and f"fac: error: {sha!r} is not a commit in {factory}\n" in human.stderr
+    sock = factory / ".fac" / "runs" / "w1" / "fac.sock"
+    pane = {"FAC_SOCKET": str(sock), "FAC_WORKER": "w1"}
+    with running_supervisor(factory):
+        wait_for(sock.exists, 30, "the channel's socket")
+        report = fac_json("check", "--ref", sha, cwd=wt, env=pane)
+        missing = run_fac("check", "--ref", "0" * 40, cwd=wt, env=pane)
+    assert report["target"] == sha and report["ok"], report
+    assert any(r["name"] == "tests" for r in report["results"]), report
+    assert git(factory, "rev-parse", "refs/heads/fac/w1") == queued  # the queue's ref is not touched
+    assert_usage_error(missing, "is not a commit in", "nor in w1's repository")

@@ -171,6 +171,6 @@ def test_a_malformed_object_in_an_agents_repository_is_refused_at_submit(
     ],
 )
 def test_a_refused_object_is_named_in_a_few_words(stderr: str, said: str | None) -> None:
-    from supervisor.submission import fsck_refusal
+    from supervisor.worktrees import fsck_refusal
 
     assert fsck_refusal(stderr) == said
