@@ -2,7 +2,8 @@
 
 For each scenario a factory is built once (sample system, a real pytest check plus a 1 s sleep,
 N branches that each add one test file), copied twice, and queued in one copy by the serial queue
-(max_batch 1, no cache) and in the other by the default queue (factory.toml's [queue], cache on).
+(max_batch 1, no cache, one slot) and in the other by the default queue (factory.toml's [queue] and
+[executor], cache on: `slots` candidates at once, the CPU count).
 
     .venv/bin/python scripts/bench_queue.py [--scenarios B1,B2] [--branches 16] [--json out.json] [--keep]
 
@@ -236,7 +237,10 @@ class Run:
 def queue_once(
     fac: Factory, t: Template, *, serial: bool, say: Callable[[str], None] | None, since: int = 0
 ) -> Run:
-    q = MergeQueue(fac, max_batch=1, use_cache=False, say=say) if serial else MergeQueue(fac, say=say)
+    # The serial queue: one branch per candidate, no cache, one candidate at a time (the default
+    # queue runs `[executor] slots` candidates at once, the CPU count).
+    serial_args: dict[str, object] = {"max_batch": 1, "use_cache": False, "slots": 1}
+    q = MergeQueue(fac, say=say, **(serial_args if serial else {}))  # type: ignore[arg-type]
     start = time.monotonic()
     stats = q.run(once=True)
     return tally(fac, t, time.monotonic() - start, stats, since)

@@ -179,7 +179,7 @@ def test_slots_come_from_factory_toml_and_one_slot_is_todays_queue(factory: Path
     for name in names:
         commit(spawn_worker(factory, name), passing_test(name), f"{name}: add a test")
     human_toml = (factory / "factory.toml").read_text(encoding="utf-8")
-    for slots, want_runs in ((1, 1), (2, 2)):
+    for slots, want_runs in ((1, 1), (2, 1)):
         (factory / "factory.toml").write_text(
             human_toml + f"\n[executor]\nslots = {slots}\n", encoding="utf-8"
         )
@@ -190,8 +190,8 @@ def test_slots_come_from_factory_toml_and_one_slot_is_todays_queue(factory: Path
         before = len(events(factory, "candidate"))
         res = fac("queue", "run", "--once")
         assert res.exit_code == 0, res.output
-        # One slot: the four in one candidate, as ever. Two: two candidates, the second built on
-        # the first, both landing in order. (The human's commit to main is judged too: not counted.)
+        # One slot: the four in one candidate, as ever. Two, with nothing red lately: one candidate
+        # too (no hedge: see the next test). (The human's commit to main is judged too: not counted.)
         tested = events(factory, "candidate")[before:]
         assert len(tested) == want_runs
         assert sorted(i for e in tested for i in e.payload["entries"]) == sorted(
@@ -248,6 +248,7 @@ def test_main_moving_under_the_pipeline_rebuilds_it_and_lands_only_tested_commit
     # land on main meanwhile: the head's compare-and-swap fails, the chain is cancelled and rebuilt
     # on the new main, and every branch merges once.
     gate = f"""#!/bin/sh
+if [ -e "$FAC_CANDIDATE/{SUT}/BROKEN" ]; then echo broken; exit 1; fi
 if mkdir {once} 2>/dev/null; then
   new=$(git -C {factory} commit-tree -p main -m "human: meanwhile" "main^{{tree}}")
   git -C {factory} update-ref refs/heads/main "$new"
@@ -255,6 +256,10 @@ fi
 echo fine
 """
     human = script_suite(factory, {"gate": gate})
+    # A red verdict first, so that the queue hedges: the three arrivals go in a chain of two.
+    commit(spawn_worker(factory, "w0"), {f"{SUT}/BROKEN": "x\n"}, "w0: breaks the gate")
+    submit("w0")
+    run_queue(factory, slots=2)
     names = ["w1", "w2", "w3"]
     for name in names:
         commit(spawn_worker(factory, name), passing_test(name), f"{name}: fine")
@@ -262,7 +267,8 @@ echo fine
 
     mq = run_queue(factory, slots=2)
 
-    assert {n: e.state for n, e in entries(factory).items()} == dict.fromkeys(names, "merged")
+    states = {n: e.state for n, e in entries(factory).items()}
+    assert states == {**dict.fromkeys(names, "merged"), "w0": "red"}
     meanwhile = git(factory, "log", "--format=%H", "--grep=human: meanwhile", "main")
     assert meanwhile
     assert [e.payload["reason"] for e in events(factory, "speculation-cancelled")][:1] == [
@@ -312,3 +318,33 @@ echo fine
     reasons = {e.worker: e.payload["reason"] for e in events(factory, "requeued")}
     assert reasons == {"w1": "the line stopped: only fixes merge", "w2": "the line stopped"}
     assert_main_only_tested(factory, human)
+
+
+def test_arrivals_go_in_one_candidate_until_a_red_verdict_then_spread_over_the_free_slots(
+    factory: Path,
+) -> None:
+    script_suite(factory, {"gate": f'#!/bin/sh\n[ -e "$FAC_CANDIDATE/{SUT}/BROKEN" ] && exit 1\necho fine\n'})
+    names = ["w1", "w2", "w3", "w4"]
+    for name in names:
+        commit(spawn_worker(factory, name), passing_test(name), f"{name}: add a test")
+        submit(name)
+    run_queue(factory, slots=2)
+    # Nothing failed lately: the four in one candidate, one gate run, the other slot left free.
+    first = events(factory, "candidate")
+    assert [len(e.payload["entries"]) for e in first] == [4]
+
+    commit(spawn_worker(factory, "w5"), {f"{SUT}/BROKEN": "x\n"}, "w5: breaks the gate")
+    submit("w5")
+    run_queue(factory, slots=2)
+    assert entries(factory)["w5"].state == "red"
+    for name in names:
+        commit(factory / ".fac" / "worktrees" / name, passing_test(f"{name}_again"), f"{name}: more")
+        submit(name)
+    before = len(events(factory, "candidate"))
+    run_queue(factory, slots=2)
+    # A red verdict among the latest: the four are spread over both slots, the second on the first.
+    after = events(factory, "candidate")[before:]
+    assert [len(e.payload["entries"]) for e in after] == [2, 2]
+    assert after[1].payload["base"] == after[0].payload["sha"]
+    states = {n: e.state for n, e in entries(factory).items()}
+    assert states == {**dict.fromkeys(names, "merged"), "w5": "red"}

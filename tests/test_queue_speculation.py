@@ -12,6 +12,7 @@ from supervisor.queue.speculation import (
     Running,
     Starts,
     cuts,
+    hedge_now,
     narrow,
     retries_now,
     split,
@@ -80,6 +81,46 @@ def test_starts_spread_over_free_slots_and_grow_the_youngest_when_all_are_busy(
     assert got == want
     assert got.taken <= waiting
     assert len(running) + len(got.sizes) <= slots
+
+
+@pytest.mark.parametrize(
+    ("waiting", "running", "slots", "max_batch", "want"),
+    [
+        # nothing red lately: everything waiting in one candidate, the free slots stay free
+        (4, [], 2, 16, Starts(sizes=(4,))),
+        (8, [], 4, 16, Starts(sizes=(8,))),
+        (3, [BUSY], 4, 16, Starts(sizes=(3,))),
+        # more than max_batch: as few candidates as hold them, as even as can be
+        (20, [], 4, 16, Starts(sizes=(10, 10))),
+        (40, [], 2, 16, Starts(sizes=(16, 16))),
+        (5, [], 4, 2, Starts(sizes=(2, 2, 1))),
+        # every slot busy: the same growth as with the hedge
+        (3, [BUSY, BUSY], 2, 16, Starts(absorb=3)),
+        (0, [], 2, 16, Starts()),
+    ],
+)
+def test_without_a_hedge_waiting_entries_go_in_as_few_candidates_as_hold_them(
+    waiting: int, running: list[Running], slots: int, max_batch: int, want: Starts
+) -> None:
+    got = starts(waiting, running, slots, max_batch, None, hedge=False)
+    assert got == want
+    assert got.taken <= waiting and len(running) + len(got.sizes) <= slots
+
+
+@pytest.mark.parametrize(
+    ("recent", "want"),
+    [
+        ([], False),  # a new factory: nothing failed
+        ([False] * 40, False),
+        ([True], True),
+        ([False] * 15 + [True], True),  # the 16th newest still counts
+        ([False] * 16 + [True], False),  # older ones do not
+    ],
+)
+def test_the_queue_hedges_over_free_slots_while_a_recent_verdict_is_red(
+    recent: list[bool], want: bool
+) -> None:
+    assert hedge_now(recent) is want
 
 
 @pytest.mark.parametrize(

@@ -275,6 +275,20 @@ def test_an_entry_back_in_line_is_superseded_by_its_worker_s_newer_submission(tm
     assert store.requeue(second) is None  # decided: never changes
 
 
+def test_recent_reds_are_the_gate_s_own_red_verdicts_newest_first(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _worker(store)
+    decided = (("a", "merged", None), ("b", "red", "red"), ("c", "red", "guard"), ("d", "queued", None))
+    for sha, state, reason in decided:
+        qid, _ = store.enqueue("w1", "fac/w1", sha, None)
+        if state != "queued":
+            store.start_testing([qid])
+            store.set_entry(qid, state=state, verdict={"ok": state == "merged", "reason": reason})
+    # d is still open; c was a guard's refusal, not the gate's; b was red; a merged.
+    assert store.recent_reds(16) == [False, True, False]
+    assert store.recent_reds(1) == [False]
+
+
 def test_the_line_stops_once_and_resumes_once(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     assert store.line().state == "running"

@@ -545,7 +545,8 @@ class MergeQueue:
             for f in self.chain
         ]
         typical = speculation.typical_run(self._durations)
-        plan = speculation.starts(len(ready), running, self.slots, self.max_batch, typical)
+        hedge = speculation.hedge_now(self.fac.store.recent_reds(speculation.RECENT))
+        plan = speculation.starts(len(ready), running, self.slots, self.max_batch, typical, hedge=hedge)
         if plan.absorb:
             tail = self.chain.pop()
             tail.cancel.cancel()

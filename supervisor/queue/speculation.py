@@ -49,13 +49,22 @@ def split(n: int, parts: int) -> tuple[int, ...]:
 
 
 def starts(
-    waiting: int, running: Sequence[Running], slots: int, max_batch: int, typical: float | None
+    waiting: int,
+    running: Sequence[Running],
+    slots: int,
+    max_batch: int,
+    typical: float | None,
+    *,
+    hedge: bool = True,
 ) -> Starts:
     """New candidates for `waiting` screened entries, given the chain under test (oldest first).
 
-    Start at once: with free slots, the waiting entries are spread over them, each chunk one
-    candidate on top of the previous (small batches while slots are free; a red one is then
-    narrowed down by the others already). With every slot busy the batch grows instead: the
+    Start at once: with free slots and `hedge` (red verdicts are about: see `hedge_now`), the
+    waiting entries are spread over them, each chunk one candidate on top of the previous (small
+    batches while slots are free; a red one is then narrowed down by the others already). Without
+    `hedge` they go in one candidate (up to `max_batch`; more make more candidates), and the free
+    slots stay free for the next arrivals: when nothing fails, one gate run instead of several
+    slower ones competing for the same cores. With every slot busy the batch grows instead: the
     youngest candidate, when it builds on another one (it cannot land before that one anyway) and
     has run for less than half a `typical` gate run (unknown: always), is started again with the
     waiting entries, up to `max_batch`; otherwise they wait for a free slot and go in together.
@@ -65,6 +74,8 @@ def starts(
     free = slots - len(running)
     if free > 0:
         take = min(waiting, free * max_batch)
+        if not hedge:
+            return Starts(sizes=split(take, -(-take // max_batch)))
         return Starts(sizes=split(take, free))
     if len(running) < 2:
         return Starts()
@@ -74,6 +85,16 @@ def starts(
     if not young or room <= 0:
         return Starts()
     return Starts(absorb=min(waiting, room))
+
+
+RECENT = 16  # decided entries `hedge_now` looks at
+
+
+def hedge_now(recent: Sequence[bool]) -> bool:
+    """Whether new entries are spread over the free slots: when any of the latest decided entries
+    (True: blamed by the gate, newest first) went red. A factory where nothing failed lately tests
+    everything waiting in one candidate."""
+    return any(recent[:RECENT])
 
 
 def typical_run(durations: Sequence[float]) -> float | None:

@@ -46,6 +46,14 @@ class QueueRecords(WorkerRecords):
             args = list(states)
         return [_entry(r) for r in self.db.execute(sql + " ORDER BY id", args)]
 
+    def recent_reds(self, n: int) -> list[bool]:
+        """For the latest `n` entries the queue decided (merged or red), newest first: whether the
+        gate blamed it (a red verdict, not a guard's)."""
+        rows = self.db.execute(
+            "SELECT state, verdict FROM queue WHERE state IN ('merged', 'red') ORDER BY id DESC LIMIT ?", (n,)
+        ).fetchall()
+        return [s == "red" and json.loads(v or "{}").get("reason") == "red" for s, v in rows]
+
     def queue_entry(self, qid: int) -> QueueEntry | None:
         row = self.db.execute("SELECT * FROM queue WHERE id = ?", (qid,)).fetchone()
         return _entry(row) if row else None
