@@ -62,10 +62,25 @@ def inbox(
     else:
         msgs = fac.store.messages(name, unread_only=not show_all)
         if wait_s is not None and not msgs:
+            from supervisor import wake
+
+            # A message is a write to the store (its WAL in .fac/): inotify wakes the wait at once;
+            # without inotify, or between writes, the store is looked at every 0.2 s as before.
+            watcher = wake.watch([fac.fac_dir])
             deadline = time.monotonic() + wait_s
-            while not msgs and time.monotonic() < deadline:
-                time.sleep(0.2)
-                msgs = fac.store.messages(name, unread_only=True)
+            try:
+                # Looked at again once the watcher runs: nothing stored meanwhile is missed.
+                while not (msgs := fac.store.messages(name, unread_only=True)):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    if watcher.active:
+                        watcher.event.wait(min(left, 1.0))
+                        watcher.event.clear()
+                    else:
+                        time.sleep(min(left, 0.2))
+            finally:
+                watcher.stop()
             if not msgs:
                 click.echo(f"no message for {name} within {wait_s:g}s", err=True)
                 sys.exit(EXIT_FAILED)
