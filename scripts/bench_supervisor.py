@@ -177,7 +177,8 @@ def main() -> int:
         if not got:
             # A message the agent read through its channel first is never pasted (nothing is typed
             # into a pane after its receipt): with one sample, the channel may win every race.
-            print(f"routing latency, {what}: no sample arrived")
+            why = f" (all {len(lat['channel'])} read through the channel first)" if how == "pasted" else ""
+            print(f"routing latency, {what}: no sample arrived{why}")
             continue
         skipped = len(lat["channel"]) - len(got) if how == "pasted" else 0
         note = f"; {skipped} not pasted: read through the channel first" if skipped > 0 else ""
