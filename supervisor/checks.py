@@ -288,7 +288,7 @@ def run_one(
     tree under test can leave a report behind for the gate to read. `args` are appended (test files).
     """
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', check.name)}.log"
+    log_path = log_dir / f"{safe_name(check.name)}.log"
     cwd = (workdir / check.cwd).resolve()
     start = time.monotonic()
 
@@ -429,14 +429,24 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _tail(path: Path) -> str:
+def safe_name(name: str) -> str:
+    """A check's name as a file name: its log, its junit report, a remote run's shipped log."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def tail(path: Path, limit: int = TAIL_CHARS) -> tuple[str, int]:
+    """The last `limit` bytes of the file at `path`, decoded, and how many bytes came before them."""
     size = path.stat().st_size
     with open(path, "rb") as f:
-        if size > TAIL_CHARS:
-            f.seek(size - TAIL_CHARS)
+        if size > limit:
+            f.seek(size - limit)
         data = f.read()
-    text = data.decode("utf-8", errors="replace")
-    return text if size <= TAIL_CHARS else "..." + text
+    return data.decode("utf-8", errors="replace"), max(0, size - limit)
+
+
+def _tail(path: Path) -> str:
+    text, cut = tail(path)
+    return "..." + text if cut else text
 
 
 def _last_lines(text: str, n: int) -> str:

@@ -278,14 +278,10 @@ def _with_local_logs(fac: Factory, sha: str, run: gate.Run) -> gate.Run:
         if text is None:
             results.append(r)
             continue
-        local = where / f"{_safe(r.name)}.log"
+        local = where / f"{checks.safe_name(r.name)}.log"
         local.write_text(text, encoding="utf-8")
         results.append(replace(r, log=str(local)))
     return replace(run, verdict=replace(run.verdict, results=results), logs=())
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 # --- on the worker ---
@@ -382,17 +378,11 @@ SHIPPED_LOG = 256 * 1024  # the end of a red check's output that comes back with
 
 
 def _read(path: str) -> str:
-    p = Path(path)
     try:
-        size = p.stat().st_size
-        with open(p, "rb") as f:
-            if size > SHIPPED_LOG:
-                f.seek(size - SHIPPED_LOG)
-            data = f.read()
+        text, cut = checks.tail(Path(path), SHIPPED_LOG)
     except OSError as e:
         return f"(the log on the worker could not be read: {e})\n"
-    text = data.decode("utf-8", errors="replace")
-    return text if size <= SHIPPED_LOG else f"... (the first {size - SHIPPED_LOG} bytes left out)\n" + text
+    return f"... (the first {cut} bytes left out)\n" + text if cut else text
 
 
 _OWNER = re.compile(r"-dask(\d+)x[0-9a-f]{6}-")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -358,13 +357,9 @@ def _is_pytest(c: CheckDef) -> bool:
         return False
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
 def report_path(ctx: Context, c: CheckDef, part: str = "") -> Path:
     """The junit report of `c` in this run (`part` names the second run's); `junit.reports_for` agrees."""
-    return ctx.reports / f"{_safe(c.name)}{part}.xml"
+    return ctx.reports / f"{checks.safe_name(c.name)}{part}.xml"
 
 
 def collect(
@@ -555,7 +550,7 @@ def main_outcomes(
     label = f"{os.getpid()}-{time.monotonic_ns()}"
     tmp = fac.fac_dir / "tmp"
     with worktrees.detached(fac.root, tmp / f"main-{base[:10]}-{label}", base) as wt:
-        report = tmp / f"junit-main-{base[:10]}-{label}" / f"{_safe(c.name)}.xml"
+        report = tmp / f"junit-main-{base[:10]}-{label}" / f"{checks.safe_name(c.name)}.xml"
         log_dir = fac.fac_dir / "logs" / "checks" / f"main-{base[:12]}-{label}"
         r = checks.run_one(c, wt, "gate", log_dir, sb, report=report, cancel=cancel)
         got = junit.read_report(report)

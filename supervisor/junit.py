@@ -29,7 +29,7 @@ def reports_for(defs: tuple[CheckDef, ...], report_dir: Path) -> dict[str, Path]
         except FacError:
             is_pytest = False
         if is_pytest:
-            out[c.name] = report_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', c.name)}.xml"
+            out[c.name] = report_dir / f"{checks.safe_name(c.name)}.xml"
     return out
 
 
