@@ -89,6 +89,8 @@ class Agent:
             socket = Path(os.environ.get(SOCKET_ENV) or self.run_dir / SOCKET_NAME)
         self.link = Link(socket, fac.root)
         me = self._me()
+        self.used = int(me["tokens_in"]) + int(me["tokens_out"])  # then kept by each turn's record
+        self.queued_at_start = bool(me["submission_open"])
         self.task: str | None = me["task"]
         self.root = Path(me["worktree"])
         self.link.cwd = self.root
@@ -135,7 +137,7 @@ class Agent:
         self.t.say(f'worktree {self.root}; talk to me with: fac send {self.worker} "..."')
         self._report("working")
         convo, pending = self._resume()
-        if self._me()["submission_open"]:  # restarted while the queue had its branch: the verdict comes first
+        if self.queued_at_start:  # restarted while the queue had its branch: the verdict comes first
             pending += self._inbox_blocks(self._wait_verdict())
         while True:
             pending += self._inbox_blocks(self._read_inbox())
@@ -186,7 +188,7 @@ class Agent:
     def _within_limits(self) -> None:
         """Enforce the budget before every call: past it, ask a human instead of calling the model."""
         while True:
-            used = self._used()
+            used = self.used
             s = self.settings
             if used >= s.max_tokens_per_worker:
                 question = (
@@ -208,7 +210,7 @@ class Agent:
             self.settings = settings(self.fac, self.env)
             if self.turns >= s.max_turns:
                 self.turns = 0
-            if self._used() >= self.settings.max_tokens_per_worker:
+            if self.used >= self.settings.max_tokens_per_worker:
                 self.link.ok("agent", "stop", "--reason", "token budget spent")
                 raise Stop(0, "the budget is still spent after the answer; stopping (state: stopped)")
 
@@ -287,6 +289,7 @@ class Agent:
         except FacError as e:
             raise Stop(1, f"cannot record the turn's usage ({e.message}); stopping") from None
         total_in, total_out, total_cost = totals["tokens_in"], totals["tokens_out"], totals["cost"]
+        self.used = int(total_in) + int(total_out)  # only this agent's turns add to its usage
         self.t.say(
             self.t.dim(
                 f"[turn {self.turns}: {tokens_in:,} in + {out:,} out; total {total_in + total_out:,} "
@@ -303,10 +306,6 @@ class Agent:
         except FacError as e:
             raise FacError(e.message, hint="the anthropic runtime runs inside a spawned worker") from None
         return me
-
-    def _used(self) -> int:
-        me = self._me()
-        return int(me["tokens_in"]) + int(me["tokens_out"])
 
     def _read_inbox(self, wait: float | None = None) -> list[Message]:
         """Unread messages, marked read and acknowledged (the agent saw them; nothing pastes them again):
