@@ -102,7 +102,6 @@ class MergeQueue:
         self._durations: list[float] = []  # wall times of the pipeline's gate runs, for `typical`
         self._screened: set[tuple[int, str]] = set()  # (entry, main) screened clean, waiting for a slot
         self._seen: tuple[int, float] = (-1, 0.0)  # the store's data_version last looked at, and until when
-        self._executor_failed = False  # set by _executor_down: the round ends, the next waits for the tick
         self._said_stopped = False
         self._held_on: str | None = None  # main's sha the queue is holding on (no gate checks)
         self._said_env: str | None = None
@@ -200,7 +199,6 @@ class MergeQueue:
                         batch.append(e)
             finally:
                 self._prefetched = {}
-        waited = False
         if batch:
             self.say(
                 f"batch of {len(batch)}: {', '.join(e.worker for e in batch)} on {self.fac.main} {base[:10]}"
@@ -214,7 +212,6 @@ class MergeQueue:
             except executors.Unavailable as err:  # no verdict: nobody is blamed, the batch waits
                 self.say(f"  {err.message}: the batch waits (not a red verdict); {err.hint}")
                 store.event("executor-unavailable", None, error=err.message, entries=[e.id for e in batch])
-                waited = True
             # What a settle left undecided (main moved mid-search, or it waited behind another
             # branch) goes back in line instead of staying "testing" until the queue restarts.
             for e in batch:
@@ -222,7 +219,7 @@ class MergeQueue:
                 if now is not None and now.state == "testing":
                     store.requeue(e.id)
         self._after_round()
-        return not waited  # after an executor failure: the next try waits for the tick
+        return True  # after an executor failure, the next round waits for its backoff
 
     def _synced(self) -> bool:
         """The local main follows the remote's; False (said once) while it cannot (a human decides)."""
@@ -496,9 +493,6 @@ class MergeQueue:
         a little for a run to end. False when nothing is pending and nothing is under test."""
         store = self.fac.store
         progressed = self._harvest()
-        if self._executor_failed:  # as in the one-slot round: no new candidate before the next tick
-            self._executor_failed = False
-            return False
         # Looking for newcomers costs a dozen git calls: only when the store changed (a submission,
         # a verdict) or something settled, and every 2 s as a safety net.
         version, now = store.data_version(), time.monotonic()
@@ -645,8 +639,7 @@ class MergeQueue:
 
     def _executor_down(self, head: Flight, err: executors.Unavailable) -> None:
         """The executor cannot run the gate: no verdict, nobody blamed; everything goes back in line
-        and the queue tries again at its next tick."""
-        self._executor_failed = True
+        and the queue tries again once the executor's backoff allows (`_executor_ready`)."""
         self._cancel_chain("the executor is unavailable")
         self.say(f"  {err.message}: the batch waits (not a red verdict); {err.hint}")
         self.fac.store.event(
