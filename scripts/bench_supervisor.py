@@ -5,9 +5,9 @@
    the text is visible in the owner's pane (capture-pane polled every 5 ms), two ways side by side:
    pasted by fac into the pane, and read by the agent itself with `fac inbox --wait` through its
    channel (the pane's FAC_SOCKET, served by a real `fac supervise`). Goal < 1 s for both.
-2. Idle CPU: the supervisor (`fac supervise`, serving one channel socket per worker) and the merge
-   queue (`fac queue run`) as real processes with 20 live workers and nothing happening, CPU time
-   from /proc over a window. Goal < 1% of a core.
+2. Idle CPU: the supervisor (serving one channel socket per worker, drawing its dashboard) and the
+   merge queue as `fac up` runs them, each in its tmux window, with 20 live workers and nothing
+   happening; CPU time of each window's processes from /proc over a window. Goal < 1% of a core.
 
 Everything runs on a private tmux socket in a temp dir; nothing touches the default tmux server.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from supervisor import factory as factorymod  # noqa: E402
-from supervisor import submission, workers  # noqa: E402
+from supervisor import health, session, submission, workers  # noqa: E402
 from supervisor.factory import Factory  # noqa: E402
 from supervisor.queue import MergeQueue  # noqa: E402
 
@@ -119,29 +119,46 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
-def idle_cpu(root: Path, n_workers: int, window: float) -> dict[str, float]:
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and every live process below it."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:  # it ended meanwhile
+            continue
+        todo += [int(c) for c in children]
+    return total
+
+
+def idle_cpu(root: Path, sock: str, n_workers: int, window: float) -> dict[str, float]:
+    """The supervisor and the merge queue as `fac up` runs them: each in its tmux window, the
+    supervisor drawing its dashboard, with `n_workers` live workers and nothing happening."""
     fac = Factory(root)
     for i in range(n_workers):
         workers.spawn(fac, "worker", name=f"idle{i:02d}", command="sleep 3600")
-    env = {**os.environ, "FAC_ROOT": str(root)}
-    py = [sys.executable, "-m", "supervisor"]
-    procs = {
-        "supervisor": subprocess.Popen(
-            [*py, "supervise", "--no-dashboard"], env=env, stdout=subprocess.DEVNULL
-        ),
-        "merge-queue": subprocess.Popen([*py, "queue", "run"], env=env, stdout=subprocess.DEVNULL),
-    }
+    session.up(fac)
     time.sleep(3.0)  # start-up (imports, first reconcile) is not idle time
     served = sum(1 for i in range(n_workers) if workers.socket_path(fac, f"idle{i:02d}").exists())
     print(f"  {served} channel sockets served", file=sys.stderr)
-    start = {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    pids = {}
+    for name in (health.SUPERVISOR_WINDOW, health.QUEUE_WINDOW):
+        out = subprocess.run(
+            ["tmux", "-L", sock, "list-panes", "-t", f"={fac.session}:{name}", "-F", "#{pane_pid}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        pids[name] = int(out[0])
+    start = {k: tree_cpu_seconds(pid) for k, pid in pids.items()}
     t0 = time.monotonic()
     time.sleep(window)
     elapsed = time.monotonic() - t0
-    out = {k: 100.0 * (cpu_seconds(p.pid) - start[k]) / elapsed for k, p in procs.items()}
-    for p in procs.values():
-        p.terminate()
-        p.wait(10)
+    out = {k: 100.0 * (tree_cpu_seconds(pid) - start[k]) / elapsed for k, pid in pids.items()}
+    fac.store.close()
     return out
 
 
@@ -168,7 +185,7 @@ def main() -> int:
             time.sleep(0.3)
             print(f"idle CPU with {args.workers} workers over {args.window:g}s:", file=sys.stderr)
             root2 = factorymod.init(Path(tmp) / "idle", sample=True).root
-            cpu = idle_cpu(root2, args.workers, args.window)
+            cpu = idle_cpu(root2, sock, args.workers, args.window)
         finally:
             subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
     print()

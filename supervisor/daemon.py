@@ -202,7 +202,8 @@ class Supervisor:
         self.check_line()
         for keeper in self.keepers:
             try:
-                note = keeper.check()
+                # tmux's panes as this pass saw them (none: the session is down, the keeper asks)
+                note = keeper.check(panes or None)
             except FacError as e:  # tmux briefly unavailable: the rest of the pass still runs
                 note = f"could not check {health.WHAT[keeper.name]}: {e.message}"
             if note:

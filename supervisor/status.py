@@ -47,7 +47,7 @@ def collect(fac: Factory) -> dict[str, Any]:
         "held": held,
         "executor": executor_state(fac),
         "line": with_iso_times(line.get(fac).as_dict(), "since"),
-        "workers": [with_iso_times(v.as_dict(), "updated_at") for v in workers.views(fac)],
+        "workers": [with_iso_times(v.as_dict(), "updated_at") for v in workers.views(fac, panes)],
     }
 
 

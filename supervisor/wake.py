@@ -1,6 +1,10 @@
 """Wake on file changes: the one inotify watcher (watchdog) fac's processes use.
 
-`watch(dirs)` sets an Event whenever something changes directly in one of `dirs` (not below them).
+`watch(dirs)` sets an Event whenever something changes directly in one of `dirs` (not below them):
+a file created, written, renamed or deleted. Reading is not a change: watchdog (since 2.3) also
+reports opening a file and closing it unwritten, and a process that wakes on those wakes itself
+(the supervisor's dashboard reads `refs/heads/main` on every pass, and so woke its next pass), so
+the kernel is not even asked for them.
 When inotify cannot start (its limits are spent, an odd file system), `Watch.active` is False and
 `Watch.reason` says why: nothing sets the Event then, and the caller polls at its own tick.
 """
@@ -15,6 +19,19 @@ from typing import Any
 
 # SQLite's shared-memory index and fac's lock files change on every read: no reason to wake.
 NOISE = ("-shm", ".lock")
+# The watchdog events that are changes (not FileOpenedEvent, FileClosedNoWriteEvent: reads).
+CHANGES = (
+    "FileCreatedEvent",
+    "FileModifiedEvent",
+    "FileClosedEvent",
+    "FileMovedEvent",
+    "FileDeletedEvent",
+    "DirCreatedEvent",
+    "DirModifiedEvent",
+    "DirMovedEvent",
+    "DirDeletedEvent",
+)
+READS = ("opened", "closed_no_write")  # their event_type, dropped should a watchdog send them anyway
 
 
 def not_noise(path: str) -> bool:
@@ -51,19 +68,23 @@ def watch(
     """
     wake = event if event is not None else threading.Event()
     try:
+        from watchdog import events as ev_types
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
 
         class Poke(FileSystemEventHandler):
             def on_any_event(self, ev: FileSystemEvent) -> None:
+                if ev.event_type in READS:
+                    return
                 path = ev.src_path
                 if accept(path.decode() if isinstance(path, bytes) else str(path)):
                     wake.set()
 
+        changes: list[type[FileSystemEvent]] = [getattr(ev_types, name) for name in CHANGES]
         observer = Observer()
         for d in dirs:
             if d.is_dir():
-                observer.schedule(Poke(), str(d), recursive=False)
+                observer.schedule(Poke(), str(d), recursive=False, event_filter=changes)
         observer.daemon = True
         observer.start()
     except Exception as e:  # no inotify here (limits, odd file systems): the caller polls

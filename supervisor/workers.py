@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor import env as sysenv
 from supervisor import isolation, repo, roles, worktrees
@@ -22,6 +22,9 @@ from supervisor.runtimes import Launch, Runtime, confined
 from supervisor.runtimes import config_dir as runtime_config_dir
 from supervisor.runtimes import get as get_runtime
 from supervisor.runtimes import prepare as prepare_runtime
+
+if TYPE_CHECKING:
+    from supervisor.tmux import PaneInfo
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 RESERVED = {"supervisor", "merge-queue", "main", "factory"}
@@ -389,16 +392,16 @@ class WorkerView:
         return asdict(self)
 
 
-def views(fac: Factory) -> list[WorkerView]:
-    """Stored workers joined with what tmux and git say right now."""
+def views(fac: Factory, panes: dict[str, PaneInfo] | None = None) -> list[WorkerView]:
+    """Stored workers joined with what tmux and git say right now (`panes`: tmux's, already asked)."""
     workers = fac.store.workers()
-    panes = {}
     heads = repo.branch_heads(fac.root, "refs/heads/fac/") if workers else {}
-    if workers:
+    if workers and panes is None:
         try:
             panes = {p.window_name: p for p in fac.panes()}
         except FacError:
             panes = {}
+    panes = panes or {}
     out = []
     for w in workers:
         p = panes.get(w.name)

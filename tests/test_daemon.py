@@ -481,3 +481,39 @@ def test_how_a_pane_ended_reads_the_shells_codes(status: int | None, signal_: in
 
     pane = PaneInfo("s", "@1", "w1", "%1", 0, True, status, signal_, "")
     assert how_it_ended(pane) == says
+
+
+def test_a_pass_that_reads_main_and_the_store_does_not_wake_the_next_one(factory: Path) -> None:
+    """Idle means idle: the dashboard's redraw (the pass's `on_reconcile`) reads refs/heads/main and
+    the store on every pass; once reads woke the watcher too, and the supervisor ran pass after pass
+    at a fifth of a core with nothing happening. With a 30 s tick, a quiet second holds one pass."""
+    import threading
+
+    from supervisor import dashboard, repo
+
+    configure(factory, "[supervisor]\ntick = 30\n")
+    spawn(factory, "w1", "sleep 600")
+    fac = Factory(factory)
+    passes: list[float] = []
+
+    def redraw() -> None:  # what `fac supervise` does after each pass, reading as it draws
+        dashboard.render(dashboard.snapshot(fac))
+        assert repo.rev_parse(factory, "refs/heads/main")
+        passes.append(time.monotonic())
+
+    stop = threading.Event()
+    sup = Supervisor(Factory(factory), on_reconcile=redraw)
+    t = threading.Thread(target=sup.run, kwargs={"should_stop": stop.is_set}, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: passes, 20, "the first pass")
+        time.sleep(1.5)
+        quiet = len(passes)
+        git(factory, "branch", "-f", "side", "main")  # a real change still wakes it at once
+        wait_for(lambda: len(passes) > quiet, 10, "a pass after a branch moved")
+    finally:
+        stop.set()
+        sup.wake.set()
+        t.join(10)
+        fac.store.close()
+    assert quiet <= 2, f"{quiet} passes in a quiet 1.5 s with a 30 s tick: something woke it"

@@ -236,6 +236,27 @@ def test_an_agent_repository_is_its_own_and_borrows_the_factorys_objects(factory
     assert git(factory, "rev-parse", "fac/w1") == sha
 
 
+def test_a_long_lived_process_sees_every_move_of_an_agents_head(factory: Path) -> None:
+    """worktrees.head asks git again only when the agent repository's ref files changed (the
+    dashboard asks for every worker on every pass): a commit, a reset back, refs packed, a branch
+    deleted are each seen at once by the same process."""
+    tree = spawn_worker(factory, "w1")
+    main = git(factory, "rev-parse", "main")
+    assert worktrees.head(factory, tree, "fac/w1") == main
+    assert worktrees.head(factory, tree, "fac/w1") == main  # asked again: the same answer
+    first = commit(tree, passing_test("w1"))
+    assert worktrees.head(factory, tree, "fac/w1") == first
+    second = commit(tree, passing_test("w1b"))
+    assert worktrees.head(factory, tree, "fac/w1") == second
+    git(tree, "pack-refs", "--all")  # the loose ref goes, packed-refs says where it points
+    assert worktrees.head(factory, tree, "fac/w1") == second
+    git(tree, "update-ref", "refs/heads/fac/w1", first)  # back, loose again, in the same second
+    assert worktrees.head(factory, tree, "fac/w1") == first
+    git(tree, "checkout", "-q", "--detach")
+    git(tree, "branch", "-D", "fac/w1")
+    assert worktrees.head(factory, tree, "fac/w1") is None
+
+
 def test_main_reaches_every_agent_repository_when_the_queue_moves_it(factory: Path) -> None:
     a = spawn_worker(factory, "a")
     b = spawn_worker(factory, "b")

@@ -107,3 +107,23 @@ def test_the_supervisor_keeps_running_without_inotify(
     assert said == [
         f"no inotify (OSError: [Errno 28] no space left on device): polling every {tick:g}s instead"
     ]
+
+
+def test_reading_a_watched_file_is_not_a_change(tmp_path: Path) -> None:
+    """Opening and reading a file (git rev-parse reading refs/heads/main, a reader of the store) must
+    not wake: the supervisor's dashboard reads main on every pass, and so woke itself again, a pass
+    after pass loop at a fifth of a core while nothing happened."""
+    ref = tmp_path / "main"
+    ref.write_text("sha\n")
+    w = wake.watch([tmp_path])
+    try:
+        assert w.active
+        for _ in range(20):
+            assert ref.read_text() == "sha\n"
+            with ref.open("rb") as f:
+                f.read()
+        assert not w.event.wait(0.5)
+        ref.write_text("other\n")  # and a write still wakes it
+        assert set_within(w.event)
+    finally:
+        w.stop()
