@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor import checks, deltas, guards, repo, roles, specs
+from supervisor import checks, repo, roles, specs
 from supervisor.config import CheckDef
 from supervisor.errors import FacError
 from supervisor.factory import Factory
@@ -68,6 +68,8 @@ def gather(
         parts.append(Part("task", "task", f"# Task\n\n{task.strip()}\n", 95, "$FAC_TASK", essential=True))
     d = None
     if delta:
+        from supervisor import deltas  # only for a worker given a delta: its lifecycle's imports
+
         try:
             d = deltas.get(fac, delta)
         except FacError:
@@ -169,6 +171,8 @@ def gather(
 
 
 def _cmd(c: CheckDef, test: str | None = None) -> str:
+    from supervisor import guards
+
     argv = checks.argv_of(c)
     if test and guards.collect_argv(argv) is not None:
         argv = [*argv, "-k", test.split("::")[-1]]

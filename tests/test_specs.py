@@ -252,3 +252,30 @@ def test_fac_spec_alone_lists_the_spec_files_like_its_siblings(factory: Path) ->
     assert any(line.startswith(on_disk[0]) for line in text.stdout.splitlines())
     assert "fac spec lint" in text.stdout
     assert run_fac("spec", "lint").exit_code == 0  # the old spelling still works
+
+
+def test_the_specs_package_loads_its_parts_on_first_use_and_lint_is_the_function() -> None:
+    """`supervisor.specs` imports a submodule when one of its names is first used (an agent's
+    context reads specs without the lint's imports); the function `lint` is never shadowed by the
+    submodule of the same name, whichever name came first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, supervisor.specs as s\n"
+        "assert 'supervisor.specs.lint' not in sys.modules\n"
+        "s.GitSource, s.load_current\n"
+        "assert 'supervisor.specs.lint' not in sys.modules and 'supervisor.guards' not in sys.modules\n"
+        "s.lint_guard\n"
+        "assert callable(s.lint) and s.lint.__name__ == 'lint', s.lint\n"
+        "from supervisor.specs import Catalog, lint\n"
+        "assert callable(lint)\n"
+        "try:\n"
+        "    s.nothing\n"
+        "except AttributeError as e:\n"
+        "    assert 'nothing' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
