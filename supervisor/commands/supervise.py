@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 
 import click
@@ -56,5 +57,14 @@ def supervise(no_dashboard: bool) -> None:
             live.update(Group(table, Text("\n".join(recent), style="dim")), refresh=True)
 
         sup = Supervisor(fac, say=note, on_reconcile=redraw, keep=keep)
-        signal.signal(signal.SIGWINCH, lambda _sig, _frame: sup.wake.set())
+
+        def resized(_sig: int, _frame: object) -> None:
+            # Repaint at once, and once more when tmux has settled the new size: the first repaint
+            # can still see the old one, and nothing else wakes an idle supervisor before its tick.
+            sup.wake.set()
+            again = threading.Timer(0.3, sup.wake.set)
+            again.daemon = True
+            again.start()
+
+        signal.signal(signal.SIGWINCH, resized)
         sup.run()
