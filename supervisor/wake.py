@@ -19,19 +19,6 @@ from typing import Any
 
 # SQLite's shared-memory index and fac's lock files change on every read: no reason to wake.
 NOISE = ("-shm", ".lock")
-# The watchdog events that are changes (not FileOpenedEvent, FileClosedNoWriteEvent: reads).
-CHANGES = (
-    "FileCreatedEvent",
-    "FileModifiedEvent",
-    "FileClosedEvent",
-    "FileMovedEvent",
-    "FileDeletedEvent",
-    "DirCreatedEvent",
-    "DirModifiedEvent",
-    "DirMovedEvent",
-    "DirDeletedEvent",
-)
-READS = ("opened", "closed_no_write")  # their event_type, dropped should a watchdog send them anyway
 
 
 def not_noise(path: str) -> bool:
@@ -68,19 +55,29 @@ def watch(
     """
     wake = event if event is not None else threading.Event()
     try:
-        from watchdog import events as ev_types
+        from watchdog import events as ev
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
 
         class Poke(FileSystemEventHandler):
-            def on_any_event(self, ev: FileSystemEvent) -> None:
-                if ev.event_type in READS:
-                    return
-                path = ev.src_path
+            def on_any_event(self, change: FileSystemEvent) -> None:
+                path = change.src_path
                 if accept(path.decode() if isinstance(path, bytes) else str(path)):
                     wake.set()
 
-        changes: list[type[FileSystemEvent]] = [getattr(ev_types, name) for name in CHANGES]
+        # Changes only (the kernel is asked for nothing else): not FileOpenedEvent, not
+        # FileClosedNoWriteEvent.
+        changes: list[type[FileSystemEvent]] = [
+            ev.FileCreatedEvent,
+            ev.FileModifiedEvent,
+            ev.FileClosedEvent,
+            ev.FileMovedEvent,
+            ev.FileDeletedEvent,
+            ev.DirCreatedEvent,
+            ev.DirModifiedEvent,
+            ev.DirMovedEvent,
+            ev.DirDeletedEvent,
+        ]
         observer = Observer()
         for d in dirs:
             if d.is_dir():

@@ -425,7 +425,7 @@ def views(fac: Factory, panes: dict[str, PaneInfo] | None = None) -> list[Worker
                 pane=p.pane_id if p else None,
                 worktree=w.worktree,
                 task=w.task,
-                head=worktrees.head(fac.root, Path(w.worktree), w.branch)
+                head=worktrees.shown_head(fac.root, Path(w.worktree), w.branch)
                 if worktrees.is_agent_repo(Path(w.worktree))
                 else heads.get(w.branch),
                 updated_at=w.updated_at,

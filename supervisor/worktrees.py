@@ -93,38 +93,44 @@ def is_agent_repo(path: Path) -> bool:
     return (path / ".git").is_dir() and not (path / ".git").is_symlink()
 
 
-# An agent repository's head, as last read: (path, branch) -> (what its ref files looked like, sha).
-_HEADS: dict[tuple[Path, str], tuple[tuple[tuple[int, int, int] | None, ...], str | None]] = {}
+def head(root: Path, path: Path, branch: str) -> str | None:
+    """The worker's head: `branch` in its agent repository (the factory's branch for a linked one)."""
+    if is_agent_repo(path):
+        return repo.rev_parse(path, f"refs/heads/{branch}")
+    return repo.rev_parse(root, f"refs/heads/{branch}")
 
 
-def _ref_stamp(git_dir: Path, branch: str) -> tuple[tuple[int, int, int] | None, ...]:
-    """What the files that say where `branch` points look like (inode, size, mtime), without reading
-    them: git rewrites a ref by renaming a new file into place, so any move changes the stamp."""
-    out: list[tuple[int, int, int] | None] = []
+# An agent repository's head as last shown: (path, branch) -> (what its ref files looked like, sha).
+_SHOWN: dict[tuple[Path, str], tuple[tuple[tuple[int, int, int, int] | None, ...], str | None]] = {}
+
+
+def _ref_stamp(git_dir: Path, branch: str) -> tuple[tuple[int, int, int, int] | None, ...]:
+    """What the files that say where `branch` points look like, without reading them: inode, size,
+    mtime and ctime (the agent can set a file's mtime back, never its ctime)."""
+    out: list[tuple[int, int, int, int] | None] = []
     for f in (git_dir / "refs" / "heads" / branch, git_dir / "packed-refs"):
         try:
             st = f.stat()
         except OSError:
             out.append(None)
             continue
-        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return tuple(out)
 
 
-def head(root: Path, path: Path, branch: str) -> str | None:
-    """The worker's head: `branch` in its agent repository (the factory's branch for a linked one).
-
-    A long-lived process (the supervisor's dashboard, every pass, for every worker) asks git again
-    only when the agent repository's ref files changed: one stat instead of one git process."""
+def shown_head(root: Path, path: Path, branch: str) -> str | None:
+    """`head` for display (status, and the supervisor's dashboard on every pass, for every worker):
+    in an agent repository git is asked again only when its ref files changed, one stat instead of
+    one git process. Never for a decision: what guards data (`fac down --rm`) asks `head`."""
     if not is_agent_repo(path):
-        return repo.rev_parse(root, f"refs/heads/{branch}")
+        return head(root, path, branch)
     key = (path, branch)
     stamp = _ref_stamp(path / ".git", branch)
-    seen = _HEADS.get(key)
+    seen = _SHOWN.get(key)
     if seen is not None and seen[0] == stamp:
         return seen[1]
-    sha = repo.rev_parse(path, f"refs/heads/{branch}")
-    _HEADS[key] = (stamp, sha)
+    sha = head(root, path, branch)
+    _SHOWN[key] = (stamp, sha)
     return sha
 
 

@@ -239,23 +239,35 @@ def test_an_agent_repository_is_its_own_and_borrows_the_factorys_objects(factory
 
 
 def test_a_long_lived_process_sees_every_move_of_an_agents_head(factory: Path) -> None:
-    """worktrees.head asks git again only when the agent repository's ref files changed (the
-    dashboard asks for every worker on every pass): a commit, a reset back, refs packed, a branch
-    deleted are each seen at once by the same process."""
+    """worktrees.shown_head asks git again only when the agent repository's ref files changed (the
+    dashboard asks for every worker on every pass): a commit, refs packed, a reset back, a branch
+    deleted, and an agent that rewrites its ref in place and sets the file's mtime back, are each
+    seen at once by the same process."""
+    import os
+
     tree = spawn_worker(factory, "w1")
     main = git(factory, "rev-parse", "main")
-    assert worktrees.head(factory, tree, "fac/w1") == main
-    assert worktrees.head(factory, tree, "fac/w1") == main  # asked again: the same answer
+    assert worktrees.shown_head(factory, tree, "fac/w1") == main
+    assert worktrees.shown_head(factory, tree, "fac/w1") == main  # asked again: the same answer
     first = commit(tree, passing_test("w1"))
-    assert worktrees.head(factory, tree, "fac/w1") == first
+    assert worktrees.shown_head(factory, tree, "fac/w1") == first
     second = commit(tree, passing_test("w1b"))
-    assert worktrees.head(factory, tree, "fac/w1") == second
+    assert worktrees.shown_head(factory, tree, "fac/w1") == second
     git(tree, "pack-refs", "--all")  # the loose ref goes, packed-refs says where it points
-    assert worktrees.head(factory, tree, "fac/w1") == second
+    assert worktrees.shown_head(factory, tree, "fac/w1") == second
     git(tree, "update-ref", "refs/heads/fac/w1", first)  # back, loose again, in the same second
-    assert worktrees.head(factory, tree, "fac/w1") == first
+    assert worktrees.shown_head(factory, tree, "fac/w1") == first
+    # Same inode, same size, the old mtime put back: only the ctime says it changed.
+    ref = tree / ".git" / "refs" / "heads" / "fac" / "w1"
+    before = ref.stat()
+    with ref.open("r+", encoding="ascii") as f:
+        f.write(f"{second}\n")
+    os.utime(ref, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert ref.stat().st_ino == before.st_ino and ref.stat().st_mtime_ns == before.st_mtime_ns
+    assert worktrees.shown_head(factory, tree, "fac/w1") == second
     git(tree, "checkout", "-q", "--detach")
     git(tree, "branch", "-D", "fac/w1")
+    assert worktrees.shown_head(factory, tree, "fac/w1") is None
     assert worktrees.head(factory, tree, "fac/w1") is None
 
 
