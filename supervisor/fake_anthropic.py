@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from supervisor import wake
+
 DEFAULT_KEY = "fac-fake-key"
 EXHAUSTED = "(fake Anthropic server: the script has no more turns)"
 ERROR_TYPES = {
@@ -401,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(str(fake.port), encoding="utf-8")
         tmp.replace(args.port_file)  # readers never see a half-written port
     print(f"fake Anthropic API on {fake.url} ({len(turns)} scripted turns)", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=fake._httpd.shutdown).start())
+    # shutdown() waits for serve_forever to return: from a thread, never from the handler itself.
+    wake.on_signal(signal.SIGTERM, fake._httpd.shutdown)
     try:
         fake._httpd.serve_forever(0.05)
     except KeyboardInterrupt:

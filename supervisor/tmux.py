@@ -31,6 +31,20 @@ MIN_TMUX = (3, 0)  # new-window/respawn-pane -e
 OWNER_OPTION = "@fac_root"  # a session option: the factory root that created the session
 
 
+# A terminal's size in the environment (exported by some shells, and by pytest-xdist's workers) is
+# a snapshot of one terminal: a tmux server started with it hands it to every pane, and programs there
+# (rich, curses, less) then draw at that size whatever the pane's real one (fac's dashboard stayed at
+# 80x24 in a 220-column window). Panes have their own size; tmux is never given these.
+TERMINAL_SIZE = ("COLUMNS", "LINES")
+
+
+def client_env() -> dict[str, str] | None:
+    """The environment for a tmux client: this one without TERMINAL_SIZE (None: this one as it is)."""
+    if not any(var in os.environ for var in TERMINAL_SIZE):
+        return None
+    return {k: v for k, v in os.environ.items() if k not in TERMINAL_SIZE}
+
+
 def socket_name() -> str | None:
     return os.environ.get("FAC_TMUX_SOCKET") or None
 
@@ -194,7 +208,7 @@ class Tmux:
             if i:
                 argv.append(";")
             argv += [escape_arg(a) for a in command]
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = subprocess.run(argv, capture_output=True, text=True, env=client_env())
         return TmuxResult(proc.returncode, _lines(proc.stdout), [x for x in _lines(proc.stderr) if x])
 
     def cmd(self, *args: str, check: bool = True) -> list[str]:

@@ -87,3 +87,48 @@ def watch(
     except Exception as e:  # no inotify here (limits, odd file systems): the caller polls
         return Watch(wake, active=False, reason=f"{type(e).__name__}: {e}")
     return Watch(wake, active=True, _observer=observer)
+
+
+def on_signal(signum: int, wake: Callable[[], None], *, again: float = 0.0) -> Callable[[], None]:
+    """Call `wake()` on each `signum` (and once more `again` s later), from a thread of its own.
+
+    Never in the signal handler: Python runs a handler in the main thread between two bytecodes,
+    where that thread may hold the very lock `wake` takes (an Event's, inside its own `wait`), and
+    the process deadlocks (CPython issue #126434). The handler only writes a byte to a pipe, which
+    takes no lock; a daemon thread reads it and calls `wake`. Call from the main thread (Python
+    installs handlers there only). Returns a function that puts the previous handler back.
+    """
+    import os
+    import signal
+    import time
+
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+
+    def handler(_sig: int, _frame: object) -> None:
+        try:
+            os.write(w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: wake-ups are pending already
+
+    def relay() -> None:
+        while True:
+            try:
+                got = os.read(r, 512)
+            except OSError:
+                return
+            if not got:
+                return  # the write end closed: restored
+            wake()
+            if again > 0:
+                time.sleep(again)
+                wake()
+
+    previous = signal.signal(signum, handler)
+    threading.Thread(target=relay, name=f"fac-signal-{signum}", daemon=True).start()
+
+    def restore() -> None:
+        signal.signal(signum, previous)
+        os.close(w)
+
+    return restore

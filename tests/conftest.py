@@ -54,6 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per core, at most 4. Each test starts real processes (tmux servers, gate
+    runs, a Dask cluster), so a worker keeps about a core busy; more than 4 only crowds the timeouts."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def tmux_socket_path(socket: str) -> Path:
     return Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / socket
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from helpers import (
     assert_usage_error,
     branches,
@@ -233,7 +234,12 @@ def test_the_status_line_shows_the_whole_session_name(tmp_path: Path, tmux_socke
     assert len(shown.rstrip("\n")) <= int(room), (shown, room)
 
 
-def test_the_dashboard_repaints_whole_when_its_window_is_resized(factory: Path, tmux_socket: str) -> None:
+def test_the_dashboard_repaints_whole_when_its_window_is_resized(
+    factory: Path, tmux_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shell (or pytest-xdist) that exports its terminal's size: the dashboard still follows its window.
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
     session = fac_json("up", cwd=factory)["session"]
     target = f"={session}:supervisor"
     title = f"fac {session}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
+import pytest
 from helpers import wait_for
 
 from supervisor.tmux import LiveTmux, Tmux, _proc_end
@@ -54,3 +55,18 @@ def test_the_libtmux_view_of_a_server_that_is_not_running(tmux_server: LiveTmux)
     assert not tmux_server.running()
     assert tmux_server.panes("s1") == []
     tmux_server.kill_server()  # nothing to stop: no error
+
+
+def test_a_pane_never_inherits_the_terminal_size_of_the_shell_that_started_tmux(
+    tmux_server: LiveTmux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Programs in a pane that read COLUMNS/LINES (rich, curses) would draw at that size, not the pane's.
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    monkeypatch.setenv("FAC_TEST_MARK", "here")
+    raw = Tmux(tmux_server.socket)
+    _, pane = raw.new_window("s1", "env", "/", ["sh", "-c", "env; echo END"], {})
+    wait_for(lambda: "END" in (tmux_server.capture(pane) or []), 10, "the pane's env")
+    shown = tmux_server.capture(pane) or []
+    assert "FAC_TEST_MARK=here" in shown  # the rest of the environment does reach the pane
+    assert not [ln for ln in shown if ln.startswith(("COLUMNS=", "LINES="))], shown

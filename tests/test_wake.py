@@ -1,8 +1,12 @@
-"""wake.watch: one inotify watcher, on a real temp directory; and what happens when inotify cannot start."""
+"""wake.watch: one inotify watcher, on a real temp directory; and what happens when inotify cannot start.
+wake.on_signal: a signal that wakes a loop without a lock in its handler."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +131,27 @@ def test_reading_a_watched_file_is_not_a_change(tmp_path: Path) -> None:
         assert set_within(w.event)
     finally:
         w.stop()
+
+
+def test_a_signal_wakes_from_a_thread_of_its_own_and_once_more_later() -> None:
+    # Python runs a signal handler in the main thread, where an Event's own lock may be held (inside
+    # its `wait`): setting the Event there can deadlock. The wake-up must come from another thread.
+    calls: list[tuple[float, bool]] = []
+    got = threading.Event()
+
+    def woke() -> None:
+        calls.append((time.monotonic(), threading.current_thread() is threading.main_thread()))
+        if len(calls) == 2:
+            got.set()
+
+    restore = wake.on_signal(signal.SIGUSR1, woke, again=0.2)
+    try:
+        t0 = time.monotonic()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert got.wait(10), calls
+    finally:
+        restore()
+    (first, first_in_main), (second, second_in_main) = calls
+    assert not first_in_main and not second_in_main
+    assert first >= t0 and second - first >= 0.2
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL

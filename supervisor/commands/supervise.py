@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
 
 import click
@@ -36,7 +35,7 @@ def supervise(no_dashboard: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from supervisor import dashboard
+    from supervisor import dashboard, tmux, wake
 
     recent: list[str] = []
 
@@ -46,7 +45,11 @@ def supervise(no_dashboard: bool) -> None:
 
     # The alternate screen: each refresh repaints the whole window, so a resize leaves no remains of
     # the previous size's frame (Live's in-place mode moves up by the old line count, which a resize
-    # rewraps); a resize (SIGWINCH) wakes the loop to repaint at once.
+    # rewraps).
+    # The live table follows the window's real size, never COLUMNS or LINES in the environment (a
+    # tmux server started from a shell that exported them passes them to every pane).
+    for var in tmux.TERMINAL_SIZE:
+        os.environ.pop(var, None)
     with Live(console=Console(), auto_refresh=False, screen=True) as live:
 
         def redraw() -> None:
@@ -58,13 +61,8 @@ def supervise(no_dashboard: bool) -> None:
 
         sup = Supervisor(fac, say=note, on_reconcile=redraw, keep=keep)
 
-        def resized(_sig: int, _frame: object) -> None:
-            # Repaint at once, and once more when tmux has settled the new size: the first repaint
-            # can still see the old one, and nothing else wakes an idle supervisor before its tick.
-            sup.wake.set()
-            again = threading.Timer(0.3, sup.wake.set)
-            again.daemon = True
-            again.start()
-
-        signal.signal(signal.SIGWINCH, resized)
+        # A resize wakes the loop to repaint at once, and once more when tmux has settled the new
+        # size: the first repaint can still see the old one, and nothing else wakes an idle
+        # supervisor before its tick.
+        wake.on_signal(signal.SIGWINCH, sup.wake.set, again=0.3)
         sup.run()
