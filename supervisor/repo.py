@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,6 +226,27 @@ def _run(
     return subprocess.run(argv, cwd=cwd, capture_output=True, input=input, env=hardened_env(env))
 
 
+# `git worktree add` first writes a placeholder HEAD (the null id) into the new worktree's entry and
+# replaces it a moment later; a fetch into the same repository in that moment walks every worktree's
+# HEAD and fails with "bad object worktrees/<id>/HEAD". fac adds such worktrees all the time (each gate
+# run checks its candidate out in one), so a `fac submit` could fail for no fault of its own.
+_PLACEHOLDER_HEAD = re.compile(r"bad object worktrees/[^/\s]+/HEAD")
+WORKTREE_SETTLE = 10.0  # seconds a fetch waits for a worktree being added to get its real HEAD
+
+
+def _fetch(
+    root: Path, args: tuple[str, ...] | list[str], *, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """A fetch (`_run`), tried again while it fails only on a worktree that is being added."""
+    deadline = time.monotonic() + WORKTREE_SETTLE
+    while True:
+        proc = _run(root, args, env=env)
+        err = proc.stderr.decode("utf-8", errors="replace")
+        if proc.returncode == 0 or not _PLACEHOLDER_HEAD.search(err) or time.monotonic() > deadline:
+            return proc
+        time.sleep(0.05)
+
+
 @functools.cache
 def git_version() -> tuple[int, int]:
     exe = shutil.which("git")
@@ -256,7 +278,10 @@ def git(
 ) -> str:
     """Run git (hardened) in `root` and return stdout (stripped of the final newline); `trusted`
     runs it on the bare repository from an empty directory (for reads that judge a branch)."""
-    proc = _run(root, args, trusted=trusted, input=None if input is None else input.encode(), env=env)
+    if "fetch" in args and not trusted and input is None:
+        proc = _fetch(root, args, env=env)
+    else:
+        proc = _run(root, args, trusted=trusted, input=None if input is None else input.encode(), env=env)
     out = proc.stdout.decode("utf-8", errors="replace")
     if check and proc.returncode != 0:
         cmd = " ".join(["git", *args])
@@ -280,6 +305,22 @@ def identity_env(root: Path) -> dict[str, str]:
 def rev_parse(root: Path, ref: str) -> str | None:
     proc = _run(root, ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"])
     return proc.stdout.decode().strip() if proc.returncode == 0 else None
+
+
+def rev_parse_all(root: Path, refs: list[str]) -> list[str | None]:
+    """`rev_parse` of each of `refs` (None where it names no commit), in one git process."""
+    if not refs or any("\n" in ref for ref in refs):
+        return [rev_parse(root, ref) for ref in refs]
+    lines = "".join(f"{ref}^{{commit}}\n" for ref in refs).encode()
+    proc = _run(root, ["cat-file", "--batch-check=%(objectname) %(objecttype)"], input=lines)
+    out = proc.stdout.decode().splitlines() if proc.returncode == 0 else []
+    if len(out) != len(refs):  # a git that answered otherwise: ask one by one
+        return [rev_parse(root, ref) for ref in refs]
+    found: list[str | None] = []
+    for line in out:
+        sha, _, kind = line.partition(" ")
+        found.append(sha if kind == "commit" else None)
+    return found
 
 
 def tree_id(root: Path, rev: str, path: str) -> str | None:
@@ -366,7 +407,7 @@ def remote_url(root: Path, remote: str) -> str:
 def fetch_branch(root: Path, remote: str, branch: str) -> str | None:
     """Fetch `branch` from `remote` into `refs/remotes/<remote>/<branch>`; its sha (None: no such branch)."""
     tracking = f"refs/remotes/{remote}/{branch}"
-    proc = _run(root, ["fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{branch}:{tracking}"])
+    proc = _fetch(root, ["fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{branch}:{tracking}"])
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", errors="replace").strip()
         if "couldn't find remote ref" in err:
@@ -417,7 +458,7 @@ def remote_refs(root: Path, remote: str, prefix: str) -> list[str]:
 
 def fetch_refs(root: Path, url: str, refspecs: list[str]) -> None:
     """Fetch `refspecs` from `url` (a Dask worker's replica takes a candidate by its ref)."""
-    proc = _run(root, ["fetch", "--quiet", "--no-tags", url, *refspecs])
+    proc = _fetch(root, ["fetch", "--quiet", "--no-tags", url, *refspecs])
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", errors="replace").strip()
         raise GitError(f"cannot fetch {' '.join(refspecs)} from {url}: {err}")

@@ -52,17 +52,21 @@ def branch_for(worker: str) -> str:
 def add(root: Path, path: Path, branch: str, base: str, main: str | None = None) -> None:
     """Create `branch` at `base` in the factory and an agent repository at `path` with `branch`
     checked out and `main` (the factory's main, when given) beside it."""
-    base_sha = repo.rev_parse(root, base)
+    # One git process for the three lookups a spawn needs.
+    base_sha, taken, main_sha = repo.rev_parse_all(
+        root, [base, f"refs/heads/{branch}", f"refs/heads/{main}" if main else "HEAD"]
+    )
+    if not main:
+        main_sha = None
     if base_sha is None:
         raise FacError(
             f"base {base!r} is not a commit in {root}", hint="pass --base with a branch, tag or sha"
         )
-    if branch_exists(root, branch):
+    if taken is not None:
         raise FacError(
             f"branch {branch} already exists",
             hint=f"remove it (git branch -D {branch}) or pick another worker name",
         )
-    main_sha = repo.rev_parse(root, f"refs/heads/{main}") if main else None
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         repo.git(root, "branch", "--no-track", branch, base_sha)

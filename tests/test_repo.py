@@ -151,3 +151,54 @@ def test_trusted_reads_ignore_the_checkouts_gitattributes(repo_root: Path) -> No
     assert "+beta" in shown
     [change] = repo.changes(repo_root, "HEAD~1", "HEAD")
     assert (change.status, change.path, change.new_mode) == ("M", "a.txt", "100644")
+
+
+def test_rev_parse_all_answers_as_rev_parse_does_ref_by_ref_in_one_process(repo_root: Path) -> None:
+    git(repo_root, "tag", "v1")
+    git(repo_root, "tag", "-a", "v2", "-m", "annotated")  # peels to the commit
+    refs = ["main", "refs/heads/main", "v1", "v2", "HEAD~0", "refs/heads/nope", "main^{tree}", "a b", "--all"]
+    assert repo.rev_parse_all(repo_root, refs) == [repo.rev_parse(repo_root, ref) for ref in refs]
+    sha = repo.rev_parse(repo_root, "main")
+    assert repo.rev_parse_all(repo_root, ["main", "nope", "v2"]) == [sha, None, sha]
+    assert repo.rev_parse_all(repo_root, []) == []
+
+
+def test_a_fetch_waits_out_a_worktree_being_added_and_still_fails_on_a_real_error(
+    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from supervisor import worktrees
+
+    agent = tmp_path / "agent"
+    worktrees.add(repo_root, agent, "fac/a", "main", main="main")
+    (agent / "new.txt").write_text("new\n")
+    git(agent, "add", "new.txt")
+    git(agent, "commit", "-q", "-m", "new")
+    # The moment inside `git worktree add` (a gate run's checkout) when the new worktree's HEAD is
+    # still git's placeholder, the null id: a fetch walking every worktree's HEAD fails on it.
+    entry = repo_root / ".git" / "worktrees" / "cand-x"
+    entry.mkdir(parents=True)
+    (entry / "HEAD").write_text("0" * 40 + "\n")
+    (entry / "commondir").write_text("../..\n")
+    (entry / "gitdir").write_text(f"{tmp_path / 'cand-x' / '.git'}\n")
+    plain = repo._run(
+        repo_root, ["fetch", "--quiet", str(agent / ".git"), "+refs/heads/fac/a:refs/heads/fac/a"]
+    )
+    assert plain.returncode != 0 and b"bad object worktrees/cand-x/HEAD" in plain.stderr
+
+    # git writes the real HEAD a moment later: the fetch waits for it and succeeds.
+    settle = threading.Timer(
+        0.3, lambda: (entry / "HEAD").write_text(git(repo_root, "rev-parse", "main") + "\n")
+    )
+    settle.start()
+    try:
+        assert worktrees.collect(repo_root, agent, "fac/a") == git(agent, "rev-parse", "HEAD")
+    finally:
+        settle.join()
+
+    # A placeholder that never goes away (a worktree add killed midway) still fails, after the wait.
+    (entry / "HEAD").write_text("0" * 40 + "\n")
+    monkeypatch.setattr(repo, "WORKTREE_SETTLE", 0.2)
+    with pytest.raises(repo.GitError, match="bad object worktrees/cand-x/HEAD"):
+        worktrees.collect(repo_root, agent, "fac/a")
