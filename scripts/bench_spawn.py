@@ -6,6 +6,10 @@ server (never the default one) the median wall time of
 
   (a) `fac spawn worker --cmd 'sleep 60'`                                  (a subprocess)
   (b) `git worktree add -b BRANCH PATH main` + `tmux new-window -d ...`    (the raw equivalent)
+  (c) (a) with FAC_NO_SPAWNER=1: the spawn in its own process, fac imported from scratch
+
+(a) is `fac spawn` as a human runs it while the factory is up: the supervisor's spawner (fac loaded
+once) forks it; the first spawn starts the factory, and the runs wait for the spawner's socket.
 
 (a) gives the agent a repository of its own (borrowing the factory's objects through alternates)
 and runs its pane in bubblewrap when it can; the report says which, and what the agent repository
@@ -35,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from supervisor import spawner  # noqa: E402 (after the path is set)
 
 SPAWN_GOAL = 1.5
 START_GOAL = 3.0
@@ -118,6 +124,12 @@ def tree_seconds(trace: Path) -> float:
     return sum(times)
 
 
+def spawner_lines(root: Path) -> int:
+    """How many requests the factory's spawner has served (its log has one line each)."""
+    log = root / ".fac" / spawner.DIR_NAME / spawner.LOG_NAME
+    return sum(" pid " in ln for ln in log.read_text().splitlines()) if log.exists() else 0
+
+
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
@@ -156,6 +168,10 @@ def main() -> int:
             trace = {"GIT_TRACE2_EVENT": str(traces / f"fac-{n}.json")}
             run([py, "-m", "supervisor", "spawn", "worker", "--cmd", "sleep 60"], {**env, **trace}, cwd=root)
 
+        def cold_spawn(n: int) -> None:
+            trace = {"GIT_TRACE2_EVENT": str(traces / f"cold-{n}.json"), spawner.OFF_ENV: "1"}
+            run([py, "-m", "supervisor", "spawn", "worker", "--cmd", "sleep 60"], {**env, **trace}, cwd=root)
+
         def raw_spawn(n: int) -> None:
             path = raw_dir / f"r{n}"
             trace = {"GIT_TRACE2_EVENT": str(traces / f"raw-{n}.json")}
@@ -167,20 +183,31 @@ def main() -> int:
             window = ["new-window", "-d", "-t", "=fac-bench:", "-n", f"r{n}", "-c", str(path), "sleep", "60"]
             run([*tmux, *window], env)
 
-        # Warm up once (page cache, bytecode), then alternate the variants so drift hits both alike.
+        # Warm up once (page cache, bytecode; the first spawn starts the factory, and with it the
+        # spawner), then rotate the variants so drift hits all alike.
         fac_spawn(next(counter))
         raw_spawn(next(counter))
+        cold_spawn(next(counter))
+        sock = root / ".fac" / spawner.DIR_NAME / spawner.SOCKET_NAME
+        deadline = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        warm = sock.exists()
+        served_before = spawner_lines(root)
         fac_times, raw_times, fac_git, raw_git, fac_cpu, raw_cpu = [], [], [], [], [], []
+        cold_times, cold_git, cold_cpu = [], [], []
         load_before = os.getloadavg()[0]
         for i in range(args.runs):
             n = next(counter)
-            pair = [
+            variants = [
                 (fac_spawn, fac_times, fac_git, fac_cpu, "fac"),
                 (raw_spawn, raw_times, raw_git, raw_cpu, "raw"),
+                (cold_spawn, cold_times, cold_git, cold_cpu, "cold"),
             ]
-            for fn, samples, git_samples, cpu, kind in pair if i % 2 == 0 else reversed(pair):
+            for fn, samples, git_samples, cpu, kind in variants[i % 3 :] + variants[: i % 3]:
                 samples.append(timed(lambda fn=fn, n=n: fn(n), cpu))
                 git_samples.append(tree_seconds(traces / f"{kind}-{n}.json"))
+        served = spawner_lines(root) - served_before
 
         starts: dict[str, list[float]] = {
             "python -c pass": [],
@@ -214,10 +241,11 @@ def main() -> int:
 
     reason = isolation.unconfined()
     sandboxed = "bubblewrap" if not reason else f"none ({reason})"
-    fac_ms, raw_ms = median_ms(fac_times), median_ms(raw_times)
+    fac_ms, raw_ms, cold_ms = median_ms(fac_times), median_ms(raw_times), median_ms(cold_times)
     # fac's own cost: its wall time minus the `git worktree add` it ran, run by run; this part does
     # not depend on how fast the disk checks out 2,000 files.
     overhead_ms = median_ms([t - g for t, g in zip(fac_times, fac_git, strict=True)])
+    cold_overhead_ms = median_ms([t - g for t, g in zip(cold_times, cold_git, strict=True)])
     base = median_ms(starts["python -c pass"])
     result = {
         "files": args.files,
@@ -234,6 +262,12 @@ def main() -> int:
             "fac_overhead_ms": round(overhead_ms, 1),
             "fac_cpu_ms": round(median_ms(fac_cpu), 1),
             "raw_cpu_ms": round(median_ms(raw_cpu), 1),
+            "spawner": warm,
+            "spawner_served": served,
+            "cold_ms": round(cold_ms, 1),
+            "cold_ratio": round(cold_ms / raw_ms, 2),
+            "cold_overhead_ms": round(cold_overhead_ms, 1),
+            "cold_cpu_ms": round(median_ms(cold_cpu), 1),
         },
         "start": {
             name: {"ms": round(median_ms(s), 1), "ratio": round(median_ms(s) / base, 2)}
@@ -260,8 +294,17 @@ def main() -> int:
         f" fac's own overhead {s['fac_overhead_ms']:.1f} ms"
     )
     print(
-        f"        CPU time (user+sys, all processes): fac {s['fac_cpu_ms']:.1f} ms,"
-        f" raw {s['raw_cpu_ms']:.1f} ms"
+        f"        through the spawner: {s['spawner_served']} of {args.runs} runs"
+        + ("" if s["spawner"] else " (its socket never appeared)")
+    )
+    print(
+        f"        CPU time (user+sys, this process's children): fac {s['fac_cpu_ms']:.1f} ms"
+        f" (the spawner's fork is not its child), raw {s['raw_cpu_ms']:.1f} ms"
+    )
+    print(
+        f"cold    FAC_NO_SPAWNER=1 fac spawn ...               {s['cold_ms']:7.1f} ms"
+        f"  ratio {s['cold_ratio']:.2f}x; fac's own overhead {s['cold_overhead_ms']:.1f} ms,"
+        f" CPU {s['cold_cpu_ms']:.1f} ms"
     )
     for name, r in result["start"].items():
         extra = "" if name == "python -c pass" else f"  {r['ratio']:.2f}x (goal <= {START_GOAL}x)"

@@ -19,9 +19,32 @@ def main() -> None:
     # In a worker's pane every request goes through its channel; `fac agent run` is the pane's own loop.
     if sock and sys.argv[1:3] != ["agent", "run"]:
         _relay(sock)
+    if sys.argv[1:2] == ["_spawner"]:  # spawner.SERVE_ARG: the supervisor starts it
+        _serve_spawner()
+        return
+    if not identity.caller().is_agent:  # only a human's `fac spawn` goes to the spawner
+        import os
+
+        from supervisor import spawner
+
+        if spawner.wanted(sys.argv[1:], os.environ):  # warm when the factory is up
+            code = spawner.request(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
     from supervisor.cli import main as cli_main
 
     cli_main()
+
+
+def _serve_spawner() -> None:
+    """The spawner's process (spawner.py): fac imported and probed once, then forked per request."""
+    from supervisor import spawner
+    from supervisor.cli import main as cli_main
+    from supervisor.cli import prewarm
+
+    prewarm()
+    args = sys.argv[2:]
+    spawner.serve(args[0], cli_main, log=args[1] if len(args) > 1 else None)
 
 
 def _relay(sock: str) -> None:

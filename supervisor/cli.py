@@ -270,5 +270,37 @@ def main() -> None:
     cli(prog_name="fac")
 
 
+def prewarm() -> None:
+    """Import and probe now what a `fac spawn` would on each run (the spawner, spawner.py, does this
+    once, and its forked children start with it done)."""
+    import importlib
+
+    from supervisor import repo, sandbox, spawner, tmux
+
+    ctx = click.Context(cli)
+    for name in spawner.COMMANDS:
+        cli.get_command(ctx, name)
+    for module in (
+        "sqlite3",
+        "supervisor.workers",
+        "supervisor.session",
+        "supervisor.health",
+        "supervisor.store",
+        "supervisor.context",
+        "supervisor.deltas",
+        "supervisor.isolation",
+        "supervisor.specs.source",
+        "supervisor.specs.statements",
+        "supervisor.runtimes.command",
+        "supervisor.runtimes.claude",
+        "supervisor.runtimes.anthropic",
+    ):
+        importlib.import_module(module)
+    # Probes whose answers are cached for the process (and so for every child forked from it).
+    repo.git_version()
+    tmux.tmux_version()
+    sandbox.agents_unconfined()
+
+
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -28,6 +29,7 @@ from supervisor import (
     messages,
     repo,
     restart_policy,
+    spawner,
     tasks,
     wake,
     workers,
@@ -93,6 +95,52 @@ def channel_run(root: Path, worktree: Path | None, peer: str, argv: list[str], c
     return channel.Run([sys.executable, "-m", "supervisor", *argv], env, str(where))
 
 
+class SpawnerProcess:
+    """The warm spawner's process (spawner.py), as the supervisor keeps it: started with the
+    supervisor, started again at its next pass when it died, stopped with it (and it stops itself
+    when the supervisor is gone)."""
+
+    def __init__(self, fac_dir: Path) -> None:
+        self.path = fac_dir / spawner.DIR_NAME / spawner.SOCKET_NAME
+        self.log = fac_dir / spawner.DIR_NAME / spawner.LOG_NAME
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._not_before = 0.0
+        self._kept = False  # started by the supervisor's run (a pass alone never starts one)
+
+    def start(self) -> None:
+        self._kept = True
+        self.ensure()
+
+    def ensure(self) -> bool:
+        """Start it again unless it runs; True when this call started it. One that ended within a
+        minute of its start waits a minute before the next try (a spawner that cannot start is only
+        a slower `fac spawn`, never a loop of processes)."""
+        if not self._kept or (self._proc is not None and self._proc.poll() is None):
+            return False
+        now = time.monotonic()
+        if now < self._not_before:
+            return False
+        self._not_before = now + 60.0
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            argv = [sys.executable, "-m", "supervisor", spawner.SERVE_ARG, str(self.path), str(self.log)]
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        return True
+
+    def stop(self) -> None:
+        self._kept = False
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self.path.unlink(missing_ok=True)
+
+
 class Supervisor:
     def __init__(
         self,
@@ -119,6 +167,7 @@ class Supervisor:
         self._restarted = False
         self._channel: channel.Server | None = None
         self._worktrees: dict[str, Path] = {}
+        self._spawner = SpawnerProcess(fac.fac_dir)
 
     # --- lifecycle ---
 
@@ -147,6 +196,7 @@ class Supervisor:
         try:
             self.watch()
             self._channel = channel.Server(self._plan, say=self.say)
+            self._spawner.start()
             self.fac.store.event("supervisor-started", None, pid=os.getpid())
             self.say(f"supervisor up: tick {self.cfg.tick:g}s, WIP limit {self.cfg.max_workers}")
             while not (should_stop and should_stop()):
@@ -162,6 +212,7 @@ class Supervisor:
                 # Coalesce a burst of file events into one pass.
                 time.sleep(0.05)
         finally:
+            self._spawner.stop()
             if self._channel is not None:
                 self._channel.stop()
                 self._channel = None
@@ -210,6 +261,8 @@ class Supervisor:
                 self.say(note)
         for res in tasks.pull(fac):
             self.say(f"pulled a task: spawned {res['name']}")
+        if self._spawner.ensure():
+            self.say("the spawner had ended: started it again")
         return max(0.05, wake_at - time.time())
 
     def check_worker(self, w: Worker, p: PaneInfo | None, now: float) -> float | None:

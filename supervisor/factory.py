@@ -292,3 +292,5 @@ class Factory:
             d.mkdir(parents=True, exist_ok=True)
             # Keep .fac/ out of git even in a repository whose .gitignore does not list it.
             ignore.write_text("*\n", encoding="utf-8")
+            # Made now, before any watcher of .fac/ starts: the spawner's socket lives there.
+            (d / "spawner").mkdir(exist_ok=True)

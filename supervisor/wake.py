@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# SQLite's shared-memory index and fac's lock files change on every read: no reason to wake.
-NOISE = ("-shm", ".lock")
+# SQLite's shared-memory index and fac's lock files change on every read, and a socket appears when
+# its server starts (the spawner's, in .fac/): no reason to wake.
+NOISE = ("-shm", ".lock", ".sock")
 
 
 def not_noise(path: str) -> bool:

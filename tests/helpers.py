@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import git as gitpython
+import pytest
 
+from supervisor import isolation
 from supervisor.daemon import Supervisor
 from supervisor.factory import Factory
 from supervisor.tmux import LiveTmux, PaneInfo, Tmux
@@ -26,6 +28,10 @@ from supervisor.tmux import LiveTmux, PaneInfo, Tmux
 T = TypeVar("T")
 
 FAC = [sys.executable, "-m", "supervisor"]
+
+
+UNCONFINED = isolation.unconfined()  # why agents run unsandboxed here ("" when bubblewrap works)
+needs_bwrap = pytest.mark.skipif(bool(UNCONFINED), reason=f"agents cannot be sandboxed here: {UNCONFINED}")
 
 
 def run_fac(

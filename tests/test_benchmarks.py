@@ -37,6 +37,7 @@ def test_bench_spawn_measures_fac_spawn_against_raw_git_and_tmux() -> None:
     out = bench("bench_spawn.py", "--runs", "1", "--files", "20")
     assert "fac spawn worker --cmd 'sleep 60'" in out and "git worktree add + tmux new-window" in out
     assert "ratio" in out and "fac --version" in out
+    assert "through the spawner: 1 of 1 runs" in out and "FAC_NO_SPAWNER=1" in out
 
 
 def test_bench_supervisor_routes_red_verdicts_both_ways_and_measures_idle_cpu() -> None:

@@ -15,7 +15,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import fac_json, git, pane_script, run_fac, running_supervisor, wait_for, wait_until_exited
+from helpers import (
+    UNCONFINED,
+    fac_json,
+    git,
+    needs_bwrap,
+    pane_script,
+    run_fac,
+    running_supervisor,
+    wait_for,
+    wait_until_exited,
+)
 from queue_helpers import (
     SUT,
     commit,
@@ -31,9 +41,6 @@ from queue_helpers import (
 
 from supervisor import isolation, sandbox, worktrees
 from supervisor.factory import Factory
-
-UNCONFINED = isolation.unconfined()
-needs_bwrap = pytest.mark.skipif(bool(UNCONFINED), reason=f"agents cannot be sandboxed here: {UNCONFINED}")
 
 
 def sha256(path: Path) -> str:

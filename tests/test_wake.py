@@ -60,8 +60,9 @@ def test_the_filter_sees_each_path_and_a_given_event_is_the_one_set(tmp_path: Pa
         w.stop()
 
 
-def test_the_default_filter_drops_lock_and_shm_files_only() -> None:
+def test_the_default_filter_drops_lock_shm_and_socket_files_only() -> None:
     assert not wake.not_noise("/f/.fac/supervisor.lock")
+    assert not wake.not_noise("/f/.fac/spawner.sock")
     assert not wake.not_noise("/f/.fac/state.db-shm")
     assert not wake.not_noise("/f/.git/refs/heads/main.lock")
     assert wake.not_noise("/f/.fac/state.db-wal")
