@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from supervisor.errors import FacError
+from supervisor.locate import CONFIG_NAME as CONFIG_NAME  # with the code that finds it
 
-CONFIG_NAME = "factory.toml"
 STAGES = ("inner", "gate")
 CHECK_KINDS = ("deterministic", "judgment")
 

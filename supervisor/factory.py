@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor import config as configmod
+from supervisor import locate
 from supervisor.errors import FacError
 from supervisor.tmux import PaneInfo, Tmux
 
@@ -31,7 +32,7 @@ def find_root(start: Path | None = None) -> Path:
     """The factory root: $FAC_ROOT, else the nearest directory upwards holding factory.toml.
 
     A worker's worktree (`.fac/worktrees/<name>`) has its own copy of factory.toml; the root is
-    the directory that holds `.fac/`, not the worktree.
+    the directory that holds `.fac/`, not the worktree (locate.nearest_root).
     """
     env = os.environ.get("FAC_ROOT")
     if env:
@@ -40,15 +41,9 @@ def find_root(start: Path | None = None) -> Path:
             raise FacError(f"FAC_ROOT={env} is not a factory (no factory.toml there)", hint="unset FAC_ROOT")
         return root.resolve()
     here = (start or Path.cwd()).resolve()
-    parts = here.parts
-    if ".fac" in parts:
-        i = parts.index(".fac")
-        candidate = Path(*parts[:i])
-        if (candidate / configmod.CONFIG_NAME).is_file():
-            return candidate
-    for d in [here, *here.parents]:
-        if (d / configmod.CONFIG_NAME).is_file():
-            return d
+    found = locate.nearest_root(str(here))
+    if found is not None:
+        return Path(found)
     raise FacError(
         f"not inside a factory: no factory.toml in {here} or any parent",
         hint="cd into a factory, or create one with `fac init DIR`",

@@ -223,28 +223,22 @@ def _run(
 ) -> subprocess.CompletedProcess[bytes]:
     argv = hardened_argv(root, args, trusted=trusted)
     cwd = _empty_dir() if "--bare" in argv[: argv.index(HARDENING[0])] else root
-    return subprocess.run(argv, cwd=cwd, capture_output=True, input=input, env=hardened_env(env))
+    deadline = time.monotonic() + WORKTREE_SETTLE
+    while True:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, input=input, env=hardened_env(env))
+        if proc.returncode == 0 or time.monotonic() > deadline:
+            return proc
+        if not _PLACEHOLDER_HEAD.search(proc.stderr.decode("utf-8", errors="replace")):
+            return proc
+        time.sleep(0.05)  # a worktree being added: git writes its real HEAD in a moment
 
 
 # `git worktree add` first writes a placeholder HEAD (the null id) into the new worktree's entry and
-# replaces it a moment later; a fetch into the same repository in that moment walks every worktree's
-# HEAD and fails with "bad object worktrees/<id>/HEAD". fac adds such worktrees all the time (each gate
-# run checks its candidate out in one), so a `fac submit` could fail for no fault of its own.
+# replaces it a moment later; a command that walks every worktree's HEAD in that moment (a fetch into
+# the factory: every `fac submit`) fails with "bad object worktrees/<id>/HEAD". fac adds such worktrees
+# all the time (each gate run checks its candidate out in one), so every git call waits that out.
 _PLACEHOLDER_HEAD = re.compile(r"bad object worktrees/[^/\s]+/HEAD")
-WORKTREE_SETTLE = 10.0  # seconds a fetch waits for a worktree being added to get its real HEAD
-
-
-def _fetch(
-    root: Path, args: tuple[str, ...] | list[str], *, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    """A fetch (`_run`), tried again while it fails only on a worktree that is being added."""
-    deadline = time.monotonic() + WORKTREE_SETTLE
-    while True:
-        proc = _run(root, args, env=env)
-        err = proc.stderr.decode("utf-8", errors="replace")
-        if proc.returncode == 0 or not _PLACEHOLDER_HEAD.search(err) or time.monotonic() > deadline:
-            return proc
-        time.sleep(0.05)
+WORKTREE_SETTLE = 10.0  # seconds a git call waits for a worktree being added to get its real HEAD
 
 
 @functools.cache
@@ -278,10 +272,7 @@ def git(
 ) -> str:
     """Run git (hardened) in `root` and return stdout (stripped of the final newline); `trusted`
     runs it on the bare repository from an empty directory (for reads that judge a branch)."""
-    if "fetch" in args and not trusted and input is None:
-        proc = _fetch(root, args, env=env)
-    else:
-        proc = _run(root, args, trusted=trusted, input=None if input is None else input.encode(), env=env)
+    proc = _run(root, args, trusted=trusted, input=None if input is None else input.encode(), env=env)
     out = proc.stdout.decode("utf-8", errors="replace")
     if check and proc.returncode != 0:
         cmd = " ".join(["git", *args])
@@ -407,7 +398,7 @@ def remote_url(root: Path, remote: str) -> str:
 def fetch_branch(root: Path, remote: str, branch: str) -> str | None:
     """Fetch `branch` from `remote` into `refs/remotes/<remote>/<branch>`; its sha (None: no such branch)."""
     tracking = f"refs/remotes/{remote}/{branch}"
-    proc = _fetch(root, ["fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{branch}:{tracking}"])
+    proc = _run(root, ["fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{branch}:{tracking}"])
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", errors="replace").strip()
         if "couldn't find remote ref" in err:
@@ -458,7 +449,7 @@ def remote_refs(root: Path, remote: str, prefix: str) -> list[str]:
 
 def fetch_refs(root: Path, url: str, refspecs: list[str]) -> None:
     """Fetch `refspecs` from `url` (a Dask worker's replica takes a candidate by its ref)."""
-    proc = _fetch(root, ["fetch", "--quiet", "--no-tags", url, *refspecs])
+    proc = _run(root, ["fetch", "--quiet", "--no-tags", url, *refspecs])
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", errors="replace").strip()
         raise GitError(f"cannot fetch {' '.join(refspecs)} from {url}: {err}")

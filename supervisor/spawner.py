@@ -27,6 +27,8 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
+from supervisor import locate
+
 # The client side runs in every human `fac spawn` before anything else: it imports no pathlib, json,
 # struct or subprocess (each a few milliseconds of a start-up that is the point of this module).
 # In a directory of its own: the supervisor watches .fac/ itself, and a socket created there on each
@@ -36,31 +38,15 @@ SOCKET_NAME = "spawner.sock"
 LOG_NAME = "requests.log"  # one line per request
 OFF_ENV = "FAC_NO_SPAWNER"
 COMMANDS = ("spawn",)  # what the spawner serves
-CONFIG_NAME = "factory.toml"  # config.CONFIG_NAME, without importing the config
 SERVE_ARG = "_spawner"  # `python -m supervisor _spawner SOCKET LOG`: the spawner's own process
 REQUEST_MAX = 1 << 22  # argv and environment: a few KB normally
 ACCEPT_TICK = 1.0  # seconds between checks that the supervisor is still there
-UNIX_PATH_MAX = 107
+UNIX_PATH_MAX = 107  # channel.PATH_MAX, without importing the channel (and its subprocess)
 
 
 def root_for(cwd: str, environ: Mapping[str, str]) -> str | None:
     """The factory root the way factory.find_root finds it, or None (then fac says why itself)."""
-    env = environ.get("FAC_ROOT")
-    if env:
-        return env
-    parts = cwd.split(os.sep)
-    if ".fac" in parts:  # inside a worker's tree: its own factory.toml is not the factory's
-        candidate = os.sep.join(parts[: parts.index(".fac")]) or os.sep
-        if os.path.isfile(os.path.join(candidate, CONFIG_NAME)):
-            return candidate
-    d = cwd
-    while True:
-        if os.path.isfile(os.path.join(d, CONFIG_NAME)):
-            return d
-        up = os.path.dirname(d)
-        if up == d:
-            return None
-        d = up
+    return environ.get("FAC_ROOT") or locate.nearest_root(cwd)
 
 
 def socket_path(root: str) -> str:
@@ -291,6 +277,11 @@ def _child(conn: socket.socket, req: Request, run: Callable[[], object]) -> None
         for target, fd in enumerate(req.fds):
             os.dup2(fd, target)
             os.close(fd)
+        # Signals as a `fac` in the caller's terminal has them, whatever the spawner inherited (a
+        # supervisor started in the background ignores SIGINT): the client forwards them here.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
         os.environ.clear()
         os.environ.update(req.env)
         os.chdir(req.cwd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,7 @@ def test_rev_parse_all_answers_as_rev_parse_does_ref_by_ref_in_one_process(repo_
     assert repo.rev_parse_all(repo_root, []) == []
 
 
-def test_a_fetch_waits_out_a_worktree_being_added_and_still_fails_on_a_real_error(
+def test_git_waits_out_a_worktree_being_added_and_still_fails_on_one_that_stays(
     repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import threading
@@ -182,8 +183,9 @@ def test_a_fetch_waits_out_a_worktree_being_added_and_still_fails_on_a_real_erro
     (entry / "HEAD").write_text("0" * 40 + "\n")
     (entry / "commondir").write_text("../..\n")
     (entry / "gitdir").write_text(f"{tmp_path / 'cand-x' / '.git'}\n")
-    plain = repo._run(
-        repo_root, ["fetch", "--quiet", str(agent / ".git"), "+refs/heads/fac/a:refs/heads/fac/a"]
+    refspec = "+refs/heads/fac/a:refs/heads/fac/a"
+    plain = subprocess.run(  # git itself, not fac's wrapper
+        ["git", "-C", str(repo_root), "fetch", "--quiet", str(agent / ".git"), refspec], capture_output=True
     )
     assert plain.returncode != 0 and b"bad object worktrees/cand-x/HEAD" in plain.stderr
 

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +38,14 @@ def served(root: Path) -> list[str]:
     """The requests the spawner logged (one line each)."""
     log = root / ".fac" / spawner.DIR_NAME / spawner.LOG_NAME
     return [ln for ln in log.read_text().splitlines() if " pid " in ln] if log.exists() else []
+
+
+def ended(pid: int) -> bool:
+    """Whether process `pid` has exited (gone, or a zombie its parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def spawner_pid(root: Path) -> int:
@@ -180,7 +187,7 @@ def test_a_request_for_anything_but_spawn_is_not_served(factory: Path, tmux_sock
                 s.settimeout(10)
                 answer = s.recv(4)
             assert (argv[0] == "spawn") == (len(answer) == 4), (argv, answer)
-        time.sleep(0.2)
+        wait_for(lambda: served(factory), 10, "the spawner's line for the spawn it forked")
     assert [ln.split(": ", 1)[1].split(" (")[0] for ln in served(factory)] == ["fac spawn"]
 
 
@@ -227,10 +234,13 @@ def test_ctrl_c_reaches_the_spawners_child_which_says_interrupted(factory: Path,
         proc = subprocess.Popen(argv, cwd=factory, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: len(served(factory)) == 1, 30, "the request to reach the spawner")
         child = int(served(factory)[0].split(" pid ")[1].split(":")[0])
-        wait_for(lambda: Path(f"/proc/{child}/fd/0").exists(), 10, "the child")
-        time.sleep(0.3)  # it is in the read now (or about to be)
+        wchan = Path(f"/proc/{child}/wchan")
+        # Blocked opening the FIFO (no writer): long after it sent its pid, so the client forwards.
+        wait_for(lambda: wchan.exists() and wchan.read_text() == "wait_for_partner", 30, "the child's open")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
+        # The child itself was interrupted (not only the client): it ends, the FIFO never written.
+        wait_for(lambda: ended(child), 10, "the child to end")
     assert proc.returncode == 130, err
     assert err.strip() == "fac: interrupted"
     assert Factory(factory).store.worker("w1") is None
